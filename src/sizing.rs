@@ -1,0 +1,13 @@
+//! The pure sizing core: Kubernetes quantities, the sizing policy, KubeVirt's
+//! virt-launcher renderer and Kata Containers' sandbox model.
+//!
+//! Nothing here performs I/O, reads a clock or logs. Every function takes
+//! plain data and returns plain data plus an explanation.
+
+pub mod gofloat;
+pub mod kata;
+pub mod kubevirt;
+pub mod policy;
+pub mod quantity;
+
+pub use quantity::{Format, Quantity, QuantityError};

@@ -1,0 +1,1 @@
+//! gofloat (in progress)

@@ -1,0 +1,1 @@
+//! kata (in progress)

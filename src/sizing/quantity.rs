@@ -1,0 +1,1 @@
+//! quantity (in progress)
