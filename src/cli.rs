@@ -1,1 +1,96 @@
-//! cli
+//! The command line (clap derive). The verbs and flags are a contract with
+//! users' scripts and CI files: add, never rename.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Sizes the Pods that carry virtual machines (KubeVirt virt-launcher Pods,
+/// Kata Containers RuntimeClasses and sandbox Pods).
+#[derive(Debug, Parser)]
+#[command(name = "virt-sizer", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Review one AdmissionReview offline and print the response exactly as
+    /// the server would.
+    Review(ReviewArgs),
+    /// Run a directory of CI policy test cases.
+    Test(TestArgs),
+    /// Work with policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Capacity planning: what the scheduler reserves per VM under each
+    /// profile, and how many VMs fit on a node.
+    Plan(PlanArgs),
+}
+
+/// `virt-sizer review`.
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// Sizing policy (YAML). Without it, the built-in policy (KubeVirt's
+    /// own defaults: a no-op).
+    #[arg(long, env = "VIRT_SIZER_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// A VirtualMachineInstance (JSON or YAML) a launcher Pod may belong to.
+    /// Repeatable.
+    #[arg(long = "vmi", value_name = "FILE")]
+    pub vmis: Vec<PathBuf>,
+    /// Labels of the request's namespace, `k=v,k2=v2`.
+    #[arg(long, value_name = "K=V,...", default_value = "")]
+    pub namespace_labels: String,
+    /// Print the mutated object instead of the AdmissionReview response.
+    #[arg(long)]
+    pub patched: bool,
+    /// Print the reasoning instead of the AdmissionReview response.
+    #[arg(long)]
+    pub explain: bool,
+    /// The AdmissionReview (JSON or YAML; a bare Pod or RuntimeClass is
+    /// wrapped in a CREATE review), or `-` for standard input.
+    #[arg(value_name = "FILE|-", default_value = "-")]
+    pub input: PathBuf,
+}
+
+/// `virt-sizer test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Directory of cases: every `*.yaml` under it whose top level has
+    /// `expect:`.
+    pub dir: PathBuf,
+    /// Also write a JUnit XML report.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+/// `virt-sizer policy …`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy and print every problem with its field path.
+    Check {
+        /// The policy file.
+        file: PathBuf,
+    },
+    /// Print the built-in default policy.
+    Default,
+}
+
+/// `virt-sizer plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Sizing policy (YAML); without it, the built-in policy.
+    #[arg(long, env = "VIRT_SIZER_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Allocatable node capacity, `cpu=64,memory=256Gi`.
+    #[arg(long)]
+    pub node: String,
+    /// A VM shape, `VCPUSxMEMORY` (e.g. `4x16Gi`), optionally
+    /// `,dedicated` or `,hugepages=1Gi`. Repeatable.
+    #[arg(long = "vm", required = true)]
+    pub vms: Vec<String>,
+}

@@ -1,1 +1,185 @@
-//! commands
+//! Thin shells for the CLI verbs: they read files, call the pure core and
+//! print. Shared input handling lives here.
+
+pub mod plan;
+pub mod policy;
+pub mod review;
+pub mod test;
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize as _;
+use serde_json::Value;
+
+use crate::admission::{AdmissionRequest, AdmissionReview, VmiRef};
+use crate::sizing::policy::ValidPolicy;
+
+/// Reads a JSON or YAML file (`-` is standard input) into JSON values, one
+/// per YAML document.
+///
+/// # Errors
+/// Unreadable file or a document that is neither JSON nor YAML, naming the
+/// file and the position.
+pub fn read_documents(path: &Path) -> anyhow::Result<Vec<Value>> {
+    let text = if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading standard input")?;
+        text
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    parse_documents(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Parses JSON, or YAML (possibly several `---` documents), into values.
+///
+/// # Errors
+/// The parser's message with line and column.
+pub fn parse_documents(text: &str) -> anyhow::Result<Vec<Value>> {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        let value: Value = serde_json::from_str(text).context("invalid JSON")?;
+        return Ok(vec![value]);
+    }
+    let mut documents = Vec::new();
+    for document in yaml_serde::Deserializer::from_str(text) {
+        let value = Value::deserialize(document).context("invalid YAML")?;
+        if !value.is_null() {
+            documents.push(value);
+        }
+    }
+    Ok(documents)
+}
+
+/// Reads exactly one document.
+///
+/// # Errors
+/// As [`read_documents`], or when the file holds no or several documents.
+pub fn read_document(path: &Path) -> anyhow::Result<Value> {
+    let mut documents = read_documents(path)?;
+    match documents.len() {
+        1 => Ok(documents.remove(0)),
+        0 => bail!("{}: empty document", path.display()),
+        n => bail!("{}: expected one document, found {n}", path.display()),
+    }
+}
+
+/// Loads a policy file, or the built-in policy without one.
+///
+/// # Errors
+/// Unreadable or invalid policy, with every problem and its field path.
+pub fn load_policy(path: Option<&Path>) -> anyhow::Result<ValidPolicy> {
+    let Some(path) = path else {
+        return Ok(ValidPolicy::builtin());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading policy {}", path.display()))?;
+    ValidPolicy::from_yaml(&text)
+        .map_err(|errors| anyhow::anyhow!("invalid policy {}:\n{errors}", path.display()))
+}
+
+/// Parses `k=v,k2=v2` (empty string = no labels).
+///
+/// # Errors
+/// An entry without `=`.
+pub fn parse_labels(text: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .split_once('=')
+                .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
+                .with_context(|| format!("label {entry:?} is not key=value"))
+        })
+        .collect()
+}
+
+/// VirtualMachineInstances supplied on the command line or in a case.
+#[derive(Debug, Default)]
+pub struct VmiSet {
+    vmis: Vec<Value>,
+}
+
+impl VmiSet {
+    /// Loads every VMI document from `paths` (a file may hold several, or a
+    /// `List`).
+    ///
+    /// # Errors
+    /// Unreadable files, or a document that is not a VirtualMachineInstance.
+    pub fn load(paths: &[impl AsRef<Path>]) -> anyhow::Result<VmiSet> {
+        let mut vmis = Vec::new();
+        for path in paths {
+            let path = path.as_ref();
+            for document in read_documents(path)? {
+                let items = match document.get("items").and_then(Value::as_array) {
+                    Some(items) if document.get("kind").and_then(Value::as_str) == Some("List") => {
+                        items.clone()
+                    }
+                    _ => vec![document],
+                };
+                for item in items {
+                    let kind = item.get("kind").and_then(Value::as_str).unwrap_or("");
+                    if kind != "VirtualMachineInstance" {
+                        bail!(
+                            "{}: kind: expected VirtualMachineInstance, got {kind:?}",
+                            path.display()
+                        );
+                    }
+                    vmis.push(item);
+                }
+            }
+        }
+        Ok(VmiSet { vmis })
+    }
+
+    /// The VMI named by `reference` (a VMI without a namespace matches any).
+    #[must_use]
+    pub fn find(&self, reference: &VmiRef) -> Option<&Value> {
+        self.vmis.iter().find(|vmi| {
+            let name = vmi.pointer("/metadata/name").and_then(Value::as_str);
+            let namespace = vmi
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            name == Some(reference.name.as_str())
+                && (namespace.is_empty() || namespace == reference.namespace)
+        })
+    }
+}
+
+/// Turns a document into an admission request: an AdmissionReview is used
+/// as is; a bare object is wrapped in a review with `operation`, the
+/// object's namespace (else `namespace`) and a fixed uid.
+///
+/// # Errors
+/// A malformed AdmissionReview (with the path of the bad field) or an
+/// AdmissionReview of another API version.
+pub fn request_from_document(
+    document: Value,
+    namespace: &str,
+    operation: &str,
+) -> anyhow::Result<AdmissionRequest> {
+    if document.get("kind").and_then(Value::as_str) == Some("AdmissionReview") {
+        let review: AdmissionReview =
+            serde_path_to_error::deserialize(document).map_err(|error| {
+                anyhow::anyhow!("AdmissionReview: {}: {}", error.path(), error.inner())
+            })?;
+        if review.api_version != crate::admission::review::ADMISSION_API_VERSION {
+            bail!(
+                "apiVersion: expected {}, got {:?}",
+                crate::admission::review::ADMISSION_API_VERSION,
+                review.api_version
+            );
+        }
+        return review.request.context("request: missing");
+    }
+    Ok(crate::admission::request_for_object(
+        document, namespace, operation,
+    ))
+}

@@ -1,1 +1,25 @@
-fn main() {}
+//! The `virt-sizer` binary: parse the command line, dispatch, map errors to
+//! exit codes (0 ok, 1 test failures / invalid policy, 2 unusable input).
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use virt_sizer::cli::{Cli, Command};
+use virt_sizer::commands;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Review(args) => commands::review::run(args),
+        Command::Test(args) => commands::test::run(args),
+        Command::Policy(command) => commands::policy::run(command),
+        Command::Plan(args) => commands::plan::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("virt-sizer: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

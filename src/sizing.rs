@@ -4,10 +4,13 @@
 //! Nothing here performs I/O, reads a clock or logs. Every function takes
 //! plain data and returns plain data plus an explanation.
 
+pub mod error;
 pub mod gofloat;
 pub mod kata;
 pub mod kubevirt;
 pub mod policy;
 pub mod quantity;
+pub mod vmi;
 
+pub use error::SizingError;
 pub use quantity::{Format, Quantity, QuantityError};

@@ -1,0 +1,201 @@
+//! Minimal RFC 6902 operations against the *raw* admitted object.
+//!
+//! The object is never round-tripped through a typed Pod: every operation
+//! addresses one field, so anything we do not know about survives. Values are
+//! compared by quantity, so `1Gi` and `1073741824` are equal and produce no
+//! operation (which is what keeps re-invocation idempotent).
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation};
+use serde_json::{Map, Value};
+
+use crate::sizing::Quantity;
+
+/// A value change, for the explanation and the warnings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Dotted field path, e.g. `spec.containers[0].resources.requests.memory`.
+    pub field: String,
+    /// Short name for warnings, e.g. `memory request`.
+    pub label: String,
+    /// The value before (as written in the object), if any.
+    pub old: Option<String>,
+    /// The value after, if any.
+    pub new: Option<String>,
+}
+
+/// Collects operations against one object.
+#[derive(Debug)]
+pub(crate) struct PatchBuilder<'a> {
+    object: &'a Value,
+    pub(crate) ops: Vec<PatchOperation>,
+    pub(crate) changes: Vec<Change>,
+}
+
+impl<'a> PatchBuilder<'a> {
+    pub(crate) fn new(object: &'a Value) -> PatchBuilder<'a> {
+        PatchBuilder {
+            object,
+            ops: Vec::new(),
+            changes: Vec::new(),
+        }
+    }
+
+    /// Makes sure the map at `path` exists, adding empty maps where missing
+    /// (or replacing a `null`).
+    fn ensure_map(&mut self, path: &[&str]) {
+        let mut current = Some(self.object);
+        for depth in 0..path.len() {
+            let next = current.and_then(|value| value.get(path[depth]));
+            if next.is_none() || next.is_some_and(Value::is_null) {
+                let target = pointer(&path[..=depth]);
+                let already_added = self.ops.iter().any(|op| match op {
+                    PatchOperation::Add(add) => add.path == target,
+                    PatchOperation::Replace(replace) => replace.path == target,
+                    _ => false,
+                });
+                if !already_added {
+                    let op = if next.is_some() {
+                        PatchOperation::Replace(ReplaceOperation {
+                            path: pointer(&path[..=depth]),
+                            value: Value::Object(Map::new()),
+                        })
+                    } else {
+                        PatchOperation::Add(AddOperation {
+                            path: pointer(&path[..=depth]),
+                            value: Value::Object(Map::new()),
+                        })
+                    };
+                    self.ops.push(op);
+                }
+                current = None;
+            } else {
+                current = next;
+            }
+        }
+    }
+
+    /// Sets (or removes, with `None`) the quantity at `parent.name`, doing
+    /// nothing when the current value is equal by value.
+    pub(crate) fn set_quantity(
+        &mut self,
+        parent: &[&str],
+        name: &str,
+        desired: Option<Quantity>,
+        label: &str,
+    ) {
+        let current = lookup(self.object, parent).and_then(|map| map.get(name));
+        let current_quantity = current.and_then(quantity_of);
+        if current.is_some() && current_quantity.is_some() && current_quantity == desired {
+            return;
+        }
+        if current.is_none() && desired.is_none() {
+            return;
+        }
+        let mut path: Vec<&str> = parent.to_vec();
+        path.push(name);
+        let old = current.map(display_value);
+        match desired {
+            Some(quantity) => {
+                let value = Value::String(quantity.to_string());
+                if current.is_some() {
+                    self.ops.push(PatchOperation::Replace(ReplaceOperation {
+                        path: pointer(&path),
+                        value,
+                    }));
+                } else {
+                    self.ensure_map(parent);
+                    self.ops.push(PatchOperation::Add(AddOperation {
+                        path: pointer(&path),
+                        value,
+                    }));
+                }
+            }
+            None => self.ops.push(PatchOperation::Remove(RemoveOperation {
+                path: pointer(&path),
+            })),
+        }
+        self.changes.push(Change {
+            field: dotted(&path),
+            label: label.to_owned(),
+            old,
+            new: desired.map(|quantity| quantity.to_string()),
+        });
+    }
+
+    /// Sets a string annotation (or label map entry) at `parent.name`.
+    pub(crate) fn set_string(&mut self, parent: &[&str], name: &str, desired: &str, label: &str) {
+        let current = lookup(self.object, parent).and_then(|map| map.get(name));
+        if current.and_then(Value::as_str) == Some(desired) {
+            return;
+        }
+        let mut path: Vec<&str> = parent.to_vec();
+        path.push(name);
+        let value = Value::String(desired.to_owned());
+        if current.is_some() {
+            self.ops.push(PatchOperation::Replace(ReplaceOperation {
+                path: pointer(&path),
+                value,
+            }));
+        } else {
+            self.ensure_map(parent);
+            self.ops.push(PatchOperation::Add(AddOperation {
+                path: pointer(&path),
+                value,
+            }));
+        }
+        self.changes.push(Change {
+            field: dotted(&path),
+            label: label.to_owned(),
+            old: current.map(display_value),
+            new: Some(desired.to_owned()),
+        });
+    }
+}
+
+/// The map at `path`, if every step exists and the last is a map.
+pub(crate) fn lookup<'v>(object: &'v Value, path: &[&str]) -> Option<&'v Map<String, Value>> {
+    path.iter()
+        .try_fold(object, |value, key| match value {
+            Value::Array(items) => key.parse::<usize>().ok().and_then(|index| items.get(index)),
+            _ => value.get(key),
+        })
+        .and_then(Value::as_object)
+}
+
+fn quantity_of(value: &Value) -> Option<Quantity> {
+    match value {
+        Value::String(text) => Quantity::parse(text).ok(),
+        Value::Number(number) => Quantity::parse(&number.to_string()).ok(),
+        _ => None,
+    }
+}
+
+fn display_value(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn pointer(path: &[&str]) -> PointerBuf {
+    PointerBuf::from_tokens(path.iter().copied())
+}
+
+/// `spec.containers[0].resources.limits.memory` from path tokens.
+fn dotted(path: &[&str]) -> String {
+    let mut out = String::new();
+    for token in path {
+        if token.bytes().all(|byte| byte.is_ascii_digit()) && !token.is_empty() {
+            out.push('[');
+            out.push_str(token);
+            out.push(']');
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(token);
+        }
+    }
+    out
+}

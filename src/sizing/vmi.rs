@@ -1,0 +1,406 @@
+//! What the launcher renderer needs from a VirtualMachineInstance, read from
+//! its raw JSON, with virt-api's create-time defaults applied.
+//!
+//! KubeVirt sizes the launcher Pod from the *stored* VMI, i.e. after the
+//! virt-api mutating webhook (`pkg/defaults/defaults.go`) has run. A VMI that
+//! comes from a cluster already carries those defaults; a hand-written VMI in
+//! a CI case does not. [`VmiFacts::from_value`] applies the same defaults, and
+//! they are idempotent, so both give the same answer:
+//!
+//! * CPU: `limits.cpu` set and `requests.cpu` not ⇒ the request is the limit;
+//! * topology: sockets, cores and threads all zero ⇒ `sockets =
+//!   limits.cpu.Value()` (else `requests.cpu.Value()`, else 1), `cores =
+//!   threads = 1` (`Value()` rounds up: `1500m` gives 2 sockets);
+//! * guest memory: unset ⇒ `requests.memory`, else `limits.memory`, else the
+//!   hugepage size.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::error::SizingError;
+use super::quantity::Quantity;
+
+/// Annotation KubeVirt copies onto the VMI when the AlignCPUs feature gate is
+/// on: the emulator thread completes the dedicated CPU count to an even number.
+pub const EMULATOR_THREAD_EVEN_PARITY_ANNOTATION: &str =
+    "alpha.kubevirt.io/EmulatorThreadCompleteToEvenParity";
+
+/// The VM's guest CPU topology (`spec.domain.cpu`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuTopology {
+    /// `sockets`.
+    pub sockets: u32,
+    /// `cores`.
+    pub cores: u32,
+    /// `threads`.
+    pub threads: u32,
+}
+
+impl CpuTopology {
+    /// KubeVirt's `hardware.GetNumberOfVCPUs`: the product of the non-zero
+    /// factors (a zero factor is skipped, not multiplied).
+    #[must_use]
+    pub fn vcpus(&self) -> u64 {
+        [self.sockets, self.cores, self.threads]
+            .into_iter()
+            .filter(|factor| *factor != 0)
+            .fold(0_u64, |acc, factor| {
+                if acc == 0 {
+                    u64::from(factor)
+                } else {
+                    acc.saturating_mul(u64::from(factor))
+                }
+            })
+    }
+}
+
+/// How one network interface is bound (`spec.domain.devices.interfaces[]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InterfaceBinding {
+    /// Core `passtBinding` (KubeVirt v1.8+: 250Mi of overhead).
+    Passt,
+    /// A network binding plugin, `binding.name`.
+    Plugin(String),
+    /// `sriov`: needs VFIO.
+    Sriov,
+    /// bridge, masquerade, … : no memory overhead.
+    Other,
+}
+
+/// Everything about a VMI that changes the launcher Pod's `compute` container.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct VmiFacts {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace` (may be empty in a dry run).
+    pub namespace: String,
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// `metadata.annotations`.
+    pub annotations: BTreeMap<String, String>,
+    /// `spec.domain.resources.requests` after defaulting (every resource name).
+    pub requests: BTreeMap<String, Quantity>,
+    /// `spec.domain.resources.limits` (every resource name).
+    pub limits: BTreeMap<String, Quantity>,
+    /// `spec.domain.resources.requests.memory` *as the user gave it*: the
+    /// page-table term of the overhead reads it (v1.7+ never defaults it).
+    pub explicit_memory_request: Option<Quantity>,
+    /// `spec.domain.resources.overcommitGuestOverhead`.
+    pub overcommit_guest_overhead: bool,
+    /// `spec.domain.cpu` topology after defaulting.
+    pub cpu: CpuTopology,
+    /// `spec.domain.cpu.dedicatedCpuPlacement`.
+    pub dedicated_cpus: bool,
+    /// `spec.domain.cpu.isolateEmulatorThread`.
+    pub isolate_emulator_thread: bool,
+    /// `spec.domain.ioThreads.supplementalPoolThreadCount` (0 when unset).
+    pub io_thread_supplemental: u32,
+    /// `spec.domain.memory.guest` after defaulting.
+    pub guest: Option<Quantity>,
+    /// `spec.domain.memory.maxGuest`: memory hotplug is possible.
+    pub max_guest: Option<Quantity>,
+    /// `spec.domain.memory.hugepages.pageSize`, verbatim.
+    pub hugepages_page_size: Option<String>,
+    /// `spec.domain.memory.reservedOverhead.addedOverhead` (v1.8+).
+    pub reserved_overhead: Option<Quantity>,
+    /// `spec.architecture`.
+    pub architecture: Option<String>,
+    /// `spec.domain.devices.autoattachGraphicsDevice` (unset = true).
+    pub graphics: bool,
+    /// Any `hostDevices`, `gpus` or SR-IOV interface: 1Gi of VFIO overhead.
+    pub vfio: bool,
+    /// A downward-metrics volume or device.
+    pub downward_metrics: bool,
+    /// `spec.livenessProbe.exec` is set.
+    pub exec_liveness_probe: bool,
+    /// `spec.readinessProbe.exec` is set.
+    pub exec_readiness_probe: bool,
+    /// SEV, SEV-ES or SEV-SNP launch security.
+    pub sev: bool,
+    /// A TPM device.
+    pub tpm: bool,
+    /// Interface bindings, in order.
+    pub interfaces: Vec<InterfaceBinding>,
+}
+
+impl VmiFacts {
+    /// Reads a VMI from its raw JSON (or YAML converted to JSON).
+    ///
+    /// # Errors
+    /// A quantity that does not parse, or a field of the wrong type, named by
+    /// its path (`spec.domain.memory.guest: invalid quantity "1.5.5Gi": …`).
+    pub fn from_value(vmi: &Value) -> Result<VmiFacts, SizingError> {
+        let kind = vmi.get("kind").and_then(Value::as_str).unwrap_or("");
+        if !kind.is_empty() && kind != "VirtualMachineInstance" {
+            return Err(SizingError::InvalidField {
+                field: "kind".into(),
+                message: format!("expected VirtualMachineInstance, got {kind}"),
+            });
+        }
+        let metadata = vmi.get("metadata");
+        let spec = vmi.get("spec").unwrap_or(&Value::Null);
+        let domain = spec.get("domain").unwrap_or(&Value::Null);
+        let resources = domain.get("resources").unwrap_or(&Value::Null);
+        let memory = domain.get("memory").unwrap_or(&Value::Null);
+        let devices = domain.get("devices").unwrap_or(&Value::Null);
+        let cpu = domain.get("cpu").unwrap_or(&Value::Null);
+
+        let mut requests =
+            quantity_map(resources.get("requests"), "spec.domain.resources.requests")?;
+        let limits = quantity_map(resources.get("limits"), "spec.domain.resources.limits")?;
+        let explicit_memory_request = requests.get("memory").copied();
+
+        // virt-api: a CPU limit without a request becomes the request.
+        if let (Some(limit), false) = (limits.get("cpu"), requests.contains_key("cpu")) {
+            requests.insert("cpu".into(), *limit);
+        }
+
+        let mut topology = CpuTopology {
+            sockets: uint(cpu, "sockets", "spec.domain.cpu.sockets")?,
+            cores: uint(cpu, "cores", "spec.domain.cpu.cores")?,
+            threads: uint(cpu, "threads", "spec.domain.cpu.threads")?,
+        };
+        if topology == CpuTopology::default() {
+            let from_resources = limits.get("cpu").or_else(|| requests.get("cpu"));
+            let sockets = from_resources.map_or(1, Quantity::value);
+            topology = CpuTopology {
+                sockets: u32::try_from(sockets.max(1)).map_err(|_| SizingError::InvalidField {
+                    field: "spec.domain.resources.limits.cpu".into(),
+                    message: format!("{sockets} CPUs is out of range"),
+                })?,
+                cores: 1,
+                threads: 1,
+            };
+        }
+
+        let hugepages_page_size = memory
+            .get("hugepages")
+            .and_then(|hugepages| hugepages.get("pageSize"))
+            .map(|size| string(size, "spec.domain.memory.hugepages.pageSize"))
+            .transpose()?;
+        let mut guest = optional_quantity(memory.get("guest"), "spec.domain.memory.guest")?;
+        if guest.is_none() {
+            guest = match (requests.get("memory"), limits.get("memory")) {
+                (Some(request), _) => Some(*request),
+                (None, Some(limit)) => Some(*limit),
+                (None, None) => hugepages_page_size
+                    .as_deref()
+                    .map(|size| {
+                        Quantity::parse(size).map_err(|source| SizingError::InvalidQuantity {
+                            field: "spec.domain.memory.hugepages.pageSize".into(),
+                            source,
+                        })
+                    })
+                    .transpose()?,
+            };
+        }
+
+        let interfaces: Vec<InterfaceBinding> = devices
+            .get("interfaces")
+            .and_then(Value::as_array)
+            .map(|list| list.iter().map(interface_binding).collect())
+            .unwrap_or_default();
+        let has_list = |value: &Value, key: &str| {
+            value
+                .get(key)
+                .and_then(Value::as_array)
+                .is_some_and(|list| !list.is_empty())
+        };
+        let launch_security = domain.get("launchSecurity").unwrap_or(&Value::Null);
+        let volumes = spec.get("volumes").and_then(Value::as_array);
+        let downward_metrics = volumes.is_some_and(|volumes| {
+            volumes
+                .iter()
+                .any(|volume| volume.get("downwardMetrics").is_some())
+        }) || devices.get("downwardMetrics").is_some();
+
+        Ok(VmiFacts {
+            name: metadata
+                .and_then(|meta| meta.get("name"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            namespace: metadata
+                .and_then(|meta| meta.get("namespace"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            labels: string_map(metadata.and_then(|meta| meta.get("labels"))),
+            annotations: string_map(metadata.and_then(|meta| meta.get("annotations"))),
+            requests,
+            limits,
+            explicit_memory_request,
+            overcommit_guest_overhead: flag(resources, "overcommitGuestOverhead"),
+            cpu: topology,
+            dedicated_cpus: flag(cpu, "dedicatedCpuPlacement"),
+            isolate_emulator_thread: flag(cpu, "isolateEmulatorThread"),
+            io_thread_supplemental: uint(
+                domain.get("ioThreads").unwrap_or(&Value::Null),
+                "supplementalPoolThreadCount",
+                "spec.domain.ioThreads.supplementalPoolThreadCount",
+            )?,
+            guest,
+            max_guest: optional_quantity(memory.get("maxGuest"), "spec.domain.memory.maxGuest")?,
+            hugepages_page_size,
+            reserved_overhead: optional_quantity(
+                memory
+                    .get("reservedOverhead")
+                    .and_then(|reserved| reserved.get("addedOverhead")),
+                "spec.domain.memory.reservedOverhead.addedOverhead",
+            )?,
+            architecture: spec
+                .get("architecture")
+                .and_then(Value::as_str)
+                .filter(|arch| !arch.is_empty())
+                .map(str::to_owned),
+            graphics: devices
+                .get("autoattachGraphicsDevice")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
+            vfio: has_list(devices, "hostDevices")
+                || has_list(devices, "gpus")
+                || interfaces.contains(&InterfaceBinding::Sriov),
+            downward_metrics,
+            exec_liveness_probe: spec
+                .get("livenessProbe")
+                .is_some_and(|probe| probe.get("exec").is_some()),
+            exec_readiness_probe: spec
+                .get("readinessProbe")
+                .is_some_and(|probe| probe.get("exec").is_some()),
+            sev: launch_security.get("sev").is_some() || launch_security.get("snp").is_some(),
+            tpm: devices.get("tpm").is_some_and(|tpm| {
+                // `tpm: {enabled: false}` disables it; `tpm: {}` enables it.
+                tpm.get("enabled").and_then(Value::as_bool) != Some(false)
+            }),
+            interfaces,
+        })
+    }
+
+    /// Whether the VMI's pages are hugepages.
+    #[must_use]
+    pub fn has_hugepages(&self) -> bool {
+        self.hugepages_page_size.is_some()
+    }
+
+    /// KubeVirt's `WantsToHaveQOSGuaranteed` (v1.7+): memory request (or,
+    /// without one, the memory limit) equals a memory limit, and a non-zero
+    /// CPU request equals the CPU limit.
+    #[must_use]
+    pub fn wants_guaranteed_qos(&self) -> bool {
+        let memory_request = self
+            .explicit_memory_request
+            .or_else(|| self.limits.get("memory").copied());
+        let memory = match (memory_request, self.limits.get("memory")) {
+            (Some(request), Some(limit)) => !request.is_zero() && request == *limit,
+            _ => false,
+        };
+        let cpu = match (self.requests.get("cpu"), self.limits.get("cpu")) {
+            (Some(request), Some(limit)) => !request.is_zero() && request == limit,
+            _ => false,
+        };
+        memory && cpu
+    }
+}
+
+fn interface_binding(interface: &Value) -> InterfaceBinding {
+    if interface.get("passtBinding").is_some() {
+        InterfaceBinding::Passt
+    } else if interface.get("sriov").is_some() {
+        InterfaceBinding::Sriov
+    } else if let Some(name) = interface
+        .get("binding")
+        .and_then(|binding| binding.get("name"))
+        .and_then(Value::as_str)
+    {
+        InterfaceBinding::Plugin(name.to_owned())
+    } else {
+        InterfaceBinding::Other
+    }
+}
+
+fn flag(object: &Value, key: &str) -> bool {
+    object.get(key).and_then(Value::as_bool).unwrap_or(false)
+}
+
+fn uint(object: &Value, key: &str, field: &str) -> Result<u32, SizingError> {
+    match object.get(key) {
+        None | Some(Value::Null) => Ok(0),
+        Some(value) => value
+            .as_u64()
+            .and_then(|number| u32::try_from(number).ok())
+            .ok_or_else(|| SizingError::InvalidField {
+                field: field.into(),
+                message: format!("expected a non-negative integer, got {value}"),
+            }),
+    }
+}
+
+fn string(value: &Value, field: &str) -> Result<String, SizingError> {
+    value
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| SizingError::InvalidField {
+            field: field.into(),
+            message: format!("expected a string, got {value}"),
+        })
+}
+
+/// Reads a `map[string]string` leniently: non-string values are skipped
+/// (labels and annotations are strings in every valid object).
+pub(crate) fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
+    value
+        .and_then(Value::as_object)
+        .map(|object| {
+            object
+                .iter()
+                .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Parses a quantity that may be a JSON string or number.
+pub(crate) fn quantity_at(value: &Value, field: &str) -> Result<Quantity, SizingError> {
+    let text = match value {
+        Value::String(text) => text.clone(),
+        Value::Number(number) => number.to_string(),
+        other => {
+            return Err(SizingError::InvalidField {
+                field: field.into(),
+                message: format!("expected a quantity, got {other}"),
+            });
+        }
+    };
+    Quantity::parse(&text).map_err(|source| SizingError::InvalidQuantity {
+        field: field.into(),
+        source,
+    })
+}
+
+fn optional_quantity(value: Option<&Value>, field: &str) -> Result<Option<Quantity>, SizingError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => quantity_at(value, field).map(Some),
+    }
+}
+
+/// Reads a `ResourceList` (`{name: quantity}`), naming the bad entry.
+pub(crate) fn quantity_map(
+    value: Option<&Value>,
+    field: &str,
+) -> Result<BTreeMap<String, Quantity>, SizingError> {
+    let Some(value) = value.filter(|value| !value.is_null()) else {
+        return Ok(BTreeMap::new());
+    };
+    let object = value.as_object().ok_or_else(|| SizingError::InvalidField {
+        field: field.into(),
+        message: format!("expected a map of quantities, got {value}"),
+    })?;
+    object
+        .iter()
+        .map(|(name, quantity)| {
+            quantity_at(quantity, &format!("{field}.{name}")).map(|parsed| (name.clone(), parsed))
+        })
+        .collect()
+}
