@@ -344,7 +344,11 @@ fn finish(decision: &mut Decision, sized: Sized, builder: PatchBuilder<'_>, poli
             .map(|formula| format!(" ({formula})"))
             .unwrap_or_default();
         warnings.push(format!(
-            "virt-sizer{}: {} {} → {}{formula}",
+            "virt-sizer{}{}: {} {} → {}{formula}",
+            profile
+                .as_deref()
+                .map(|profile| format!(" [profile {profile}]"))
+                .unwrap_or_default(),
             if shadow { " shadow, not applied" } else { "" },
             change.label,
             change.old.as_deref().unwrap_or("none"),
@@ -360,7 +364,7 @@ fn finish(decision: &mut Decision, sized: Sized, builder: PatchBuilder<'_>, poli
     if let Some(selected_by) = &selected_by {
         response
             .audit_annotations
-            .insert("selected-by".into(), selected_by.clone());
+            .insert("selected-by".into(), ascii(selected_by));
     }
     response
         .audit_annotations
@@ -382,9 +386,12 @@ fn finish(decision: &mut Decision, sized: Sized, builder: PatchBuilder<'_>, poli
             })
             .collect::<Vec<_>>()
             .join("; ");
-        response.audit_annotations.insert("changes".into(), summary);
+        response
+            .audit_annotations
+            .insert("changes".into(), ascii(&summary));
     }
-    response.warnings.clone_from(&warnings);
+    // Warnings travel in HTTP Warning headers: keep them ASCII.
+    response.warnings = warnings.iter().map(|warning| ascii(warning)).collect();
 
     decision.outcome = if shadow {
         Outcome::Shadow
@@ -413,7 +420,12 @@ fn finish(decision: &mut Decision, sized: Sized, builder: PatchBuilder<'_>, poli
     decision.selected_by = selected_by;
     decision.changes = builder.changes;
     decision.explanation = explanation;
-    decision.warnings = warnings;
+    decision.warnings.clone_from(&decision.response.warnings);
+}
+
+/// Replaces the few non-ASCII symbols the explanations use.
+fn ascii(text: &str) -> String {
+    text.replace('→', "->").replace('×', "x").replace('≠', "!=")
 }
 
 fn fail(decision: &mut Decision, error: SizingError, on_error: OnError) {
@@ -422,9 +434,9 @@ fn fail(decision: &mut Decision, error: SizingError, on_error: OnError) {
     decision.response = match on_error {
         OnError::Allow => {
             let mut response = AdmissionResponse::allow(&uid);
-            response
-                .warnings
-                .push(format!("{message}; admitted unchanged (onError: Allow)"));
+            response.warnings.push(ascii(&format!(
+                "{message}; admitted unchanged (onError: Allow)"
+            )));
             response
                 .audit_annotations
                 .insert("error".into(), error.to_string());

@@ -46,7 +46,7 @@ impl<'a> PatchBuilder<'a> {
     fn ensure_map(&mut self, path: &[&str]) {
         let mut current = Some(self.object);
         for depth in 0..path.len() {
-            let next = current.and_then(|value| value.get(path[depth]));
+            let next = current.and_then(|value| step(value, path[depth]));
             if next.is_none() || next.is_some_and(Value::is_null) {
                 let target = pointer(&path[..=depth]);
                 let already_added = self.ops.iter().any(|op| match op {
@@ -156,11 +156,19 @@ impl<'a> PatchBuilder<'a> {
 /// The map at `path`, if every step exists and the last is a map.
 pub(crate) fn lookup<'v>(object: &'v Value, path: &[&str]) -> Option<&'v Map<String, Value>> {
     path.iter()
-        .try_fold(object, |value, key| match value {
-            Value::Array(items) => key.parse::<usize>().ok().and_then(|index| items.get(index)),
-            _ => value.get(key),
-        })
+        .try_fold(object, |value, key| step(value, key))
         .and_then(Value::as_object)
+}
+
+/// One JSON-pointer step: an index into a list, or a key into a map.
+fn step<'v>(value: &'v Value, token: &str) -> Option<&'v Value> {
+    match value {
+        Value::Array(items) => token
+            .parse::<usize>()
+            .ok()
+            .and_then(|index| items.get(index)),
+        _ => value.get(token),
+    }
 }
 
 fn quantity_of(value: &Value) -> Option<Quantity> {

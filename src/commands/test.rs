@@ -254,6 +254,21 @@ fn run_case(file: &Path, case: &Case) -> anyhow::Result<Vec<String>> {
 
     let expect = &case.expect;
     let mut problems = Vec::new();
+    let count = |object: &Value| {
+        object
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .map(Vec::len)
+    };
+    if let Some(object) = &request.object {
+        if count(object) != count(&patched) {
+            problems.push(format!(
+                "the patch changed the number of containers from {:?} to {:?}",
+                count(object),
+                count(&patched)
+            ));
+        }
+    }
     if let Some(allowed) = expect.allowed
         && decision.response.allowed != allowed
     {

@@ -169,7 +169,7 @@ pub fn memory_overhead(
         .and_then(|n| n.checked_mul(8 * MI))
         .ok_or_else(|| overflow("vCPU overhead"))?;
     terms.push((
-        format!("{vcpus} vCPU × 8Mi"),
+        format!("vCPUs ({vcpus} × 8Mi)"),
         Quantity::from_int(vcpu_bytes, Format::BinarySi),
     ));
     terms.push(("IOThread".into(), mib(8)));
@@ -195,7 +195,7 @@ pub fn memory_overhead(
     let n_exec_probes = i64::from(vmi.exec_liveness_probe) + i64::from(vmi.exec_readiness_probe);
     if n_exec_probes > 0 {
         terms.push((
-            format!("{n_exec_probes} exec probe × 10Mi + 100Mi"),
+            format!("exec probes ({n_exec_probes} × 10Mi + 100Mi)"),
             mib(10 * n_exec_probes + 100),
         ));
     }
