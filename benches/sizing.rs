@@ -149,9 +149,10 @@ fn benches(c: &mut Criterion) {
                     namespace_labels: &labels,
                     quota: None,
                     vmi: Some(&vmi_value),
+                    vmi_unavailable: None,
                 };
                 let decision = admission::review(&environment, &request);
-                serde_json::to_vec(&decision.response.into_review()).expect("encodes")
+                admission::encode_response(&decision).expect("encodes")
             });
         },
     );

@@ -55,6 +55,9 @@ pub struct Environment<'a> {
     pub quota: Option<AutoLimits>,
     /// The launcher Pod's VirtualMachineInstance, if found.
     pub vmi: Option<&'a Value>,
+    /// Why the VMI could not be looked up (timeout, API error), when `vmi`
+    /// is `None` for a reason other than "does not exist".
+    pub vmi_unavailable: Option<&'a str>,
 }
 
 /// A VirtualMachineInstance reference.
@@ -256,20 +259,7 @@ fn is_launcher(pod: &Value) -> bool {
 /// deliberate response carrying the request's uid.
 #[must_use]
 pub fn review(env: &Environment<'_>, request: &AdmissionRequest) -> Decision {
-    let mut decision = Decision {
-        response: AdmissionResponse::allow(&request.uid),
-        outcome: Outcome::Skipped,
-        target: TargetKind::NotATarget,
-        profile: None,
-        selected_by: None,
-        changes: Vec::new(),
-        explanation: Vec::new(),
-        warnings: Vec::new(),
-        patch: None,
-        error: None,
-        delta: Delta::default(),
-        policy_digest: env.policy.digest.clone(),
-    };
+    let mut decision = empty_decision(&request.uid, env.policy);
     let operation = request.operation.as_str();
     if operation != "CREATE" && operation != "UPDATE" {
         return decision;
@@ -311,6 +301,45 @@ pub fn review(env: &Environment<'_>, request: &AdmissionRequest) -> Decision {
         Err(error) => fail(&mut decision, error, env.policy.on_error),
     }
     decision
+}
+
+/// The decision for a request that failed outside [`review`] (a caught
+/// panic, say): the policy's `onError`, with the request's uid.
+#[must_use]
+pub fn failed(uid: &str, policy: &ValidPolicy, error: SizingError) -> Decision {
+    let mut decision = empty_decision(uid, policy);
+    fail(&mut decision, error, policy.on_error);
+    decision
+}
+
+/// The response body, byte for byte what the server sends and what
+/// `virt-sizer review` prints.
+///
+/// # Errors
+/// Serialisation failure (not expected: every map key is a string).
+pub fn encode_response(decision: &Decision) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec(&review::AdmissionReviewOut {
+        api_version: review::ADMISSION_API_VERSION,
+        kind: "AdmissionReview",
+        response: &decision.response,
+    })
+}
+
+fn empty_decision(uid: &str, policy: &ValidPolicy) -> Decision {
+    Decision {
+        response: AdmissionResponse::allow(uid),
+        outcome: Outcome::Skipped,
+        target: TargetKind::NotATarget,
+        profile: None,
+        selected_by: None,
+        changes: Vec::new(),
+        explanation: Vec::new(),
+        warnings: Vec::new(),
+        patch: None,
+        error: None,
+        delta: Delta::default(),
+        policy_digest: policy.digest.clone(),
+    }
 }
 
 /// What a sizing path hands back to [`finish`].
@@ -515,14 +544,22 @@ fn size_launcher_pod(
     )?;
 
     let vmi_ref = launcher_vmi(request);
-    let vmi_value = env.vmi.ok_or_else(|| SizingError::VmiNotFound {
-        namespace: vmi_ref
+    let vmi_value = env.vmi.ok_or_else(|| {
+        let namespace = vmi_ref
             .as_ref()
-            .map_or_else(|| request.namespace.clone(), |r| r.namespace.clone()),
-        name: vmi_ref.map_or_else(
+            .map_or_else(|| request.namespace.clone(), |r| r.namespace.clone());
+        let name = vmi_ref.map_or_else(
             || "(unnamed: no owner reference or kubevirt.io/domain)".into(),
             |r| r.name,
-        ),
+        );
+        match env.vmi_unavailable {
+            Some(reason) => SizingError::VmiUnavailable {
+                namespace,
+                name,
+                reason: reason.to_owned(),
+            },
+            None => SizingError::VmiNotFound { namespace, name },
+        }
     })?;
     let vmi = VmiFacts::from_value(vmi_value)?;
 

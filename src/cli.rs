@@ -18,6 +18,8 @@ pub struct Cli {
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the HTTPS admission webhook server.
+    Serve(ServeArgs),
     /// Review one AdmissionReview offline and print the response exactly as
     /// the server would.
     Review(ReviewArgs),
@@ -93,4 +95,55 @@ pub struct PlanArgs {
     /// `,dedicated` or `,hugepages=1Gi`. Repeatable.
     #[arg(long = "vm", required = true)]
     pub vms: Vec<String>,
+}
+
+/// `virt-sizer serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8443 with the embedded
+    /// self-signed certificate, 0.0.0.0:8443 with --cert].
+    #[arg(long, env = "VIRT_SIZER_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Sizing policy (YAML), reloaded on change. Without it, the built-in
+    /// policy (KubeVirt's own defaults).
+    #[arg(long, env = "VIRT_SIZER_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Serving certificate chain (PEM), reloaded on change. Without it, a
+    /// self-signed certificate for localhost is generated at start.
+    #[arg(long, requires = "key", env = "VIRT_SIZER_CERT")]
+    pub cert: Option<PathBuf>,
+    /// Serving private key (PEM), reloaded on change.
+    #[arg(long, requires = "cert", env = "VIRT_SIZER_KEY")]
+    pub key: Option<PathBuf>,
+    /// Require client certificates signed by this CA bundle (PEM).
+    #[arg(long, env = "VIRT_SIZER_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// Directory of VirtualMachineInstance files (dry runs without a cluster).
+    #[arg(long, env = "VIRT_SIZER_VMI_DIR")]
+    pub vmi_dir: Option<PathBuf>,
+    /// Where the embedded default writes its CA certificate
+    /// [default: $TMPDIR/virt-sizer/ca.pem].
+    #[arg(long)]
+    pub ca_out: Option<PathBuf>,
+    /// Log format.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "json",
+        env = "VIRT_SIZER_LOG_FORMAT"
+    )]
+    pub log_format: crate::telemetry::LogFormat,
+    /// How long a VirtualMachineInstance lookup may take before onError applies.
+    #[arg(long, default_value_t = 1000)]
+    pub vmi_lookup_timeout_ms: u64,
+    /// Poll interval for policy and certificate files (events are watched too).
+    #[arg(long, default_value_t = 10)]
+    pub reload_poll_seconds: u64,
+    /// After SIGTERM, how long to keep serving while readiness is false (so
+    /// endpoints update) before closing the listener.
+    #[arg(long, default_value_t = 0)]
+    pub shutdown_delay_seconds: u64,
+    /// After closing the listener, how long in-flight requests may take.
+    #[arg(long, default_value_t = 20)]
+    pub drain_timeout_seconds: u64,
 }

@@ -4,6 +4,7 @@
 pub mod plan;
 pub mod policy;
 pub mod review;
+pub mod serve;
 pub mod test;
 
 use std::collections::BTreeMap;

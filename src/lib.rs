@@ -3,7 +3,7 @@
 //! ```text
 //!            ┌──────────────── shell (I/O) ────────────────┐
 //!  CLI ──▶   │ commands::{review, test, policy, plan}       │
-//!  HTTPS ──▶ │ server (later)                               │
+//!  HTTPS ──▶ │ server: TLS, reload, metrics, VMI source     │
 //!            └───────────────┬─────────────────────────────┘
 //!                            ▼  plain data in, decision out
 //!            ┌──────────────── pure core ──────────────────┐
@@ -21,4 +21,7 @@
 pub mod admission;
 pub mod cli;
 pub mod commands;
+pub mod metrics;
+pub mod server;
 pub mod sizing;
+pub mod telemetry;

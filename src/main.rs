@@ -10,6 +10,7 @@ use virt_sizer::commands;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Serve(args) => commands::serve::run(args),
         Command::Review(args) => commands::review::run(args),
         Command::Test(args) => commands::test::run(args),
         Command::Policy(command) => commands::policy::run(command),

@@ -158,3 +158,12 @@ impl AdmissionResponse {
         }
     }
 }
+
+/// The response envelope, serialised without cloning the response.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AdmissionReviewOut<'a> {
+    pub(crate) api_version: &'static str,
+    pub(crate) kind: &'static str,
+    pub(crate) response: &'a AdmissionResponse,
+}

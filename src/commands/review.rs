@@ -27,6 +27,7 @@ pub fn run(args: &ReviewArgs) -> anyhow::Result<ExitCode> {
         namespace_labels: &namespace_labels,
         quota: None,
         vmi,
+        vmi_unavailable: None,
     };
     let decision = admission::review(&environment, &request);
 
@@ -41,7 +42,7 @@ pub fn run(args: &ReviewArgs) -> anyhow::Result<ExitCode> {
         writeln!(stdout, "{}", serde_json::to_string_pretty(&object)?)?;
     }
     if !args.explain && !args.patched {
-        let body = serde_json::to_vec(&decision.response.into_review())?;
+        let body = admission::encode_response(&decision)?;
         stdout.write_all(&body)?;
         writeln!(stdout)?;
     }

@@ -245,6 +245,7 @@ fn run_case(file: &Path, case: &Case) -> anyhow::Result<Vec<String>> {
             namespace_labels: &case.namespace.labels,
             quota: None,
             vmi,
+            vmi_unavailable: None,
         },
         &request,
     );
@@ -260,15 +261,14 @@ fn run_case(file: &Path, case: &Case) -> anyhow::Result<Vec<String>> {
             .and_then(Value::as_array)
             .map(Vec::len)
     };
-    if let Some(object) = &request.object {
-        if count(object) != count(&patched) {
+    if let Some(object) = &request.object
+        && count(object) != count(&patched) {
             problems.push(format!(
                 "the patch changed the number of containers from {:?} to {:?}",
                 count(object),
                 count(&patched)
             ));
         }
-    }
     if let Some(allowed) = expect.allowed
         && decision.response.allowed != allowed
     {

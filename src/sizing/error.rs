@@ -44,6 +44,16 @@ pub enum SizingError {
         /// Name of the VMI.
         name: String,
     },
+    /// The launcher Pod's VirtualMachineInstance could not be looked up.
+    #[error("virtual machine instance {namespace}/{name} unavailable: {reason}")]
+    VmiUnavailable {
+        /// Namespace of the VMI.
+        namespace: String,
+        /// Name of the VMI.
+        name: String,
+        /// Why (timeout, API error).
+        reason: String,
+    },
     /// A hard rule would be broken: a bug, refused rather than admitted.
     #[error("invariant violated: {0}")]
     Invariant(String),
@@ -59,6 +69,7 @@ impl SizingError {
             SizingError::Negative { .. } => "negative",
             SizingError::Overflow { .. } => "overflow",
             SizingError::VmiNotFound { .. } => "vmi_not_found",
+            SizingError::VmiUnavailable { .. } => "vmi_unavailable",
             SizingError::Invariant(_) => "invariant",
         }
     }

@@ -1,0 +1,174 @@
+//! `virt-sizer serve`: assemble the server from flags, start the watchers,
+//! serve until SIGTERM/SIGINT, drain.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::cli::ServeArgs;
+use crate::server::policy_store::PolicyStore;
+use crate::server::tls::{self, CertStore};
+use crate::server::vmi_source::{NoVmis, VmiDirectory, VmiSource};
+use crate::server::{self, AppState, ServeOptions, StaticNamespaces, watch};
+
+/// Runs `virt-sizer serve` on a multi-threaded runtime.
+///
+/// # Errors
+/// Invalid policy, unusable certificate, address in use.
+pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    crate::telemetry::init(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let policy = match &args.policy {
+        Some(path) => PolicyStore::from_file(path)?,
+        None => PolicyStore::builtin(),
+    };
+
+    let (certs, default_listen, ca_path) = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => (
+            CertStore::from_files(cert, key, provider.clone())?,
+            SocketAddr::from(([0, 0, 0, 0], 8443)),
+            None,
+        ),
+        _ => {
+            let generated = tls::generate_self_signed(&["localhost", "127.0.0.1", "::1"])
+                .context("generating the self-signed certificate")?;
+            let ca_path = args
+                .ca_out
+                .clone()
+                .unwrap_or_else(|| std::env::temp_dir().join("virt-sizer").join("ca.pem"));
+            write_ca(&ca_path, &generated.ca_pem)?;
+            (
+                CertStore::from_pem(
+                    generated.cert_pem.as_bytes(),
+                    generated.key_pem.as_bytes(),
+                    provider.clone(),
+                )?,
+                SocketAddr::from(([127, 0, 0, 1], 8443)),
+                Some(ca_path),
+            )
+        }
+    };
+    let certs = Arc::new(certs);
+    let tls_config = tls::server_config(certs.clone(), args.client_ca.as_deref(), provider)?;
+
+    let vmis: Arc<dyn VmiSource> = match &args.vmi_dir {
+        Some(dir) => Arc::new(VmiDirectory::new(dir)?),
+        None => Arc::new(NoVmis),
+    };
+    let state = AppState::new(
+        policy,
+        Some(certs.clone()),
+        vmis,
+        Arc::new(StaticNamespaces::default()),
+        Duration::from_millis(args.vmi_lookup_timeout_ms),
+    );
+
+    let poll = Duration::from_secs(args.reload_poll_seconds.max(1));
+    let _policy_watcher = state.policy().path().map(|path| {
+        let state = state.clone();
+        watch::watch(&[path.to_owned()], poll, move || state.reload_policy())
+    });
+    let cert_files = certs.watched_files();
+    let _cert_watcher = (!cert_files.is_empty()).then(|| {
+        let state = state.clone();
+        watch::watch(&cert_files, poll, move || state.reload_certificate())
+    });
+
+    let listen = args.listen.unwrap_or(default_listen);
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        address = %local,
+        policy = %state.policy().current().digest,
+        mtls = args.client_ca.is_some(),
+        "listening"
+    );
+    if let Some(ca_path) = &ca_path {
+        announce_embedded_default(local, ca_path);
+    }
+
+    let shutdown_delay = Duration::from_secs(args.shutdown_delay_seconds);
+    let shutdown = {
+        let state = state.clone();
+        async move {
+            wait_for_signal().await;
+            state.begin_shutdown();
+            tracing::info!(delay = ?shutdown_delay, "shutting down: readiness is false");
+            tokio::time::sleep(shutdown_delay).await;
+        }
+    };
+    let options = ServeOptions {
+        drain_timeout: Duration::from_secs(args.drain_timeout_seconds),
+        ..ServeOptions::default()
+    };
+    server::serve(
+        listener,
+        Arc::new(tls_config),
+        server::app(state),
+        options,
+        shutdown,
+    )
+    .await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_ca(path: &PathBuf, pem: &str) -> anyhow::Result<()> {
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(path, pem).with_context(|| format!("writing the CA to {}", path.display()))
+}
+
+/// Tells a person at a terminal how to use the embedded default.
+fn announce_embedded_default(address: SocketAddr, ca_path: &std::path::Path) {
+    let host = if address.ip().is_loopback() {
+        format!("localhost:{}", address.port())
+    } else {
+        address.to_string()
+    };
+    eprintln!(
+        "virt-sizer: serving https://{host} with a self-signed certificate; its CA is in {ca}\n\
+         virt-sizer: dry run:  curl --cacert {ca} -H 'Content-Type: application/json' \
+         --data-binary @examples/launcher-pod-dev.json https://{host}/mutate",
+        ca = ca_path.display()
+    );
+}
+
+async fn wait_for_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT"),
+        () = terminate => tracing::info!("SIGTERM"),
+    }
+}

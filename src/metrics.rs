@@ -1,0 +1,190 @@
+//! Prometheus metrics, in the controller-runtime naming style. One
+//! [`Metrics`] lives in the server state (never a global) and is rendered as
+//! Prometheus/OpenMetrics text on `GET /metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of an admission request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `launcher_pod`, `kata_pod`, `runtime_class`, `other`.
+    pub kind: String,
+    /// CREATE, UPDATE, DELETE, CONNECT.
+    pub operation: String,
+    /// `patched`, `unchanged`, `shadow`, `skipped`, `error_allowed`, `error_denied`.
+    pub outcome: String,
+}
+
+/// Labels by target kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct KindLabels {
+    /// Target kind.
+    pub kind: String,
+}
+
+/// Labels of an error.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// `bad_request`, `too_large`, `vmi_lookup`, or a sizing error label.
+    pub reason: String,
+}
+
+/// Labels of a reload.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `success` or `failure`.
+    pub result: String,
+}
+
+/// Labels of a shadow-mode delta.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ShadowLabels {
+    /// Namespace of the Pod.
+    pub namespace: String,
+    /// Profile in shadow mode.
+    pub profile: String,
+}
+
+/// Every metric the server exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Admission requests by kind, operation and outcome.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Time to answer an admission request, by kind.
+    pub latency: Family<KindLabels, Histogram>,
+    /// Patches sent, by kind.
+    pub patches: Family<KindLabels, Counter>,
+    /// Errors, by reason.
+    pub errors: Family<ErrorLabels, Counter>,
+    /// Admission requests being answered.
+    pub in_flight: Gauge,
+    /// Panics caught while deciding.
+    pub panics: Counter,
+    /// Policy reloads by result.
+    pub policy_reloads: Family<ReloadLabels, Counter>,
+    /// Certificate reloads by result.
+    pub certificate_reloads: Family<ReloadLabels, Counter>,
+    /// Shadow mode: sum of CPU request changes that were not applied.
+    pub shadow_cpu_millicores: Family<ShadowLabels, Gauge>,
+    /// Shadow mode: sum of memory request changes that were not applied.
+    pub shadow_memory_bytes: Family<ShadowLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `virt_sizer` prefix.
+    #[must_use]
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("virt_sizer");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "admission_requests",
+            "Admission requests by target kind, operation and outcome",
+            requests.clone(),
+        );
+        let latency = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+            // 25 µs … ~0.8 s.
+            Histogram::new(exponential_buckets(0.000_025, 2.0, 16))
+        });
+        registry.register(
+            "admission_duration_seconds",
+            "Time to answer an admission request, by target kind",
+            latency.clone(),
+        );
+        let patches = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "admission_patches",
+            "JSON Patches sent, by target kind",
+            patches.clone(),
+        );
+        let errors = Family::<ErrorLabels, Counter>::default();
+        registry.register("admission_errors", "Errors by reason", errors.clone());
+        let in_flight = Gauge::default();
+        registry.register(
+            "admission_in_flight_requests",
+            "Admission requests being answered",
+            in_flight.clone(),
+        );
+        let panics = Counter::default();
+        registry.register(
+            "admission_panics",
+            "Panics caught while deciding",
+            panics.clone(),
+        );
+        let policy_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy reloads by result",
+            policy_reloads.clone(),
+        );
+        let certificate_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "certificate_reloads",
+            "Serving certificate reloads by result",
+            certificate_reloads.clone(),
+        );
+        let shadow_cpu_millicores = Family::<ShadowLabels, Gauge>::default();
+        registry.register(
+            "shadow_cpu_request_delta_millicores",
+            "Shadow mode: sum of CPU request changes decided but not applied",
+            shadow_cpu_millicores.clone(),
+        );
+        let shadow_memory_bytes = Family::<ShadowLabels, Gauge>::default();
+        registry.register(
+            "shadow_memory_request_delta_bytes",
+            "Shadow mode: sum of memory request changes decided but not applied",
+            shadow_memory_bytes.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            patches,
+            errors,
+            in_flight,
+            panics,
+            policy_reloads,
+            certificate_reloads,
+            shadow_cpu_millicores,
+            shadow_memory_bytes,
+        }
+    }
+
+    /// Counts an error.
+    pub fn error(&self, reason: &str) {
+        self.errors
+            .get_or_create(&ErrorLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a reload in `family`.
+    pub fn reload(family: &Family<ReloadLabels, Counter>, success: bool) {
+        family
+            .get_or_create(&ReloadLabels {
+                result: if success { "success" } else { "failure" }.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The text exposition.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,266 @@
+//! HTTP handlers. Client mistakes are answered with 400 (bad content type or
+//! body, no request, no uid) or 413 (body over the cap, by the router's
+//! limit); never 500. Everything after decoding is a deliberate
+//! AdmissionResponse carrying the request's uid.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::admission::{self, AdmissionRequest, AdmissionReview, Decision, Environment, Outcome};
+use crate::metrics::{KindLabels, RequestLabels, ShadowLabels};
+use crate::server::AppState;
+use crate::sizing::SizingError;
+use crate::sizing::policy::ValidPolicy;
+
+/// `POST /mutate`.
+pub(crate) async fn mutate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let metrics = state.metrics();
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            metrics.error(if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "too_large"
+            } else {
+                "bad_request"
+            });
+            return (status, rejection.body_text()).into_response();
+        }
+    };
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return bad_request(&state, "Content-Type must be application/json".into());
+    }
+    let review: AdmissionReview = match serde_json::from_slice(&body) {
+        Ok(review) => review,
+        Err(error) => return bad_request(&state, format!("undecodable AdmissionReview: {error}")),
+    };
+    if review.api_version != admission::review::ADMISSION_API_VERSION
+        || review.kind != "AdmissionReview"
+    {
+        return bad_request(
+            &state,
+            format!(
+                "expected apiVersion {} kind AdmissionReview, got {:?} {:?}",
+                admission::review::ADMISSION_API_VERSION,
+                review.api_version,
+                review.kind
+            ),
+        );
+    }
+    let Some(request) = review.request else {
+        return bad_request(&state, "AdmissionReview has no request".into());
+    };
+    if request.uid.is_empty() {
+        return bad_request(&state, "AdmissionReview request has no uid".into());
+    }
+
+    let started = Instant::now();
+    metrics.in_flight.inc();
+    let policy = state.policy().current();
+    let uid = request.uid.clone();
+    let operation = request.operation.clone();
+    let namespace = request.namespace.clone();
+    let name = request.name.clone();
+    // The decision runs in its own task so that a panic anywhere in it (the
+    // VMI lookup included) is caught, counted and answered per onError.
+    let decision = match tokio::spawn(decide(state.clone(), policy.clone(), request)).await {
+        Ok(decision) => decision,
+        Err(error) => {
+            metrics.panics.inc();
+            tracing::error!(%uid, %error, "panic while deciding");
+            admission::failed(
+                &uid,
+                &policy,
+                SizingError::Invariant("internal error while deciding; see the server log".into()),
+            )
+        }
+    };
+    let body = match admission::encode_response(&decision) {
+        Ok(body) => body,
+        Err(error) => {
+            // Not reachable with string-keyed maps; answered per onError anyway.
+            tracing::error!(%uid, %error, "response does not serialise");
+            let fallback =
+                admission::failed(&uid, &policy, SizingError::Invariant(error.to_string()));
+            admission::encode_response(&fallback).unwrap_or_default()
+        }
+    };
+    let elapsed = started.elapsed();
+    metrics.in_flight.dec();
+    record(
+        &state,
+        &decision,
+        &operation,
+        &namespace,
+        elapsed.as_secs_f64(),
+    );
+    tracing::info!(
+        uid = %uid,
+        kind = decision.target.as_str(),
+        operation = %operation,
+        namespace = %namespace,
+        name = %name,
+        profile = decision.profile.as_deref().unwrap_or(""),
+        selected_by = decision.selected_by.as_deref().unwrap_or(""),
+        outcome = decision.outcome.as_str(),
+        patch_ops = decision.patch.as_ref().map_or(0, |patch| patch.0.len()),
+        changes = %decision
+            .changes
+            .iter()
+            .map(|change| format!("{}={}", change.field, change.new.as_deref().unwrap_or("-")))
+            .collect::<Vec<_>>()
+            .join(","),
+        error = decision.error.as_ref().map(ToString::to_string).unwrap_or_default(),
+        policy = %decision.policy_digest,
+        latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        "admission decision"
+    );
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Looks up what the request needs and decides.
+async fn decide(state: AppState, policy: Arc<ValidPolicy>, request: AdmissionRequest) -> Decision {
+    let inner = &state.inner;
+    let mut unavailable: Option<String> = None;
+    let mut vmi: Option<Arc<Value>> = None;
+    if let Some(reference) = admission::launcher_vmi(&request) {
+        let lookup = inner.vmis.get(&reference.namespace, &reference.name);
+        match tokio::time::timeout(inner.vmi_lookup_timeout, lookup).await {
+            Ok(Ok(found)) => vmi = found,
+            Ok(Err(error)) => {
+                inner.metrics.error("vmi_lookup");
+                unavailable = Some(error);
+            }
+            Err(_) => {
+                inner.metrics.error("vmi_lookup");
+                unavailable = Some(format!(
+                    "lookup timed out after {} ms",
+                    inner.vmi_lookup_timeout.as_millis()
+                ));
+            }
+        }
+    }
+    let namespace_labels = inner.namespaces.labels(&request.namespace);
+    let environment = Environment {
+        policy: &policy,
+        namespace_labels: &namespace_labels,
+        quota: None,
+        vmi: vmi.as_deref(),
+        vmi_unavailable: unavailable.as_deref(),
+    };
+    admission::review(&environment, &request)
+}
+
+fn record(state: &AppState, decision: &Decision, operation: &str, namespace: &str, seconds: f64) {
+    let metrics = state.metrics();
+    let kind = decision.target.as_str().to_owned();
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            kind: kind.clone(),
+            operation: operation.to_owned(),
+            outcome: decision.outcome.as_str().to_owned(),
+        })
+        .inc();
+    metrics
+        .latency
+        .get_or_create(&KindLabels { kind: kind.clone() })
+        .observe(seconds);
+    if decision.patch.is_some() {
+        metrics.patches.get_or_create(&KindLabels { kind }).inc();
+    }
+    if let Some(error) = &decision.error {
+        metrics.error(error.metric_label());
+    }
+    if decision.outcome == Outcome::Shadow {
+        let labels = ShadowLabels {
+            namespace: namespace.to_owned(),
+            profile: decision.profile.clone().unwrap_or_default(),
+        };
+        let clamp = |value: i128| {
+            i64::try_from(value).unwrap_or(if value < 0 { i64::MIN } else { i64::MAX })
+        };
+        metrics
+            .shadow_cpu_millicores
+            .get_or_create(&labels)
+            .inc_by(clamp(decision.delta.cpu_millicores));
+        metrics
+            .shadow_memory_bytes
+            .get_or_create(&labels)
+            .inc_by(clamp(decision.delta.memory_bytes));
+    }
+}
+
+fn bad_request(state: &AppState, message: String) -> Response {
+    state.metrics().error("bad_request");
+    tracing::debug!(%message, "bad request");
+    (StatusCode::BAD_REQUEST, message).into_response()
+}
+
+/// `GET /healthz`: the process is alive.
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: certificate, policy and VMI source ready, not draining.
+/// The body says which part is not, and whether the policy on disk was
+/// rejected (the last good one still serving).
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+    let inner = &state.inner;
+    let draining = inner
+        .shutting_down
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let vmis_ready = inner.vmis.is_ready();
+    let namespaces_ready = inner.namespaces.is_ready();
+    let ready = !draining && vmis_ready && namespaces_ready;
+    let policy = inner.policy.current();
+    let detail = json!({
+        "ready": ready,
+        "draining": draining,
+        "policy": {
+            "digest": policy.digest,
+            "source": inner.policy.path().map_or_else(|| "built-in".to_owned(), |path| path.display().to_string()),
+            "rejectedReload": inner.policy.last_error(),
+        },
+        "certificate": {
+            "files": inner.certs.as_ref().map(|certs| certs.watched_files()),
+            "failedReload": inner.certs.as_ref().and_then(|certs| certs.last_error()),
+        },
+        "vmiSource": {"ready": vmis_ready, "detail": inner.vmis.describe()},
+        "namespaceSource": {"ready": namespaces_ready},
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(detail)).into_response()
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics().render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,170 @@
+//! Where the server finds the VirtualMachineInstance of a launcher Pod.
+//!
+//! [`VmiSource`] is the seam: a directory of VMI files for dry runs without a
+//! cluster ([`VmiDirectory`]), and, in a cluster, a watch cache with a direct
+//! GET on a miss. The handler bounds every lookup with a timeout, so a slow
+//! source costs one request its VMI (then `onError` applies), never a hang.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A boxed, sendable future (object-safe async in a trait).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A source of VirtualMachineInstances.
+pub trait VmiSource: Send + Sync + 'static {
+    /// The VMI `namespace/name`, `Ok(None)` if it does not exist.
+    fn get<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<Value>>, String>>;
+    /// Whether the source has synced (readiness).
+    fn is_ready(&self) -> bool;
+    /// One line for `/readyz` and logs.
+    fn describe(&self) -> String;
+}
+
+/// No VMIs at all (no `--vmi-dir`, no cluster): every launcher Pod's VMI is
+/// "not found" and `onError` decides.
+#[derive(Debug, Default)]
+pub struct NoVmis;
+
+impl VmiSource for NoVmis {
+    fn get<'a>(
+        &'a self,
+        _namespace: &'a str,
+        _name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<Value>>, String>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn is_ready(&self) -> bool {
+        true
+    }
+    fn describe(&self) -> String {
+        "none".into()
+    }
+}
+
+/// VMIs read from `*.yaml`/`*.yml`/`*.json` files in a directory. The index
+/// is rebuilt on a miss (at most once a second), so files added while the
+/// server runs are found.
+#[derive(Debug)]
+pub struct VmiDirectory {
+    dir: PathBuf,
+    index: RwLock<HashMap<(String, String), Arc<Value>>>,
+    last_scan: Mutex<Instant>,
+}
+
+impl VmiDirectory {
+    /// Indexes `dir`.
+    ///
+    /// # Errors
+    /// The directory cannot be read.
+    pub fn new(dir: &Path) -> anyhow::Result<VmiDirectory> {
+        let index = scan(dir)?;
+        Ok(VmiDirectory {
+            dir: dir.to_owned(),
+            index: RwLock::new(index),
+            last_scan: Mutex::new(Instant::now()),
+        })
+    }
+
+    fn lookup(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+        index
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .or_else(|| index.get(&(String::new(), name.to_owned())))
+            .cloned()
+    }
+}
+
+impl VmiSource for VmiDirectory {
+    fn get<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<Value>>, String>> {
+        Box::pin(async move {
+            if let Some(vmi) = self.lookup(namespace, name) {
+                return Ok(Some(vmi));
+            }
+            let rescan = {
+                let mut last = self
+                    .last_scan
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let due = last.elapsed() >= Duration::from_secs(1);
+                if due {
+                    *last = Instant::now();
+                }
+                due
+            };
+            if rescan {
+                let dir = self.dir.clone();
+                let index = tokio::task::spawn_blocking(move || scan(&dir))
+                    .await
+                    .map_err(|error| error.to_string())?
+                    .map_err(|error| format!("{error:#}"))?;
+                *self.index.write().unwrap_or_else(PoisonError::into_inner) = index;
+            }
+            Ok(self.lookup(namespace, name))
+        })
+    }
+    fn is_ready(&self) -> bool {
+        true
+    }
+    fn describe(&self) -> String {
+        let count = self
+            .index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        format!("directory {} ({count} VMIs)", self.dir.display())
+    }
+}
+
+/// Reads every VMI document in `dir` (files that fail to parse, or hold
+/// other kinds, are skipped with a log line).
+fn scan(dir: &Path) -> anyhow::Result<HashMap<(String, String), Arc<Value>>> {
+    use anyhow::Context as _;
+    let mut index = HashMap::new();
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_document = path.extension().is_some_and(|extension| {
+            extension == "yaml" || extension == "yml" || extension == "json"
+        });
+        if !is_document {
+            continue;
+        }
+        let documents = match crate::commands::read_documents(&path) {
+            Ok(documents) => documents,
+            Err(error) => {
+                tracing::debug!(file = %path.display(), error = %format!("{error:#}"), "skipping");
+                continue;
+            }
+        };
+        for document in documents {
+            if document.get("kind").and_then(Value::as_str) != Some("VirtualMachineInstance") {
+                continue;
+            }
+            let name = document
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let namespace = document
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            index.insert((namespace.to_owned(), name.to_owned()), Arc::new(document));
+        }
+    }
+    Ok(index)
+}
