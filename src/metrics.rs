@@ -146,6 +146,15 @@ impl Metrics {
             "Shadow mode: sum of memory request changes decided but not applied",
             shadow_memory_bytes.clone(),
         );
+        // Reload counters start at zero so dashboards and alerts see them
+        // before the first reload.
+        for family in [&policy_reloads, &certificate_reloads] {
+            for result in ["success", "failure"] {
+                let _ = family.get_or_create(&ReloadLabels {
+                    result: result.to_owned(),
+                });
+            }
+        }
         Metrics {
             registry,
             requests,

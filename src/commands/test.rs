@@ -262,13 +262,14 @@ fn run_case(file: &Path, case: &Case) -> anyhow::Result<Vec<String>> {
             .map(Vec::len)
     };
     if let Some(object) = &request.object
-        && count(object) != count(&patched) {
-            problems.push(format!(
-                "the patch changed the number of containers from {:?} to {:?}",
-                count(object),
-                count(&patched)
-            ));
-        }
+        && count(object) != count(&patched)
+    {
+        problems.push(format!(
+            "the patch changed the number of containers from {:?} to {:?}",
+            count(object),
+            count(&patched)
+        ));
+    }
     if let Some(allowed) = expect.allowed
         && decision.response.allowed != allowed
     {
