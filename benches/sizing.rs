@@ -4,7 +4,10 @@
 //! response encode). No sockets.
 //!
 //! `cargo bench --bench sizing`
-#![expect(clippy::expect_used, reason = "a bench over fixed inputs that are valid by construction")]
+#![expect(
+    clippy::expect_used,
+    reason = "a bench over fixed inputs that are valid by construction"
+)]
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
