@@ -121,6 +121,11 @@ pub struct ServeArgs {
     /// Directory of VirtualMachineInstance files (dry runs without a cluster).
     #[arg(long, env = "VIRT_SIZER_VMI_DIR")]
     pub vmi_dir: Option<PathBuf>,
+    /// Watch VirtualMachineInstances and Namespaces through the Kubernetes
+    /// API (in-cluster configuration or KUBECONFIG) [default: on inside a
+    /// cluster (KUBERNETES_SERVICE_HOST set) unless --vmi-dir is given].
+    #[arg(long, env = "VIRT_SIZER_CLUSTER")]
+    pub cluster: Option<bool>,
     /// Where the embedded default writes its CA certificate
     /// [default: $TMPDIR/virt-sizer/ca.pem].
     #[arg(long)]

@@ -9,6 +9,7 @@
 //! closes, in-flight requests finish, and connections still open after the
 //! drain bound are dropped.
 
+pub mod cluster;
 pub mod handlers;
 pub mod policy_store;
 pub mod tls;

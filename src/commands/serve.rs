@@ -14,7 +14,9 @@ use crate::cli::ServeArgs;
 use crate::server::policy_store::PolicyStore;
 use crate::server::tls::{self, CertStore};
 use crate::server::vmi_source::{NoVmis, VmiDirectory, VmiSource};
-use crate::server::{self, AppState, ServeOptions, StaticNamespaces, watch};
+use crate::server::{
+    self, AppState, NamespaceSource, ServeOptions, StaticNamespaces, cluster, watch,
+};
 
 /// Runs `virt-sizer serve` on a multi-threaded runtime.
 ///
@@ -31,6 +33,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // The kube client builds its own rustls configuration from the process
+    // default; make that ring, the one provider this binary carries.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let policy = match &args.policy {
         Some(path) => PolicyStore::from_file(path)?,
         None => PolicyStore::builtin(),
@@ -64,15 +69,23 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let certs = Arc::new(certs);
     let tls_config = tls::server_config(certs.clone(), args.client_ca.as_deref(), provider)?;
 
-    let vmis: Arc<dyn VmiSource> = match &args.vmi_dir {
-        Some(dir) => Arc::new(VmiDirectory::new(dir)?),
-        None => Arc::new(NoVmis),
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    let use_cluster = args.cluster.unwrap_or(in_cluster && args.vmi_dir.is_none());
+    let (vmis, namespaces): (Arc<dyn VmiSource>, Arc<dyn NamespaceSource>) = if use_cluster {
+        cluster::connect().await?
+    } else {
+        let vmis: Arc<dyn VmiSource> = match &args.vmi_dir {
+            Some(dir) => Arc::new(VmiDirectory::new(dir)?),
+            None => Arc::new(NoVmis),
+        };
+        (vmis, Arc::new(StaticNamespaces::default()))
     };
+    tracing::info!(vmi_source = %vmis.describe(), cluster = use_cluster, "VMI source");
     let state = AppState::new(
         policy,
         Some(certs.clone()),
         vmis,
-        Arc::new(StaticNamespaces::default()),
+        namespaces,
         Duration::from_millis(args.vmi_lookup_timeout_ms),
     );
 
