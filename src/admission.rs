@@ -25,7 +25,7 @@ use crate::sizing::policy::{
     Mode, OnError, PROFILE_ANNOTATION, Target as PolicyTarget, ValidPolicy,
 };
 use crate::sizing::vmi::{VmiFacts, quantity_map, string_map};
-use crate::sizing::{Quantity, SizingError};
+use crate::sizing::{Format, Quantity, SizingError};
 
 pub use patch::Change;
 pub use review::{AdmissionRequest, AdmissionResponse, AdmissionReview, GroupVersionKind, Status};
@@ -534,6 +534,8 @@ fn size_launcher_pod(
         })?;
     let resources_path = format!("spec.containers[{index}].resources");
     let resources = containers[index].get("resources");
+    expect_map(resources, &resources_path)?;
+    expect_map(pod.pointer("/metadata/annotations"), "metadata.annotations")?;
     let current_requests = quantity_map(
         resources.and_then(|r| r.get("requests")),
         &format!("{resources_path}.requests"),
@@ -604,10 +606,30 @@ fn size_launcher_pod(
         .or_else(|| annotations.get(KUBEVIRT_OVERHEAD_ANNOTATION));
     let reported_overhead = reported_text
         .map(|text| {
-            Quantity::parse(text).map_err(|source| SizingError::InvalidQuantity {
-                field: format!("metadata.annotations[{KUBEVIRT_OVERHEAD_ANNOTATION}]"),
-                source,
-            })
+            let field = format!(
+                "metadata.annotations[{}]",
+                if annotations.contains_key(ORIGINAL_OVERHEAD_ANNOTATION) {
+                    ORIGINAL_OVERHEAD_ANNOTATION
+                } else {
+                    KUBEVIRT_OVERHEAD_ANNOTATION
+                }
+            );
+            let quantity =
+                Quantity::parse(text).map_err(|source| SizingError::InvalidQuantity {
+                    field: field.clone(),
+                    source,
+                })?;
+            if quantity.is_negative() {
+                return Err(SizingError::Negative {
+                    field,
+                    value: text.clone(),
+                });
+            }
+            // KubeVirt writes whole bytes; anything finer is rounded up
+            // like `Value()` does.
+            i64::try_from(quantity.value())
+                .map(|bytes| Quantity::from_int(bytes, Format::DecimalSi))
+                .map_err(|_| SizingError::Overflow { what: field })
         })
         .transpose()?;
 
@@ -653,7 +675,9 @@ fn size_launcher_pod(
     let annotations_path = ["metadata", "annotations"];
     if let Some(current) = annotations.get(KUBEVIRT_OVERHEAD_ANNOTATION) {
         let overhead_bytes = sizing.overhead.value().to_string();
-        if *current != overhead_bytes {
+        // Compared by value: "268Mi" and "281018368" are the same overhead.
+        let same = Quantity::parse(current).is_ok_and(|current| current == sizing.overhead);
+        if !same {
             if !annotations.contains_key(ORIGINAL_OVERHEAD_ANNOTATION) {
                 builder.set_string(
                     &annotations_path,
@@ -698,6 +722,18 @@ fn size_launcher_pod(
     })
 }
 
+/// A field the patch may write into must be a map (or absent / null);
+/// anything else is refused rather than patched around.
+fn expect_map(value: Option<&Value>, field: &str) -> Result<(), SizingError> {
+    match value {
+        None | Some(Value::Null | Value::Object(_)) => Ok(()),
+        Some(other) => Err(SizingError::InvalidField {
+            field: field.to_owned(),
+            message: format!("expected a map, got {other}"),
+        }),
+    }
+}
+
 fn kata_class_of<'p>(env: &Environment<'p>, pod: &Value) -> Option<&'p kata::KataClass> {
     let class_name = pod
         .pointer("/spec/runtimeClassName")
@@ -725,9 +761,11 @@ fn size_kata_pod(
         containers: Vec::with_capacity(containers.len()),
         annotations: string_map(pod.pointer("/metadata/annotations")),
     };
+    expect_map(pod.pointer("/metadata/annotations"), "metadata.annotations")?;
     for (index, container) in containers.iter().enumerate() {
         let resources = container.get("resources");
         let path = format!("spec.containers[{index}].resources");
+        expect_map(resources, &path)?;
         input.containers.push(ContainerResources {
             name: container
                 .get("name")
@@ -792,6 +830,7 @@ fn size_runtime_class(
             message: format!("{handler} is not a Kata class of the policy"),
         })?;
     // Validate what is there before patching next to it.
+    expect_map(runtime_class.get("overhead"), "overhead")?;
     quantity_map(
         runtime_class.pointer("/overhead/podFixed"),
         "overhead.podFixed",

@@ -1,9 +1,15 @@
-//! The one integration test binary.
+//! The one integration-test binary (STYLE §4): every `tests/it/*.rs` is a
+//! module here, so the crate is linked once.
 #![allow(
     clippy::expect_used,
     clippy::unwrap_used,
     reason = "test helpers panic on broken fixtures; clippy's in-tests allowance does not reach them"
 )]
 
+mod admission;
 mod cli;
+mod cluster;
+mod e2e;
+mod properties;
 mod server;
+mod support;
