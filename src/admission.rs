@@ -516,13 +516,7 @@ fn size_launcher_pod(
     pod: &Value,
     builder: &mut PatchBuilder<'_>,
 ) -> Result<Sized, SizingError> {
-    let containers = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .ok_or_else(|| SizingError::InvalidField {
-            field: "spec.containers".into(),
-            message: "missing or not a list".into(),
-        })?;
+    let containers = containers_of(pod)?;
     let index = containers
         .iter()
         .position(|container| {
@@ -722,6 +716,16 @@ fn size_launcher_pod(
     })
 }
 
+/// `spec.containers`, which every Pod path needs.
+fn containers_of(pod: &Value) -> Result<&Vec<Value>, SizingError> {
+    pod.pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .ok_or_else(|| SizingError::InvalidField {
+            field: "spec.containers".into(),
+            message: "missing or not a list".into(),
+        })
+}
+
 /// A field the patch may write into must be a map (or absent / null);
 /// anything else is refused rather than patched around.
 fn expect_map(value: Option<&Value>, field: &str) -> Result<(), SizingError> {
@@ -750,13 +754,7 @@ fn size_kata_pod(
         field: "spec.runtimeClassName".into(),
         message: "not a Kata class of the policy".into(),
     })?;
-    let containers = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .ok_or_else(|| SizingError::InvalidField {
-            field: "spec.containers".into(),
-            message: "missing or not a list".into(),
-        })?;
+    let containers = containers_of(pod)?;
     let mut input = KataPodInput {
         containers: Vec::with_capacity(containers.len()),
         annotations: string_map(pod.pointer("/metadata/annotations")),

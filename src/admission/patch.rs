@@ -96,21 +96,7 @@ impl<'a> PatchBuilder<'a> {
         path.push(name);
         let old = current.map(display_value);
         match desired {
-            Some(quantity) => {
-                let value = Value::String(quantity.to_string());
-                if current.is_some() {
-                    self.ops.push(PatchOperation::Replace(ReplaceOperation {
-                        path: pointer(&path),
-                        value,
-                    }));
-                } else {
-                    self.ensure_map(parent);
-                    self.ops.push(PatchOperation::Add(AddOperation {
-                        path: pointer(&path),
-                        value,
-                    }));
-                }
-            }
+            Some(quantity) => self.put(parent, &path, current.is_some(), quantity.to_string()),
             None => self.ops.push(PatchOperation::Remove(RemoveOperation {
                 path: pointer(&path),
             })),
@@ -123,6 +109,24 @@ impl<'a> PatchBuilder<'a> {
         });
     }
 
+    /// Writes the string `value` at `path` (in the map `parent`): a replace
+    /// when the field exists, else an add after making sure the map does.
+    fn put(&mut self, parent: &[&str], path: &[&str], exists: bool, value: String) {
+        let value = Value::String(value);
+        if exists {
+            self.ops.push(PatchOperation::Replace(ReplaceOperation {
+                path: pointer(path),
+                value,
+            }));
+        } else {
+            self.ensure_map(parent);
+            self.ops.push(PatchOperation::Add(AddOperation {
+                path: pointer(path),
+                value,
+            }));
+        }
+    }
+
     /// Sets a string annotation (or label map entry) at `parent.name`.
     pub(crate) fn set_string(&mut self, parent: &[&str], name: &str, desired: &str, label: &str) {
         let current = lookup(self.object, parent).and_then(|map| map.get(name));
@@ -131,19 +135,7 @@ impl<'a> PatchBuilder<'a> {
         }
         let mut path: Vec<&str> = parent.to_vec();
         path.push(name);
-        let value = Value::String(desired.to_owned());
-        if current.is_some() {
-            self.ops.push(PatchOperation::Replace(ReplaceOperation {
-                path: pointer(&path),
-                value,
-            }));
-        } else {
-            self.ensure_map(parent);
-            self.ops.push(PatchOperation::Add(AddOperation {
-                path: pointer(&path),
-                value,
-            }));
-        }
+        self.put(parent, &path, current.is_some(), desired.to_owned());
         self.changes.push(Change {
             field: dotted(&path),
             label: label.to_owned(),

@@ -10,6 +10,7 @@ mod admission;
 mod cli;
 mod cluster;
 mod e2e;
+mod manifests;
 mod properties;
 mod server;
 mod support;

@@ -1,0 +1,497 @@
+//! Load benchmark: virt-sizer against a null webhook on the same stack, in
+//! the same run, on loopback.
+//!
+//! `cargo bench --bench load` (options after `--`: `--seconds N`,
+//! `--rate N`, `--vmis N`).
+//!
+//! 1. In-process, one server at a time on a 2-worker runtime, a load
+//!    generator on its own 2-worker runtime: the virt-sizer router (policy,
+//!    10k VMIs in the VMI directory source) and a null webhook (same axum +
+//!    rustls + hyper stack; reads the body, takes the uid, answers allowed
+//!    with no patch). Each over keep-alive HTTPS, HTTP/1.1 (16 connections,
+//!    closed loop = saturation) and HTTP/2 (one connection, 64 streams;
+//!    closed loop, then an open loop at a fixed rate with latency measured
+//!    from the scheduled send time, so queueing is not hidden).
+//! 2. Out of process: `virt-sizer serve` (the release binary, JSON logs to
+//!    /dev/null) with 10k VMI files; RSS idle and under load from
+//!    /proc/PID/status.
+//!
+//! Both sides share the machine's 2 cores with the load generator, so the
+//! absolute figures are pessimistic; the ratio to the null webhook is the
+//! comparison that matters.
+#![expect(
+    clippy::expect_used,
+    clippy::cast_precision_loss,
+    reason = "a benchmark over fixed inputs; float only for reporting"
+)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::routing::post;
+use http_body_util::{BodyExt as _, Full};
+use hyper::Request;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject as _;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use virt_sizer::server::policy_store::PolicyStore;
+use virt_sizer::server::tls::{self, CertStore, SelfSigned};
+use virt_sizer::server::vmi_source::VmiDirectory;
+use virt_sizer::server::{self, AppState, ServeOptions, StaticNamespaces};
+
+const REVIEW: &str = include_str!("../examples/launcher-pod-dev.json");
+
+struct Options {
+    seconds: u64,
+    rate: u64,
+    vmis: usize,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        seconds: 5,
+        rate: 5000,
+        vmis: 10_000,
+    };
+    let args: Vec<String> = std::env::args().collect();
+    for pair in args.windows(2) {
+        let value = pair[1].parse().ok();
+        match (pair[0].as_str(), value) {
+            ("--seconds", Some(v)) => options.seconds = v,
+            ("--rate", Some(v)) => options.rate = v,
+            ("--vmis", Some(v)) => options.vmis = usize::try_from(v).expect("fits"),
+            _ => {}
+        }
+    }
+    options
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs us too,
+    // without it: do nothing then.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let options = options();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vmi_dir = dir.path().join("vmis");
+    write_vmis(&vmi_dir, options.vmis);
+    let pem = tls::generate_self_signed(&["localhost", "127.0.0.1"]).expect("certs");
+
+    println!(
+        "machine: {} cores; {} s per run; HTTP/2 fixed rate {} req/s; {} VMIs; body {} B",
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        options.seconds,
+        options.rate,
+        options.vmis,
+        REVIEW.len()
+    );
+    println!(
+        "{:<12} {:<22} {:>10} {:>9} {:>9} {:>9} {:>7}",
+        "server", "load", "req/s", "p50 µs", "p99 µs", "p99.9 µs", "errors"
+    );
+    let mut results: BTreeMap<(&str, &str), Run> = BTreeMap::new();
+    for (name, make) in [
+        ("null", Box::new(null_app) as Box<dyn Fn() -> Router>),
+        ("virt-sizer", Box::new(|| sizer_app(&vmi_dir))),
+    ] {
+        let server_runtime = runtime(2);
+        let address = server_runtime.block_on(start(make(), &pem));
+        let client_runtime = runtime(2);
+        for (load, run) in [
+            (
+                "h1 x16 saturation",
+                client_runtime.block_on(closed_loop(address, &pem, false, 16, options.seconds)),
+            ),
+            (
+                "h2 x64 saturation",
+                client_runtime.block_on(closed_loop(address, &pem, true, 64, options.seconds)),
+            ),
+            (
+                "h2 fixed rate",
+                client_runtime.block_on(fixed_rate(address, &pem, options.rate, options.seconds)),
+            ),
+        ] {
+            println!(
+                "{:<12} {:<22} {:>10.0} {:>9} {:>9} {:>9} {:>7}",
+                name,
+                load,
+                run.throughput(),
+                run.percentile(50.0),
+                run.percentile(99.0),
+                run.percentile(99.9),
+                run.errors
+            );
+            results.insert((name, load), run);
+        }
+        drop(client_runtime);
+        drop(server_runtime);
+    }
+    for load in ["h1 x16 saturation", "h2 x64 saturation"] {
+        let ratio =
+            results[&("virt-sizer", load)].throughput() / results[&("null", load)].throughput();
+        println!("throughput ratio virt-sizer / null, {load}: {ratio:.3}");
+    }
+
+    rss_of_the_binary(&vmi_dir, &pem, options.seconds);
+}
+
+fn runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// `count` copies of the example VMI, named vm-0 … in namespace dev-a.
+fn write_vmis(dir: &Path, count: usize) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let template = include_str!("../examples/vmi-dev.yaml");
+    for index in 0..count {
+        let vmi = template.replace("ci-runner-01", &format!("vm-{index}"));
+        std::fs::write(dir.join(format!("vm-{index}.yaml")), vmi).expect("write");
+    }
+    // The VMI the benchmark's Pod belongs to.
+    std::fs::write(dir.join("ci-runner-01.yaml"), template).expect("write");
+}
+
+fn sizer_app(vmi_dir: &Path) -> Router {
+    let policy = PolicyStore::from_file(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/policy.yaml"
+    )))
+    .expect("policy");
+    let labels = BTreeMap::from([(
+        "dev-a".to_owned(),
+        BTreeMap::from([("tier".to_owned(), "dev".to_owned())]),
+    )]);
+    let state = AppState::new(
+        policy,
+        None,
+        Arc::new(VmiDirectory::new(vmi_dir).expect("vmi dir")),
+        Arc::new(StaticNamespaces::new(labels)),
+        Duration::from_secs(1),
+    );
+    server::app(state)
+}
+
+/// The null webhook: same router type, reads the body, answers allowed.
+fn null_app() -> Router {
+    #[derive(serde::Deserialize)]
+    struct Review {
+        request: Uid,
+    }
+    #[derive(serde::Deserialize)]
+    struct Uid {
+        uid: String,
+    }
+    async fn allow(body: Bytes) -> ([(axum::http::HeaderName, &'static str); 1], Vec<u8>) {
+        let uid = serde_json::from_slice::<Review>(&body)
+            .map_or_else(|_| String::new(), |review| review.request.uid);
+        let response = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "response": {"uid": uid, "allowed": true}});
+        (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            serde_json::to_vec(&response).expect("json"),
+        )
+    }
+    Router::new()
+        .route("/mutate", post(allow))
+        .layer(axum::extract::DefaultBodyLimit::max(server::MAX_BODY_BYTES))
+}
+
+async fn start(router: Router, pem: &SelfSigned) -> SocketAddr {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let store = Arc::new(
+        CertStore::from_pem(
+            pem.cert_pem.as_bytes(),
+            pem.key_pem.as_bytes(),
+            provider.clone(),
+        )
+        .expect("pair"),
+    );
+    let config = tls::server_config(store, None, provider).expect("config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(server::serve(
+        listener,
+        Arc::new(config),
+        router,
+        ServeOptions::default(),
+        std::future::pending(),
+    ));
+    address
+}
+
+/// Latencies of one run.
+struct Run {
+    latencies_us: Vec<u64>,
+    errors: usize,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn throughput(&self) -> f64 {
+        self.latencies_us.len() as f64 / self.elapsed.as_secs_f64()
+    }
+    fn percentile(&self, percent: f64) -> u64 {
+        if self.latencies_us.is_empty() {
+            return 0;
+        }
+        let mut sorted = self.latencies_us.clone();
+        sorted.sort_unstable();
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "an index"
+        )]
+        let index = ((percent / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+        sorted[index]
+    }
+}
+
+type Sender = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
+type Sender1 = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn tls_stream(
+    address: SocketAddr,
+    pem: &SelfSigned,
+    h2: bool,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(pem.ca_pem.as_bytes()).expect("CA"))
+        .expect("root");
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![if h2 {
+        b"h2".to_vec()
+    } else {
+        b"http/1.1".to_vec()
+    }];
+    let tcp = TcpStream::connect(address).await.expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    TlsConnector::from(Arc::new(config))
+        .connect("localhost".try_into().expect("name"), tcp)
+        .await
+        .expect("handshake")
+}
+
+fn request() -> Request<Full<Bytes>> {
+    Request::post("https://localhost/mutate")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(REVIEW.as_bytes())))
+        .expect("request")
+}
+
+async fn h2_sender(address: SocketAddr, pem: &SelfSigned) -> Sender {
+    let stream = tls_stream(address, pem, true).await;
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(connection);
+    sender
+}
+
+async fn h1_sender(address: SocketAddr, pem: &SelfSigned) -> Sender1 {
+    let stream = tls_stream(address, pem, false).await;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("h1 handshake");
+    tokio::spawn(connection);
+    sender
+}
+
+/// Whether a response is a 200 with an AdmissionReview body.
+async fn ok(response: Result<hyper::Response<hyper::body::Incoming>, hyper::Error>) -> bool {
+    let Ok(response) = response else { return false };
+    let status_ok = response.status() == 200;
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|body| body.to_bytes());
+    status_ok && body.is_ok_and(|body| body.starts_with(b"{\"apiVersion\""))
+}
+
+/// `concurrency` requests always outstanding for `seconds`.
+async fn closed_loop(
+    address: SocketAddr,
+    pem: &SelfSigned,
+    h2: bool,
+    concurrency: usize,
+    seconds: u64,
+) -> Run {
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let shared_h2 = if h2 {
+        Some(h2_sender(address, pem).await)
+    } else {
+        None
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let shared_h2 = shared_h2.clone();
+        let pem = pem.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut h1 = if shared_h2.is_none() {
+                Some(h1_sender(address, &pem).await)
+            } else {
+                None
+            };
+            let (mut latencies, mut errors) = (Vec::new(), 0);
+            while Instant::now() < until {
+                let sent = Instant::now();
+                let response = match (&shared_h2, &mut h1) {
+                    (Some(h2), _) => h2.clone().send_request(request()).await,
+                    (None, Some(h1)) => {
+                        let _ = h1.ready().await;
+                        h1.send_request(request()).await
+                    }
+                    (None, None) => unreachable!("one sender exists"),
+                };
+                if ok(response).await {
+                    latencies.push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
+                } else {
+                    errors += 1;
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut run = Run {
+        latencies_us: Vec::new(),
+        errors: 0,
+        elapsed: Duration::ZERO,
+    };
+    for task in tasks {
+        let (latencies, errors) = task.await.expect("task");
+        run.latencies_us.extend(latencies);
+        run.errors += errors;
+    }
+    run.elapsed = started.elapsed();
+    run
+}
+
+/// An open loop: one request every 1/rate s on one HTTP/2 connection;
+/// latency from the scheduled send time.
+async fn fixed_rate(address: SocketAddr, pem: &SelfSigned, rate: u64, seconds: u64) -> Run {
+    let sender = h2_sender(address, pem).await;
+    let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
+    let total = rate * seconds;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(usize::try_from(total).expect("fits"));
+    for index in 0..total {
+        let scheduled = started + interval * u32::try_from(index).expect("fits");
+        tokio::time::sleep_until(scheduled.into()).await;
+        let sender = sender.clone();
+        tasks.push(tokio::spawn(async move {
+            let success = ok(sender.clone().send_request(request()).await).await;
+            (
+                success,
+                u64::try_from(scheduled.elapsed().as_micros()).unwrap_or(u64::MAX),
+            )
+        }));
+    }
+    let mut run = Run {
+        latencies_us: Vec::new(),
+        errors: 0,
+        elapsed: Duration::ZERO,
+    };
+    for task in tasks {
+        let (success, latency) = task.await.expect("task");
+        if success {
+            run.latencies_us.push(latency);
+        } else {
+            run.errors += 1;
+        }
+    }
+    run.elapsed = started.elapsed();
+    run
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// RSS of the real binary with the VMI directory, idle and under load.
+fn rss_of_the_binary(vmi_dir: &Path, pem: &SelfSigned, seconds: u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("tls.crt"), &pem.cert_pem).expect("write");
+    std::fs::write(dir.path().join("tls.key"), &pem.key_pem).expect("write");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("port")
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_virt-sizer"))
+        .args([
+            "serve",
+            "--log-format",
+            "json",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--vmi-dir")
+        .arg(vmi_dir)
+        .arg("--policy")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy.yaml"))
+        .arg("--cert")
+        .arg(dir.path().join("tls.crt"))
+        .arg("--key")
+        .arg(dir.path().join("tls.key"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("virt-sizer serve");
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    let client_runtime = runtime(2);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(address).is_err() {
+        assert!(Instant::now() < deadline, "the binary did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let idle = rss_kib(child.id());
+    let run = client_runtime.block_on(closed_loop(address, pem, true, 64, seconds));
+    let loaded = rss_kib(child.id());
+    println!(
+        "binary (JSON logs to /dev/null), h2 x64 saturation: {:.0} req/s, p99 {} µs, errors {}",
+        run.throughput(),
+        run.percentile(99.0),
+        run.errors
+    );
+    println!(
+        "RSS with {} VMI files: idle {} MiB, after load {} MiB",
+        std::fs::read_dir(vmi_dir).map_or(0, Iterator::count),
+        idle / 1024,
+        loaded / 1024
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,1656 @@
+//! The deployment artefacts: `manifests/` (base and overlays), `certs/` and
+//! the `Dockerfile`.
+//!
+//! Every Kubernetes document under `manifests/` must be an object of a known
+//! `apiVersion`/`kind` with no field its type does not have (a typo such as
+//! `readinessprobe` is silently dropped by the apiserver, so it is caught
+//! here), and the rules that make the webhook safe must hold: what the
+//! webhook intercepts and how it fails, how the Deployment is hardened, what
+//! RBAC allows, and that the shipped policy is valid. k8s-openapi's types
+//! ignore unknown fields, so the schema checks below are written out.
+//!
+//! With `kubectl` on the PATH the base and every overlay are also rendered
+//! (`kubectl kustomize`) and the rendered output is held to the same rules.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use clap::Parser as _;
+use serde_json::Value;
+use virt_sizer::cli::{Cli, Command as Verb};
+use virt_sizer::commands::parse_documents;
+use virt_sizer::sizing::policy::ValidPolicy;
+
+// === What the manifests promise ===
+
+const NAMESPACE: &str = "virt-sizer";
+const SERVICE: &str = "virt-sizer";
+const WEBHOOK_CONFIGURATION: &str = "virt-sizer";
+const TLS_SECRET: &str = "virt-sizer-tls";
+const POLICY_CONFIGMAP: &str = "virt-sizer-policy";
+const IMAGE_REPOSITORY: &str = "ghcr.io/virt-sizer/virt-sizer";
+const UID: u64 = 65532;
+const HTTPS_PORT: u64 = 8443;
+const LAUNCHER_WEBHOOK: &str = "launcher-pods.virt-sizer.io";
+const KATA_WEBHOOK: &str = "kata-pods.virt-sizer.io";
+const RUNTIMECLASS_WEBHOOK: &str = "runtimeclasses.virt-sizer.io";
+const KATA_CONDITION: &str =
+    "has(object.spec.runtimeClassName) && object.spec.runtimeClassName.startsWith('kata')";
+const PLACEHOLDER_CA_BUNDLE: &str = "Cg==";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn manifests_dir() -> PathBuf {
+    repo().join("manifests")
+}
+
+// === Reading ===
+
+/// One YAML document and where it came from.
+#[derive(Debug, Clone)]
+struct Doc {
+    origin: String,
+    value: Value,
+}
+
+impl Doc {
+    fn kind(&self) -> &str {
+        str_at(&self.value, "/kind").unwrap_or_default()
+    }
+    fn name(&self) -> &str {
+        str_at(&self.value, "/metadata/name").unwrap_or_default()
+    }
+}
+
+fn str_at<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
+    value.pointer(pointer).and_then(Value::as_str)
+}
+
+fn read_docs(path: &Path) -> Vec<Doc> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
+    parse_text(&text, &path.display().to_string())
+}
+
+fn parse_text(text: &str, origin: &str) -> Vec<Doc> {
+    parse_documents(text)
+        .unwrap_or_else(|error| panic!("{origin}: {error:#}"))
+        .into_iter()
+        .enumerate()
+        .map(|(index, value)| Doc {
+            origin: format!("{origin}#{index}"),
+            value,
+        })
+        .collect()
+}
+
+/// Every `*.yaml` under `dir`, recursively, sorted.
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("readable directory") {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path
+                .extension()
+                .is_some_and(|extension| extension == "yaml" || extension == "yml")
+            {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn is_kustomization(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|name| name == "kustomization.yaml" || name == "kustomization.yml")
+}
+
+/// Files that kustomization.yaml files use as patches: partial objects.
+fn patch_files() -> BTreeSet<PathBuf> {
+    let mut patches = BTreeSet::new();
+    for file in yaml_files(&manifests_dir())
+        .into_iter()
+        .filter(|f| is_kustomization(f))
+    {
+        let dir = file.parent().expect("in a directory");
+        for doc in read_docs(&file) {
+            for patch in list(doc.value.get("patches")) {
+                if let Some(path) = patch.get("path").and_then(Value::as_str) {
+                    patches.insert(normalise(&dir.join(path)));
+                }
+            }
+            for path in list(doc.value.get("patchesStrategicMerge")) {
+                if let Some(path) = path.as_str() {
+                    patches.insert(normalise(&dir.join(path)));
+                }
+            }
+        }
+    }
+    patches
+}
+
+fn normalise(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_owned())
+}
+
+/// Every complete object under manifests/ (no kustomization, no patch).
+fn manifest_docs() -> Vec<Doc> {
+    let patches = patch_files();
+    yaml_files(&manifests_dir())
+        .into_iter()
+        .filter(|file| !is_kustomization(file) && !patches.contains(&normalise(file)))
+        .flat_map(|file| read_docs(&file))
+        .collect()
+}
+
+/// The complete objects of the base (what `kubectl kustomize manifests`
+/// renders), read straight from the files.
+fn base_docs() -> Vec<Doc> {
+    let base = manifests_dir().join("base");
+    let kustomization = read_docs(&base.join("kustomization.yaml"));
+    list(kustomization[0].value.get("resources"))
+        .iter()
+        .filter_map(Value::as_str)
+        .flat_map(|resource| read_docs(&base.join(resource)))
+        .collect()
+}
+
+fn list(value: Option<&Value>) -> &[Value] {
+    value.and_then(Value::as_array).map_or(&[], Vec::as_slice)
+}
+
+fn strings(value: Option<&Value>) -> Vec<&str> {
+    list(value).iter().filter_map(Value::as_str).collect()
+}
+
+fn one<'a>(docs: &'a [Doc], kind: &str, name: &str) -> &'a Doc {
+    let found: Vec<&Doc> = docs
+        .iter()
+        .filter(|doc| doc.kind() == kind && doc.name() == name)
+        .collect();
+    assert_eq!(found.len(), 1, "exactly one {kind} {name}, found {found:?}");
+    found[0]
+}
+
+// === Problems are collected, then reported together ===
+
+#[derive(Debug, Default)]
+struct Check {
+    problems: Vec<String>,
+}
+
+impl Check {
+    fn fail(&mut self, at: &str, message: impl std::fmt::Display) {
+        self.problems.push(format!("{at}: {message}"));
+    }
+
+    fn expect(&mut self, ok: bool, at: &str, message: impl std::fmt::Display) {
+        if !ok {
+            self.fail(at, message);
+        }
+    }
+
+    fn finish(self, what: &str) {
+        assert!(
+            self.problems.is_empty(),
+            "{what}: {} problem(s):\n  {}",
+            self.problems.len(),
+            self.problems.join("\n  ")
+        );
+    }
+}
+
+// === Schemas: the Kubernetes types, for the fields these manifests use ===
+//
+// Each type lists its fields as `name:type`; `!name` is required. A type is
+// `string`, `int` (non-negative), `bool`, `intstr` (int or string),
+// `strings` (map of strings), `any` (not checked), `enum:A|B`, `[]T` (a list
+// of T), or the name of another entry. Objects reject fields not listed. The
+// document types are named `apiVersion/kind`.
+
+#[rustfmt::skip]
+const SCHEMA: &[(&str, &[&str])] = &[
+    // --- shared ---
+    ("ObjectMeta", &["!name:string", "namespace:string", "labels:strings", "annotations:strings", "finalizers:[]string"]),
+    ("LabelSelector", &["matchLabels:strings", "matchExpressions:[]LabelSelectorRequirement"]),
+    ("LabelSelectorRequirement", &["!key:string", "!operator:enum:In|NotIn|Exists|DoesNotExist", "values:[]string"]),
+    // --- core/v1 ---
+    ("v1/Namespace", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "spec:any"]),
+    ("v1/ServiceAccount", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "automountServiceAccountToken:bool", "imagePullSecrets:[]any"]),
+    ("v1/ConfigMap", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "data:strings", "binaryData:strings", "immutable:bool"]),
+    ("v1/Secret", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "data:strings", "stringData:strings", "type:string", "immutable:bool"]),
+    ("v1/ResourceQuota", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "!spec:ResourceQuotaSpec"]),
+    ("ResourceQuotaSpec", &["hard:strings", "scopes:[]string", "scopeSelector:ScopeSelector"]),
+    ("ScopeSelector", &["matchExpressions:[]ScopedResourceSelectorRequirement"]),
+    ("ScopedResourceSelectorRequirement", &["!scopeName:string", "!operator:enum:In|NotIn|Exists|DoesNotExist", "values:[]string"]),
+    ("v1/Service", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "!spec:ServiceSpec"]),
+    ("ServiceSpec", &["type:enum:ClusterIP|NodePort|LoadBalancer|ExternalName", "selector:strings", "!ports:[]ServicePort", "clusterIP:string", "ipFamilyPolicy:string", "internalTrafficPolicy:string", "sessionAffinity:string", "trafficDistribution:string"]),
+    ("ServicePort", &["name:string", "!port:int", "targetPort:intstr", "protocol:enum:TCP|UDP|SCTP", "appProtocol:string"]),
+    // --- apps/v1 ---
+    ("apps/v1/Deployment", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "!spec:DeploymentSpec"]),
+    ("DeploymentSpec", &["replicas:int", "!selector:LabelSelector", "!template:PodTemplateSpec", "strategy:DeploymentStrategy", "minReadySeconds:int", "revisionHistoryLimit:int", "progressDeadlineSeconds:int"]),
+    ("DeploymentStrategy", &["type:enum:RollingUpdate|Recreate", "rollingUpdate:RollingUpdateDeployment"]),
+    ("RollingUpdateDeployment", &["maxUnavailable:intstr", "maxSurge:intstr"]),
+    ("PodTemplateSpec", &["metadata:TemplateMeta", "!spec:PodSpec"]),
+    ("TemplateMeta", &["labels:strings", "annotations:strings"]),
+    ("PodSpec", &[
+        "serviceAccountName:string", "automountServiceAccountToken:bool", "enableServiceLinks:bool",
+        "priorityClassName:string", "terminationGracePeriodSeconds:int",
+        "securityContext:PodSecurityContext", "affinity:Affinity",
+        "topologySpreadConstraints:[]TopologySpreadConstraint", "!containers:[]Container",
+        "volumes:[]Volume", "nodeSelector:strings", "tolerations:[]Toleration",
+        "imagePullSecrets:[]any", "hostNetwork:bool", "hostPID:bool", "hostIPC:bool",
+    ]),
+    ("PodSecurityContext", &["runAsNonRoot:bool", "runAsUser:int", "runAsGroup:int", "fsGroup:int", "fsGroupChangePolicy:string", "supplementalGroups:[]int", "seccompProfile:SeccompProfile"]),
+    ("SeccompProfile", &["!type:enum:RuntimeDefault|Localhost|Unconfined", "localhostProfile:string"]),
+    ("Affinity", &["podAntiAffinity:PodAntiAffinity", "podAffinity:any", "nodeAffinity:any"]),
+    ("PodAntiAffinity", &["preferredDuringSchedulingIgnoredDuringExecution:[]WeightedPodAffinityTerm", "requiredDuringSchedulingIgnoredDuringExecution:[]PodAffinityTerm"]),
+    ("WeightedPodAffinityTerm", &["!weight:int", "!podAffinityTerm:PodAffinityTerm"]),
+    ("PodAffinityTerm", &["!topologyKey:string", "labelSelector:LabelSelector", "namespaces:[]string", "namespaceSelector:LabelSelector", "matchLabelKeys:[]string"]),
+    ("TopologySpreadConstraint", &["!maxSkew:int", "!topologyKey:string", "!whenUnsatisfiable:enum:DoNotSchedule|ScheduleAnyway", "labelSelector:LabelSelector", "minDomains:int", "matchLabelKeys:[]string", "nodeAffinityPolicy:string", "nodeTaintsPolicy:string"]),
+    ("Toleration", &["key:string", "operator:enum:Exists|Equal", "value:string", "effect:string", "tolerationSeconds:int"]),
+    ("Container", &[
+        "!name:string", "!image:string", "imagePullPolicy:enum:Always|IfNotPresent|Never",
+        "command:[]string", "args:[]string", "env:[]EnvVar", "ports:[]ContainerPort",
+        "readinessProbe:Probe", "livenessProbe:Probe", "startupProbe:Probe",
+        "resources:ResourceRequirements", "securityContext:SecurityContext",
+        "volumeMounts:[]VolumeMount", "terminationMessagePolicy:string",
+    ]),
+    ("EnvVar", &["!name:string", "value:string", "valueFrom:any"]),
+    ("ContainerPort", &["name:string", "!containerPort:int", "protocol:enum:TCP|UDP|SCTP"]),
+    ("Probe", &["httpGet:HTTPGetAction", "tcpSocket:any", "grpc:any", "exec:any", "initialDelaySeconds:int", "periodSeconds:int", "timeoutSeconds:int", "failureThreshold:int", "successThreshold:int"]),
+    ("HTTPGetAction", &["path:string", "!port:intstr", "scheme:enum:HTTP|HTTPS", "host:string", "httpHeaders:[]any"]),
+    ("ResourceRequirements", &["requests:ResourceList", "limits:ResourceList"]),
+    ("ResourceList", &["cpu:intstr", "memory:intstr", "ephemeral-storage:intstr"]),
+    ("SecurityContext", &["runAsNonRoot:bool", "runAsUser:int", "runAsGroup:int", "readOnlyRootFilesystem:bool", "allowPrivilegeEscalation:bool", "privileged:bool", "capabilities:Capabilities", "seccompProfile:SeccompProfile"]),
+    ("Capabilities", &["add:[]string", "drop:[]string"]),
+    ("VolumeMount", &["!name:string", "!mountPath:string", "readOnly:bool", "subPath:string", "subPathExpr:string", "mountPropagation:string"]),
+    ("Volume", &["!name:string", "configMap:ConfigMapVolumeSource", "secret:SecretVolumeSource", "projected:ProjectedVolumeSource", "emptyDir:any"]),
+    ("ConfigMapVolumeSource", &["!name:string", "items:[]KeyToPath", "defaultMode:int", "optional:bool"]),
+    ("SecretVolumeSource", &["!secretName:string", "items:[]KeyToPath", "defaultMode:int", "optional:bool"]),
+    ("ProjectedVolumeSource", &["!sources:[]VolumeProjection", "defaultMode:int"]),
+    ("VolumeProjection", &["configMap:ConfigMapProjection", "secret:ConfigMapProjection", "serviceAccountToken:any", "downwardAPI:any"]),
+    ("ConfigMapProjection", &["!name:string", "items:[]KeyToPath", "optional:bool"]),
+    ("KeyToPath", &["!key:string", "!path:string", "mode:int"]),
+    // --- policy/v1 ---
+    ("policy/v1/PodDisruptionBudget", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "!spec:PodDisruptionBudgetSpec"]),
+    ("PodDisruptionBudgetSpec", &["minAvailable:intstr", "maxUnavailable:intstr", "!selector:LabelSelector", "unhealthyPodEvictionPolicy:enum:IfHealthyBudget|AlwaysAllow"]),
+    // --- rbac.authorization.k8s.io/v1 ---
+    ("rbac.authorization.k8s.io/v1/ClusterRole", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "rules:[]PolicyRule", "aggregationRule:any"]),
+    ("PolicyRule", &["apiGroups:[]string", "resources:[]string", "!verbs:[]string", "resourceNames:[]string", "nonResourceURLs:[]string"]),
+    ("rbac.authorization.k8s.io/v1/ClusterRoleBinding", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "!roleRef:RoleRef", "subjects:[]Subject"]),
+    ("RoleRef", &["!apiGroup:string", "!kind:enum:ClusterRole|Role", "!name:string"]),
+    ("Subject", &["!kind:enum:ServiceAccount|User|Group", "!name:string", "namespace:string", "apiGroup:string"]),
+    // --- admissionregistration.k8s.io/v1 ---
+    ("admissionregistration.k8s.io/v1/MutatingWebhookConfiguration", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "webhooks:[]MutatingWebhook"]),
+    ("MutatingWebhook", &[
+        "!name:string", "!admissionReviewVersions:[]string", "!clientConfig:WebhookClientConfig",
+        "rules:[]RuleWithOperations", "failurePolicy:enum:Ignore|Fail", "matchPolicy:enum:Exact|Equivalent",
+        "namespaceSelector:LabelSelector", "objectSelector:LabelSelector",
+        "!sideEffects:enum:None|NoneOnDryRun|Some|Unknown", "timeoutSeconds:int",
+        "reinvocationPolicy:enum:Never|IfNeeded", "matchConditions:[]MatchCondition",
+    ]),
+    ("WebhookClientConfig", &["service:ServiceReference", "url:string", "caBundle:string"]),
+    ("ServiceReference", &["!name:string", "!namespace:string", "path:string", "port:int"]),
+    ("RuleWithOperations", &["!apiGroups:[]string", "!apiVersions:[]string", "!operations:[]enum:CREATE|UPDATE|DELETE|CONNECT|*", "!resources:[]string", "scope:enum:Cluster|Namespaced|*"]),
+    ("MatchCondition", &["!name:string", "!expression:string"]),
+    // --- cert-manager.io/v1 ---
+    ("cert-manager.io/v1/Issuer", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "!spec:IssuerSpec"]),
+    ("IssuerSpec", &["selfSigned:any", "ca:CAIssuer", "acme:any", "vault:any", "venafi:any"]),
+    ("CAIssuer", &["!secretName:string", "crlDistributionPoints:[]string", "ocspServers:[]string"]),
+    ("cert-manager.io/v1/Certificate", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "!spec:CertificateSpec"]),
+    ("CertificateSpec", &[
+        "!secretName:string", "secretTemplate:any", "commonName:string", "dnsNames:[]string",
+        "ipAddresses:[]string", "uris:[]string", "isCA:bool", "duration:string", "renewBefore:string",
+        "usages:[]string", "privateKey:CertificatePrivateKey", "!issuerRef:IssuerRef", "subject:any",
+        "revisionHistoryLimit:int",
+    ]),
+    ("CertificatePrivateKey", &["algorithm:enum:RSA|ECDSA|Ed25519", "size:int", "encoding:enum:PKCS1|PKCS8", "rotationPolicy:enum:Never|Always"]),
+    ("IssuerRef", &["!name:string", "kind:enum:Issuer|ClusterIssuer", "group:string"]),
+];
+
+/// Kinds without a namespace.
+const CLUSTER_SCOPED: &[&str] = &[
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "MutatingWebhookConfiguration",
+];
+
+fn schema(name: &str) -> Option<&'static [&'static str]> {
+    SCHEMA
+        .iter()
+        .find(|(type_name, _)| *type_name == name)
+        .map(|(_, fields)| *fields)
+}
+
+/// Checks `value` against the type `kind` (see [`SCHEMA`]).
+fn check_value(check: &mut Check, value: &Value, kind: &str, at: &str) {
+    if let Some(element) = kind.strip_prefix("[]") {
+        match value.as_array() {
+            Some(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    check_value(check, item, element, &format!("{at}[{index}]"));
+                }
+            }
+            None => check.fail(at, format!("expected a list, found {value}")),
+        }
+        return;
+    }
+    if let Some(allowed) = kind.strip_prefix("enum:") {
+        let ok = value
+            .as_str()
+            .is_some_and(|text| allowed.split('|').any(|option| option == text));
+        check.expect(ok, at, format!("expected one of {allowed}, found {value}"));
+        return;
+    }
+    let ok = match kind {
+        "any" => true,
+        "string" => value.is_string(),
+        "int" => value.is_u64(),
+        "bool" => value.is_boolean(),
+        "intstr" => value.is_u64() || value.is_string(),
+        "strings" => value
+            .as_object()
+            .is_some_and(|map| map.values().all(Value::is_string)),
+        _ => {
+            check_object(check, value, kind, at);
+            true
+        }
+    };
+    check.expect(ok, at, format!("expected {kind}, found {value}"));
+}
+
+fn check_object(check: &mut Check, value: &Value, kind: &str, at: &str) {
+    let Some(fields) = schema(kind) else {
+        check.fail(at, format!("no schema for {kind}"));
+        return;
+    };
+    let Some(object) = value.as_object() else {
+        check.fail(at, format!("expected a {kind} object, found {value}"));
+        return;
+    };
+    let fields: Vec<(bool, &str, &str)> = fields
+        .iter()
+        .map(|field| {
+            let (name, field_kind) = field.split_once(':').expect("name:type");
+            match name.strip_prefix('!') {
+                Some(name) => (true, name, field_kind),
+                None => (false, name, field_kind),
+            }
+        })
+        .collect();
+    for (key, field_value) in object {
+        match fields.iter().find(|(_, name, _)| name == key) {
+            Some((_, _, field_kind)) => {
+                check_value(check, field_value, field_kind, &format!("{at}.{key}"));
+            }
+            None => check.fail(at, format!("unknown field {key:?} for {kind}")),
+        }
+    }
+    for (required, name, _) in &fields {
+        check.expect(
+            !required || object.contains_key(*name),
+            at,
+            format!("missing required field {name:?} of {kind}"),
+        );
+    }
+}
+
+/// Checks one complete object against the type its apiVersion/kind name.
+fn check_type(check: &mut Check, doc: &Doc) {
+    let at = format!("{} ({} {})", doc.origin, doc.kind(), doc.name());
+    let api_version = str_at(&doc.value, "/apiVersion").unwrap_or_default();
+    let type_name = format!("{api_version}/{}", doc.kind());
+    if schema(&type_name).is_none() {
+        check.fail(&at, format!("unexpected type {type_name}"));
+        return;
+    }
+    check_object(check, &doc.value, &type_name, &at);
+    let namespace = str_at(&doc.value, "/metadata/namespace");
+    if CLUSTER_SCOPED.contains(&doc.kind()) {
+        check.expect(
+            namespace.is_none(),
+            &at,
+            "a cluster-scoped object with a namespace",
+        );
+    } else {
+        check.expect(
+            namespace.is_some(),
+            &at,
+            "a namespaced object without a namespace",
+        );
+    }
+    if let Some(bundle) = str_at(&doc.value, "/webhooks/0/clientConfig/caBundle") {
+        use base64::Engine as _;
+        check.expect(
+            base64::engine::general_purpose::STANDARD
+                .decode(bundle)
+                .is_ok(),
+            &at,
+            "caBundle is not base64",
+        );
+    }
+}
+
+// === The rules ===
+
+/// What the webhook's caBundle must be in a given rendering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CaBundle {
+    /// The base's placeholder.
+    Placeholder,
+    /// Absent: cert-manager's CA injector owns the field.
+    Injected,
+    /// Exactly this (base64 of the CA bundle PEM).
+    Exactly(String),
+}
+
+/// What one rendering (base, or an overlay) must satisfy.
+#[derive(Debug, Clone)]
+struct Expect {
+    failure_policy: &'static str,
+    ca_bundle: CaBundle,
+}
+
+/// All the rules, over the complete objects of one rendering.
+fn check_rules(docs: &[Doc], expect: &Expect, what: &str) {
+    let mut check = Check::default();
+    for doc in docs {
+        check_type(&mut check, doc);
+    }
+    check_webhooks(
+        &mut check,
+        one(docs, "MutatingWebhookConfiguration", WEBHOOK_CONFIGURATION),
+        expect,
+    );
+    let deployment = one(docs, "Deployment", "virt-sizer");
+    check_deployment(&mut check, deployment, docs);
+    check_rbac(&mut check, docs);
+    check_pdb_and_service(&mut check, docs, deployment);
+    check_policy(&mut check, one(docs, "ConfigMap", POLICY_CONFIGMAP));
+    let namespace = one(docs, "Namespace", NAMESPACE);
+    check.expect(
+        str_at(
+            &namespace.value,
+            "/metadata/labels/pod-security.kubernetes.io~1enforce",
+        ) == Some("restricted"),
+        &namespace.origin,
+        "the namespace enforces the restricted Pod Security Standard",
+    );
+    for doc in docs {
+        let namespace = str_at(&doc.value, "/metadata/namespace");
+        check.expect(
+            namespace.is_none() || namespace == Some(NAMESPACE),
+            &doc.origin,
+            format!("in namespace {namespace:?}, expected {NAMESPACE}"),
+        );
+    }
+    check.finish(what);
+}
+
+fn check_webhooks(check: &mut Check, configuration: &Doc, expect: &Expect) {
+    let at = &configuration.origin;
+    let webhooks = list(configuration.value.get("webhooks"));
+    let names: Vec<&str> = webhooks
+        .iter()
+        .filter_map(|webhook| str_at(webhook, "/name"))
+        .collect();
+    check.expect(
+        names == [LAUNCHER_WEBHOOK, KATA_WEBHOOK, RUNTIMECLASS_WEBHOOK],
+        at,
+        format!("webhooks {names:?}"),
+    );
+    let annotation = str_at(
+        &configuration.value,
+        "/metadata/annotations/cert-manager.io~1inject-ca-from",
+    );
+    match &expect.ca_bundle {
+        CaBundle::Injected => check.expect(
+            annotation == Some("virt-sizer/virt-sizer-serving"),
+            at,
+            format!("cert-manager.io/inject-ca-from is {annotation:?}"),
+        ),
+        _ => check.expect(
+            annotation.is_none(),
+            at,
+            "an inject-ca-from annotation without cert-manager",
+        ),
+    }
+
+    for webhook in webhooks {
+        let name = str_at(webhook, "/name").unwrap_or("?");
+        let at = format!("{at} webhook {name}");
+        check.expect(
+            str_at(webhook, "/sideEffects") == Some("None"),
+            &at,
+            "sideEffects must be None",
+        );
+        check.expect(
+            strings(webhook.get("admissionReviewVersions")) == ["v1"],
+            &at,
+            "admissionReviewVersions must be [v1]",
+        );
+        check.expect(
+            str_at(webhook, "/reinvocationPolicy") == Some("IfNeeded"),
+            &at,
+            "reinvocationPolicy must be IfNeeded",
+        );
+        let timeout = webhook.get("timeoutSeconds").and_then(Value::as_u64);
+        check.expect(
+            timeout.is_some_and(|seconds| (1..=3).contains(&seconds)),
+            &at,
+            format!("timeoutSeconds must be set and at most 3, is {timeout:?}"),
+        );
+        let failure_policy = str_at(webhook, "/failurePolicy");
+        check.expect(
+            failure_policy == Some(expect.failure_policy),
+            &at,
+            format!(
+                "failurePolicy {failure_policy:?}, expected {}",
+                expect.failure_policy
+            ),
+        );
+        check.expect(
+            str_at(webhook, "/clientConfig/service/name") == Some(SERVICE)
+                && str_at(webhook, "/clientConfig/service/namespace") == Some(NAMESPACE)
+                && str_at(webhook, "/clientConfig/service/path") == Some("/mutate")
+                && webhook
+                    .pointer("/clientConfig/service/port")
+                    .and_then(Value::as_u64)
+                    .is_none_or(|port| port == 443),
+            &at,
+            "clientConfig must call service virt-sizer/virt-sizer on 443 at /mutate",
+        );
+        check.expect(
+            webhook.pointer("/clientConfig/url").is_none(),
+            &at,
+            "no clientConfig.url",
+        );
+        let bundle = str_at(webhook, "/clientConfig/caBundle");
+        let bundle_ok = match &expect.ca_bundle {
+            CaBundle::Placeholder => bundle == Some(PLACEHOLDER_CA_BUNDLE),
+            CaBundle::Injected => bundle.is_none(),
+            CaBundle::Exactly(expected) => bundle == Some(expected.as_str()),
+        };
+        check.expect(
+            bundle_ok,
+            &at,
+            format!("caBundle {bundle:?}, expected {:?}", expect.ca_bundle),
+        );
+
+        let rules = list(webhook.get("rules"));
+        check.expect(rules.len() == 1, &at, "exactly one rule");
+        let rule = rules.first().cloned().unwrap_or_default();
+        let (group, resource, operations): (&str, &str, &[&str]) = match name {
+            RUNTIMECLASS_WEBHOOK => ("node.k8s.io", "runtimeclasses", &["CREATE", "UPDATE"]),
+            _ => ("", "pods", &["CREATE"]),
+        };
+        check.expect(
+            strings(rule.get("apiGroups")) == [group]
+                && strings(rule.get("apiVersions")) == ["v1"]
+                && strings(rule.get("resources")) == [resource]
+                && strings(rule.get("operations")) == operations,
+            &at,
+            format!("rule must be {group}/v1 {resource} {operations:?}, is {rule}"),
+        );
+
+        if name == RUNTIMECLASS_WEBHOOK {
+            // Cluster-scoped: a namespaceSelector would never match anything.
+            check.expect(
+                webhook.get("namespaceSelector").is_none(),
+                &at,
+                "no namespaceSelector on a cluster-scoped resource",
+            );
+        } else {
+            check.expect(
+                excludes_namespaces(webhook.get("namespaceSelector"), &["kube-system", NAMESPACE]),
+                &at,
+                "namespaceSelector must exclude kube-system and virt-sizer by kubernetes.io/metadata.name NotIn",
+            );
+        }
+        match name {
+            LAUNCHER_WEBHOOK => {
+                check.expect(
+                    webhook.pointer("/objectSelector/matchLabels")
+                        == Some(&serde_json::json!({"kubevirt.io": "virt-launcher"}))
+                        && webhook
+                            .pointer("/objectSelector/matchExpressions")
+                            .is_none(),
+                    &at,
+                    "objectSelector must be exactly matchLabels kubevirt.io: virt-launcher",
+                );
+                check.expect(
+                    webhook.get("matchConditions").is_none(),
+                    &at,
+                    "no matchConditions",
+                );
+            }
+            KATA_WEBHOOK => {
+                let expressions = list(webhook.pointer("/objectSelector/matchExpressions"));
+                check.expect(
+                    expressions.iter().any(|expression| {
+                        str_at(expression, "/key") == Some("kubevirt.io")
+                            && str_at(expression, "/operator") == Some("NotIn")
+                            && strings(expression.get("values")) == ["virt-launcher"]
+                    }),
+                    &at,
+                    "objectSelector must exclude launcher Pods (kubevirt.io NotIn [virt-launcher])",
+                );
+                let conditions: Vec<&str> = list(webhook.get("matchConditions"))
+                    .iter()
+                    .filter_map(|condition| str_at(condition, "/expression"))
+                    .collect();
+                check.expect(
+                    conditions == [KATA_CONDITION],
+                    &at,
+                    format!("matchConditions must be [{KATA_CONDITION}], are {conditions:?}"),
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The selector keeps out every namespace in `excluded` (and only does so
+/// with the immutable name label, which no tenant can change).
+fn excludes_namespaces(selector: Option<&Value>, excluded: &[&str]) -> bool {
+    let Some(selector) = selector else {
+        return false;
+    };
+    list(selector.get("matchExpressions"))
+        .iter()
+        .any(|expression| {
+            let values = strings(expression.get("values"));
+            str_at(expression, "/key") == Some("kubernetes.io/metadata.name")
+                && str_at(expression, "/operator") == Some("NotIn")
+                && excluded.iter().all(|name| values.contains(name))
+        })
+}
+
+fn check_deployment(check: &mut Check, deployment: &Doc, docs: &[Doc]) {
+    let at = &deployment.origin;
+    let value = &deployment.value;
+    let replicas = value.pointer("/spec/replicas").and_then(Value::as_u64);
+    check.expect(
+        replicas.is_some_and(|n| n >= 2),
+        at,
+        format!("replicas {replicas:?}, need at least 2"),
+    );
+    check.expect(
+        value.pointer("/spec/strategy/rollingUpdate/maxUnavailable") == Some(&Value::from(0)),
+        at,
+        "a rollout must never drop below the replica count (maxUnavailable 0)",
+    );
+    let pod = value
+        .pointer("/spec/template/spec")
+        .cloned()
+        .unwrap_or_default();
+    let pod_labels = value
+        .pointer("/spec/template/metadata/labels")
+        .cloned()
+        .unwrap_or_default();
+    check.expect(
+        selects(value.pointer("/spec/selector"), &pod_labels),
+        at,
+        "spec.selector must select the template's labels",
+    );
+    check.expect(
+        str_at(&pod, "/serviceAccountName") == Some("virt-sizer"),
+        at,
+        "serviceAccountName virt-sizer",
+    );
+    check.expect(
+        str_at(&pod, "/priorityClassName") == Some("system-cluster-critical"),
+        at,
+        "priorityClassName system-cluster-critical",
+    );
+    check.expect(
+        docs.iter().any(|doc| {
+            doc.kind() == "ResourceQuota"
+                && list(doc.value.pointer("/spec/scopeSelector/matchExpressions"))
+                    .iter()
+                    .any(|expression| {
+                        strings(expression.get("values")).contains(&"system-cluster-critical")
+                    })
+        }),
+        at,
+        "a ResourceQuota admits system-cluster-critical Pods in the namespace",
+    );
+    check.expect(
+        pod.pointer("/securityContext/runAsNonRoot") == Some(&Value::Bool(true)),
+        at,
+        "pod runAsNonRoot",
+    );
+    check.expect(
+        pod.pointer("/securityContext/runAsUser") == Some(&Value::from(UID)),
+        at,
+        format!("pod runAsUser {UID}"),
+    );
+    check.expect(
+        str_at(&pod, "/securityContext/seccompProfile/type") == Some("RuntimeDefault"),
+        at,
+        "pod seccomp RuntimeDefault",
+    );
+    check.expect(
+        pod.pointer("/affinity/podAntiAffinity").is_some(),
+        at,
+        "pod anti-affinity",
+    );
+    check.expect(
+        list(pod.get("topologySpreadConstraints"))
+            .iter()
+            .all(|constraint| selects(constraint.get("labelSelector"), &pod_labels))
+            && !list(pod.get("topologySpreadConstraints")).is_empty(),
+        at,
+        "topologySpreadConstraints that select the Pods",
+    );
+    check.expect(
+        list(
+            pod.pointer(
+                "/affinity/podAntiAffinity/preferredDuringSchedulingIgnoredDuringExecution",
+            ),
+        )
+        .iter()
+        .all(|term| selects(term.pointer("/podAffinityTerm/labelSelector"), &pod_labels)),
+        at,
+        "anti-affinity selects the Pods themselves",
+    );
+    let grace = pod
+        .get("terminationGracePeriodSeconds")
+        .and_then(Value::as_u64);
+    check.expect(
+        grace == Some(30),
+        at,
+        format!("terminationGracePeriodSeconds {grace:?}, expected 30"),
+    );
+    check.expect(
+        pod.get("hostNetwork").is_none_or(|host| host == false),
+        at,
+        "no hostNetwork",
+    );
+
+    let containers = list(pod.get("containers"));
+    check.expect(containers.len() == 1, at, "one container");
+    let Some(container) = containers.first() else {
+        return;
+    };
+    let image = str_at(container, "/image").unwrap_or_default();
+    check.expect(
+        image == format!("{IMAGE_REPOSITORY}:{}", env!("CARGO_PKG_VERSION")),
+        at,
+        format!(
+            "image {image}, expected {IMAGE_REPOSITORY}:{} (the crate version)",
+            env!("CARGO_PKG_VERSION")
+        ),
+    );
+    let context = container
+        .get("securityContext")
+        .cloned()
+        .unwrap_or_default();
+    check.expect(
+        context.get("runAsNonRoot") == Some(&Value::Bool(true)),
+        at,
+        "container runAsNonRoot",
+    );
+    check.expect(
+        context.get("runAsUser") == Some(&Value::from(UID)),
+        at,
+        format!("container runAsUser {UID}"),
+    );
+    check.expect(
+        context.get("readOnlyRootFilesystem") == Some(&Value::Bool(true)),
+        at,
+        "readOnlyRootFilesystem",
+    );
+    check.expect(
+        context.get("allowPrivilegeEscalation") == Some(&Value::Bool(false)),
+        at,
+        "allowPrivilegeEscalation false",
+    );
+    check.expect(
+        context
+            .get("privileged")
+            .is_none_or(|privileged| privileged == false),
+        at,
+        "not privileged",
+    );
+    check.expect(
+        strings(context.pointer("/capabilities/drop")) == ["ALL"]
+            && list(context.pointer("/capabilities/add")).is_empty(),
+        at,
+        "capabilities drop [ALL], add none",
+    );
+    check.expect(
+        str_at(&context, "/seccompProfile/type").is_none_or(|kind| kind == "RuntimeDefault"),
+        at,
+        "container seccomp RuntimeDefault (or inherited)",
+    );
+    for side in ["requests", "limits"] {
+        let resources = container.pointer(&format!("/resources/{side}"));
+        check.expect(
+            resources.and_then(|r| r.get("memory")).is_some(),
+            at,
+            format!("resources.{side}.memory"),
+        );
+        check.expect(
+            resources.and_then(|r| r.get("cpu")).is_some(),
+            at,
+            format!("resources.{side}.cpu"),
+        );
+    }
+
+    // The port, the probes, and the metrics endpoint.
+    let ports = list(container.get("ports"));
+    let https_port = ports
+        .iter()
+        .find(|port| port.get("containerPort") == Some(&Value::from(HTTPS_PORT)));
+    check.expect(
+        https_port.is_some(),
+        at,
+        format!("containerPort {HTTPS_PORT}"),
+    );
+    let port_name = https_port.and_then(|port| str_at(port, "/name"));
+    for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+        let get = container.pointer(&format!("/{probe}/httpGet"));
+        let port = get.and_then(|get| get.get("port"));
+        let port_ok = port == Some(&Value::from(HTTPS_PORT))
+            || (port.is_some() && port.and_then(Value::as_str) == port_name);
+        check.expect(
+            get.and_then(|get| str_at(get, "/path")) == Some(path)
+                && get.and_then(|get| str_at(get, "/scheme")) == Some("HTTPS")
+                && port_ok,
+            at,
+            format!("{probe}: GET {path} over HTTPS on port {HTTPS_PORT}"),
+        );
+    }
+    let annotations = value.pointer("/spec/template/metadata/annotations");
+    check.expect(
+        annotations.and_then(|a| str_at(a, "/prometheus.io~1path")) == Some("/metrics")
+            && annotations.and_then(|a| str_at(a, "/prometheus.io~1port"))
+                == Some(HTTPS_PORT.to_string().as_str())
+            && annotations.and_then(|a| str_at(a, "/prometheus.io~1scheme")) == Some("https"),
+        at,
+        "the metrics port is advertised (prometheus.io/{path,port,scheme})",
+    );
+
+    // The arguments: valid flags of this binary, and the files they name are
+    // mounted from the ConfigMap and the Secret.
+    let files = mounted_files(check, container, &pod, at);
+    let args = strings(container.get("args"));
+    check.expect(
+        str_at(container, "/command").is_none(),
+        at,
+        "no command: the image's ENTRYPOINT runs",
+    );
+    let parsed = Cli::try_parse_from(std::iter::once("virt-sizer").chain(args.iter().copied()));
+    let serve = match parsed {
+        Ok(Cli {
+            command: Verb::Serve(serve),
+        }) => serve,
+        Ok(other) => {
+            check.fail(at, format!("args are not `serve …`: {other:?}"));
+            return;
+        }
+        Err(error) => {
+            check.fail(at, format!("args do not parse: {error}"));
+            return;
+        }
+    };
+    check.expect(
+        serve.listen == Some(format!("0.0.0.0:{HTTPS_PORT}").parse().expect("address")),
+        at,
+        format!("--listen 0.0.0.0:{HTTPS_PORT}"),
+    );
+    check.expect(
+        serve.client_ca.is_none(),
+        at,
+        "no --client-ca (the kubelet's probes present no certificate)",
+    );
+    check.expect(
+        serve.shutdown_delay_seconds == 5,
+        at,
+        "--shutdown-delay-seconds 5",
+    );
+    check.expect(
+        grace.is_some_and(|grace| {
+            serve.shutdown_delay_seconds + serve.drain_timeout_seconds < grace
+        }),
+        at,
+        format!(
+            "shutdown delay {} s + drain {} s must fit in terminationGracePeriodSeconds {grace:?}",
+            serve.shutdown_delay_seconds, serve.drain_timeout_seconds
+        ),
+    );
+    let expected_files = [
+        (
+            serve.policy.as_deref(),
+            "/etc/virt-sizer/policy.yaml",
+            ("ConfigMap", POLICY_CONFIGMAP, "policy.yaml"),
+        ),
+        (
+            serve.cert.as_deref(),
+            "/etc/virt-sizer/tls/tls.crt",
+            ("Secret", TLS_SECRET, "tls.crt"),
+        ),
+        (
+            serve.key.as_deref(),
+            "/etc/virt-sizer/tls/tls.key",
+            ("Secret", TLS_SECRET, "tls.key"),
+        ),
+    ];
+    for (flag, expected_path, (kind, name, key)) in expected_files {
+        let flag = flag.map(|path| path.display().to_string());
+        check.expect(
+            flag.as_deref() == Some(expected_path),
+            at,
+            format!("flag path {flag:?}, expected {expected_path}"),
+        );
+        let source = files.get(expected_path);
+        check.expect(
+            source == Some(&(kind.to_owned(), name.to_owned(), key.to_owned())),
+            at,
+            format!("{expected_path} must be key {key} of {kind} {name}, is {source:?}"),
+        );
+    }
+}
+
+/// Each file path in the container that a ConfigMap or Secret key ends up
+/// at: path → (kind, name, key). Flags any subPath mount.
+fn mounted_files(
+    check: &mut Check,
+    container: &Value,
+    pod: &Value,
+    at: &str,
+) -> BTreeMap<String, (String, String, String)> {
+    let mut files = BTreeMap::new();
+    for mount in list(container.get("volumeMounts")) {
+        check.expect(
+            mount.get("subPath").is_none() && mount.get("subPathExpr").is_none(),
+            at,
+            format!("volumeMount {mount} uses subPath: updates would never reach the Pod"),
+        );
+        check.expect(
+            mount.get("readOnly") == Some(&Value::Bool(true)),
+            at,
+            format!("volumeMount {mount} readOnly"),
+        );
+        let mount_path = str_at(mount, "/mountPath")
+            .unwrap_or_default()
+            .trim_end_matches('/');
+        let Some(volume) = list(pod.get("volumes"))
+            .iter()
+            .find(|volume| volume.get("name") == mount.get("name"))
+        else {
+            check.fail(at, format!("volumeMount {mount} names no volume"));
+            continue;
+        };
+        let mut add = |kind: &str, source: &Value| {
+            let name = str_at(source, "/name")
+                .or_else(|| str_at(source, "/secretName"))
+                .unwrap_or_default();
+            for item in list(source.get("items")) {
+                files.insert(
+                    format!("{mount_path}/{}", str_at(item, "/path").unwrap_or_default()),
+                    (
+                        kind.to_owned(),
+                        name.to_owned(),
+                        str_at(item, "/key").unwrap_or_default().to_owned(),
+                    ),
+                );
+            }
+        };
+        for (field, kind) in [("configMap", "ConfigMap"), ("secret", "Secret")] {
+            if let Some(source) = volume.get(field) {
+                add(kind, source);
+            }
+        }
+        for source in list(volume.pointer("/projected/sources")) {
+            for (field, kind) in [("configMap", "ConfigMap"), ("secret", "Secret")] {
+                if let Some(source) = source.get(field) {
+                    add(kind, source);
+                }
+            }
+        }
+    }
+    files
+}
+
+/// Whether a label selector (matchLabels only) selects `labels`.
+fn selects(selector: Option<&Value>, labels: &Value) -> bool {
+    let Some(match_labels) = selector
+        .and_then(|selector| selector.get("matchLabels"))
+        .and_then(Value::as_object)
+    else {
+        return false;
+    };
+    !match_labels.is_empty()
+        && match_labels
+            .iter()
+            .all(|(key, value)| labels.get(key) == Some(value))
+}
+
+fn check_rbac(check: &mut Check, docs: &[Doc]) {
+    let role = one(docs, "ClusterRole", "virt-sizer");
+    let mut granted = BTreeSet::new();
+    for rule in list(role.value.get("rules")) {
+        check.expect(
+            rule.get("nonResourceURLs").is_none(),
+            &role.origin,
+            "no nonResourceURLs",
+        );
+        for verb in strings(rule.get("verbs")) {
+            check.expect(
+                ["get", "list", "watch"].contains(&verb),
+                &role.origin,
+                format!("verb {verb}: only get, list and watch"),
+            );
+        }
+        for group in strings(rule.get("apiGroups")) {
+            for resource in strings(rule.get("resources")) {
+                granted.insert((group.to_owned(), resource.to_owned()));
+            }
+        }
+    }
+    let expected: BTreeSet<(String, String)> = [
+        ("kubevirt.io", "virtualmachineinstances"),
+        ("", "namespaces"),
+    ]
+    .into_iter()
+    .map(|(group, resource)| (group.to_owned(), resource.to_owned()))
+    .collect();
+    check.expect(
+        granted == expected,
+        &role.origin,
+        format!("resources {granted:?}, expected exactly {expected:?}"),
+    );
+    check.expect(
+        !docs
+            .iter()
+            .any(|doc| doc.kind() == "Role" || doc.kind() == "RoleBinding"),
+        &role.origin,
+        "no namespaced Role or RoleBinding",
+    );
+
+    let binding = one(docs, "ClusterRoleBinding", "virt-sizer");
+    check.expect(
+        str_at(&binding.value, "/roleRef/kind") == Some("ClusterRole")
+            && str_at(&binding.value, "/roleRef/name") == Some("virt-sizer"),
+        &binding.origin,
+        "binds ClusterRole virt-sizer",
+    );
+    let subjects = list(binding.value.get("subjects"));
+    check.expect(
+        subjects.len() == 1
+            && str_at(&subjects[0], "/kind") == Some("ServiceAccount")
+            && str_at(&subjects[0], "/name") == Some("virt-sizer")
+            && str_at(&subjects[0], "/namespace") == Some(NAMESPACE),
+        &binding.origin,
+        "binds only ServiceAccount virt-sizer/virt-sizer",
+    );
+    one(docs, "ServiceAccount", "virt-sizer");
+}
+
+fn check_pdb_and_service(check: &mut Check, docs: &[Doc], deployment: &Doc) {
+    let pod_labels = deployment
+        .value
+        .pointer("/spec/template/metadata/labels")
+        .cloned()
+        .unwrap_or_default();
+    let pdb = one(docs, "PodDisruptionBudget", "virt-sizer");
+    check.expect(
+        pdb.value.pointer("/spec/minAvailable") == Some(&Value::from(1)),
+        &pdb.origin,
+        "minAvailable 1",
+    );
+    check.expect(
+        selects(pdb.value.pointer("/spec/selector"), &pod_labels),
+        &pdb.origin,
+        "the PDB selects the Deployment's Pods",
+    );
+
+    let service = one(docs, "Service", SERVICE);
+    let selector = service
+        .value
+        .pointer("/spec/selector")
+        .cloned()
+        .unwrap_or_default();
+    check.expect(
+        selects(
+            Some(&serde_json::json!({ "matchLabels": selector })),
+            &pod_labels,
+        ),
+        &service.origin,
+        "the Service selects the Deployment's Pods",
+    );
+    let container_port_name = deployment
+        .value
+        .pointer("/spec/template/spec/containers/0/ports/0/name")
+        .cloned();
+    check.expect(
+        list(service.value.pointer("/spec/ports"))
+            .iter()
+            .any(|port| {
+                port.get("port") == Some(&Value::from(443))
+                    && (port.get("targetPort") == Some(&Value::from(HTTPS_PORT))
+                        || port.get("targetPort") == container_port_name.as_ref())
+            }),
+        &service.origin,
+        format!("port 443 → {HTTPS_PORT}"),
+    );
+}
+
+fn check_policy(check: &mut Check, configmap: &Doc) {
+    let Some(text) = str_at(&configmap.value, "/data/policy.yaml") else {
+        check.fail(&configmap.origin, "no data.policy.yaml");
+        return;
+    };
+    match ValidPolicy::from_yaml(text) {
+        Ok(policy) => {
+            check.expect(
+                policy.on_error == virt_sizer::sizing::policy::OnError::Allow,
+                &configmap.origin,
+                "the shipped policy is onError: Allow",
+            );
+        }
+        Err(errors) => check.fail(&configmap.origin, format!("policy invalid:\n{errors}")),
+    }
+}
+
+// === Tests: the files as written ===
+
+#[test]
+fn every_manifest_is_a_well_formed_object_of_its_kind() {
+    let docs = manifest_docs();
+    assert!(
+        docs.len() >= 14,
+        "expected the base and overlay objects, found {}",
+        docs.len()
+    );
+    let mut check = Check::default();
+    for doc in &docs {
+        check_type(&mut check, doc);
+    }
+    check.finish("manifests/");
+}
+
+#[test]
+fn base_satisfies_every_rule() {
+    check_rules(
+        &base_docs(),
+        &Expect {
+            failure_policy: "Ignore",
+            ca_bundle: CaBundle::Placeholder,
+        },
+        "manifests/base",
+    );
+}
+
+#[test]
+fn every_kustomization_names_files_that_exist_and_base_lists_every_file() {
+    let mut check = Check::default();
+    for file in yaml_files(&manifests_dir())
+        .into_iter()
+        .filter(|f| is_kustomization(f))
+    {
+        let dir = file.parent().expect("in a directory");
+        let at = file.display().to_string();
+        let docs = read_docs(&file);
+        check.expect(docs.len() == 1, &at, "one document");
+        let value = &docs[0].value;
+        check.expect(
+            str_at(value, "/apiVersion") == Some("kustomize.config.k8s.io/v1beta1")
+                && str_at(value, "/kind") == Some("Kustomization"),
+            &at,
+            "a kustomize.config.k8s.io/v1beta1 Kustomization",
+        );
+        let mut referenced: Vec<&str> = strings(value.get("resources"));
+        referenced.extend(
+            list(value.get("patches"))
+                .iter()
+                .filter_map(|patch| str_at(patch, "/path")),
+        );
+        for path in referenced {
+            // certs/out is written by certs/gen-certs.sh and git-ignored.
+            let generated = path.ends_with("certs/out");
+            check.expect(
+                generated || dir.join(path).exists(),
+                &at,
+                format!("{path} does not exist"),
+            );
+        }
+        for deprecated in [
+            "bases",
+            "patchesStrategicMerge",
+            "patchesJson6902",
+            "commonLabels",
+            "vars",
+        ] {
+            check.expect(
+                value.get(deprecated).is_none(),
+                &at,
+                format!("deprecated field {deprecated}"),
+            );
+        }
+    }
+    let base = manifests_dir().join("base");
+    let listed: BTreeSet<String> = strings(
+        read_docs(&base.join("kustomization.yaml"))[0]
+            .value
+            .get("resources"),
+    )
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    for file in yaml_files(&base)
+        .into_iter()
+        .filter(|f| !is_kustomization(f))
+    {
+        let name = file
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        check.expect(
+            listed.contains(&name),
+            &base.display().to_string(),
+            format!("{name} is not in resources"),
+        );
+    }
+    check.finish("kustomizations");
+}
+
+#[test]
+fn cert_manager_overlay_issues_the_secret_the_deployment_mounts() {
+    let dir = manifests_dir().join("overlays/cert-manager");
+    let docs: Vec<Doc> = read_docs(&dir.join("certificates.yaml"));
+    let serving = one(&docs, "Certificate", "virt-sizer-serving");
+    assert_eq!(str_at(&serving.value, "/spec/secretName"), Some(TLS_SECRET));
+    assert_eq!(
+        strings(serving.value.pointer("/spec/dnsNames")),
+        [
+            format!("{SERVICE}.{NAMESPACE}.svc"),
+            format!("{SERVICE}.{NAMESPACE}.svc.cluster.local")
+        ]
+    );
+    assert!(
+        strings(serving.value.pointer("/spec/usages")).contains(&"server auth"),
+        "{serving:?}"
+    );
+    let ca_issuer_name = str_at(&serving.value, "/spec/issuerRef/name").expect("issuerRef");
+    let ca_issuer = one(&docs, "Issuer", ca_issuer_name);
+    let ca_secret = str_at(&ca_issuer.value, "/spec/ca/secretName").expect("a CA issuer");
+    let ca = docs
+        .iter()
+        .find(|doc| {
+            doc.kind() == "Certificate" && str_at(&doc.value, "/spec/secretName") == Some(ca_secret)
+        })
+        .expect("a Certificate makes the CA secret");
+    assert_eq!(ca.value.pointer("/spec/isCA"), Some(&Value::Bool(true)));
+    let root = one(
+        &docs,
+        "Issuer",
+        str_at(&ca.value, "/spec/issuerRef/name").expect("issuerRef"),
+    );
+    assert!(root.value.pointer("/spec/selfSigned").is_some(), "{root:?}");
+
+    let patch = read_docs(&dir.join("webhook-inject-ca.yaml"));
+    assert_eq!(
+        str_at(
+            &patch[0].value,
+            "/metadata/annotations/cert-manager.io~1inject-ca-from"
+        ),
+        Some(format!("{NAMESPACE}/virt-sizer-serving").as_str())
+    );
+    // The placeholder caBundle is removed so `kubectl apply` never fights the
+    // injector: one remove per webhook.
+    let kustomization = read_docs(&dir.join("kustomization.yaml"));
+    let inline: String = list(kustomization[0].value.get("patches"))
+        .iter()
+        .filter_map(|patch| str_at(patch, "/patch"))
+        .collect();
+    let webhooks = list(
+        one(
+            &base_docs(),
+            "MutatingWebhookConfiguration",
+            WEBHOOK_CONFIGURATION,
+        )
+        .value
+        .get("webhooks"),
+    )
+    .len();
+    for index in 0..webhooks {
+        assert!(
+            inline.contains(&format!("path: /webhooks/{index}/clientConfig/caBundle")),
+            "no caBundle removal for webhook {index}: {inline}"
+        );
+    }
+}
+
+#[test]
+fn fail_closed_overlay_sets_fail_on_every_webhook_of_the_base() {
+    let dir = manifests_dir().join("overlays/fail-closed");
+    let patch = read_docs(&dir.join("failure-policy-fail.yaml"));
+    let patched: BTreeMap<&str, &str> = list(patch[0].value.get("webhooks"))
+        .iter()
+        .map(|webhook| {
+            (
+                str_at(webhook, "/name").unwrap_or_default(),
+                str_at(webhook, "/failurePolicy").unwrap_or_default(),
+            )
+        })
+        .collect();
+    let base = base_docs();
+    let configuration = one(&base, "MutatingWebhookConfiguration", WEBHOOK_CONFIGURATION);
+    let names: Vec<&str> = list(configuration.value.get("webhooks"))
+        .iter()
+        .filter_map(|webhook| str_at(webhook, "/name"))
+        .collect();
+    assert_eq!(names.len(), 3);
+    for name in names {
+        assert_eq!(patched.get(name), Some(&"Fail"), "{name} in {patched:?}");
+    }
+    assert_eq!(patched.len(), 3, "{patched:?}");
+}
+
+#[test]
+fn certs_script_overlay_takes_the_ca_bundle_from_the_generated_secret() {
+    let dir = manifests_dir().join("overlays/certs-script");
+    let kustomization = &read_docs(&dir.join("kustomization.yaml"))[0].value;
+    assert!(
+        strings(kustomization.get("resources")).contains(&"../../../certs/out"),
+        "{kustomization}"
+    );
+    let replacement = &list(kustomization.get("replacements"))[0];
+    assert_eq!(str_at(replacement, "/source/kind"), Some("Secret"));
+    assert_eq!(str_at(replacement, "/source/name"), Some(TLS_SECRET));
+    assert_eq!(
+        str_at(replacement, "/source/fieldPath"),
+        Some("data.[ca.crt]")
+    );
+    let target = &list(replacement.get("targets"))[0];
+    assert_eq!(
+        str_at(target, "/select/kind"),
+        Some("MutatingWebhookConfiguration")
+    );
+    assert_eq!(
+        strings(target.get("fieldPaths")),
+        ["webhooks.*.clientConfig.caBundle"]
+    );
+}
+
+#[test]
+fn dockerfile_matches_the_deployment() {
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).expect("Dockerfile");
+    let lines: Vec<&str> = dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with('#'))
+        .collect();
+    let has = |wanted: &str| lines.contains(&wanted);
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("FROM rust:") && line.ends_with(" AS builder")),
+        "a builder stage"
+    );
+    assert!(
+        has("FROM scratch") || has("FROM gcr.io/distroless/static-debian12:nonroot"),
+        "an empty runtime stage"
+    );
+    assert!(has(&format!("USER {UID}:{UID}")), "USER {UID}:{UID}");
+    assert!(has(&format!("EXPOSE {HTTPS_PORT}")), "EXPOSE {HTTPS_PORT}");
+    assert!(has(r#"ENTRYPOINT ["/virt-sizer"]"#), "ENTRYPOINT");
+    assert!(has(r#"CMD ["serve"]"#), "CMD");
+    assert!(
+        dockerfile.contains("cargo build --locked --release"),
+        "locked release build"
+    );
+    assert!(dockerfile.contains("+crt-static"), "static binary");
+    let ignore = std::fs::read_to_string(repo().join(".dockerignore")).expect(".dockerignore");
+    assert!(
+        ignore.lines().any(|line| line.trim() == "*"),
+        "the context is an allowlist"
+    );
+}
+
+// === Tests: certs/gen-certs.sh and the rendered overlays ===
+
+fn have(program: &str, version_args: &[&str]) -> bool {
+    Command::new(program)
+        .args(version_args)
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+/// Runs certs/gen-certs.sh into `out`; returns what it printed (the caBundle).
+fn gen_certs(out: &Path, extra: &[&str]) -> String {
+    let output = Command::new("bash")
+        .arg(repo().join("certs/gen-certs.sh"))
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("bash runs");
+    assert!(
+        output.status.success(),
+        "gen-certs.sh failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+fn base64_of(path: &Path) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(std::fs::read(path).expect("readable"))
+}
+
+/// The certificate verifies for `name` against the CA bundle, as the
+/// apiserver will check it.
+fn verify_serving_certificate(out: &Path, name: &str) -> Result<(), rustls::Error> {
+    use rustls::client::danger::ServerCertVerifier as _;
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(out.join("ca-bundle.crt")).expect("bundle") {
+        roots
+            .add(ca.expect("a CA certificate"))
+            .expect("a usable CA");
+    }
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .expect("verifier");
+    let leaf = CertificateDer::from_pem_file(out.join("tls.crt")).expect("tls.crt");
+    verifier
+        .verify_server_cert(
+            &leaf,
+            &[],
+            &ServerName::try_from(name.to_owned()).expect("a DNS name"),
+            &[],
+            UnixTime::now(),
+        )
+        .map(|_| ())
+}
+
+#[test]
+fn gen_certs_makes_a_pair_the_server_loads_and_the_apiserver_trusts() {
+    if !have("openssl", &["version"]) || !have("bash", &["--version"]) {
+        eprintln!("skipped: needs bash and openssl");
+        return;
+    }
+    let temp = tempfile::tempdir().expect("tempdir");
+    let out = temp.path().join("out");
+    let bundle = gen_certs(&out, &[]);
+
+    // What it prints is the caBundle: base64 of the CA bundle PEM.
+    assert_eq!(bundle, base64_of(&out.join("ca-bundle.crt")));
+    // The server loads the pair (ECDSA, PKCS#8) as it would from the Secret.
+    virt_sizer::server::tls::CertStore::from_files(
+        &out.join("tls.crt"),
+        &out.join("tls.key"),
+        Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .expect("the server loads the generated pair");
+    for name in [
+        format!("{SERVICE}.{NAMESPACE}.svc"),
+        format!("{SERVICE}.{NAMESPACE}.svc.cluster.local"),
+    ] {
+        verify_serving_certificate(&out, &name).unwrap_or_else(|error| panic!("{name}: {error}"));
+    }
+    assert!(
+        verify_serving_certificate(&out, "virt-sizer.other.svc").is_err(),
+        "the certificate names only the Service"
+    );
+
+    // The Secret is the one the Deployment mounts, with the printed bundle.
+    let secret = read_docs(&out.join("secret.yaml"));
+    let mut check = Check::default();
+    check_type(&mut check, &secret[0]);
+    check.finish("secret.yaml");
+    let secret = &secret[0].value;
+    assert_eq!(str_at(secret, "/metadata/name"), Some(TLS_SECRET));
+    assert_eq!(str_at(secret, "/metadata/namespace"), Some(NAMESPACE));
+    assert_eq!(str_at(secret, "/type"), Some("kubernetes.io/tls"));
+    assert_eq!(str_at(secret, "/data/ca.crt"), Some(bundle.as_str()));
+    assert_eq!(
+        str_at(secret, "/data/tls.crt"),
+        Some(base64_of(&out.join("tls.crt")).as_str())
+    );
+    assert_eq!(
+        str_at(secret, "/data/tls.key"),
+        Some(base64_of(&out.join("tls.key")).as_str())
+    );
+
+    // A second run renews the serving certificate with the same CA: the
+    // caBundle does not change.
+    let first_leaf = std::fs::read(out.join("tls.crt")).expect("tls.crt");
+    assert_eq!(gen_certs(&out, &[]), bundle);
+    assert_ne!(
+        std::fs::read(out.join("tls.crt")).expect("tls.crt"),
+        first_leaf
+    );
+
+    // CA rotation: both CAs trusted, then only the new one.
+    let rotated = gen_certs(&out, &["--new-ca"]);
+    assert_ne!(rotated, bundle);
+    let bundle_text = std::fs::read_to_string(out.join("ca-bundle.crt")).expect("bundle");
+    assert_eq!(bundle_text.matches("BEGIN CERTIFICATE").count(), 2);
+    verify_serving_certificate(&out, &format!("{SERVICE}.{NAMESPACE}.svc")).expect("verifies");
+    gen_certs(&out, &["--drop-previous-ca"]);
+    let bundle_text = std::fs::read_to_string(out.join("ca-bundle.crt")).expect("bundle");
+    assert_eq!(bundle_text.matches("BEGIN CERTIFICATE").count(), 1);
+    verify_serving_certificate(&out, &format!("{SERVICE}.{NAMESPACE}.svc")).expect("verifies");
+}
+
+fn kustomize(dir: &Path) -> Vec<Doc> {
+    let output = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        output.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).expect("utf-8");
+    parse_text(&text, &format!("kubectl kustomize {}", dir.display()))
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("readable") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn rendered_base_and_overlays_satisfy_every_rule() {
+    if !have("kubectl", &["version", "--client"]) {
+        eprintln!("skipped: kubectl is not installed (the files are checked without it)");
+        return;
+    }
+    let manifests = manifests_dir();
+    let rendered_base = kustomize(&manifests);
+    assert_eq!(
+        rendered_base.len(),
+        base_docs().len(),
+        "manifests/ renders the base"
+    );
+    check_rules(
+        &rendered_base,
+        &Expect {
+            failure_policy: "Ignore",
+            ca_bundle: CaBundle::Placeholder,
+        },
+        "kubectl kustomize manifests",
+    );
+
+    let cert_manager = kustomize(&manifests.join("overlays/cert-manager"));
+    check_rules(
+        &cert_manager,
+        &Expect {
+            failure_policy: "Ignore",
+            ca_bundle: CaBundle::Injected,
+        },
+        "overlays/cert-manager",
+    );
+    assert_eq!(
+        cert_manager
+            .iter()
+            .filter(|doc| doc.kind() == "Certificate")
+            .count(),
+        2
+    );
+
+    check_rules(
+        &kustomize(&manifests.join("overlays/fail-closed")),
+        &Expect {
+            failure_policy: "Fail",
+            ca_bundle: CaBundle::Injected,
+        },
+        "overlays/fail-closed",
+    );
+
+    // certs-script needs certs/out: render a copy of the tree with the script's
+    // output beside it, never touching the repository's certs/out.
+    if !have("openssl", &["version"]) {
+        eprintln!("skipped overlays/certs-script: needs openssl");
+        return;
+    }
+    let temp = tempfile::tempdir().expect("tempdir");
+    copy_tree(&manifests, &temp.path().join("manifests"));
+    let bundle = gen_certs(&temp.path().join("certs/out"), &[]);
+    let docs = kustomize(&temp.path().join("manifests/overlays/certs-script"));
+    check_rules(
+        &docs,
+        &Expect {
+            failure_policy: "Ignore",
+            ca_bundle: CaBundle::Exactly(bundle),
+        },
+        "overlays/certs-script",
+    );
+    one(&docs, "Secret", TLS_SECRET);
+}
