@@ -25,6 +25,10 @@
     reason = "a benchmark over fixed inputs; float only for reporting"
 )]
 
+// Measure with the allocator the binary ships with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;

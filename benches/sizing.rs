@@ -9,6 +9,10 @@
     reason = "a bench over fixed inputs that are valid by construction"
 )]
 
+// Measure with the allocator the binary ships with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 
@@ -140,6 +144,24 @@ fn benches(c: &mut Criterion) {
     c.bench_function("kata/size_runtime_class", |b| {
         let class = &policy.kata.runtime_classes["kata-qemu"];
         b.iter(|| kata::size_runtime_class(black_box(class)));
+    });
+    let decoded: AdmissionReview = serde_json::from_slice(&body).expect("decodes");
+    let decoded_request = decoded.request.expect("request");
+    c.bench_function("review/decode only", |b| {
+        b.iter(|| serde_json::from_slice::<AdmissionReview>(black_box(&body)).expect("decodes"));
+    });
+    c.bench_function("review/decide only", |b| {
+        let environment = Environment {
+            policy: &policy,
+            namespace_labels: &labels,
+            quota: None,
+            vmi: Some(&vmi_value),
+            vmi_unavailable: None,
+        };
+        b.iter(|| admission::review(&environment, black_box(&decoded_request)));
+    });
+    c.bench_function("vmi/facts from JSON", |b| {
+        b.iter(|| VmiFacts::from_value(black_box(&vmi_value)).expect("valid VMI"));
     });
     c.bench_function(
         &format!("review/full launcher pod ({} B)", body.len()),

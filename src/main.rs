@@ -7,6 +7,12 @@ use clap::Parser as _;
 use virt_sizer::cli::{Cli, Command};
 use virt_sizer::commands;
 
+// Decoding an AdmissionReview is mostly allocation (a 10 KB Pod is
+// ~1,500 JSON values); mimalloc cuts that by a third over glibc's malloc
+// (measured in the README's performance section).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {

@@ -286,16 +286,18 @@ impl Quantity {
     /// The `BinarySI` rendering `(mantissa, suffix)`, or `None` when Go
     /// falls back to `DecimalSI`: |value| < 1024, a fractional value, or
     /// (our addition) more than `2^63 − 1` units, which would not parse back.
-    fn binary_si_parts(self) -> Option<(i128, &'static str)> {
+    fn binary_si_parts(self) -> Option<(i64, &'static str)> {
         if self.nanos % NANOS_PER_UNIT != 0 {
             return None;
         }
-        let mut mantissa = self.nanos / NANOS_PER_UNIT;
-        if mantissa.unsigned_abs() < 1024
-            || mantissa.unsigned_abs() > u128::from(i64::MAX.unsigned_abs())
-        {
+        let units = self.nanos / NANOS_PER_UNIT;
+        if units.unsigned_abs() < 1024 {
             return None;
         }
+        // At most 2^63 − 1 units: the loop below runs in i64.
+        let mut mantissa = i64::try_from(units)
+            .ok()
+            .filter(|units| *units != i64::MIN)?;
         let mut power = 0;
         while power + 1 < BINARY_SUFFIXES.len() && mantissa % 1024 == 0 {
             mantissa /= 1024;
@@ -312,6 +314,15 @@ impl Quantity {
 /// down: -2 → -3, 1 → 0, 4 → 3). Starting from nanounits (exponent -9, a
 /// multiple of three) that is the same as dividing out factors of 1000.
 fn decimal_parts(nanos: i128) -> (i128, i32) {
+    // i128 division is a software routine: use i64 when the value fits.
+    if let Ok(mut mantissa) = i64::try_from(nanos) {
+        let mut exponent = -9;
+        while mantissa != 0 && mantissa % 1000 == 0 {
+            mantissa /= 1000;
+            exponent += 3;
+        }
+        return (i128::from(mantissa), exponent);
+    }
     let mut mantissa = nanos;
     let mut exponent = -9;
     while mantissa != 0 && mantissa % 1000 == 0 {
@@ -484,26 +495,15 @@ fn parse_quantity(s: &str) -> Result<Quantity, &'static str> {
         });
     }
     let suffix = parse_suffix(suffix)?;
-
-    // digits × 10^-len(fraction) is the number before the suffix.
-    let mut digits: Vec<u8> = integer
-        .iter()
-        .chain(fraction)
-        .map(|digit| digit - b'0')
-        .skip_while(|digit| *digit == 0)
-        .collect();
     let n_fraction_digits = i64::try_from(fraction.len()).map_err(|_| "too many digits")?;
-    let (exponent, format) = match suffix {
-        Suffix::Decimal(exponent, format) => (exponent, format),
-        Suffix::Binary(exponent) => {
-            for _ in 0..exponent {
-                double_decimal(&mut digits);
-            }
-            (0, Format::BinarySi)
-        }
+    let magnitude = match fast_magnitude(integer, fraction, &suffix, n_fraction_digits) {
+        Some(magnitude) => magnitude,
+        None => exact_magnitude(integer, fraction, &suffix, n_fraction_digits)?,
     };
-    // Round the magnitude up to a whole nanounit.
-    let magnitude = ceil_scaled(&digits, exponent - n_fraction_digits + 9);
+    let format = match suffix {
+        Suffix::Decimal(_, format) => format,
+        Suffix::Binary(_) => Format::BinarySi,
+    };
     let (magnitude, format) = if format == Format::BinarySi {
         // apimachinery caps BinarySI at 2^63 − 1 units, and shows values
         // strictly between -1 and 1 as DecimalSI.
@@ -515,6 +515,74 @@ fn parse_quantity(s: &str) -> Result<Quantity, &'static str> {
     };
     let nanos = signed(negative, magnitude).ok_or("out of range")?;
     Ok(Quantity { nanos, format })
+}
+
+/// The magnitude in nanounits (rounded up), in machine arithmetic, for the
+/// common case: at most 18 significant digits, a decimal suffix, or a
+/// binary suffix on a whole number. `None` sends the caller to
+/// [`exact_magnitude`], which handles everything (and agrees with this).
+fn fast_magnitude(
+    integer: &[u8],
+    fraction: &[u8],
+    suffix: &Suffix,
+    n_fraction_digits: i64,
+) -> Option<Option<u128>> {
+    if integer.len() + fraction.len() > 18 {
+        return None;
+    }
+    let mantissa = integer
+        .iter()
+        .chain(fraction)
+        .fold(0_u64, |acc, digit| acc * 10 + u64::from(digit - b'0'));
+    match *suffix {
+        Suffix::Decimal(exponent, _) => {
+            // nanos = mantissa × 10^scale.
+            let scale = exponent - n_fraction_digits + 9;
+            if (0..=20).contains(&scale) {
+                let factor = 10_u128.pow(u32::try_from(scale).ok()?);
+                Some(u128::from(mantissa).checked_mul(factor))
+            } else if (-19..0).contains(&scale) {
+                let divisor = 10_u64.pow(u32::try_from(-scale).ok()?);
+                Some(Some(u128::from(mantissa.div_ceil(divisor))))
+            } else {
+                None
+            }
+        }
+        Suffix::Binary(exponent) if fraction.is_empty() => {
+            // mantissa < 10^18 < 2^60 and exponent ≤ 60: the shift fits u128.
+            let units = u128::from(mantissa) << exponent;
+            Some(units.checked_mul(NANOS_PER_UNIT.unsigned_abs()))
+        }
+        Suffix::Binary(_) => None,
+    }
+}
+
+/// The magnitude in nanounits (rounded up) by decimal-digit arithmetic:
+/// exact for any input. `Ok(None)` when it does not fit.
+fn exact_magnitude(
+    integer: &[u8],
+    fraction: &[u8],
+    suffix: &Suffix,
+    n_fraction_digits: i64,
+) -> Result<Option<u128>, &'static str> {
+    // digits × 10^-len(fraction) is the number before the suffix.
+    let mut digits: Vec<u8> = integer
+        .iter()
+        .chain(fraction)
+        .map(|digit| digit - b'0')
+        .skip_while(|digit| *digit == 0)
+        .collect();
+    let exponent = match *suffix {
+        Suffix::Decimal(exponent, _) => exponent,
+        Suffix::Binary(exponent) => {
+            for _ in 0..exponent {
+                double_decimal(&mut digits);
+            }
+            0
+        }
+    };
+    // Round the magnitude up to a whole nanounit.
+    Ok(ceil_scaled(&digits, exponent - n_fraction_digits + 9))
 }
 
 /// Splits a leading run of ASCII digits off `bytes`.
@@ -1078,6 +1146,40 @@ mod tests {
             let milli = Quantity::from_nanos(nanos, Format::DecimalSi).milli_value();
             prop_assert!(milli * 1_000_000 >= nanos);
             prop_assert!((milli - 1) * 1_000_000 < nanos);
+        }
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use proptest::prelude::*;
+
+    use super::{Suffix, exact_magnitude, fast_magnitude, parse_suffix};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// Wherever the machine-arithmetic path answers, it answers exactly
+        /// what the decimal-digit path does.
+        #[test]
+        fn fast_path_agrees_with_the_exact_path(
+            integer in "[0-9]{0,19}",
+            fraction in proptest::option::of("[0-9]{0,19}"),
+            suffix in prop::sample::select(vec![
+                "", "n", "u", "m", "k", "M", "G", "T", "P", "E",
+                "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "e3", "e-7", "E12", "e20",
+            ]),
+        ) {
+            let fraction = fraction.unwrap_or_default();
+            prop_assume!(!integer.is_empty() || !fraction.is_empty());
+            let parsed: Suffix = parse_suffix(suffix.as_bytes()).expect("valid suffix");
+            let n_fraction_digits = i64::try_from(fraction.len()).expect("small");
+            let fast = fast_magnitude(integer.as_bytes(), fraction.as_bytes(), &parsed, n_fraction_digits);
+            if let Some(fast) = fast {
+                let exact = exact_magnitude(integer.as_bytes(), fraction.as_bytes(), &parsed, n_fraction_digits)
+                    .expect("no error");
+                prop_assert_eq!(fast, exact, "{}.{}{}", integer, fraction, suffix);
+            }
         }
     }
 }
