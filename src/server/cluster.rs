@@ -2,9 +2,11 @@
 //! VirtualMachineInstances and Namespaces, and a direct GET when a VMI is not
 //! in the cache yet (the launcher Pod can arrive before the watch event).
 //!
-//! Cached VMIs are trimmed to what sizing reads — `managedFields`, `status`
-//! and `kubectl.kubernetes.io/last-applied-configuration` are dropped as
-//! events arrive — which keeps the cache small with thousands of VMIs.
+//! Cached VMIs are trimmed to what sizing reads as events arrive —
+//! `managedFields`, `status`, owner references, the last-applied
+//! annotation, and every part of `spec` sizing does not read (disks,
+//! networks, cloud-init data…) — which keeps the cache small with thousands
+//! of VMIs.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -150,8 +152,13 @@ pub fn trim_vmi(vmi: &mut DynamicObject) {
     vmi.managed_fields_mut().clear();
     vmi.annotations_mut()
         .remove("kubectl.kubernetes.io/last-applied-configuration");
+    vmi.metadata.owner_references = None;
+    vmi.metadata.finalizers = None;
     if let Some(data) = vmi.data.as_object_mut() {
         data.remove("status");
+        if let Some(spec) = data.get_mut("spec") {
+            crate::sizing::vmi::retain_sizing_fields(spec);
+        }
     }
 }
 

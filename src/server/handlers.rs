@@ -13,9 +13,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::admission::{self, AdmissionRequest, AdmissionReview, Decision, Environment, Outcome};
+use crate::admission::{self, AdmissionRequest, Decision, Environment, Outcome};
 use crate::metrics::{KindLabels, RequestLabels, ShadowLabels};
 use crate::server::AppState;
+use crate::server::slim::{IncomingRequest, IncomingReview};
 use crate::sizing::SizingError;
 use crate::sizing::policy::ValidPolicy;
 
@@ -46,7 +47,7 @@ pub(crate) async fn mutate(
     if !is_json {
         return bad_request(&state, "Content-Type must be application/json".into());
     }
-    let review: AdmissionReview = match serde_json::from_slice(&body) {
+    let review: IncomingReview = match serde_json::from_slice(&body) {
         Ok(review) => review,
         Err(error) => return bad_request(&state, format!("undecodable AdmissionReview: {error}")),
     };
@@ -63,7 +64,7 @@ pub(crate) async fn mutate(
             ),
         );
     }
-    let Some(request) = review.request else {
+    let Some(request) = review.request.map(IncomingRequest::into_request) else {
         return bad_request(&state, "AdmissionReview has no request".into());
     };
     if request.uid.is_empty() {

@@ -151,9 +151,15 @@ fn scan(dir: &Path) -> anyhow::Result<HashMap<(String, String), Arc<Value>>> {
                 continue;
             }
         };
-        for document in documents {
+        for mut document in documents {
             if document.get("kind").and_then(Value::as_str) != Some("VirtualMachineInstance") {
                 continue;
+            }
+            if let Some(object) = document.as_object_mut() {
+                object.remove("status");
+            }
+            if let Some(spec) = document.get_mut("spec") {
+                crate::sizing::vmi::retain_sizing_fields(spec);
             }
             let name = document
                 .pointer("/metadata/name")

@@ -404,3 +404,103 @@ pub(crate) fn quantity_map(
         })
         .collect()
 }
+
+/// Removes from a VMI's `spec` everything [`VmiFacts::from_value`] does not
+/// read, so caches of thousands of VMIs hold only what sizing needs (disks,
+/// networks, cloud-init user data and the like go). The facts read from the
+/// result are the facts read from the original.
+pub fn retain_sizing_fields(spec: &mut Value) {
+    let Some(spec) = spec.as_object_mut() else {
+        return;
+    };
+    spec.retain(|key, _| {
+        matches!(
+            key.as_str(),
+            "architecture" | "domain" | "volumes" | "livenessProbe" | "readinessProbe"
+        )
+    });
+    for probe in ["livenessProbe", "readinessProbe"] {
+        if let Some(Value::Object(probe)) = spec.get_mut(probe) {
+            probe.retain(|key, _| key == "exec");
+        }
+    }
+    if let Some(Value::Array(volumes)) = spec.get_mut("volumes") {
+        volumes.retain(|volume| volume.get("downwardMetrics").is_some());
+    }
+    let Some(Value::Object(domain)) = spec.get_mut("domain") else {
+        return;
+    };
+    domain.retain(|key, _| {
+        matches!(
+            key.as_str(),
+            "cpu" | "memory" | "resources" | "ioThreads" | "launchSecurity" | "devices"
+        )
+    });
+    if let Some(Value::Object(devices)) = domain.get_mut("devices") {
+        devices.retain(|key, _| {
+            matches!(
+                key.as_str(),
+                "interfaces"
+                    | "hostDevices"
+                    | "gpus"
+                    | "autoattachGraphicsDevice"
+                    | "tpm"
+                    | "downwardMetrics"
+            )
+        });
+        if let Some(Value::Array(interfaces)) = devices.get_mut("interfaces") {
+            for interface in interfaces {
+                if let Some(interface) = interface.as_object_mut() {
+                    interface.retain(|key, _| {
+                        matches!(key.as_str(), "passtBinding" | "sriov" | "binding")
+                    });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod retain_tests {
+    use super::*;
+
+    /// Every VMI in the fixtures and examples gives the same facts after
+    /// trimming.
+    #[test]
+    fn trimming_keeps_every_fact() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut stack = vec![root.join("tests/fixtures"), root.join("examples")];
+        let mut checked = 0;
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(dir).expect("dir") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let Ok(text) = std::fs::read_to_string(&path) else {
+                    continue;
+                };
+                if !text.contains("kind: VirtualMachineInstance") {
+                    continue;
+                }
+                let Ok(vmi) = yaml_serde::from_str::<Value>(&text) else {
+                    continue;
+                };
+                let mut trimmed = vmi.clone();
+                if let Some(spec) = trimmed.get_mut("spec") {
+                    retain_sizing_fields(spec);
+                }
+                assert_eq!(
+                    VmiFacts::from_value(&vmi),
+                    VmiFacts::from_value(&trimmed),
+                    "{}",
+                    path.display()
+                );
+                assert!(serde_json::to_string(&trimmed).expect("json").len() <= text.len() * 2);
+                checked += 1;
+            }
+        }
+        assert!(checked >= 8, "only {checked} VMIs found");
+    }
+}
