@@ -12,7 +12,7 @@
 pub mod cluster;
 pub mod handlers;
 pub mod policy_store;
-mod slim;
+pub mod slim;
 pub mod tls;
 pub mod vmi_source;
 pub mod watch;

@@ -148,18 +148,21 @@ impl<'de> Visitor<'de> for ShapeVisitor {
 /// fields (`oldObject`, `userInfo`, `options`, …) are parsed and skipped.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct IncomingReview {
+pub struct IncomingReview {
+    /// Must be `admission.k8s.io/v1`.
     #[serde(default)]
-    pub(crate) api_version: String,
+    pub api_version: String,
+    /// Must be `AdmissionReview`.
     #[serde(default)]
-    pub(crate) kind: String,
+    pub kind: String,
+    /// The request, if any.
     #[serde(default)]
-    pub(crate) request: Option<IncomingRequest>,
+    pub request: Option<IncomingRequest>,
 }
 
 /// The request fields a decision uses.
 #[derive(Debug, Deserialize)]
-pub(crate) struct IncomingRequest {
+pub struct IncomingRequest {
     uid: String,
     #[serde(default)]
     kind: GroupVersionKind,
@@ -180,7 +183,8 @@ fn slim_object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Valu
 
 impl IncomingRequest {
     /// The admission request the pure core decides on.
-    pub(crate) fn into_request(self) -> AdmissionRequest {
+    #[must_use]
+    pub fn into_request(self) -> AdmissionRequest {
         AdmissionRequest {
             uid: self.uid,
             kind: self.kind,
