@@ -14,7 +14,7 @@
 pub mod patch;
 pub mod review;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -31,6 +31,9 @@ pub use patch::Change;
 pub use review::{AdmissionRequest, AdmissionResponse, AdmissionReview, GroupVersionKind, Status};
 
 use patch::PatchBuilder;
+
+/// At most this many per-field warnings; the rest are counted in one line.
+const MAX_CHANGE_WARNINGS: usize = 16;
 
 /// Pod annotation recording the profile and policy digest of the decision.
 pub const DECISION_ANNOTATION: &str = "virt-sizer.io/decision";
@@ -366,12 +369,20 @@ fn finish(decision: &mut Decision, sized: Sized, builder: PatchBuilder<'_>, poli
         .filter(|change| !change.field.starts_with("metadata."))
         .collect();
     let shadow = mode == Mode::Shadow;
-    for change in &resource_changes {
-        let formula = explanation
-            .iter()
-            .find_map(|line| formula_for(line, &change.label))
-            .map(|formula| format!(" ({formula})"))
-            .unwrap_or_default();
+    // One formula per distinct label (a Kata Pod can have thousands of
+    // changes, all "memory limit").
+    let mut formulas: HashMap<&str, String> = HashMap::new();
+    for change in resource_changes.iter().take(MAX_CHANGE_WARNINGS) {
+        let formula = formulas
+            .entry(change.label.as_str())
+            .or_insert_with(|| {
+                explanation
+                    .iter()
+                    .find_map(|line| formula_for(line, &change.label))
+                    .map(|formula| format!(" ({formula})"))
+                    .unwrap_or_default()
+            })
+            .clone();
         warnings.push(format!(
             "virt-sizer{}{}: {} {} → {}{formula}",
             profile
@@ -382,6 +393,12 @@ fn finish(decision: &mut Decision, sized: Sized, builder: PatchBuilder<'_>, poli
             change.label,
             change.old.as_deref().unwrap_or("none"),
             change.new.as_deref().unwrap_or("none"),
+        ));
+    }
+    if resource_changes.len() > MAX_CHANGE_WARNINGS {
+        warnings.push(format!(
+            "virt-sizer: and {} more changes (see the audit annotations or `virt-sizer review --explain`)",
+            resource_changes.len() - MAX_CHANGE_WARNINGS
         ));
     }
     let response = &mut decision.response;
@@ -897,7 +914,7 @@ pub fn request_for_object(object: Value, namespace: &str, operation: &str) -> Ad
         user_info: Value::Null,
         object: Some(object),
         old_object: None,
-        dry_run: None,
+        dry_run: Value::Null,
         options: Value::Null,
         kind,
     }

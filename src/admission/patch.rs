@@ -7,6 +7,8 @@
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation};
+use std::collections::HashSet;
+
 use serde_json::{Map, Value};
 
 use crate::sizing::Quantity;
@@ -30,6 +32,9 @@ pub(crate) struct PatchBuilder<'a> {
     object: &'a Value,
     pub(crate) ops: Vec<PatchOperation>,
     pub(crate) changes: Vec<Change>,
+    /// Maps this patch already creates (one lookup, not a scan of `ops`:
+    /// a Pod can have thousands of containers).
+    created_maps: HashSet<PointerBuf>,
 }
 
 impl<'a> PatchBuilder<'a> {
@@ -38,6 +43,7 @@ impl<'a> PatchBuilder<'a> {
             object,
             ops: Vec::new(),
             changes: Vec::new(),
+            created_maps: HashSet::new(),
         }
     }
 
@@ -49,20 +55,15 @@ impl<'a> PatchBuilder<'a> {
             let next = current.and_then(|value| step(value, path[depth]));
             if next.is_none() || next.is_some_and(Value::is_null) {
                 let target = pointer(&path[..=depth]);
-                let already_added = self.ops.iter().any(|op| match op {
-                    PatchOperation::Add(add) => add.path == target,
-                    PatchOperation::Replace(replace) => replace.path == target,
-                    _ => false,
-                });
-                if !already_added {
+                if self.created_maps.insert(target.clone()) {
                     let op = if next.is_some() {
                         PatchOperation::Replace(ReplaceOperation {
-                            path: pointer(&path[..=depth]),
+                            path: target,
                             value: Value::Object(Map::new()),
                         })
                     } else {
                         PatchOperation::Add(AddOperation {
-                            path: pointer(&path[..=depth]),
+                            path: target,
                             value: Value::Object(Map::new()),
                         })
                     };

@@ -80,9 +80,9 @@ pub struct AdmissionRequest {
     /// The existing object on UPDATE/DELETE.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_object: Option<Value>,
-    /// Dry-run request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dry_run: Option<bool>,
+    /// Dry-run request (raw: not read, so not held to a type).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub dry_run: Value,
     /// Operation options (raw).
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub options: Value,

@@ -196,7 +196,7 @@ impl IncomingRequest {
             user_info: Value::Null,
             object: self.object,
             old_object: None,
-            dry_run: None,
+            dry_run: Value::Null,
             options: Value::Null,
         }
     }

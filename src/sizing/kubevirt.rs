@@ -734,6 +734,14 @@ fn check_invariants(
     requests: &BTreeMap<String, Quantity>,
     limits: &BTreeMap<String, Quantity>,
 ) -> Result<(), SizingError> {
+    for (name, quantity) in requests.iter().chain(limits) {
+        // Kubernetes keeps resource values in int64 units.
+        if quantity.value() > i128::from(i64::MAX) {
+            return Err(SizingError::Overflow {
+                what: format!("{name} {quantity}"),
+            });
+        }
+    }
     for (name, request) in requests {
         if request.is_negative() {
             return Err(SizingError::Negative {

@@ -360,7 +360,8 @@ pub(crate) fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// Parses a quantity that may be a JSON string or number.
+/// Parses a quantity that may be a JSON string or number; a negative one
+/// is an error (no resource in a Pod or VMI can be negative).
 pub(crate) fn quantity_at(value: &Value, field: &str) -> Result<Quantity, SizingError> {
     let text = match value {
         Value::String(text) => text.clone(),
@@ -372,10 +373,17 @@ pub(crate) fn quantity_at(value: &Value, field: &str) -> Result<Quantity, Sizing
             });
         }
     };
-    Quantity::parse(&text).map_err(|source| SizingError::InvalidQuantity {
+    let quantity = Quantity::parse(&text).map_err(|source| SizingError::InvalidQuantity {
         field: field.into(),
         source,
-    })
+    })?;
+    if quantity.is_negative() {
+        return Err(SizingError::Negative {
+            field: field.into(),
+            value: text,
+        });
+    }
+    Ok(quantity)
 }
 
 fn optional_quantity(value: Option<&Value>, field: &str) -> Result<Option<Quantity>, SizingError> {

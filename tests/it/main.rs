@@ -7,9 +7,11 @@
 )]
 
 mod admission;
+mod bad_input;
 mod cli;
 mod cluster;
 mod e2e;
+mod fuzz;
 mod manifests;
 mod properties;
 mod server;
