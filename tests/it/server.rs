@@ -916,6 +916,8 @@ fn serve_embedded_default_writes_its_ca_and_exits_on_sigterm() {
         .spawn()
         .expect("spawn");
     let stderr = child.stderr.take().expect("stderr");
+    let all_lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let collected = all_lines.clone();
     let (lines, received) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         use std::io::BufRead as _;
@@ -923,6 +925,7 @@ fn serve_embedded_default_writes_its_ca_and_exits_on_sigterm() {
             .lines()
             .map_while(Result::ok)
         {
+            collected.lock().expect("lock").push(line.clone());
             let _ = lines.send(line);
         }
     });
@@ -974,5 +977,24 @@ fn serve_embedded_default_writes_its_ca_and_exits_on_sigterm() {
         }
         assert!(Instant::now() < deadline, "did not exit after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
+    }
+    // One decision line, and no object body or key material in any line.
+    std::thread::sleep(Duration::from_millis(200));
+    let logs = all_lines.lock().expect("lock").join("\n");
+    assert!(
+        logs.contains("\"message\":\"admission decision\""),
+        "{logs}"
+    );
+    for secret in [
+        "BEGIN",
+        "PRIVATE KEY",
+        "--qemu-timeout",
+        "virt-launcher-monitor",
+        "ovmf",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "{secret:?} leaked into the logs:\n{logs}"
+        );
     }
 }
