@@ -467,6 +467,37 @@ async fn invalid_policy_keeps_the_last_good_one_and_a_valid_one_switches() {
     };
     assert_eq!(served_digest().await, digest_of(policy_v1));
 
+    // A steady stream during both reloads: every request answered, and
+    // decisions switch from v1 to v2 once, never back.
+    let streaming = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let stream = {
+        let streaming = streaming.clone();
+        let http = client(&[&pem.ca_pem]);
+        let url = server.url("/mutate");
+        tokio::spawn(async move {
+            let (mut digests, mut failures) = (Vec::new(), 0_usize);
+            while streaming.load(Ordering::SeqCst) {
+                let response = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(EXAMPLE_REVIEW)
+                    .send()
+                    .await;
+                match response {
+                    Ok(response) if response.status() == StatusCode::OK => {
+                        let body: Value = response.json().await.unwrap_or_default();
+                        match body["response"]["auditAnnotations"]["policy-digest"].as_str() {
+                            Some(digest) => digests.push(digest.to_owned()),
+                            None => failures += 1,
+                        }
+                    }
+                    _ => failures += 1,
+                }
+            }
+            (digests, failures)
+        })
+    };
+
     std::fs::write(&policy_path, "apiVersion: virt-sizer.io/v1alpha1\nkind: SizingPolicy\nprofiles: {default: {cpuAllocationRatio: 0}}\n")
         .expect("write");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -511,6 +542,28 @@ async fn invalid_policy_keeps_the_last_good_one_and_a_valid_one_switches() {
         assert!(Instant::now() < deadline, "valid policy never picked up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    streaming.store(false, Ordering::SeqCst);
+    let (digests, failures) = stream.await.expect("stream task");
+    assert_eq!(failures, 0, "{failures} failed requests during the reloads");
+    assert!(
+        digests.len() >= 10,
+        "only {} requests in the stream",
+        digests.len()
+    );
+    let (v1, v2) = (digest_of(policy_v1), digest_of(policy_v2));
+    let switch = digests
+        .iter()
+        .position(|digest| *digest == v2)
+        .expect("the stream saw v2");
+    assert!(
+        digests[..switch].iter().all(|digest| *digest == v1),
+        "only v1 before the switch"
+    );
+    assert!(
+        digests[switch..].iter().all(|digest| *digest == v2),
+        "only v2 after it, never back"
+    );
     server.stop().await;
 }
 
