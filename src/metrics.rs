@@ -56,8 +56,8 @@ pub struct Metrics {
     registry: Registry,
     /// Admission requests by kind, operation and outcome.
     pub requests: Family<RequestLabels, Counter>,
-    /// Time to answer an admission request, by kind.
-    pub latency: Family<KindLabels, Histogram>,
+    /// Time to answer an admission request, by kind, operation and outcome.
+    pub latency: Family<RequestLabels, Histogram>,
     /// Patches sent, by kind.
     pub patches: Family<KindLabels, Counter>,
     /// Errors, by reason.
@@ -93,13 +93,13 @@ impl Metrics {
             "Admission requests by target kind, operation and outcome",
             requests.clone(),
         );
-        let latency = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+        let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
             // 25 µs … ~0.8 s.
             Histogram::new(exponential_buckets(0.000_025, 2.0, 16))
         });
         registry.register(
             "admission_duration_seconds",
-            "Time to answer an admission request, by target kind",
+            "Time to answer an admission request, by target kind, operation and outcome",
             latency.clone(),
         );
         let patches = Family::<KindLabels, Counter>::default();

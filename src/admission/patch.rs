@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 
 use crate::sizing::Quantity;
+use crate::sizing::vmi::quantity_at;
 
 /// A value change, for the explanation and the warnings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +87,7 @@ impl<'a> PatchBuilder<'a> {
         label: &str,
     ) {
         let current = lookup(self.object, parent).and_then(|map| map.get(name));
-        let current_quantity = current.and_then(quantity_of);
+        let current_quantity = current.and_then(|value| quantity_at(value, name).ok());
         if current.is_some() && current_quantity.is_some() && current_quantity == desired {
             return;
         }
@@ -161,14 +162,6 @@ fn step<'v>(value: &'v Value, token: &str) -> Option<&'v Value> {
             .ok()
             .and_then(|index| items.get(index)),
         _ => value.get(token),
-    }
-}
-
-fn quantity_of(value: &Value) -> Option<Quantity> {
-    match value {
-        Value::String(text) => Quantity::parse(text).ok(),
-        Value::Number(number) => Quantity::parse(&number.to_string()).ok(),
-        _ => None,
     }
 }
 

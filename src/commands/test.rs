@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -410,12 +410,7 @@ fn compare_map(
 }
 
 fn quantity(value: &Value) -> anyhow::Result<Quantity> {
-    let text = match value {
-        Value::String(text) => text.clone(),
-        Value::Number(number) => number.to_string(),
-        other => bail!("expected a quantity, got {other}"),
-    };
-    Ok(Quantity::parse(&text)?)
+    Ok(crate::sizing::vmi::quantity_at(value, "value")?)
 }
 
 /// `1292Mi (1354760192)`: the canonical form and the plain value.

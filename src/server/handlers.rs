@@ -171,18 +171,13 @@ async fn decide(state: AppState, policy: Arc<ValidPolicy>, request: AdmissionReq
 fn record(state: &AppState, decision: &Decision, operation: &str, namespace: &str, seconds: f64) {
     let metrics = state.metrics();
     let kind = decision.target.as_str().to_owned();
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            kind: kind.clone(),
-            operation: operation.to_owned(),
-            outcome: decision.outcome.as_str().to_owned(),
-        })
-        .inc();
-    metrics
-        .latency
-        .get_or_create(&KindLabels { kind: kind.clone() })
-        .observe(seconds);
+    let labels = RequestLabels {
+        kind: kind.clone(),
+        operation: operation.to_owned(),
+        outcome: decision.outcome.as_str().to_owned(),
+    };
+    metrics.requests.get_or_create(&labels).inc();
+    metrics.latency.get_or_create(&labels).observe(seconds);
     if decision.patch.is_some() {
         metrics.patches.get_or_create(&KindLabels { kind }).inc();
     }

@@ -13,8 +13,8 @@
 //! failed decision ("could not size") carries no patch, and no panic was
 //! counted.
 
+use crate::support::repo;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,10 +39,6 @@ pub(crate) const EXAMPLE_RUNTIME_CLASS: &str =
 /// The uid of [`EXAMPLE_REVIEW`].
 const EXAMPLE_UID: &str = "7f3b1c2a-0000-4000-8000-000000000001";
 const JSON: Option<&str> = Some("application/json");
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
 
 /// The router over the example policy, the example VMIs and `dev-a` →
 /// `tier=dev`.

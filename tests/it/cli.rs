@@ -10,6 +10,23 @@ fn virt_sizer(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// `review` of the example dev launcher Pod with the example policy, its
+/// VMI and the dev namespace's labels, plus `flags`.
+fn review_dev(flags: &[&str]) -> Output {
+    let mut args = vec![
+        "review",
+        "--policy",
+        "examples/policy.yaml",
+        "--vmi",
+        "examples/vmi-dev.yaml",
+        "--namespace-labels",
+        "tier=dev",
+    ];
+    args.extend_from_slice(flags);
+    args.push("examples/launcher-pod-dev.json");
+    virt_sizer(&args)
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -112,16 +129,7 @@ fn policy_check_reports_every_problem() {
 
 #[test]
 fn review_prints_the_response_and_explains() {
-    let output = virt_sizer(&[
-        "review",
-        "--policy",
-        "examples/policy.yaml",
-        "--vmi",
-        "examples/vmi-dev.yaml",
-        "--namespace-labels",
-        "tier=dev",
-        "examples/launcher-pod-dev.json",
-    ]);
+    let output = review_dev(&[]);
     assert!(
         output.status.success(),
         "{}",
@@ -135,33 +143,13 @@ fn review_prints_the_response_and_explains() {
     assert_eq!(response["response"]["patchType"], "JSONPatch");
     assert_eq!(response["response"]["auditAnnotations"]["profile"], "dev");
 
-    let explained = virt_sizer(&[
-        "review",
-        "--policy",
-        "examples/policy.yaml",
-        "--vmi",
-        "examples/vmi-dev.yaml",
-        "--namespace-labels",
-        "tier=dev",
-        "--explain",
-        "examples/launcher-pod-dev.json",
-    ]);
+    let explained = review_dev(&["--explain"]);
     let text = stdout(&explained);
     assert!(text.contains("profile: dev"), "{text}");
     assert!(text.contains("cpuAllocationRatio 20"), "{text}");
     assert!(text.contains("× 100/150"), "{text}");
 
-    let patched = virt_sizer(&[
-        "review",
-        "--policy",
-        "examples/policy.yaml",
-        "--vmi",
-        "examples/vmi-dev.yaml",
-        "--namespace-labels",
-        "tier=dev",
-        "--patched",
-        "examples/launcher-pod-dev.json",
-    ]);
+    let patched = review_dev(&["--patched"]);
     let pod: serde_json::Value = serde_json::from_slice(&patched.stdout).expect("JSON object");
     assert_eq!(pod["kind"], "Pod");
     assert_eq!(

@@ -10,8 +10,9 @@
 //! admitted (the RuntimeClass plugin's overhead check passes), and a plain
 //! Pod untouched.
 
+use crate::support::repo;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,10 +37,6 @@ impl Drop for Guard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
 fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {

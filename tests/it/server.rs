@@ -1,6 +1,7 @@
 //! The server over real TLS on 127.0.0.1:0 (certificates made at test time),
 //! and router-level tests through `oneshot`.
 
+use crate::support::repo;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,10 +29,6 @@ fn install_provider() {
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
 fn pair() -> SelfSigned {
@@ -970,6 +967,7 @@ async fn router_serves_health_readiness_and_metrics() {
     for name in [
         "virt_sizer_admission_requests_total{kind=\"launcher_pod\",operation=\"CREATE\",outcome=\"error_allowed\"} 1",
         "virt_sizer_admission_duration_seconds_bucket",
+        "virt_sizer_admission_duration_seconds_count{kind=\"launcher_pod\",operation=\"CREATE\",outcome=\"error_allowed\"} 1",
         "virt_sizer_admission_in_flight_requests 0",
         "virt_sizer_admission_errors_total{reason=\"vmi_not_found\"} 1",
         "virt_sizer_policy_reloads_total{result=\"success\"} 0",

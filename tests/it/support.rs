@@ -6,6 +6,7 @@
 //! themselves, never by the crate under test.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
@@ -717,4 +718,9 @@ pub(crate) fn millis(quantity: Quantity) -> u64 {
     let nanos = quantity.nanos();
     assert_eq!(nanos % 1_000_000, 0, "{quantity} is not whole millis");
     u64::try_from(nanos / 1_000_000).expect("non-negative")
+}
+
+/// A path inside the repository.
+pub(crate) fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
