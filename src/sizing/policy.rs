@@ -230,6 +230,8 @@ pub struct Rule {
     /// `allowedProfiles`: profiles a Pod may opt into with
     /// [`PROFILE_ANNOTATION`].
     pub allowed_profiles: Vec<String>,
+    /// [`Rule::describe`], rendered once at load (every decision quotes it).
+    description: String,
 }
 
 /// A Kubernetes `metav1.LabelSelector`. An empty selector matches
@@ -373,7 +375,7 @@ impl ValidPolicy {
         let matched = self.rules.iter().find(|rule| rule.matches(target));
         let (mut chosen, source) = match matched {
             Some(rule) => (rule.profile.as_str(), rule.describe()),
-            None => (DEFAULT_PROFILE, "no rule matched".to_owned()),
+            None => (DEFAULT_PROFILE, "no rule matched"),
         };
         let mut reason = format!("{source} → {chosen}");
         let mut warnings = Vec::new();
@@ -561,7 +563,11 @@ impl Rule {
     /// Short text for explanations, e.g. `rules[0] (namespaces prod-*)` or
     /// `rules[1] (namespaceSelector tier=dev, vmSelector class=batch)`.
     #[must_use]
-    pub fn describe(&self) -> String {
+    pub fn describe(&self) -> &str {
+        &self.description
+    }
+
+    fn render_description(&self) -> String {
         let mut parts = Vec::new();
         if !self.namespaces.is_empty() {
             let names: Vec<&str> = self.namespaces.iter().map(glob::Pattern::as_str).collect();
@@ -1198,14 +1204,17 @@ impl Checker {
                     );
                 }
             }
-            rules.push(Rule {
+            let mut rule = Rule {
                 index,
                 namespaces,
                 namespace_selector,
                 vm_selector,
                 profile,
                 allowed_profiles,
-            });
+                description: String::new(),
+            };
+            rule.description = rule.render_description();
+            rules.push(rule);
         }
         rules
     }
