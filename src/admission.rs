@@ -22,7 +22,7 @@ use serde_json::Value;
 use crate::sizing::kata::{self, ContainerResources, KataPodInput};
 use crate::sizing::kubevirt::{self, AutoLimits, LauncherInput};
 use crate::sizing::policy::{
-    Mode, OnError, PROFILE_ANNOTATION, Target as PolicyTarget, ValidPolicy,
+    Mode, NewerRelease, OnError, PROFILE_ANNOTATION, Release, Target as PolicyTarget, ValidPolicy,
 };
 use crate::sizing::vmi::{VmiFacts, quantity_map, string_map};
 use crate::sizing::{Format, Quantity, SizingError};
@@ -107,7 +107,8 @@ pub enum Outcome {
     Unchanged,
     /// Shadow mode: decided and reported, no patch.
     Shadow,
-    /// Not ours (other kind, operation or object): allowed unchanged.
+    /// Not ours (other kind, operation or object): allowed unchanged;
+    /// [`Decision::skip_reason`] says why.
     Skipped,
     /// Could not be sized; allowed unchanged per `onError: Allow`.
     ErrorAllowed,
@@ -164,6 +165,10 @@ pub struct Decision {
     pub error: Option<SizingError>,
     /// Requests delta, for shadow-mode metrics.
     pub delta: Delta,
+    /// Why the request was [`Outcome::Skipped`] (`Pods are sized on CREATE
+    /// only`, …). Not in the response: skipped requests are answered
+    /// `allowed`, nothing else.
+    pub skip_reason: Option<String>,
     /// Digest of the policy that decided.
     pub policy_digest: String,
 }
@@ -174,10 +179,14 @@ impl Decision {
     pub fn explain(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!(
-            "outcome: {} ({})\n",
+            "outcome: {} ({})",
             self.outcome.as_str(),
             self.target.as_str()
         ));
+        if let Some(reason) = &self.skip_reason {
+            out.push_str(&format!(": {reason}"));
+        }
+        out.push('\n');
         if let Some(profile) = &self.profile {
             out.push_str(&format!("profile: {profile}"));
             if let Some(selected_by) = &self.selected_by {
@@ -265,9 +274,13 @@ pub fn review(env: &Environment<'_>, request: &AdmissionRequest) -> Decision {
     let mut decision = empty_decision(&request.uid, env.policy);
     let operation = request.operation.as_str();
     if operation != "CREATE" && operation != "UPDATE" {
+        decision.skip_reason = Some(format!(
+            "{operation} is not sized (only CREATE, and UPDATE of RuntimeClasses)"
+        ));
         return decision;
     }
     let Some(object) = request.object.as_ref() else {
+        decision.skip_reason = Some("the request carries no object".to_owned());
         return decision;
     };
     let kind = &request.kind;
@@ -282,13 +295,16 @@ pub fn review(env: &Environment<'_>, request: &AdmissionRequest) -> Decision {
         {
             TargetKind::RuntimeClass
         }
-        _ => return decision,
+        _ => {
+            decision.skip_reason = Some(not_a_target(kind, object));
+            return decision;
+        }
     };
     // Pods are sized on CREATE only: their resources are immutable afterwards
     // (KubeVirt's own launcher webhook is CREATE-only too). RuntimeClasses
     // are sized on UPDATE as well.
     if decision.target != TargetKind::RuntimeClass && operation != "CREATE" {
-        decision.target = TargetKind::NotATarget;
+        decision.skip_reason = Some("Pods are sized on CREATE only".to_owned());
         return decision;
     }
 
@@ -304,6 +320,27 @@ pub fn review(env: &Environment<'_>, request: &AdmissionRequest) -> Decision {
         Err(error) => fail(&mut decision, error, env.policy.on_error),
     }
     decision
+}
+
+/// Why an object is not sized: its kind, or what it lacks to be a target.
+fn not_a_target(kind: &GroupVersionKind, object: &Value) -> String {
+    match (kind.group.as_str(), kind.kind.as_str()) {
+        ("", "Pod") => match object.pointer("/spec/runtimeClassName").and_then(Value::as_str) {
+            Some(class) => format!(
+                "not a launcher Pod (label kubevirt.io=virt-launcher missing), and runtimeClassName \
+                 {class:?} is not in the policy's kata.runtimeClasses"
+            ),
+            None => "not a launcher Pod: label kubevirt.io=virt-launcher missing".to_owned(),
+        },
+        ("node.k8s.io", "RuntimeClass") => match object.get("handler").and_then(Value::as_str) {
+            Some(handler) => {
+                format!("handler {handler:?} is not in the policy's kata.runtimeClasses")
+            }
+            None => "the RuntimeClass has no handler".to_owned(),
+        },
+        ("", kind) => format!("kind {kind} is not sized (only Pods and RuntimeClasses)"),
+        (group, kind) => format!("kind {kind}.{group} is not sized (only Pods and RuntimeClasses)"),
+    }
 }
 
 /// The decision for a request that failed outside [`review`] (a caught
@@ -342,6 +379,7 @@ fn empty_decision(uid: &str, policy: &ValidPolicy) -> Decision {
         error: None,
         delta: Delta::default(),
         policy_digest: policy.digest.clone(),
+        skip_reason: None,
     }
 }
 
@@ -415,6 +453,11 @@ fn finish(decision: &mut Decision, sized: Sized, builder: PatchBuilder<'_>, poli
     response
         .audit_annotations
         .insert("policy-digest".into(), policy.digest.clone());
+    if let Some(digest) = policy.settings_digest() {
+        response
+            .audit_annotations
+            .insert("kubevirt-digest".into(), digest.to_owned());
+    }
     response.audit_annotations.insert(
         "mode".into(),
         if shadow { "Shadow" } else { "Enforce" }.into(),
@@ -644,6 +687,40 @@ fn size_launcher_pod(
         })
         .transpose()?;
 
+    let mut warnings = selection.warnings;
+    if policy.kubevirt.newer_than_table {
+        let release = &policy.kubevirt.release_text;
+        if reported_overhead.is_none()
+            && policy.kubevirt.newer_release == NewerRelease::AdmitUnchanged
+        {
+            warnings.push(format!(
+                "KubeVirt {release} is newer than virt-sizer's overhead table and this Pod does not \
+                 report {KUBEVIRT_OVERHEAD_ANNOTATION}: admitted unchanged (set kubevirt.newerRelease: \
+                 NewestKnown to size it with the {} line's formulas)",
+                Release::NEWEST.as_str()
+            ));
+            return Ok(Sized {
+                profile: Some(profile.name.clone()),
+                selected_by: Some(selection.reason),
+                mode: profile.mode,
+                explanation: vec![format!(
+                    "KubeVirt {release}: newer than the overhead table; not sized"
+                )],
+                warnings,
+            });
+        }
+        warnings.push(format!(
+            "KubeVirt {release} is newer than virt-sizer's overhead table: the {} line's formulas \
+             size this Pod{}",
+            Release::NEWEST.as_str(),
+            if reported_overhead.is_some() {
+                format!(" around its reported {KUBEVIRT_OVERHEAD_ANNOTATION}")
+            } else {
+                String::new()
+            }
+        ));
+    }
+
     let sizing = kubevirt::size_launcher(&LauncherInput {
         vmi: &vmi,
         settings: &policy.kubevirt,
@@ -705,14 +782,13 @@ fn size_launcher_pod(
             );
         }
     }
-    builder.set_string(
-        &annotations_path,
-        DECISION_ANNOTATION,
-        &format!("profile={},policy={}", profile.name, policy.digest),
-        "decision",
-    );
+    let mut decision = format!("profile={},policy={}", profile.name, policy.digest);
+    if let Some(digest) = policy.settings_digest() {
+        decision.push_str(",kubevirt=");
+        decision.push_str(digest);
+    }
+    builder.set_string(&annotations_path, DECISION_ANNOTATION, &decision, "decision");
 
-    let mut warnings = selection.warnings;
     warnings.extend(sizing.warnings);
     let mut explanation = vec![format!(
         "VMI {}/{}: {} vCPU, guest {}, KubeVirt {} model",

@@ -23,7 +23,7 @@ pub enum Command {
     /// Review one AdmissionReview offline and print the response exactly as
     /// the server would.
     Review(ReviewArgs),
-    /// Run a directory of CI policy test cases.
+    /// Run CI policy test cases: a directory of them, or one case file.
     Test(TestArgs),
     /// Work with policy files.
     #[command(subcommand)]
@@ -40,6 +40,10 @@ pub struct ReviewArgs {
     /// own defaults: a no-op).
     #[arg(long, env = "VIRT_SIZER_POLICY")]
     pub policy: Option<PathBuf>,
+    /// A KubeVirt CR (JSON or YAML) to model: what the policy leaves unset
+    /// comes from it, as from the cluster's CR in `serve`.
+    #[arg(long, value_name = "FILE", env = "VIRT_SIZER_KUBEVIRT")]
+    pub kubevirt: Option<PathBuf>,
     /// A VirtualMachineInstance (JSON or YAML) a launcher Pod may belong to.
     /// Repeatable.
     #[arg(long = "vmi", value_name = "FILE")]
@@ -48,13 +52,14 @@ pub struct ReviewArgs {
     #[arg(long, value_name = "K=V,...", default_value = "")]
     pub namespace_labels: String,
     /// Print the mutated object instead of the AdmissionReview response.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "explain")]
     pub patched: bool,
     /// Print the reasoning instead of the AdmissionReview response.
     #[arg(long)]
     pub explain: bool,
     /// The AdmissionReview (JSON or YAML; a bare Pod or RuntimeClass is
-    /// wrapped in a CREATE review), or `-` for standard input.
+    /// wrapped in a CREATE review), or `-` for standard input. Anything
+    /// without `apiVersion` and `kind` is refused.
     #[arg(value_name = "FILE|-", default_value = "-")]
     pub input: PathBuf,
 }
@@ -62,12 +67,35 @@ pub struct ReviewArgs {
 /// `virt-sizer test`.
 #[derive(Debug, Args)]
 pub struct TestArgs {
-    /// Directory of cases: every `*.yaml` under it whose top level has
-    /// `expect:`.
-    pub dir: PathBuf,
+    /// A directory of cases (every `*.yaml`/`*.yml` under it whose top
+    /// level is a case: `expect:`, `input:`, … and no `kind:`), or one case
+    /// file. No case found, or an unknown key in one, exits 2.
+    #[arg(value_name = "DIR|FILE")]
+    pub path: PathBuf,
     /// Also write a JUnit XML report.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Output: `text` (a line per case, a diff per failure) or `json` (JSON
+    /// Lines: one object per case, then one with the totals).
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: TestOutput,
+    /// Run only the cases whose name (`name:`) or path relative to DIR
+    /// matches this regular expression (unanchored, Rust `regex` syntax).
+    #[arg(long, value_name = "REGEX")]
+    pub run: Option<regex::Regex>,
+    /// A KubeVirt CR (JSON or YAML) every case models unless it names its
+    /// own (`kubevirt:`).
+    #[arg(long, value_name = "FILE")]
+    pub kubevirt: Option<PathBuf>,
+}
+
+/// `virt-sizer test --output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TestOutput {
+    /// Human-readable lines; the last is `N passed, N failed`.
+    Text,
+    /// JSON Lines: `{"type":"case",…}` per case, then `{"type":"totals",…}`.
+    Json,
 }
 
 /// `virt-sizer policy …`.
@@ -88,6 +116,10 @@ pub struct PlanArgs {
     /// Sizing policy (YAML); without it, the built-in policy.
     #[arg(long, env = "VIRT_SIZER_POLICY")]
     pub policy: Option<PathBuf>,
+    /// A KubeVirt CR (JSON or YAML) to model: what the policy leaves unset
+    /// comes from it, as from the cluster's CR in `serve`.
+    #[arg(long, value_name = "FILE", env = "VIRT_SIZER_KUBEVIRT")]
+    pub kubevirt: Option<PathBuf>,
     /// Allocatable node capacity, `cpu=64,memory=256Gi`.
     #[arg(long)]
     pub node: String,
@@ -121,11 +153,18 @@ pub struct ServeArgs {
     /// Directory of VirtualMachineInstance files (dry runs without a cluster).
     #[arg(long, env = "VIRT_SIZER_VMI_DIR")]
     pub vmi_dir: Option<PathBuf>,
-    /// Watch VirtualMachineInstances and Namespaces through the Kubernetes
-    /// API (in-cluster configuration or KUBECONFIG) [default: on inside a
-    /// cluster (KUBERNETES_SERVICE_HOST set) unless --vmi-dir is given].
+    /// Watch VirtualMachineInstances, Namespaces and the KubeVirt CR through
+    /// the Kubernetes API [default: on wherever a client can be inferred
+    /// (in-cluster configuration, KUBECONFIG, ~/.kube/config) unless
+    /// --vmi-dir is given].
     #[arg(long, env = "VIRT_SIZER_CLUSTER")]
     pub cluster: Option<bool>,
+    /// Plain-HTTP listener for `/healthz`, `/readyz` and `/metrics`, without
+    /// client authentication (kubelet probes, Prometheus); `/mutate` is only
+    /// on the TLS port [default: 127.0.0.1:8081 with the embedded
+    /// self-signed certificate, none with --cert].
+    #[arg(long, value_name = "ADDR", env = "VIRT_SIZER_PROBE_LISTEN")]
+    pub probe_listen: Option<std::net::SocketAddr>,
     /// Where the embedded default writes its CA certificate
     /// [default: $TMPDIR/virt-sizer/ca.pem].
     #[arg(long)]

@@ -10,13 +10,14 @@ pub mod test;
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use serde::Deserialize as _;
 use serde_json::Value;
 
 use crate::admission::{AdmissionRequest, AdmissionReview, VmiRef};
-use crate::sizing::policy::ValidPolicy;
+use crate::sizing::policy::{KubevirtBaseline, ValidPolicy};
 
 /// Reads a JSON or YAML file (`-` is standard input) into JSON values, one
 /// per YAML document.
@@ -70,6 +71,18 @@ pub fn read_document(path: &Path) -> anyhow::Result<Value> {
     }
 }
 
+/// Whether `error` is a write to a closed pipe (`virt-sizer … | head`): the
+/// reader chose to stop, so the verb ends quietly with success (as ripgrep
+/// does) rather than with an error or a `println!` panic.
+#[must_use]
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|error| error.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Loads a policy file, or the built-in policy without one.
 ///
 /// # Errors
@@ -82,6 +95,25 @@ pub fn load_policy(path: Option<&Path>) -> anyhow::Result<ValidPolicy> {
         .with_context(|| format!("reading policy {}", path.display()))?;
     ValidPolicy::from_yaml(&text)
         .map_err(|errors| anyhow::anyhow!("invalid policy {}:\n{errors}", path.display()))
+}
+
+/// Loads a policy as [`load_policy`] does, over the KubeVirt CR in
+/// `kubevirt` when one is given (`--kubevirt FILE`, a case's `kubevirt:`).
+///
+/// # Errors
+/// As [`load_policy`], or an unreadable or invalid KubeVirt CR.
+pub fn load_policy_over(
+    path: Option<&Path>,
+    kubevirt: Option<&Path>,
+) -> anyhow::Result<ValidPolicy> {
+    let policy = load_policy(path)?;
+    let Some(kubevirt) = kubevirt else {
+        return Ok(policy);
+    };
+    let baseline = KubevirtBaseline::from_json(&read_document(kubevirt)?).map_err(|errors| {
+        anyhow::anyhow!("invalid KubeVirt CR {}:\n{errors}", kubevirt.display())
+    })?;
+    Ok(policy.with_baseline(Some(Arc::new(baseline))))
 }
 
 /// Parses `k=v,k2=v2` (empty string = no labels).
@@ -159,13 +191,34 @@ impl VmiSet {
 /// object's namespace (else `namespace`) and a fixed uid.
 ///
 /// # Errors
-/// A malformed AdmissionReview (with the path of the bad field) or an
-/// AdmissionReview of another API version.
+/// A document without a `kind` (not a Kubernetes object: wrapping it would
+/// answer `allowed` for something that was never a request), a malformed
+/// AdmissionReview (with the path of the bad field) or an AdmissionReview
+/// of another API version.
 pub fn request_from_document(
     document: Value,
     namespace: &str,
     operation: &str,
 ) -> anyhow::Result<AdmissionRequest> {
+    if !document
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|kind| !kind.is_empty())
+    {
+        let got = match &document {
+            Value::Object(object) if object.is_empty() => "an empty mapping".to_owned(),
+            Value::Object(object) => {
+                let keys: Vec<&str> = object.keys().take(5).map(String::as_str).collect();
+                format!("a mapping with keys {}", keys.join(", "))
+            }
+            Value::Array(_) => "a list".to_owned(),
+            other => format!("{other}"),
+        };
+        bail!(
+            "not a Kubernetes object (no kind): expected an AdmissionReview \
+             (admission.k8s.io/v1), or a Pod or RuntimeClass to wrap in one; got {got}"
+        );
+    }
     if document.get("kind").and_then(Value::as_str) == Some("AdmissionReview") {
         let review: AdmissionReview =
             serde_path_to_error::deserialize(document).map_err(|error| {

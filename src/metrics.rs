@@ -74,6 +74,16 @@ pub struct Metrics {
     pub shadow_cpu_millicores: Family<ShadowLabels, Gauge>,
     /// Shadow mode: sum of memory request changes that were not applied.
     pub shadow_memory_bytes: Family<ShadowLabels, Gauge>,
+    /// 1 when `serve` runs with no VMI source: launcher Pods fall to
+    /// `onError`.
+    pub vmi_source_missing: Gauge,
+    /// 1 while a KubeVirt CR is the policy's baseline.
+    pub kubevirt_cr_present: Gauge,
+    /// Times the KubeVirt CR baseline changed the policy in force.
+    pub kubevirt_baseline_updates: Counter,
+    /// Warnings about the policy in force (a release newer than the
+    /// overhead table, values that differ from the KubeVirt CR's).
+    pub policy_warnings: Gauge,
 }
 
 impl Default for Metrics {
@@ -146,6 +156,30 @@ impl Metrics {
             "Shadow mode: sum of memory request changes decided but not applied",
             shadow_memory_bytes.clone(),
         );
+        let vmi_source_missing = Gauge::default();
+        registry.register(
+            "vmi_source_missing",
+            "1 when the server has no VMI source (no cluster, no --vmi-dir): launcher Pods fall to onError",
+            vmi_source_missing.clone(),
+        );
+        let kubevirt_cr_present = Gauge::default();
+        registry.register(
+            "kubevirt_cr_present",
+            "1 while a KubeVirt CR is the sizing policy's baseline",
+            kubevirt_cr_present.clone(),
+        );
+        let kubevirt_baseline_updates = Counter::default();
+        registry.register(
+            "kubevirt_baseline_updates",
+            "Times a KubeVirt CR change switched the policy in force",
+            kubevirt_baseline_updates.clone(),
+        );
+        let policy_warnings = Gauge::default();
+        registry.register(
+            "policy_warnings",
+            "Warnings about the policy in force (release newer than the overhead table, values differing from the KubeVirt CR)",
+            policy_warnings.clone(),
+        );
         // Reload counters start at zero so dashboards and alerts see them
         // before the first reload.
         for family in [&policy_reloads, &certificate_reloads] {
@@ -167,6 +201,10 @@ impl Metrics {
             certificate_reloads,
             shadow_cpu_millicores,
             shadow_memory_bytes,
+            vmi_source_missing,
+            kubevirt_cr_present,
+            kubevirt_baseline_updates,
+            policy_warnings,
         }
     }
 

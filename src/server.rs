@@ -11,6 +11,7 @@
 
 pub mod cluster;
 pub mod handlers;
+pub mod kubevirt_cr;
 pub mod policy_store;
 pub mod slim;
 pub mod tls;
@@ -19,8 +20,8 @@ pub mod watch;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -33,6 +34,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::Metrics;
+use crate::sizing::policy::ValidPolicy;
 use policy_store::PolicyStore;
 use tls::CertStore;
 use vmi_source::VmiSource;
@@ -95,6 +97,10 @@ struct Inner {
     metrics: Metrics,
     shutting_down: AtomicBool,
     vmi_lookup_timeout: Duration,
+    /// The KubeVirt CR watch, in cluster mode.
+    kubevirt: OnceLock<Arc<kubevirt_cr::KubevirtStatus>>,
+    /// Why there is no VMI source, when there is none.
+    no_vmi_source: OnceLock<String>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -124,6 +130,8 @@ impl AppState {
                 metrics: Metrics::new(),
                 shutting_down: AtomicBool::new(false),
                 vmi_lookup_timeout,
+                kubevirt: OnceLock::new(),
+                no_vmi_source: OnceLock::new(),
             }),
         }
     }
@@ -140,6 +148,31 @@ impl AppState {
         &self.inner.metrics
     }
 
+    /// Follows the KubeVirt CR watch: `/readyz` waits for its first list
+    /// and shows what it found.
+    pub fn attach_kubevirt(&self, status: Arc<kubevirt_cr::KubevirtStatus>) {
+        let _ = self.inner.kubevirt.set(status);
+    }
+
+    /// Records that the server runs without a VMI source (`why`): a gauge
+    /// and a `/readyz` detail, so the operator sees that launcher Pods will
+    /// fall to `onError`.
+    pub fn mark_no_vmi_source(&self, why: String) {
+        self.inner.metrics.vmi_source_missing.set(1);
+        let _ = self.inner.no_vmi_source.set(why);
+    }
+
+    /// Logs and counts the warnings of the policy now in force.
+    pub fn record_policy_warnings(&self, policy: &ValidPolicy) {
+        self.inner
+            .metrics
+            .policy_warnings
+            .set(i64::try_from(policy.warnings.len()).unwrap_or(i64::MAX));
+        for warning in &policy.warnings {
+            tracing::warn!(%warning, digest = %policy.digest, "policy warning");
+        }
+    }
+
     /// Marks the server as draining: `/readyz` answers 503 from now on.
     pub fn begin_shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
@@ -152,6 +185,7 @@ impl AppState {
             policy_store::PolicyReload::Reloaded(digest) => {
                 Metrics::reload(&self.inner.metrics.policy_reloads, true);
                 tracing::info!(%digest, "policy reloaded");
+                self.record_policy_warnings(&self.inner.policy.current());
             }
             policy_store::PolicyReload::Rejected(problems) => {
                 Metrics::reload(&self.inner.metrics.policy_reloads, false);
@@ -180,15 +214,29 @@ impl AppState {
     }
 }
 
-/// The router: every endpoint, the 7 MiB body cap.
+/// The router of the TLS port: every endpoint, the 7 MiB body cap.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/mutate", post(handlers::mutate))
+        .route("/validate-policy", post(handlers::validate_policy))
+        .merge(probe_routes())
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// The router of the plain-HTTP probe port (`--probe-listen`): health,
+/// readiness and metrics only, no admission endpoint.
+pub fn probe_app(state: AppState) -> Router {
+    probe_routes()
+        .layer(DefaultBodyLimit::max(0))
+        .with_state(state)
+}
+
+fn probe_routes() -> Router<AppState> {
+    Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
 }
 
 /// Bounds of the connection handling.
@@ -221,7 +269,28 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
+    serve_with(listener, Some(tls), router, options, shutdown).await;
+}
+
+/// Serves `router` over plain HTTP on `listener` (the probe port) until
+/// `shutdown` completes, with the same connection bounds as [`serve`].
+pub async fn serve_plain(
+    listener: TcpListener,
+    router: Router,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_with(listener, None, router, options, shutdown).await;
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    router: Router,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = tls.map(TlsAcceptor::from);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -252,6 +321,13 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let handshake_timeout = options.handshake_timeout;
         tokio::spawn(async move {
+            let Some(acceptor) = acceptor else {
+                let connection = builder.serve_connection(TokioIo::new(tcp), service);
+                if let Err(error) = watcher.watch(connection).await {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+                return;
+            };
             let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {

@@ -15,7 +15,7 @@ use anyhow::{Context as _, bail};
 use serde_json::json;
 
 use crate::cli::PlanArgs;
-use crate::commands::load_policy;
+use crate::commands::load_policy_over;
 use crate::sizing::Quantity;
 use crate::sizing::kubevirt::{self, AutoLimits, LauncherInput};
 use crate::sizing::vmi::VmiFacts;
@@ -35,7 +35,7 @@ struct Shape {
 /// # Errors
 /// Unparseable `--node` or `--vm`, or an invalid policy.
 pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
-    let policy = load_policy(args.policy.as_deref())?;
+    let policy = load_policy_over(args.policy.as_deref(), args.kubevirt.as_deref())?;
     let node = parse_node(&args.node).context("--node")?;
     let node_cpu_millis = node
         .get("cpu")

@@ -15,7 +15,7 @@ use crate::server::policy_store::PolicyStore;
 use crate::server::tls::{self, CertStore};
 use crate::server::vmi_source::{NoVmis, VmiDirectory, VmiSource};
 use crate::server::{
-    self, AppState, NamespaceSource, ServeOptions, StaticNamespaces, cluster, watch,
+    self, AppState, NamespaceSource, ServeOptions, StaticNamespaces, cluster, kubevirt_cr, watch,
 };
 
 /// Runs `virt-sizer serve` on a multi-threaded runtime.
@@ -69,18 +69,16 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let certs = Arc::new(certs);
     let tls_config = tls::server_config(certs.clone(), args.client_ca.as_deref(), provider)?;
 
-    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-    let use_cluster = args.cluster.unwrap_or(in_cluster && args.vmi_dir.is_none());
-    let (vmis, namespaces): (Arc<dyn VmiSource>, Arc<dyn NamespaceSource>) = if use_cluster {
-        cluster::connect().await?
-    } else {
-        let vmis: Arc<dyn VmiSource> = match &args.vmi_dir {
-            Some(dir) => Arc::new(VmiDirectory::new(dir)?),
-            None => Arc::new(NoVmis),
-        };
-        (vmis, Arc::new(StaticNamespaces::default()))
+    let source = choose_source(args).await?;
+    let (vmis, namespaces): (Arc<dyn VmiSource>, Arc<dyn NamespaceSource>) = match &source {
+        Source::Cluster(client) => cluster::connect(client),
+        Source::Directory(dir) => (
+            Arc::new(VmiDirectory::new(dir)?),
+            Arc::new(StaticNamespaces::default()),
+        ),
+        Source::None(_) => (Arc::new(NoVmis), Arc::new(StaticNamespaces::default())),
     };
-    tracing::info!(vmi_source = %vmis.describe(), cluster = use_cluster, "VMI source");
+    tracing::info!(vmi_source = %vmis.describe(), cluster = matches!(source, Source::Cluster(_)), "VMI source");
     let state = AppState::new(
         policy,
         Some(certs.clone()),
@@ -88,6 +86,22 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         namespaces,
         Duration::from_millis(args.vmi_lookup_timeout_ms),
     );
+    state.record_policy_warnings(&state.policy().current());
+    match source {
+        Source::Cluster(client) => {
+            state.attach_kubevirt(kubevirt_cr::spawn(client, state.clone()));
+        }
+        Source::None(why) => {
+            tracing::warn!(
+                reason = %why,
+                "no VMI source: virt-launcher Pods cannot be sized and fall to the policy's onError; \
+                 give --vmi-dir DIR for dry runs, or a kubeconfig (KUBECONFIG, ~/.kube/config) or \
+                 --cluster true for a cluster"
+            );
+            state.mark_no_vmi_source(why);
+        }
+        Source::Directory(_) => {}
+    }
 
     let poll = Duration::from_secs(args.reload_poll_seconds.max(1));
     let _policy_watcher = state.policy().path().map(|path| {
@@ -115,6 +129,24 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         announce_embedded_default(local, ca_path);
     }
 
+    let probe_listen = args
+        .probe_listen
+        .or_else(|| ca_path.is_some().then(|| SocketAddr::from(([127, 0, 0, 1], 8081))));
+    if let Some(probe_listen) = probe_listen {
+        let probes = TcpListener::bind(probe_listen)
+            .await
+            .with_context(|| format!("listening on {probe_listen} (--probe-listen)"))?;
+        tracing::info!(address = %probes.local_addr()?, "probe listener (plain HTTP: /healthz, /readyz, /metrics)");
+        // Kept open through the drain, so probes see readiness go false;
+        // it ends with the process.
+        tokio::spawn(server::serve_plain(
+            probes,
+            server::probe_app(state.clone()),
+            ServeOptions::default(),
+            std::future::pending::<()>(),
+        ));
+    }
+
     let shutdown_delay = Duration::from_secs(args.shutdown_delay_seconds);
     let shutdown = {
         let state = state.clone();
@@ -139,6 +171,31 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     .await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where launcher Pods' VMIs come from.
+enum Source {
+    /// Watch caches through the Kubernetes API.
+    Cluster(kube::Client),
+    /// A directory of VMI files (dry runs).
+    Directory(PathBuf),
+    /// None, and why: launcher Pods fall to `onError`.
+    None(String),
+}
+
+/// `--cluster true` connects or fails; `--vmi-dir` (without
+/// `--cluster true`) reads files; `--cluster false` has no VMIs; otherwise
+/// cluster mode wherever a client can be inferred, the kube-rs way.
+async fn choose_source(args: &ServeArgs) -> anyhow::Result<Source> {
+    Ok(match (args.cluster, &args.vmi_dir) {
+        (Some(true), _) => Source::Cluster(cluster::infer_client().await?),
+        (_, Some(dir)) => Source::Directory(dir.clone()),
+        (Some(false), None) => Source::None("--cluster false and no --vmi-dir".to_owned()),
+        (None, None) => match cluster::infer_client().await {
+            Ok(client) => Source::Cluster(client),
+            Err(error) => Source::None(format!("{error:#}")),
+        },
+    })
 }
 
 fn write_ca(path: &PathBuf, pem: &str) -> anyhow::Result<()> {

@@ -1,30 +1,40 @@
-//! `virt-sizer test DIR`: CI policy tests.
+//! `virt-sizer test DIR|FILE`: CI policy tests.
 //!
-//! Every `*.yaml`/`*.yml` under DIR whose top level has `expect:` is a case;
-//! paths in it are relative to the case file. Each case runs the very same
+//! Every `*.yaml`/`*.yml` under DIR is read. A file whose top level is a
+//! mapping with a case key (`expect`, `input`, `policy`, …, or a near miss
+//! of `expect`) and no `apiVersion`/`kind` is a case, and is read strictly:
+//! an unknown key makes it unusable, with the closest known key. The other
+//! files (the policies, Pods and VMIs the cases name) are inputs. Paths in a
+//! case are relative to the case file. Each case runs the very same
 //! [`admission::review`] as the server. A failure prints a diff; the last
 //! line is `N passed, N failed`. Exit 0 when all pass, 1 on any failure, 2
-//! when a case is unusable (the file and field are named).
+//! when a case is unusable (the file and field are named) or there is none:
+//! an empty run is never green.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::admission::{self, COMPUTE_CONTAINER, Environment};
-use crate::cli::TestArgs;
-use crate::commands::{VmiSet, load_policy, read_document, request_from_document};
-use crate::sizing::Quantity;
+use crate::cli::{TestArgs, TestOutput};
+use crate::commands::{
+    VmiSet, load_policy_over, read_document, read_documents, request_from_document,
+};
+use crate::sizing::policy::{UnknownField, closest_name, struct_fields};
+use crate::sizing::{Quantity, SizingError};
 
-/// One case file.
+/// One case file. Unknown keys are collected (with a did-you-mean), not
+/// skipped: see [`parse_case`].
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Case {
-    /// Optional description, printed with the result.
+    /// Optional description, printed with the result and matched by `--run`.
     #[serde(default)]
     pub name: Option<String>,
     /// Policy file; the built-in policy when absent.
@@ -41,13 +51,17 @@ pub struct Case {
     /// CREATE (default) or UPDATE, for bare objects.
     #[serde(default = "default_operation")]
     pub operation: String,
+    /// A KubeVirt CR (JSON or YAML) the case models: the policy's baseline,
+    /// as the cluster's CR is in `serve`.
+    #[serde(default)]
+    pub kubevirt: Option<PathBuf>,
     /// What must hold.
     pub expect: Expect,
 }
 
 /// A path or a list of paths.
 #[derive(Debug, Default, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a path or a list of paths")]
 pub enum OneOrMany {
     /// None given.
     #[default]
@@ -60,7 +74,6 @@ pub enum OneOrMany {
 
 /// `namespace:` of a case.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Namespace {
     /// Name (default `default`).
     #[serde(default)]
@@ -72,12 +85,12 @@ pub struct Namespace {
 
 /// `expect:` of a case.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Expect {
     /// Whether the request is admitted.
     #[serde(default)]
     pub allowed: Option<bool>,
-    /// The `compute` container's resources, by value; `{}` = none.
+    /// The `compute` container's resources, by value.
     #[serde(default)]
     pub compute: Option<Resources>,
     /// Resources of named containers (Kata Pods), by value.
@@ -98,11 +111,16 @@ pub struct Expect {
     /// `true`: no patch at all.
     #[serde(default)]
     pub unchanged: Option<bool>,
+    /// `true`: every resource map (compute, containers, overhead) must
+    /// hold exactly the names listed, not just agree on them.
+    #[serde(default)]
+    pub exact: bool,
 }
 
-/// Expected requests and limits; a missing section is not checked.
+/// Expected requests and limits. A section left out is not checked; `{}`
+/// means none; otherwise only the names listed are compared (`~` = must be
+/// absent), unless `exact`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Resources {
     /// Requests by value.
     #[serde(default)]
@@ -110,10 +128,24 @@ pub struct Resources {
     /// Limits by value.
     #[serde(default)]
     pub limits: Option<BTreeMap<String, Value>>,
+    /// `true`: each section listed must hold exactly these names (overrides
+    /// `expect.exact`).
+    #[serde(default)]
+    pub exact: Option<bool>,
 }
 
 fn default_operation() -> String {
     "CREATE".to_owned()
+}
+
+/// What a YAML file turned out to be.
+#[derive(Debug)]
+enum Found {
+    Case(Box<Case>),
+    /// A case that cannot run as written; every problem found.
+    Unusable(Vec<String>),
+    /// An input (policy, Pod, VMI, …), not a case.
+    NotACase,
 }
 
 /// The result of one case.
@@ -121,87 +153,140 @@ fn default_operation() -> String {
 enum Verdict {
     Pass,
     Fail(Vec<String>),
-    Unusable(String),
+    Unusable(Vec<String>),
+}
+
+/// A case found under DIR.
+struct Entry {
+    file: PathBuf,
+    /// Path relative to DIR (the file name for a single FILE).
+    relative: String,
+    found: Found,
 }
 
 /// Runs `virt-sizer test`.
 ///
 /// # Errors
-/// DIR cannot be read, or the JUnit report cannot be written.
+/// DIR cannot be read, holds no case (or none `--run` selects), or the
+/// JUnit report cannot be written.
 pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
-    let mut files = Vec::new();
-    collect_yaml(&args.dir, &mut files)
-        .with_context(|| format!("reading {}", args.dir.display()))?;
-    files.sort();
+    let root = &args.path;
+    let is_dir = std::fs::metadata(root)
+        .with_context(|| format!("reading {}", root.display()))?
+        .is_dir();
+    let mut entries = Vec::new();
+    if is_dir {
+        let mut files = Vec::new();
+        collect_yaml(root, &mut files).with_context(|| format!("reading {}", root.display()))?;
+        files.sort();
+        for file in files {
+            let found = examine(&file);
+            if matches!(found, Found::NotACase) {
+                continue;
+            }
+            let relative = file.strip_prefix(root).unwrap_or(&file).display().to_string();
+            entries.push(Entry {
+                file,
+                relative,
+                found,
+            });
+        }
+        if entries.is_empty() {
+            bail!(
+                "no test cases found under {} (a case is a YAML file with a top-level `expect:`)",
+                root.display()
+            );
+        }
+    } else {
+        let found = examine(root);
+        if matches!(found, Found::NotACase) {
+            bail!(
+                "{} is not a test case (a case is a YAML file with a top-level `expect:` and no `kind:`)",
+                root.display()
+            );
+        }
+        let relative = root.file_name().map_or_else(
+            || root.display().to_string(),
+            |name| name.to_string_lossy().into_owned(),
+        );
+        entries.push(Entry {
+            file: root.clone(),
+            relative,
+            found,
+        });
+    }
 
+    let n_found = entries.len();
+    if let Some(pattern) = &args.run {
+        entries.retain(|entry| {
+            pattern.is_match(&entry.relative)
+                || matches!(&entry.found, Found::Case(case)
+                    if case.name.as_deref().is_some_and(|name| pattern.is_match(name)))
+        });
+        if entries.is_empty() {
+            bail!(
+                "no test case matches --run {pattern} ({n_found} found under {})",
+                root.display()
+            );
+        }
+    }
+    let n_skipped = n_found - entries.len();
+
+    let mut out = std::io::stdout().lock();
     let mut results: Vec<(PathBuf, Option<String>, Verdict)> = Vec::new();
-    for file in files {
-        let document = match read_document(&file) {
-            Ok(document) => document,
-            // Not every YAML file under DIR is a case; only those with
-            // `expect:` are, so an unparseable one is unusable only if it
-            // looks like a case.
-            Err(error) => {
-                if std::fs::read_to_string(&file).is_ok_and(|text| text.contains("expect:")) {
-                    results.push((file, None, Verdict::Unusable(format!("{error:#}"))));
-                }
-                continue;
+    for entry in entries {
+        let (name, verdict) = match entry.found {
+            Found::Case(case) => {
+                let verdict = match run_case(&entry.file, &case, args.kubevirt.as_deref()) {
+                    Ok(problems) if problems.is_empty() => Verdict::Pass,
+                    Ok(problems) => Verdict::Fail(problems),
+                    Err(error) => Verdict::Unusable(vec![format!("{error:#}")]),
+                };
+                (case.name, verdict)
             }
+            Found::Unusable(problems) => (None, Verdict::Unusable(problems)),
+            Found::NotACase => continue,
         };
-        if document.get("expect").is_none() {
-            continue;
+        match args.output {
+            TestOutput::Text => print_text(&mut out, &entry.file, name.as_deref(), &verdict)?,
+            TestOutput::Json => {
+                let record = json_record(&entry.file, &entry.relative, name.as_deref(), &verdict);
+                writeln!(out, "{record}")?;
+            }
         }
-        let case: Case = match serde_path_to_error::deserialize(document) {
-            Ok(case) => case,
-            Err(error) => {
-                let message = format!("{}: {}", error.path(), error.inner());
-                results.push((file, None, Verdict::Unusable(message)));
-                continue;
-            }
-        };
-        let name = case.name.clone();
-        let verdict = match run_case(&file, &case) {
-            Ok(problems) if problems.is_empty() => Verdict::Pass,
-            Ok(problems) => Verdict::Fail(problems),
-            Err(error) => Verdict::Unusable(format!("{error:#}")),
-        };
-        results.push((file, name, verdict));
+        results.push((entry.file, name, verdict));
     }
 
-    let (mut passed, mut failed, mut unusable) = (0, 0, 0);
-    for (file, name, verdict) in &results {
-        let title = match name {
-            Some(name) => format!("{} ({name})", file.display()),
-            None => file.display().to_string(),
-        };
-        match verdict {
-            Verdict::Pass => {
-                passed += 1;
-                println!("ok    {title}");
-            }
-            Verdict::Fail(problems) => {
-                failed += 1;
-                println!("FAIL  {title}");
-                for problem in problems {
-                    for line in problem.lines() {
-                        println!("      {line}");
-                    }
-                }
-            }
-            Verdict::Unusable(message) => {
-                unusable += 1;
-                println!("ERROR {title}: {message}");
-            }
-        }
-    }
+    let count = |wanted: fn(&Verdict) -> bool| results.iter().filter(|(_, _, v)| wanted(v)).count();
+    let n_passed = count(|v| matches!(v, Verdict::Pass));
+    let n_failed = count(|v| matches!(v, Verdict::Fail(_)));
+    let n_unusable = count(|v| matches!(v, Verdict::Unusable(_)));
     if let Some(junit) = &args.junit {
         std::fs::write(junit, junit_report(&results))
             .with_context(|| format!("writing {}", junit.display()))?;
     }
-    println!("{passed} passed, {} failed", failed + unusable);
-    Ok(if unusable > 0 {
+    match args.output {
+        TestOutput::Text => {
+            if n_skipped > 0 {
+                writeln!(out, "({n_skipped} not matching --run skipped)")?;
+            }
+            writeln!(out, "{n_passed} passed, {} failed", n_failed + n_unusable)?;
+        }
+        TestOutput::Json => {
+            let totals = json!({
+                "type": "totals",
+                "passed": n_passed,
+                "failed": n_failed,
+                "errors": n_unusable,
+                "skipped": n_skipped,
+            });
+            writeln!(out, "{totals}")?;
+        }
+    }
+    out.flush()?;
+    Ok(if n_unusable > 0 {
         ExitCode::from(2)
-    } else if failed > 0 {
+    } else if n_failed > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -223,11 +308,147 @@ fn collect_yaml(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Reads one YAML file and says whether it is a case.
+fn examine(file: &Path) -> Found {
+    let mut documents = match read_documents(file) {
+        Ok(documents) => documents,
+        // Broken YAML is unusable only if it looks like a case: the inputs
+        // under DIR are not ours to judge.
+        Err(error) => {
+            let looks_like_case = std::fs::read_to_string(file)
+                .is_ok_and(|text| text.lines().any(|line| line.starts_with("expect")));
+            return if looks_like_case {
+                Found::Unusable(vec![format!("{error:#}")])
+            } else {
+                Found::NotACase
+            };
+        }
+    };
+    if !documents.iter().any(is_case) {
+        return Found::NotACase;
+    }
+    if documents.len() > 1 {
+        return Found::Unusable(vec![format!(
+            "a case file holds one YAML document, found {}",
+            documents.len()
+        )]);
+    }
+    match parse_case(documents.remove(0)) {
+        Ok(case) => Found::Case(Box::new(case)),
+        Err(problems) => Found::Unusable(problems),
+    }
+}
+
+/// A mapping with no `apiVersion`/`kind` (those are inputs) and a case key,
+/// or a near miss of `expect` (so `expects:` alone is reported, not skipped).
+fn is_case(document: &Value) -> bool {
+    let Some(object) = document.as_object() else {
+        return false;
+    };
+    if object.contains_key("apiVersion") || object.contains_key("kind") {
+        return false;
+    }
+    let keys = struct_fields::<Case>();
+    object
+        .keys()
+        .any(|key| keys.contains(&key.as_str()) || closest_name(key, &["expect"]).is_some())
+}
+
+/// Deserialises a case, collecting every unknown key (with the closest
+/// known one) and the first type error.
+fn parse_case(document: Value) -> Result<Case, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut on_unknown = |path: serde_ignored::Path<'_>| {
+        let field = UnknownField::at(&path, case_fields);
+        let hint = match field.suggestion {
+            Some(name) => format!("did you mean `{name}`?"),
+            None => format!("expected one of `{}`", field.known.join("`, `")),
+        };
+        problems.push(format!(
+            "{}: unknown key `{}` ({hint})",
+            field.path, field.name
+        ));
+    };
+    let parsed: Result<Case, _> = serde_path_to_error::deserialize(
+        serde_ignored::Deserializer::new(document, &mut on_unknown),
+    );
+    match parsed {
+        Ok(case) if problems.is_empty() => Ok(case),
+        Ok(_) => Err(problems),
+        Err(error) => {
+            let path = error.path().to_string();
+            problems.push(if path == "." {
+                error.inner().to_string()
+            } else {
+                format!("{path}: {}", error.inner())
+            });
+            Err(problems)
+        }
+    }
+}
+
+/// The keys a case accepts under a parent (see [`UnknownField::at`]).
+fn case_fields(parent: &[&str]) -> &'static [&'static str] {
+    match parent {
+        [] => struct_fields::<Case>(),
+        ["expect"] => struct_fields::<Expect>(),
+        ["expect", "compute"] | ["expect", "containers", _] => struct_fields::<Resources>(),
+        ["namespace"] => struct_fields::<Namespace>(),
+        _ => &[],
+    }
+}
+
+fn print_text(
+    out: &mut impl std::io::Write,
+    file: &Path,
+    name: Option<&str>,
+    verdict: &Verdict,
+) -> std::io::Result<()> {
+    let title = match name {
+        Some(name) => format!("{} ({name})", file.display()),
+        None => file.display().to_string(),
+    };
+    let (label, problems) = match verdict {
+        Verdict::Pass => return writeln!(out, "ok    {title}"),
+        Verdict::Fail(problems) => ("FAIL ", problems),
+        Verdict::Unusable(problems) => ("ERROR", problems),
+    };
+    writeln!(out, "{label} {title}")?;
+    for problem in problems {
+        for line in problem.lines() {
+            writeln!(out, "      {line}")?;
+        }
+    }
+    Ok(())
+}
+
+fn json_record(file: &Path, relative: &str, name: Option<&str>, verdict: &Verdict) -> Value {
+    let (outcome, failures, errors): (&str, &[String], &[String]) = match verdict {
+        Verdict::Pass => ("pass", &[], &[]),
+        Verdict::Fail(problems) => ("fail", problems, &[]),
+        Verdict::Unusable(problems) => ("error", &[], problems),
+    };
+    json!({
+        "type": "case",
+        "name": name.unwrap_or(relative),
+        "file": file.display().to_string(),
+        "passed": matches!(verdict, Verdict::Pass),
+        "outcome": outcome,
+        "failures": failures,
+        "errors": errors,
+    })
+}
+
 /// Runs one case; `Ok(problems)` with an empty list means it passed.
-fn run_case(file: &Path, case: &Case) -> anyhow::Result<Vec<String>> {
+/// `kubevirt` is `--kubevirt`, used when the case names none.
+fn run_case(file: &Path, case: &Case, kubevirt: Option<&Path>) -> anyhow::Result<Vec<String>> {
     let base = file.parent().unwrap_or(Path::new("."));
-    let policy = load_policy(case.policy.as_ref().map(|path| base.join(path)).as_deref())
-        .context("policy")?;
+    let case_kubevirt = case.kubevirt.as_ref().map(|path| base.join(path));
+    let policy = load_policy_over(
+        case.policy.as_ref().map(|path| base.join(path)).as_deref(),
+        case_kubevirt.as_deref().or(kubevirt),
+    )
+    .context("policy")?;
     let vmi_paths: Vec<PathBuf> = match &case.vmi {
         OneOrMany::None => Vec::new(),
         OneOrMany::One(path) => vec![base.join(path)],
@@ -253,6 +474,25 @@ fn run_case(file: &Path, case: &Case) -> anyhow::Result<Vec<String>> {
         .context("the decision's patch does not apply")?
         .unwrap_or(Value::Null);
 
+    let mut problems = check(case, base, &request, &decision, &patched)?;
+    if !problems.is_empty()
+        && let Some(SizingError::VmiNotFound { namespace, name }) = &decision.error
+    {
+        problems.push(format!(
+            "hint: the Pod belongs to VirtualMachineInstance {namespace}/{name}; name its file in `vmi:`"
+        ));
+    }
+    Ok(problems)
+}
+
+/// Compares the decision with `expect:`.
+fn check(
+    case: &Case,
+    base: &Path,
+    request: &admission::AdmissionRequest,
+    decision: &admission::Decision,
+    patched: &Value,
+) -> anyhow::Result<Vec<String>> {
     let expect = &case.expect;
     let mut problems = Vec::new();
     let count = |object: &Value| {
@@ -262,12 +502,12 @@ fn run_case(file: &Path, case: &Case) -> anyhow::Result<Vec<String>> {
             .map(Vec::len)
     };
     if let Some(object) = &request.object
-        && count(object) != count(&patched)
+        && count(object) != count(patched)
     {
         problems.push(format!(
             "the patch changed the number of containers from {:?} to {:?}",
             count(object),
-            count(&patched)
+            count(patched)
         ));
     }
     if let Some(allowed) = expect.allowed
@@ -291,27 +531,37 @@ fn run_case(file: &Path, case: &Case) -> anyhow::Result<Vec<String>> {
             decision.patch.as_ref().map_or(0, |patch| patch.0.len())
         ));
     }
-    if let Some(compute) = &expect.compute {
-        let container = container_by_name(&patched, COMPUTE_CONTAINER);
-        compare_resources("compute", container, compute, &mut problems)?;
-    }
-    for (name, resources) in &expect.containers {
-        let container = container_by_name(&patched, name);
-        compare_resources(
-            &format!("containers.{name}"),
-            container,
-            resources,
-            &mut problems,
-        )?;
+    let containers = expect
+        .compute
+        .iter()
+        .map(|resources| (COMPUTE_CONTAINER, "compute".to_owned(), resources))
+        .chain(expect.containers.iter().map(|(name, resources)| {
+            (name.as_str(), format!("containers.{name}"), resources)
+        }));
+    for (name, what, resources) in containers {
+        let exact = resources.exact.unwrap_or(expect.exact);
+        let Some(container) = container_by_name(patched, name) else {
+            problems.push(format!("{what}: no such container in the object"));
+            continue;
+        };
+        for (section, expected) in [
+            ("requests", &resources.requests),
+            ("limits", &resources.limits),
+        ] {
+            if let Some(expected) = expected {
+                let actual = container.pointer(&format!("/resources/{section}"));
+                compare_map(&format!("{what}.{section}"), actual, expected, exact, &mut problems)?;
+            }
+        }
     }
     if let Some(overhead) = &expect.overhead {
         let actual = patched.pointer("/overhead/podFixed");
-        compare_map("overhead.podFixed", actual, overhead, &mut problems)?;
+        compare_map("overhead.podFixed", actual, overhead, expect.exact, &mut problems)?;
     }
     if let Some(expected_file) = &expect.patched {
         let expected = read_document(&base.join(expected_file)).context("expect.patched")?;
-        if expected != patched {
-            problems.push(json_diff("patched object", &expected, &patched));
+        if expected != *patched {
+            problems.push(json_diff("patched object", &expected, patched));
         }
     }
     for substring in &expect.warnings {
@@ -349,43 +599,27 @@ fn container_by_name<'v>(object: &'v Value, name: &str) -> Option<&'v Value> {
         .find(|container| container.get("name").and_then(Value::as_str) == Some(name))
 }
 
-fn compare_resources(
-    what: &str,
-    container: Option<&Value>,
-    expected: &Resources,
-    problems: &mut Vec<String>,
-) -> anyhow::Result<()> {
-    let Some(container) = container else {
-        problems.push(format!("{what}: no such container in the object"));
-        return Ok(());
-    };
-    for (section, expected) in [
-        ("requests", &expected.requests),
-        ("limits", &expected.limits),
-    ] {
-        if let Some(expected) = expected {
-            let actual = container.pointer(&format!("/resources/{section}"));
-            compare_map(&format!("{what}.{section}"), actual, expected, problems)?;
-        }
-    }
-    Ok(())
-}
-
-/// Compares a resource map by value: the same names, equal quantities.
+/// Compares a resource map by value (`1Gi` = `1073741824`). The names
+/// compared: those listed (`~` = must be absent); every name on either side
+/// when `exact` or when `expected` is `{}` (= none).
 fn compare_map(
     what: &str,
     actual: Option<&Value>,
     expected: &BTreeMap<String, Value>,
+    exact: bool,
     problems: &mut Vec<String>,
 ) -> anyhow::Result<()> {
-    let actual: BTreeMap<String, Value> = actual
-        .and_then(Value::as_object)
-        .map(|object| object.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
-    let names: std::collections::BTreeSet<&String> = expected.keys().chain(actual.keys()).collect();
+    let empty = serde_json::Map::new();
+    let actual = actual.and_then(Value::as_object).unwrap_or(&empty);
+    let names: BTreeSet<&String> = if exact || expected.is_empty() {
+        expected.keys().chain(actual.keys()).collect()
+    } else {
+        expected.keys().collect()
+    };
     for name in names {
         let expected_quantity = expected
             .get(name)
+            .filter(|value| !value.is_null())
             .map(|value| quantity(value).with_context(|| format!("expect.{what}.{name}")))
             .transpose()?;
         let actual_value = actual.get(name);
@@ -489,11 +723,11 @@ fn junit_report(results: &[(PathBuf, Option<String>, Verdict)]) -> String {
                     escape(&problems.join("\n"))
                 );
             }
-            Verdict::Unusable(message) => {
+            Verdict::Unusable(problems) => {
                 let _ = writeln!(
                     xml,
                     ">\n    <error message=\"{}\"/>\n  </testcase>",
-                    escape(message)
+                    escape(&problems.join("\n"))
                 );
             }
         }
@@ -517,4 +751,78 @@ fn escape(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn problems_of(actual: Value, expected: Value, exact: bool) -> Vec<String> {
+        let expected: BTreeMap<String, Value> = serde_json::from_value(expected).expect("map");
+        let mut problems = Vec::new();
+        compare_map("compute.requests", Some(&actual), &expected, exact, &mut problems)
+            .expect("expected values parse");
+        problems
+    }
+
+    #[test]
+    fn only_the_listed_names_are_compared_by_value() {
+        let actual = json!({"cpu": "200m", "memory": "1Gi", "devices.kubevirt.io/kvm": "1"});
+        assert!(problems_of(actual.clone(), json!({"cpu": "200m"}), false).is_empty());
+        // 1Gi = 1024^3 = 1073741824 bytes.
+        assert!(problems_of(actual.clone(), json!({"memory": 1_073_741_824}), false).is_empty());
+        assert_eq!(
+            problems_of(actual, json!({"cpu": "200m"}), true),
+            [
+                "compute.requests.devices.kubevirt.io/kvm: expected none, got 1",
+                "compute.requests.memory: expected none, got 1Gi (1073741824)",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_section_means_none_and_null_means_absent() {
+        assert_eq!(
+            problems_of(json!({"cpu": "2"}), json!({}), false),
+            ["compute.requests.cpu: expected none, got 2"]
+        );
+        assert!(problems_of(json!({}), json!({}), false).is_empty());
+        assert_eq!(
+            problems_of(json!({"cpu": "2"}), json!({"cpu": null}), false),
+            ["compute.requests.cpu: expected none, got 2"]
+        );
+        assert!(problems_of(json!({"memory": "1Gi"}), json!({"cpu": null}), false).is_empty());
+    }
+
+    #[test]
+    fn cases_are_mappings_with_a_case_key_and_no_kind() {
+        assert!(is_case(&json!({"input": "pod.yaml", "expect": {}})));
+        assert!(is_case(&json!({"expects": {"allowed": true}})));
+        assert!(!is_case(&json!({"apiVersion": "v1", "kind": "Pod"})));
+        assert!(!is_case(
+            &json!({"apiVersion": "virt-sizer.io/v1alpha1", "kind": "SizingPolicy", "kubevirt": {}})
+        ));
+        assert!(!is_case(&json!({"just": "data"})));
+        assert!(!is_case(&json!(["expect"])));
+    }
+
+    #[test]
+    fn unknown_keys_name_the_closest_known_key() {
+        let problems = parse_case(json!({
+            "input": "pod.yaml",
+            "expects": {"allowed": true},
+            "namespace": {"name": "a", "label": {}},
+        }))
+        .expect_err("unknown keys");
+        assert_eq!(
+            problems,
+            [
+                "expects: unknown key `expects` (did you mean `expect`?)",
+                "namespace.label: unknown key `label` (did you mean `labels`?)",
+                "missing field `expect`",
+            ]
+        );
+    }
 }

@@ -162,16 +162,11 @@ pub fn trim_vmi(vmi: &mut DynamicObject) {
     }
 }
 
-/// Connects with the in-cluster configuration (or `KUBECONFIG`) and starts
-/// both watch caches. Returns once the client is built; the caches sync in
-/// the background and `/readyz` reports when they have.
-///
-/// # Errors
-/// No usable cluster configuration.
-pub async fn connect() -> anyhow::Result<(Arc<dyn VmiSource>, Arc<dyn NamespaceSource>)> {
-    let client = Client::try_default()
-        .await
-        .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+/// Starts both watch caches over `client`. The caches sync in the
+/// background and `/readyz` reports when they have.
+#[must_use]
+pub fn connect(client: &Client) -> (Arc<dyn VmiSource>, Arc<dyn NamespaceSource>) {
+    let client = client.clone();
     let resource = vmi_resource();
 
     let vmi_writer = Writer::<DynamicObject>::new(resource.clone());
@@ -203,10 +198,22 @@ pub async fn connect() -> anyhow::Result<(Arc<dyn VmiSource>, Arc<dyn NamespaceS
     );
 
     let vmis = CachedVmis::new(vmi_store, vmi_synced, ApiGetter { client, resource });
-    Ok((
+    (
         Arc::new(vmis),
         Arc::new(CachedNamespaces::new(namespace_store, namespace_synced)),
-    ))
+    )
+}
+
+/// The Kubernetes client `serve` runs with, found the kube-rs way
+/// (in-cluster configuration, else `KUBECONFIG`, else `~/.kube/config`).
+///
+/// # Errors
+/// No configuration found, or one that does not make a client.
+pub async fn infer_client() -> anyhow::Result<Client> {
+    let config = kube::Config::infer()
+        .await
+        .context("no Kubernetes configuration (in-cluster, KUBECONFIG or ~/.kube/config)")?;
+    Client::try_from(config).context("building the Kubernetes client")
 }
 
 /// Drives a reflector in the background; the flag turns true once the first

@@ -13,7 +13,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::admission::{self, AdmissionRequest, Decision, Environment, Outcome};
+use crate::admission::{
+    self, AdmissionRequest, AdmissionResponse, Decision, Environment, Outcome,
+};
 use crate::metrics::{KindLabels, RequestLabels, ShadowLabels};
 use crate::server::AppState;
 use crate::server::slim::{IncomingRequest, IncomingReview};
@@ -39,12 +41,7 @@ pub(crate) async fn mutate(
             return (status, rejection.body_text()).into_response();
         }
     };
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
+    if !is_json(&headers) {
         return bad_request(&state, "Content-Type must be application/json".into());
     }
     let review: IncomingReview = match serde_json::from_slice(&body) {
@@ -120,6 +117,7 @@ pub(crate) async fn mutate(
         profile = decision.profile.as_deref().unwrap_or(""),
         selected_by = decision.selected_by.as_deref().unwrap_or(""),
         outcome = decision.outcome.as_str(),
+        skip_reason = decision.skip_reason.as_deref().unwrap_or(""),
         patch_ops = decision.patch.as_ref().map_or(0, |patch| patch.0.len()),
         changes = %decision
             .changes
@@ -133,6 +131,115 @@ pub(crate) async fn mutate(
         "admission decision"
     );
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Label that marks a ConfigMap as a virt-sizer policy (the validating
+/// webhook's objectSelector).
+pub const POLICY_LABEL: &str = "virt-sizer.io/policy";
+/// The ConfigMap key holding the policy (the file the Deployment mounts).
+pub const POLICY_KEY: &str = "policy.yaml";
+
+/// The fields of a policy ConfigMap's AdmissionReview that are read.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PolicyReview {
+    api_version: String,
+    kind: String,
+    request: Option<PolicyRequest>,
+}
+
+#[derive(serde::Deserialize)]
+struct PolicyRequest {
+    uid: String,
+    object: Option<PolicyConfigMap>,
+}
+
+#[derive(serde::Deserialize)]
+struct PolicyConfigMap {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    data: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// `POST /validate-policy`: the validating webhook for policy ConfigMaps.
+/// A broken policy is refused at `kubectl apply` with the checker's own
+/// messages (every problem with its path); a valid one is admitted, with
+/// its warnings.
+pub(crate) async fn validate_policy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return (rejection.status(), rejection.body_text()).into_response(),
+    };
+    if !is_json(&headers) {
+        return bad_request(&state, "Content-Type must be application/json".into());
+    }
+    let review: PolicyReview = match serde_json::from_slice(&body) {
+        Ok(review) => review,
+        Err(error) => return bad_request(&state, format!("undecodable AdmissionReview: {error}")),
+    };
+    if review.api_version != admission::review::ADMISSION_API_VERSION
+        || review.kind != "AdmissionReview"
+    {
+        return bad_request(
+            &state,
+            format!(
+                "expected apiVersion {} kind AdmissionReview, got {:?} {:?}",
+                admission::review::ADMISSION_API_VERSION,
+                review.api_version,
+                review.kind
+            ),
+        );
+    }
+    let Some(request) = review.request.filter(|request| !request.uid.is_empty()) else {
+        return bad_request(&state, "AdmissionReview has no request uid".into());
+    };
+    let response = match request.object {
+        // DELETE (no object) and other kinds are none of this webhook's business.
+        Some(object) if object.kind == "ConfigMap" => {
+            match object.data.as_ref().and_then(|data| data.get(POLICY_KEY)) {
+                None => AdmissionResponse::deny(
+                    &request.uid,
+                    422,
+                    format!(
+                        "a ConfigMap labelled {POLICY_LABEL}=true must hold the sizing policy under data[{POLICY_KEY:?}]"
+                    ),
+                ),
+                Some(text) => match ValidPolicy::from_yaml(text) {
+                    Ok(policy) => {
+                        let mut response = AdmissionResponse::allow(&request.uid);
+                        response.warnings = policy.warnings;
+                        response
+                    }
+                    Err(problems) => AdmissionResponse::deny(
+                        &request.uid,
+                        422,
+                        format!("invalid virt-sizer policy in data[{POLICY_KEY:?}]:\n{problems}"),
+                    ),
+                },
+            }
+        }
+        _ => AdmissionResponse::allow(&request.uid),
+    };
+    tracing::info!(uid = %request.uid, allowed = response.allowed, "policy validation");
+    axum::Json(json!({
+        "apiVersion": admission::review::ADMISSION_API_VERSION,
+        "kind": "AdmissionReview",
+        "response": response,
+    }))
+    .into_response()
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Looks up what the request needs and decides.
@@ -224,7 +331,8 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         .load(std::sync::atomic::Ordering::SeqCst);
     let vmis_ready = inner.vmis.is_ready();
     let namespaces_ready = inner.namespaces.is_ready();
-    let ready = !draining && vmis_ready && namespaces_ready;
+    let kubevirt_ready = inner.kubevirt.get().is_none_or(|status| status.is_synced());
+    let ready = !draining && vmis_ready && namespaces_ready && kubevirt_ready;
     let policy = inner.policy.current();
     let detail = json!({
         "ready": ready,
@@ -233,12 +341,26 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
             "digest": policy.digest,
             "source": inner.policy.path().map_or_else(|| "built-in".to_owned(), |path| path.display().to_string()),
             "rejectedReload": inner.policy.last_error(),
+            "kubevirtDigest": policy.settings_digest(),
+            "release": policy.kubevirt.release_text,
+            "warnings": policy.warnings,
         },
+        "kubevirt": inner.kubevirt.get().map(|status| {
+            let mut detail = status.detail();
+            if let Some(baseline) = &policy.baseline {
+                detail["settings"] = json!(baseline.describe().lines().collect::<Vec<_>>());
+            }
+            detail
+        }),
         "certificate": {
             "files": inner.certs.as_ref().map(|certs| certs.watched_files()),
             "failedReload": inner.certs.as_ref().and_then(|certs| certs.last_error()),
         },
-        "vmiSource": {"ready": vmis_ready, "detail": inner.vmis.describe()},
+        "vmiSource": {
+            "ready": vmis_ready,
+            "detail": inner.vmis.describe(),
+            "warning": inner.no_vmi_source.get(),
+        },
         "namespaceSource": {"ready": namespaces_ready},
     });
     let status = if ready {

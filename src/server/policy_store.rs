@@ -1,6 +1,7 @@
 //! The policy in force, swapped atomically on reload. An invalid new file
 //! keeps the last good policy serving, and says so (logs, metrics, readiness
-//! detail).
+//! detail). The policy in force is the file over the cluster's KubeVirt CR
+//! (the baseline): a new CR switches decisions the way a reload does.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 
-use crate::sizing::policy::ValidPolicy;
+use crate::sizing::policy::{KubevirtBaseline, ValidPolicy};
 
 /// What a policy reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub enum PolicyReload {
 pub struct PolicyStore {
     current: ArcSwap<ValidPolicy>,
     path: Option<PathBuf>,
+    /// Held while the policy in force is replaced, so a reload and a new
+    /// baseline never race.
     loaded_text: Mutex<Option<String>>,
     last_error: Mutex<Option<String>>,
 }
@@ -90,7 +93,8 @@ impl PolicyStore {
         match ValidPolicy::from_yaml(&text) {
             Ok(policy) => {
                 let digest = policy.digest.clone();
-                self.current.store(Arc::new(policy));
+                let baseline = self.current.load().baseline.clone();
+                self.current.store(Arc::new(policy.with_baseline(baseline)));
                 *loaded = Some(text);
                 *self
                     .last_error
@@ -105,6 +109,21 @@ impl PolicyStore {
                 self.reject(errors.to_string())
             }
         }
+    }
+
+    /// Puts the cluster's KubeVirt CR (or none) under the policy. Returns
+    /// whether the policy in force changed.
+    pub fn set_baseline(&self, baseline: Option<Arc<KubevirtBaseline>>) -> bool {
+        let _updating = self
+            .loaded_text
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self.current.load_full();
+        if current.baseline == baseline {
+            return false;
+        }
+        self.current.store(Arc::new(current.with_baseline(baseline)));
+        true
     }
 
     fn reject(&self, message: String) -> PolicyReload {

@@ -6,9 +6,11 @@
 //!
 //! 1. YAML syntax (and merge keys `<<`), into a YAML value tree;
 //! 2. shape: the tree is deserialized into raw structs whose leaves stay YAML
-//!    values; `serde_ignored` collects every unknown field
-//!    (`profiles.dev.cpuAllocationRatoi: unknown field`) and
-//!    `serde_path_to_error` names the path of a structural type error;
+//!    values; `serde_ignored` collects every unknown field, with the closest
+//!    known name (`profiles.dev.cpuAllocationRatoi: unknown field (did you
+//!    mean cpuAllocationRatio?)`), and `serde_path_to_error` names the path
+//!    of each structural type error (the value is removed and the pass
+//!    re-run, so one does not hide the next; see `shape`);
 //! 3. semantics: every leaf is converted and checked on its own (types,
 //!    ranges, quantities, globs, label selectors, references between rules
 //!    and profiles), collecting all problems.
@@ -26,11 +28,17 @@
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use yaml_serde::Value;
+
+mod baseline;
+mod shape;
+
+pub use baseline::KubevirtBaseline;
+pub use shape::{UnknownField, closest_name, struct_fields};
 
 use super::gofloat::GoFloat;
 use super::kata::{FillLimits, GuestMemory, KataClass, KataRuntime, KataSettings, PodFixed};
@@ -84,6 +92,41 @@ pub struct ValidPolicy {
     pub kata: KataSettings,
     /// `sha256:` + lowercase hex SHA-256 of the exact policy bytes.
     pub digest: String,
+    /// The cluster's KubeVirt CR in force under this policy, if any: what
+    /// the policy leaves unset comes from it (see [`ValidPolicy::with_baseline`]).
+    pub baseline: Option<Arc<KubevirtBaseline>>,
+    /// What an operator should know that is not an error: a KubeVirt release
+    /// newer than the overhead table, a policy value that differs from the
+    /// KubeVirt CR's.
+    pub warnings: Vec<String>,
+    /// What the file itself wrote, so a new baseline re-resolves it.
+    written: Arc<Written>,
+}
+
+/// The parts of a policy file that a baseline completes.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Written {
+    kubevirt: KubevirtOverrides,
+    profiles: BTreeMap<String, ProfileOverrides>,
+}
+
+/// `kubevirt` as the file wrote it, each `None` when absent or invalid.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct KubevirtOverrides {
+    release: Option<ReleaseName>,
+    architecture: Option<String>,
+    binding_plugins: BTreeMap<String, Quantity>,
+    auto_cpu_limit_namespace_selector: Option<LabelSelector>,
+    newer_release: Option<NewerRelease>,
+}
+
+/// A KubeVirt release as a policy names it or a cluster reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseName {
+    /// A line in the overhead table, and the text as written.
+    Known(Release, String),
+    /// A release beyond the table (e.g. `v1.10.0`), as written.
+    Newer(String),
 }
 
 /// `kubevirt`: facts about the KubeVirt installation that the Pod does not
@@ -107,6 +150,27 @@ pub struct KubevirtSettings {
     /// namespaces whose labels match get automatic CPU limits (reference
     /// §1.2).
     pub auto_cpu_limit_namespace_selector: Option<LabelSelector>,
+    /// `release_text` names a release newer than the overhead table;
+    /// `release` is then the newest known line ([`Release::NEWEST`]).
+    pub newer_than_table: bool,
+    /// `newerRelease`: how a launcher Pod without
+    /// `kubevirt.io/memory-overhead-bytes` is treated under such a release.
+    pub newer_release: NewerRelease,
+    /// The `additionalGuestMemoryOverheadRatio` KubeVirt itself applies (the
+    /// KubeVirt CR's; 1.0 without one). The overhead a Pod reports was
+    /// computed with it.
+    pub cluster_overhead_ratio: OverheadRatio,
+}
+
+/// `kubevirt.newerRelease`: a KubeVirt release newer than virt-sizer's
+/// overhead table, on a launcher Pod that does not report its overhead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewerRelease {
+    /// Admit the Pod unchanged, with a warning (default): the overhead of
+    /// an unknown release is not guessed. YAML `AdmitUnchanged`.
+    AdmitUnchanged,
+    /// Size it with the newest known line's formulas. YAML `NewestKnown`.
+    NewestKnown,
 }
 
 /// The KubeVirt release line whose overhead formula applies (reference
@@ -307,7 +371,7 @@ pub struct FieldError {
 }
 
 /// Every problem found in a policy, in a stable order (unknown fields, then
-/// the structural error if any, then the checks from top to bottom).
+/// structural type errors, then the checks from top to bottom).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyErrors(pub Vec<FieldError>);
 
@@ -332,25 +396,21 @@ impl ValidPolicy {
             value = Value::Mapping(yaml_serde::Mapping::new());
         }
 
-        let mut errors = Vec::new();
-        let mut on_unknown = |path: serde_ignored::Path<'_>| {
-            errors.push(FieldError::new(ignored_path(&path), "unknown field"));
+        let mut shaped = shape::shape(&value);
+        let Some(raw) = shaped.raw.take() else {
+            return Err(PolicyErrors(shaped.errors));
         };
-        let shaped: Result<RawPolicy, _> = serde_path_to_error::deserialize(
-            serde_ignored::Deserializer::new(value, &mut on_unknown),
-        );
-        let raw = match shaped {
-            Ok(raw) => raw,
-            Err(error) => {
-                let path = error.path().to_string();
-                let path = if path == "." { ROOT.to_owned() } else { path };
-                errors.push(FieldError::new(path, error.into_inner().to_string()));
-                return Err(PolicyErrors(errors));
-            }
+        let mut checker = Checker {
+            errors: std::mem::take(&mut shaped.errors),
         };
-
-        let mut checker = Checker { errors };
+        let n_shape_errors = checker.errors.len();
         let policy = checker.policy(&raw, digest_of(text));
+        let checks = checker.errors.split_off(n_shape_errors);
+        checker.errors.extend(
+            checks
+                .into_iter()
+                .filter(|error| !shaped.is_consequence(&error.path)),
+        );
         match policy {
             Some(policy) if checker.errors.is_empty() => Ok(policy),
             _ => Err(PolicyErrors(checker.errors)),
@@ -442,13 +502,7 @@ impl ValidPolicy {
     fn kubevirt_defaults(digest: String) -> ValidPolicy {
         ValidPolicy {
             api_version: API_VERSION.to_owned(),
-            kubevirt: KubevirtSettings {
-                release: Release::V1_9,
-                release_text: "1.9".to_owned(),
-                architecture: "amd64".to_owned(),
-                binding_plugins: BTreeMap::new(),
-                auto_cpu_limit_namespace_selector: None,
-            },
+            kubevirt: KUBEVIRT_DEFAULT_SETTINGS.clone(),
             profiles: BTreeMap::from([(
                 DEFAULT_PROFILE.to_owned(),
                 Profile::kubevirt_defaults(DEFAULT_PROFILE),
@@ -457,11 +511,210 @@ impl ValidPolicy {
             on_error: OnError::Allow,
             kata: KataSettings::default(),
             digest,
+            baseline: None,
+            warnings: Vec::new(),
+            written: Arc::new(Written {
+                kubevirt: KubevirtOverrides::default(),
+                profiles: BTreeMap::from([(DEFAULT_PROFILE.to_owned(), ProfileOverrides::default())]),
+            }),
+        }
+    }
+
+    /// This policy over the cluster's KubeVirt CR: every field the file
+    /// leaves unset takes the CR's value, then KubeVirt's default. The file
+    /// wins where both set a value; each such conflict is a warning.
+    #[must_use]
+    pub fn with_baseline(&self, baseline: Option<Arc<KubevirtBaseline>>) -> ValidPolicy {
+        let mut policy = ValidPolicy {
+            baseline,
+            ..self.clone()
+        };
+        policy.resolve();
+        policy
+    }
+
+    /// The digest of the effective settings: the policy's own digest, plus
+    /// the baseline's when a KubeVirt CR is in force. Stamped on decisions.
+    #[must_use]
+    pub fn settings_digest(&self) -> Option<&str> {
+        self.baseline.as_ref().map(|baseline| baseline.digest.as_str())
+    }
+
+    /// Recomputes `kubevirt`, `profiles` and `warnings` from what the file
+    /// wrote and the baseline.
+    fn resolve(&mut self) {
+        let written = &self.written;
+        let cr = self.baseline.as_deref();
+        let mut warnings = Vec::new();
+        let mut conflicts = Vec::new();
+        let mut conflict = |path: &str, ours: String, field: &str, theirs: String| {
+            if ours != theirs
+                && let Some(cr) = cr
+            {
+                conflicts.push(format!(
+                    "{path}: the policy's {ours} differs from the KubeVirt CR {} ({field} {theirs}); the policy wins",
+                    cr.source
+                ));
+            }
+        };
+
+        let mut settings = KUBEVIRT_DEFAULT_SETTINGS.clone();
+        let own = &written.kubevirt;
+        let release = own
+            .release
+            .clone()
+            .or_else(|| cr.and_then(|cr| cr.release.clone()));
+        if let (Some(ours), Some(theirs)) = (&own.release, cr.and_then(|cr| cr.release.as_ref())) {
+            conflict(
+                "kubevirt.release",
+                ours.text().to_owned(),
+                "status.observedKubeVirtVersion",
+                theirs.text().to_owned(),
+            );
+        }
+        match release {
+            Some(ReleaseName::Known(line, text)) => {
+                settings.release = line;
+                settings.release_text = text;
+            }
+            Some(ReleaseName::Newer(text)) => {
+                settings.release = Release::NEWEST;
+                settings.newer_than_table = true;
+                warnings.push(format!(
+                    "KubeVirt {text} is newer than virt-sizer's overhead table (1.5, 1.6-1.9, main): \
+                     a launcher Pod's kubevirt.io/memory-overhead-bytes is used as reported and the {} \
+                     line's formulas size the rest; a Pod without it is {}",
+                    Release::NEWEST.as_str(),
+                    match own.newer_release.unwrap_or(NewerRelease::AdmitUnchanged) {
+                        NewerRelease::AdmitUnchanged => {
+                            "admitted unchanged (kubevirt.newerRelease: AdmitUnchanged)"
+                        }
+                        NewerRelease::NewestKnown => {
+                            "sized with those formulas too (kubevirt.newerRelease: NewestKnown)"
+                        }
+                    }
+                ));
+                settings.release_text = text;
+            }
+            None => {}
+        }
+        if let Some(architecture) = &own.architecture {
+            settings.architecture.clone_from(architecture);
+        }
+        if let Some(cr) = cr {
+            settings.binding_plugins.clone_from(&cr.binding_plugins);
+        }
+        for (name, memory) in &own.binding_plugins {
+            if let Some(theirs) = cr.and_then(|cr| cr.binding_plugins.get(name)) {
+                conflict(
+                    &format!("kubevirt.bindingPlugins.{name}"),
+                    memory.to_string(),
+                    &format!("network.binding.{name}.computeResourceOverhead.requests.memory"),
+                    theirs.to_string(),
+                );
+            }
+            settings.binding_plugins.insert(name.clone(), *memory);
+        }
+        settings.auto_cpu_limit_namespace_selector = own
+            .auto_cpu_limit_namespace_selector
+            .clone()
+            .or_else(|| cr.and_then(|cr| cr.auto_cpu_limit_namespace_selector.clone()));
+        if let (Some(ours), Some(theirs)) = (
+            &own.auto_cpu_limit_namespace_selector,
+            cr.and_then(|cr| cr.auto_cpu_limit_namespace_selector.as_ref()),
+        ) {
+            conflict(
+                "kubevirt.autoCPULimitNamespaceLabelSelector",
+                ours.to_string(),
+                "autoCPULimitNamespaceLabelSelector",
+                theirs.to_string(),
+            );
+        }
+        settings.newer_release = own.newer_release.unwrap_or(NewerRelease::AdmitUnchanged);
+
+        // `default`'s unset fields: the CR's values, then KubeVirt's.
+        let mut base = Profile::kubevirt_defaults(DEFAULT_PROFILE);
+        if let Some(cr) = cr {
+            let default = &written.profiles[DEFAULT_PROFILE];
+            if let Some(ratio) = cr.cpu_allocation_ratio {
+                base.cpu_allocation_ratio = ratio;
+                if let Some(ours) = default.cpu_allocation_ratio {
+                    conflict(
+                        "profiles.default.cpuAllocationRatio",
+                        ours.to_string(),
+                        "developerConfiguration.cpuAllocationRatio",
+                        ratio.to_string(),
+                    );
+                }
+            }
+            if let Some(percent) = cr.memory_overcommit_percent {
+                base.memory_overcommit_percent = percent;
+                if let Some(ours) = default.memory_overcommit_percent {
+                    conflict(
+                        "profiles.default.memoryOvercommitPercent",
+                        ours.to_string(),
+                        "developerConfiguration.memoryOvercommit",
+                        percent.to_string(),
+                    );
+                }
+            }
+            if let Some(ratio) = &cr.overhead_ratio {
+                base.overhead_ratio = ratio.clone();
+                settings.cluster_overhead_ratio = ratio.clone();
+                if let Some(ours) = &default.overhead_ratio {
+                    conflict(
+                        "profiles.default.overheadRatio",
+                        ours.text.clone(),
+                        "additionalGuestMemoryOverheadRatio",
+                        ratio.text.clone(),
+                    );
+                }
+            }
+        }
+        let default = resolve(DEFAULT_PROFILE, &base, &written.profiles[DEFAULT_PROFILE]);
+        self.profiles = written
+            .profiles
+            .iter()
+            .map(|(name, own)| {
+                let profile = if name == DEFAULT_PROFILE {
+                    default.clone()
+                } else {
+                    resolve(name, &default, own)
+                };
+                (name.clone(), profile)
+            })
+            .collect();
+        warnings.append(&mut conflicts);
+        self.kubevirt = settings;
+        self.warnings = warnings;
+    }
+}
+
+impl ReleaseName {
+    /// The release as written or reported.
+    #[must_use]
+    pub fn text(&self) -> &str {
+        match self {
+            ReleaseName::Known(_, text) | ReleaseName::Newer(text) => text,
+        }
+    }
+}
+
+impl OverheadRatio {
+    /// `"1.0"`: no extra overhead (KubeVirt's default).
+    #[must_use]
+    pub fn one() -> OverheadRatio {
+        OverheadRatio {
+            text: "1.0".to_owned(),
+            value: GoFloat::ONE,
         }
     }
 }
 
 impl Release {
+    /// The newest line in the table: what sizes a release beyond it.
+    pub const NEWEST: Release = Release::Main;
+
     /// The canonical policy spelling: `"1.5"`, `"1.9"` or `"main"`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -484,10 +737,7 @@ impl Profile {
             cpu_allocation_ratio: 10,
             memory_overcommit_percent: 100,
             guest_overhead: GuestOverhead::Request,
-            overhead_ratio: OverheadRatio {
-                text: "1.0".to_owned(),
-                value: GoFloat::ONE,
-            },
+            overhead_ratio: OverheadRatio::one(),
             overhead_margin: Quantity::from_int(0, Format::BinarySi),
             limits: LimitsPolicy::None,
             limits_ratio: LimitsRatio {
@@ -701,6 +951,19 @@ const ROOT: &str = "(root)";
 static KUBEVIRT_DEFAULT_PROFILE: LazyLock<Profile> =
     LazyLock::new(|| Profile::kubevirt_defaults(DEFAULT_PROFILE));
 
+/// KubeVirt's own settings (reference §1.10) on the v1.6–v1.9 line, amd64.
+static KUBEVIRT_DEFAULT_SETTINGS: LazyLock<KubevirtSettings> =
+    LazyLock::new(|| KubevirtSettings {
+        release: Release::V1_9,
+        release_text: "1.9".to_owned(),
+        architecture: "amd64".to_owned(),
+        binding_plugins: BTreeMap::new(),
+        auto_cpu_limit_namespace_selector: None,
+        newer_than_table: false,
+        newer_release: NewerRelease::AdmitUnchanged,
+        cluster_overhead_ratio: OverheadRatio::one(),
+    });
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", expecting = "a SizingPolicy mapping")]
 struct RawPolicy {
@@ -721,6 +984,7 @@ struct RawKubevirt {
     binding_plugins: Option<BTreeMap<String, Value>>,
     #[serde(rename = "autoCPULimitNamespaceLabelSelector")]
     auto_cpu_limit_namespace_label_selector: Option<RawLabelSelector>,
+    newer_release: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -807,7 +1071,7 @@ struct RawKataPods {
 
 /// A profile's own (not inherited) values, each `None` when absent or
 /// invalid.
-#[derive(Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 struct ProfileOverrides {
     cpu_allocation_ratio: Option<u32>,
     memory_overcommit_percent: Option<u32>,
@@ -848,9 +1112,11 @@ impl Checker {
     fn policy(&mut self, raw: &RawPolicy, digest: String) -> Option<ValidPolicy> {
         let api_version = self.fixed_string("apiVersion", raw.api_version.as_ref(), API_VERSION);
         self.fixed_string("kind", raw.kind.as_ref(), KIND);
-        let kubevirt = self.kubevirt(raw.kubevirt.as_ref());
-        let profiles = self.profiles(raw.profiles.as_ref());
-        let rules = self.rules(raw.rules.as_deref().unwrap_or_default(), &profiles);
+        let written = Written {
+            kubevirt: self.kubevirt(raw.kubevirt.as_ref()),
+            profiles: self.profiles(raw.profiles.as_ref()),
+        };
+        let rules = self.rules(raw.rules.as_deref().unwrap_or_default(), &written.profiles);
         let on_error = raw.on_error.as_ref().map_or(Some(OnError::Allow), |v| {
             self.keyword(
                 "onError",
@@ -859,15 +1125,20 @@ impl Checker {
             )
         });
         let kata = self.kata(raw.kata.as_ref());
-        Some(ValidPolicy {
+        let mut policy = ValidPolicy {
             api_version: api_version?,
-            kubevirt,
-            profiles,
+            kubevirt: KUBEVIRT_DEFAULT_SETTINGS.clone(),
+            profiles: BTreeMap::new(),
             rules,
             on_error: on_error?,
             kata,
             digest,
-        })
+            baseline: None,
+            warnings: Vec::new(),
+            written: Arc::new(written),
+        };
+        policy.resolve();
+        Some(policy)
     }
 
     /// A required string field with exactly one allowed value.
@@ -890,26 +1161,17 @@ impl Checker {
         }
     }
 
-    fn kubevirt(&mut self, raw: Option<&RawKubevirt>) -> KubevirtSettings {
-        let mut settings = KubevirtSettings {
-            release: Release::V1_9,
-            release_text: "1.9".to_owned(),
-            architecture: "amd64".to_owned(),
-            binding_plugins: BTreeMap::new(),
-            auto_cpu_limit_namespace_selector: None,
-        };
-        let Some(raw) = raw else { return settings };
-        if let Some(value) = &raw.release
-            && let Some((release, text)) = self.release("kubevirt.release", value)
-        {
-            settings.release = release;
-            settings.release_text = text;
+    fn kubevirt(&mut self, raw: Option<&RawKubevirt>) -> KubevirtOverrides {
+        let mut own = KubevirtOverrides::default();
+        let Some(raw) = raw else { return own };
+        if let Some(value) = &raw.release {
+            own.release = self.release("kubevirt.release", value);
         }
         if let Some(value) = &raw.architecture
             && let Some(arch) = self.string("kubevirt.architecture", value)
         {
             if ["amd64", "arm64", "s390x", "ppc64le"].contains(&arch.as_str()) {
-                settings.architecture = arch;
+                own.architecture = Some(arch);
             } else {
                 self.error(
                     "kubevirt.architecture",
@@ -923,38 +1185,33 @@ impl Checker {
                 self.error(&path, "binding plugin name must not be empty");
             }
             if let Some(q) = self.quantity(&path, value, QuantityKind::Memory) {
-                settings.binding_plugins.insert(name.clone(), q);
+                own.binding_plugins.insert(name.clone(), q);
             }
         }
-        settings.auto_cpu_limit_namespace_selector = raw
+        own.auto_cpu_limit_namespace_selector = raw
             .auto_cpu_limit_namespace_label_selector
             .as_ref()
             .map(|s| self.selector("kubevirt.autoCPULimitNamespaceLabelSelector", s));
-        settings
+        if let Some(value) = &raw.newer_release {
+            own.newer_release = self.keyword(
+                "kubevirt.newerRelease",
+                value,
+                &[
+                    ("AdmitUnchanged", NewerRelease::AdmitUnchanged),
+                    ("NewestKnown", NewerRelease::NewestKnown),
+                ],
+            );
+        }
+        own
     }
 
-    fn release(&mut self, path: &str, value: &Value) -> Option<(Release, String)> {
+    /// A release line: `"1.5"` … `"1.9"`, `"main"`, `v1.9.0`, or a release
+    /// beyond the table (`"1.10"`, `v1.10.0`, `v2.0.0`), which is accepted
+    /// and sized as [`ReleaseName::Newer`].
+    fn release(&mut self, path: &str, value: &Value) -> Option<ReleaseName> {
         let (text, is_number) = self.scalar_text(path, value)?;
-        let line = text
-            .strip_prefix('v')
-            .filter(|rest| rest.starts_with('1'))
-            .unwrap_or(&text);
-        let minor = line
-            .strip_prefix("1.")
-            .map(|rest| rest.split_once('.').map_or(rest, |(minor, _)| minor));
-        let release = match (line, minor) {
-            ("main", _) => Some(Release::Main),
-            (_, Some("5")) => Some(Release::V1_5),
-            (_, Some("6" | "7" | "8" | "9")) => Some(Release::V1_9),
-            _ => None,
-        };
-        if let Some(release) = release
-            && line
-                .split('.')
-                .skip(1)
-                .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
-        {
-            return Some((release, text));
+        if let Some(release) = parse_release(&text) {
+            return Some(release);
         }
         let hint = if is_number {
             format!(
@@ -965,60 +1222,53 @@ impl Checker {
         };
         self.error(
             path,
-            format!("must be one of \"1.5\", \"1.6\", \"1.7\", \"1.8\", \"1.9\", \"main\", got {text:?}{hint}"),
+            format!(
+                "must be one of \"1.5\", \"1.6\", \"1.7\", \"1.8\", \"1.9\", \"main\" or a newer \"1.N\", got {text:?}{hint}"
+            ),
         );
         None
     }
 
-    /// Resolves all profiles; `default` is always present.
+    /// Every profile's own values, checked; resolution against `default`
+    /// and the baseline happens in [`ValidPolicy::resolve`].
     fn profiles(
         &mut self,
         raw: Option<&BTreeMap<String, Option<RawProfile>>>,
-    ) -> BTreeMap<String, Profile> {
+    ) -> BTreeMap<String, ProfileOverrides> {
         let empty = BTreeMap::new();
         let raw = raw.unwrap_or(&empty);
-        let mut overrides: BTreeMap<&str, ProfileOverrides> = BTreeMap::new();
+        let mut overrides: BTreeMap<String, ProfileOverrides> = BTreeMap::new();
         for (name, profile) in raw {
             self.name(&format!("profiles.{name}"), name, "profile name");
             let parsed = profile
                 .as_ref()
                 .map(|p| self.profile_overrides(&format!("profiles.{name}"), p))
                 .unwrap_or_default();
-            overrides.insert(name.as_str(), parsed);
+            overrides.insert(name.clone(), parsed);
         }
+        overrides.entry(DEFAULT_PROFILE.to_owned()).or_default();
 
-        let no_overrides = ProfileOverrides::default();
-        let default_overrides = overrides.get(DEFAULT_PROFILE).unwrap_or(&no_overrides);
-        let default = resolve(
-            DEFAULT_PROFILE,
-            &Profile::kubevirt_defaults(DEFAULT_PROFILE),
-            default_overrides,
-        );
-        let mut resolved = BTreeMap::new();
+        // Report a ratio-less `limits: Ratio` where it is written (or on
+        // `default`): a profile that inherits it shares default's problem.
+        // No baseline field bears on limits, so this holds under any.
+        let default = &overrides[DEFAULT_PROFILE];
         for (name, own) in &overrides {
-            let profile = if *name == DEFAULT_PROFILE {
-                default.clone()
-            } else {
-                resolve(name, &default, own)
-            };
-            // Report a ratio-less `limits: Ratio` where it is written (or on
-            // `default`): a profile that inherits it shares default's problem.
-            if profile.limits == LimitsPolicy::Ratio
-                && profile.limits_ratio.cpu.is_none()
-                && profile.limits_ratio.memory.is_none()
-                && (*name == DEFAULT_PROFILE || own.limits.is_some())
+            let limits = own.limits.or(default.limits);
+            let has_ratio = own.limits_ratio_cpu.is_some()
+                || own.limits_ratio_memory.is_some()
+                || default.limits_ratio_cpu.is_some()
+                || default.limits_ratio_memory.is_some();
+            if limits == Some(LimitsPolicy::Ratio)
+                && !has_ratio
+                && (name == DEFAULT_PROFILE || own.limits.is_some())
             {
                 self.error(
                     format!("profiles.{name}.limitsRatio"),
                     "limits: Ratio needs limitsRatio.cpu or limitsRatio.memory (set here or in profile default)",
                 );
             }
-            resolved.insert((*name).to_owned(), profile);
         }
-        resolved
-            .entry(DEFAULT_PROFILE.to_owned())
-            .or_insert(default);
-        resolved
+        overrides
     }
 
     fn profile_overrides(&mut self, base: &str, raw: &RawProfile) -> ProfileOverrides {
@@ -1123,7 +1373,11 @@ impl Checker {
         }
     }
 
-    fn rules(&mut self, raw: &[RawRule], profiles: &BTreeMap<String, Profile>) -> Vec<Rule> {
+    fn rules(
+        &mut self,
+        raw: &[RawRule],
+        profiles: &BTreeMap<String, ProfileOverrides>,
+    ) -> Vec<Rule> {
         let known = || {
             profiles
                 .keys()
@@ -1548,10 +1802,8 @@ impl Checker {
         if let Some((_, item)) = allowed.iter().find(|(name, _)| name == text) {
             return Some(*item);
         }
-        let hint = allowed
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(text))
-            .map(|(name, _)| format!(" (did you mean {name}?)"))
+        let hint = closest_name(text, &allowed.iter().map(|(name, _)| *name).collect::<Vec<_>>())
+            .map(|name| format!(" (did you mean {name}?)"))
             .unwrap_or_default();
         self.error(
             path,
@@ -1695,6 +1947,39 @@ fn resolve(name: &str, base: &Profile, own: &ProfileOverrides) -> Profile {
     }
 }
 
+/// Reads a KubeVirt release as a policy writes it (`"1.9"`, `"main"`) or a
+/// cluster reports it (`v1.9.0`, `v1.10.0-rc.1`). `None` for anything else,
+/// lines older than the table included.
+pub fn parse_release(text: &str) -> Option<ReleaseName> {
+    if text == "main" {
+        return Some(ReleaseName::Known(Release::Main, text.to_owned()));
+    }
+    let version = text.strip_prefix('v').unwrap_or(text);
+    let mut parts = version.splitn(3, '.');
+    let number = |part: Option<&str>| {
+        part.filter(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|part| part.parse::<u64>().ok())
+    };
+    let major = number(parts.next())?;
+    let minor = number(parts.next())?;
+    if let Some(patch) = parts.next() {
+        // A patch number, then (as clusters report it, `v1.10.0-rc.1`) an
+        // optional pre-release or build suffix.
+        let digits = patch.split(['-', '+']).next().unwrap_or_default();
+        let suffix_ok = patch.len() == digits.len() || text.starts_with('v');
+        if number(Some(digits)).is_none() || !suffix_ok {
+            return None;
+        }
+    }
+    let release = match (major, minor) {
+        (1, 5) => Release::V1_5,
+        (1, 6..=9) => Release::V1_9,
+        (1, 10..) | (2.., _) => return Some(ReleaseName::Newer(text.to_owned())),
+        _ => return None,
+    };
+    Some(ReleaseName::Known(release, text.to_owned()))
+}
+
 /// `sha256:` + lowercase hex of SHA-256(`text`).
 fn digest_of(text: &str) -> String {
     let hash = Sha256::digest(text.as_bytes());
@@ -1704,26 +1989,6 @@ fn digest_of(text: &str) -> String {
         let _ = write!(out, "{byte:02x}");
     }
     out
-}
-
-/// A `serde_ignored` path as `a.b[0].c` (map keys joined by dots, sequence
-/// indices in brackets, `Option`/newtype layers skipped).
-fn ignored_path(path: &serde_ignored::Path<'_>) -> String {
-    match path {
-        serde_ignored::Path::Root => String::new(),
-        serde_ignored::Path::Seq { parent, index } => format!("{}[{index}]", ignored_path(parent)),
-        serde_ignored::Path::Map { parent, key } => {
-            let parent = ignored_path(parent);
-            if parent.is_empty() {
-                key.clone()
-            } else {
-                format!("{parent}.{key}")
-            }
-        }
-        serde_ignored::Path::Some { parent }
-        | serde_ignored::Path::NewtypeStruct { parent }
-        | serde_ignored::Path::NewtypeVariant { parent } => ignored_path(parent),
-    }
 }
 
 /// A YAML value for an error message: `string "x"`, `number 3`, …

@@ -379,7 +379,7 @@ fn unquoted_1_10_is_refused_with_a_hint() {
         errors,
         [(
             "kubevirt.release".to_owned(),
-            "must be one of \"1.5\", \"1.6\", \"1.7\", \"1.8\", \"1.9\", \"main\", got \"1.1\" \
+            "must be one of \"1.5\", \"1.6\", \"1.7\", \"1.8\", \"1.9\", \"main\" or a newer \"1.N\", got \"1.1\" \
              (read as the YAML number 1.1; write the release quoted, e.g. release: \"1.9\")"
                 .to_owned()
         )]
@@ -691,7 +691,7 @@ const INVALID_POLICY: &str = r#"
 apiVersion: virt-sizer.io/v1
 kind: SizingPolicy
 kubevirt:
-  release: "2.0"
+  release: "1.4"
   architecture: x86_64
 profiles:
   default:
@@ -736,7 +736,7 @@ const INVALID_POLICY_PROBLEMS: &[(&str, &str)] = &[
     ),
     (
         "kubevirt.release",
-        "must be one of \"1.5\", \"1.6\", \"1.7\", \"1.8\", \"1.9\", \"main\", got \"2.0\"",
+        "must be one of \"1.5\", \"1.6\", \"1.7\", \"1.8\", \"1.9\", \"main\" or a newer \"1.N\", got \"1.4\"",
     ),
     (
         "kubevirt.architecture",
