@@ -129,9 +129,11 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         announce_embedded_default(local, ca_path);
     }
 
-    let probe_listen = args
-        .probe_listen
-        .or_else(|| ca_path.is_some().then(|| SocketAddr::from(([127, 0, 0, 1], 8081))));
+    let probe_listen = args.probe_listen.or_else(|| {
+        ca_path
+            .is_some()
+            .then(|| SocketAddr::from(([127, 0, 0, 1], 8081)))
+    });
     if let Some(probe_listen) = probe_listen {
         let probes = TcpListener::bind(probe_listen)
             .await

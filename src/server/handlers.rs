@@ -13,9 +13,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::admission::{
-    self, AdmissionRequest, AdmissionResponse, Decision, Environment, Outcome,
-};
+use crate::admission::{self, AdmissionRequest, AdmissionResponse, Decision, Environment, Outcome};
 use crate::metrics::{KindLabels, RequestLabels, ShadowLabels};
 use crate::server::AppState;
 use crate::server::slim::{IncomingRequest, IncomingReview};

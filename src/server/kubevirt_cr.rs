@@ -86,7 +86,9 @@ pub fn spawn(client: Client, state: AppState) -> Arc<KubevirtStatus> {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
             match event {
-                Ok(watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
+                Ok(
+                    watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_),
+                ) => {
                     watching.synced.store(true, Ordering::SeqCst);
                     watching.lock().no_crd = false;
                     apply(&store, &state, &watching);
@@ -163,7 +165,9 @@ fn update(
         detail.error = None;
     }
     let metrics = state.metrics();
-    metrics.kubevirt_cr_present.set(i64::from(baseline.is_some()));
+    metrics
+        .kubevirt_cr_present
+        .set(i64::from(baseline.is_some()));
     let described = baseline
         .as_ref()
         .map(|baseline| baseline.describe().trim_end().replace('\n', ", "));

@@ -7,6 +7,7 @@
 )]
 
 mod admission;
+mod baseline;
 mod bad_input;
 mod cli;
 mod cluster;

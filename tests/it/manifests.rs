@@ -30,9 +30,11 @@ const SERVICE: &str = "virt-sizer";
 const WEBHOOK_CONFIGURATION: &str = "virt-sizer";
 const TLS_SECRET: &str = "virt-sizer-tls";
 const POLICY_CONFIGMAP: &str = "virt-sizer-policy";
+const POLICY_WEBHOOK_CONFIGURATION: &str = "virt-sizer-policy";
 const IMAGE_REPOSITORY: &str = "ghcr.io/virt-sizer/virt-sizer";
 const UID: u64 = 65532;
 const HTTPS_PORT: u64 = 8443;
+const PROBE_PORT: u64 = 8081;
 const LAUNCHER_WEBHOOK: &str = "launcher-pods.virt-sizer.io";
 const KATA_WEBHOOK: &str = "kata-pods.virt-sizer.io";
 const RUNTIMECLASS_WEBHOOK: &str = "runtimeclasses.virt-sizer.io";
@@ -299,6 +301,14 @@ const SCHEMA: &[(&str, &[&str])] = &[
         "!sideEffects:enum:None|NoneOnDryRun|Some|Unknown", "timeoutSeconds:int",
         "reinvocationPolicy:enum:Never|IfNeeded", "matchConditions:[]MatchCondition",
     ]),
+    ("admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "webhooks:[]ValidatingWebhook"]),
+    ("ValidatingWebhook", &[
+        "!name:string", "!admissionReviewVersions:[]string", "!clientConfig:WebhookClientConfig",
+        "rules:[]RuleWithOperations", "failurePolicy:enum:Ignore|Fail", "matchPolicy:enum:Exact|Equivalent",
+        "namespaceSelector:LabelSelector", "objectSelector:LabelSelector",
+        "!sideEffects:enum:None|NoneOnDryRun|Some|Unknown", "timeoutSeconds:int",
+        "matchConditions:[]MatchCondition",
+    ]),
     ("WebhookClientConfig", &["service:ServiceReference", "url:string", "caBundle:string"]),
     ("ServiceReference", &["!name:string", "!namespace:string", "path:string", "port:int"]),
     ("RuleWithOperations", &["!apiGroups:[]string", "!apiVersions:[]string", "!operations:[]enum:CREATE|UPDATE|DELETE|CONNECT|*", "!resources:[]string", "scope:enum:Cluster|Namespaced|*"]),
@@ -324,6 +334,7 @@ const CLUSTER_SCOPED: &[&str] = &[
     "ClusterRole",
     "ClusterRoleBinding",
     "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
 ];
 
 fn schema(name: &str) -> Option<&'static [&'static str]> {
@@ -455,6 +466,62 @@ enum CaBundle {
     Exactly(String),
 }
 
+/// The policy ConfigMap is checked at apply time: the validating webhook
+/// selects it by label, calls `/validate-policy` on the Service, with the
+/// rendering's caBundle, and never blocks a repair (`Ignore`).
+fn check_policy_webhook(check: &mut Check, configuration: &Doc, configmap: &Doc, expect: &Expect) {
+    let at = &configuration.origin;
+    let webhooks = list(configuration.value.get("webhooks"));
+    check.expect(webhooks.len() == 1, at, "one policy webhook");
+    let Some(webhook) = webhooks.first() else {
+        return;
+    };
+    check.expect(
+        str_at(webhook, "/clientConfig/service/name") == Some(SERVICE)
+            && str_at(webhook, "/clientConfig/service/namespace") == Some(NAMESPACE)
+            && str_at(webhook, "/clientConfig/service/path") == Some("/validate-policy")
+            && str_at(webhook, "/objectSelector/matchLabels/virt-sizer.io~1policy") == Some("true")
+            && str_at(webhook, "/failurePolicy") == Some("Ignore")
+            && str_at(webhook, "/sideEffects") == Some("None"),
+        at,
+        "the policy webhook calls /validate-policy for ConfigMaps labelled virt-sizer.io/policy=true, failurePolicy Ignore",
+    );
+    let rules = list(webhook.get("rules"));
+    check.expect(
+        rules.iter().any(|rule| {
+            strings(rule.get("resources")) == ["configmaps"]
+                && strings(rule.get("operations")) == ["CREATE", "UPDATE"]
+        }),
+        at,
+        "the policy webhook sees ConfigMap CREATE and UPDATE",
+    );
+    let bundle = str_at(webhook, "/clientConfig/caBundle");
+    let annotation = str_at(
+        &configuration.value,
+        "/metadata/annotations/cert-manager.io~1inject-ca-from",
+    );
+    let bundle_ok = match &expect.ca_bundle {
+        CaBundle::Placeholder => bundle == Some(PLACEHOLDER_CA_BUNDLE) && annotation.is_none(),
+        CaBundle::Injected => {
+            bundle.is_none() && annotation == Some("virt-sizer/virt-sizer-serving")
+        }
+        CaBundle::Exactly(expected) => bundle == Some(expected.as_str()) && annotation.is_none(),
+    };
+    check.expect(
+        bundle_ok,
+        at,
+        format!(
+            "policy webhook caBundle {bundle:?} / inject-ca-from {annotation:?}, expected {:?}",
+            expect.ca_bundle
+        ),
+    );
+    check.expect(
+        str_at(&configmap.value, "/metadata/labels/virt-sizer.io~1policy") == Some("true"),
+        &configmap.origin,
+        "the policy ConfigMap is labelled virt-sizer.io/policy=true (checked at apply time)",
+    );
+}
+
 /// What one rendering (base, or an overlay) must satisfy.
 #[derive(Debug, Clone)]
 struct Expect {
@@ -471,6 +538,16 @@ fn check_rules(docs: &[Doc], expect: &Expect, what: &str) {
     check_webhooks(
         &mut check,
         one(docs, "MutatingWebhookConfiguration", WEBHOOK_CONFIGURATION),
+        expect,
+    );
+    check_policy_webhook(
+        &mut check,
+        one(
+            docs,
+            "ValidatingWebhookConfiguration",
+            POLICY_WEBHOOK_CONFIGURATION,
+        ),
+        one(docs, "ConfigMap", POLICY_CONFIGMAP),
         expect,
     );
     let deployment = one(docs, "Deployment", "virt-sizer");
@@ -859,28 +936,40 @@ fn check_deployment(check: &mut Check, deployment: &Doc, docs: &[Doc]) {
         at,
         format!("containerPort {HTTPS_PORT}"),
     );
-    let port_name = https_port.and_then(|port| str_at(port, "/name"));
+    // Probes and scrapes go to the plain-HTTP probe port: they carry no
+    // client certificate, which the TLS port may demand (--client-ca).
+    let probe_port = ports
+        .iter()
+        .find(|port| port.get("containerPort") == Some(&Value::from(PROBE_PORT)));
+    let probe_port_name = probe_port.and_then(|port| str_at(port, "/name"));
+    check.expect(
+        probe_port.is_some()
+            && strings(container.get("args"))
+                .contains(&format!("--probe-listen=0.0.0.0:{PROBE_PORT}").as_str()),
+        at,
+        format!("containerPort {PROBE_PORT} served by --probe-listen"),
+    );
     for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
         let get = container.pointer(&format!("/{probe}/httpGet"));
         let port = get.and_then(|get| get.get("port"));
-        let port_ok = port == Some(&Value::from(HTTPS_PORT))
-            || (port.is_some() && port.and_then(Value::as_str) == port_name);
+        let port_ok = port == Some(&Value::from(PROBE_PORT))
+            || (port.is_some() && port.and_then(Value::as_str) == probe_port_name);
         check.expect(
             get.and_then(|get| str_at(get, "/path")) == Some(path)
-                && get.and_then(|get| str_at(get, "/scheme")) == Some("HTTPS")
+                && get.and_then(|get| str_at(get, "/scheme")) == Some("HTTP")
                 && port_ok,
             at,
-            format!("{probe}: GET {path} over HTTPS on port {HTTPS_PORT}"),
+            format!("{probe}: GET {path} over HTTP on the probe port {PROBE_PORT}"),
         );
     }
     let annotations = value.pointer("/spec/template/metadata/annotations");
     check.expect(
         annotations.and_then(|a| str_at(a, "/prometheus.io~1path")) == Some("/metrics")
             && annotations.and_then(|a| str_at(a, "/prometheus.io~1port"))
-                == Some(HTTPS_PORT.to_string().as_str())
-            && annotations.and_then(|a| str_at(a, "/prometheus.io~1scheme")) == Some("https"),
+                == Some(PROBE_PORT.to_string().as_str())
+            && annotations.and_then(|a| str_at(a, "/prometheus.io~1scheme")) == Some("http"),
         at,
-        "the metrics port is advertised (prometheus.io/{path,port,scheme})",
+        "the metrics port is advertised (prometheus.io/{path,port,scheme}) on the probe port",
     );
 
     // The arguments: valid flags of this binary, and the files they name are
@@ -1063,6 +1152,7 @@ fn check_rbac(check: &mut Check, docs: &[Doc]) {
     }
     let expected: BTreeSet<(String, String)> = [
         ("kubevirt.io", "virtualmachineinstances"),
+        ("kubevirt.io", "kubevirts"),
         ("", "namespaces"),
     ]
     .into_iter()

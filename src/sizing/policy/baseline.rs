@@ -85,8 +85,8 @@ impl KubevirtBaseline {
         };
         const CONFIG: &str = "spec.configuration";
 
-        let cpu_allocation_ratio = at(&["developerConfiguration", "cpuAllocationRatio"])
-            .and_then(|value| {
+        let cpu_allocation_ratio =
+            at(&["developerConfiguration", "cpuAllocationRatio"]).and_then(|value| {
                 checker.integer_at_least(
                     &format!("{CONFIG}.developerConfiguration.cpuAllocationRatio"),
                     value,
@@ -102,7 +102,10 @@ impl KubevirtBaseline {
                 )
             });
         let overhead_ratio = at(&["additionalGuestMemoryOverheadRatio"]).and_then(|value| {
-            checker.overhead_ratio(&format!("{CONFIG}.additionalGuestMemoryOverheadRatio"), value)
+            checker.overhead_ratio(
+                &format!("{CONFIG}.additionalGuestMemoryOverheadRatio"),
+                value,
+            )
         });
         let selector_path = format!("{CONFIG}.autoCPULimitNamespaceLabelSelector");
         let auto_cpu_limit_namespace_selector = at(&["autoCPULimitNamespaceLabelSelector"])
@@ -143,7 +146,9 @@ impl KubevirtBaseline {
             if release.is_none() {
                 checker.error(
                     "status.observedKubeVirtVersion",
-                    format!("{observed:?} is not a KubeVirt release virt-sizer can size (v1.5 or later)"),
+                    format!(
+                        "{observed:?} is not a KubeVirt release virt-sizer can size (v1.5 or later)"
+                    ),
                 );
             }
             release
@@ -269,7 +274,9 @@ status:
 
     #[test]
     fn an_empty_cr_sets_nothing() {
-        let cr = baseline("{apiVersion: kubevirt.io/v1, kind: KubeVirt, metadata: {name: kv, namespace: kubevirt}}");
+        let cr = baseline(
+            "{apiVersion: kubevirt.io/v1, kind: KubeVirt, metadata: {name: kv, namespace: kubevirt}}",
+        );
         assert_eq!(cr.cpu_allocation_ratio, None);
         assert_eq!(cr.memory_overcommit_percent, None);
         assert!(cr.overhead_ratio.is_none() && cr.release.is_none());
@@ -292,7 +299,10 @@ status:
         assert_eq!(policy.kubevirt.cluster_overhead_ratio.text, "1.5");
         assert_eq!(policy.kubevirt.release, Release::V1_9);
         assert_eq!(policy.kubevirt.release_text, "v1.9.0");
-        assert_eq!(policy.kubevirt.binding_plugins["mybinding"].value(), 96 << 20);
+        assert_eq!(
+            policy.kubevirt.binding_plugins["mybinding"].value(),
+            96 << 20
+        );
         assert!(policy.kubevirt.auto_cpu_limit_namespace_selector.is_some());
         assert!(policy.warnings.is_empty(), "{:?}", policy.warnings);
         assert_eq!(policy.settings_digest(), Some(baseline(CR).digest.as_str()));
@@ -323,7 +333,10 @@ status:
         );
         assert_eq!(dev.overhead_ratio.text, "1.5");
         assert_eq!(policy.kubevirt.release, Release::Main);
-        assert_eq!(policy.kubevirt.binding_plugins["mybinding"].value(), 100 << 20);
+        assert_eq!(
+            policy.kubevirt.binding_plugins["mybinding"].value(),
+            100 << 20
+        );
         assert_eq!(
             policy.warnings,
             [
@@ -350,11 +363,15 @@ status:
         assert_eq!(policy.kubevirt.newer_release, NewerRelease::AdmitUnchanged);
         assert_eq!(policy.warnings.len(), 1);
         assert!(
-            policy.warnings[0].starts_with("KubeVirt v1.10.0-rc.1 is newer than virt-sizer's overhead table"),
+            policy.warnings[0]
+                .starts_with("KubeVirt v1.10.0-rc.1 is newer than virt-sizer's overhead table"),
             "{}",
             policy.warnings[0]
         );
-        assert!(policy.warnings[0].ends_with("admitted unchanged (kubevirt.newerRelease: AdmitUnchanged)"));
+        assert!(
+            policy.warnings[0]
+                .ends_with("admitted unchanged (kubevirt.newerRelease: AdmitUnchanged)")
+        );
     }
 
     #[test]
@@ -374,7 +391,9 @@ status:
         );
         assert_eq!(
             problems("{apiVersion: v1, kind: ConfigMap}"),
-            ["kind: expected a KubeVirt object (apiVersion kubevirt.io/v1, kind KubeVirt), got \"v1\" \"ConfigMap\""]
+            [
+                "kind: expected a KubeVirt object (apiVersion kubevirt.io/v1, kind KubeVirt), got \"v1\" \"ConfigMap\""
+            ]
         );
     }
 
@@ -386,7 +405,8 @@ status:
         let changed = baseline(&CR.replace("cpuAllocationRatio: 20", "cpuAllocationRatio: 10"));
         assert_ne!(changed.digest, cr.digest);
         // Fields virt-sizer does not read do not change it.
-        let unread = baseline(&CR.replace("sidecarImage: example.org/binding:1", "sidecarImage: x"));
+        let unread =
+            baseline(&CR.replace("sidecarImage: example.org/binding:1", "sidecarImage: x"));
         assert_eq!(unread.digest, cr.digest);
     }
 
