@@ -200,10 +200,10 @@ pub fn request_from_document(
     namespace: &str,
     operation: &str,
 ) -> anyhow::Result<AdmissionRequest> {
-    if !document
+    if document
         .get("kind")
         .and_then(Value::as_str)
-        .is_some_and(|kind| !kind.is_empty())
+        .is_none_or(str::is_empty)
     {
         let got = match &document {
             Value::Object(object) if object.is_empty() => "an empty mapping".to_owned(),

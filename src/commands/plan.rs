@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
@@ -48,20 +49,12 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let shapes = args
         .vms
         .iter()
-        .map(|text| parse_shape(text).with_context(|| format!("--vm {text}")))
+        .map(|text| {
+            parse_shape(text, &policy.kubevirt.architecture).with_context(|| format!("--vm {text}"))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
 
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "node: cpu {}, memory {}    policy {}",
-        node["cpu"], node["memory"], policy.digest
-    );
-    let _ = writeln!(
-        out,
-        "{:<14} {:<18} {:>12} {:>14} {:>14} {:>5}  {:<9} guest memory held",
-        "profile", "vm", "cpu request", "memory request", "hugepages", "fit", "limit by"
-    );
+    let mut rows: Vec<[String; COLUMNS]> = vec![HEADER.map(str::to_owned)];
     let empty_labels = BTreeMap::new();
     for profile in policy.profiles.values() {
         for shape in &shapes {
@@ -106,27 +99,91 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
                 .min_by_key(|(count, _)| *count)
                 .unwrap_or((0, "-"));
             let held = shape.guest.value() * fit;
-            let _ = writeln!(
-                out,
-                "{:<14} {:<18} {:>12} {:>14} {:>14} {:>5}  {:<9} {} ({}% of node memory)",
-                profile.name,
-                shape.text,
+            rows.push([
+                profile.name.clone(),
+                shape.text.clone(),
                 cpu.map_or_else(|| "-".to_owned(), |cpu| cpu.to_string()),
                 memory.map_or_else(|| "-".to_owned(), |memory| memory.to_string()),
                 hugepages.map_or_else(|| "-".to_owned(), |(_, amount)| amount.to_string()),
-                fit,
-                limited_by,
-                human_bytes(held),
-                if node_memory > 0 {
-                    held * 100 / node_memory
-                } else {
-                    0
-                },
-            );
+                fit.to_string(),
+                limited_by.to_owned(),
+                format!(
+                    "{} ({}% of node memory)",
+                    human_bytes(held),
+                    if node_memory > 0 {
+                        held * 100 / node_memory
+                    } else {
+                        0
+                    }
+                ),
+            ]);
         }
     }
-    print!("{out}");
+
+    let mut out = format!(
+        "node: cpu {}, memory {}    policy {}\n",
+        node["cpu"], node["memory"], policy.digest
+    );
+    // Each column as wide as its widest cell; numbers right-aligned.
+    let mut widths = [0; COLUMNS];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in &rows {
+        let mut line = String::new();
+        for (index, cell) in row.iter().enumerate() {
+            let width = widths[index];
+            let _ = match index {
+                _ if index == COLUMNS - 1 => write!(line, "{cell}"),
+                2..=5 => write!(line, "{cell:>width$}  "),
+                _ => write!(line, "{cell:<width$}  "),
+            };
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    stdout.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The table's columns; the last is free text.
+const COLUMNS: usize = 8;
+const HEADER: [&str; COLUMNS] = [
+    "profile",
+    "vm",
+    "cpu request",
+    "memory request",
+    "hugepages",
+    "fit",
+    "limit by",
+    "guest memory held",
+];
+
+/// Below this a `--vm` memory is a unit slip (`4x16` is 16 bytes), not a VM.
+const MIN_GUEST_BYTES: i128 = 1 << 20;
+
+/// The hugepage sizes the kernel offers on `architecture`, spelled as
+/// KubeVirt's `pageSize` and the node's `hugepages-<size>` resource are.
+fn page_sizes(architecture: &str) -> &'static [&'static str] {
+    match architecture {
+        "arm64" => &["64Ki", "2Mi", "32Mi", "512Mi", "1Gi", "16Gi"],
+        "s390x" => &["1Mi", "2Gi"],
+        "ppc64le" => &["2Mi", "1Gi", "16Mi", "16Gi"],
+        _ => &["2Mi", "1Gi"],
+    }
+}
+
+/// `16` → `16Gi`: the number as written, in the unit VMs are sized in.
+fn gibibyte_hint(text: &str) -> String {
+    let digits: String = text.chars().take_while(char::is_ascii_digit).collect();
+    if digits.is_empty() {
+        "<n>Gi".to_owned()
+    } else {
+        format!("{digits}Gi")
+    }
 }
 
 fn parse_node(text: &str) -> anyhow::Result<BTreeMap<String, Quantity>> {
@@ -145,8 +202,9 @@ fn parse_node(text: &str) -> anyhow::Result<BTreeMap<String, Quantity>> {
         .collect()
 }
 
-/// `4x16Gi`, `4x16Gi,dedicated`, `8x32Gi,hugepages=1Gi`.
-fn parse_shape(text: &str) -> anyhow::Result<Shape> {
+/// `4x16Gi`, `4x16Gi,dedicated`, `8x32Gi,hugepages=1Gi`; hugepage sizes
+/// are those of `architecture`.
+fn parse_shape(text: &str, architecture: &str) -> anyhow::Result<Shape> {
     let mut parts = text.split(',');
     let size = parts.next().unwrap_or_default();
     let (vcpus, guest) = size
@@ -156,9 +214,17 @@ fn parse_shape(text: &str) -> anyhow::Result<Shape> {
     if vcpus == 0 {
         bail!("vCPU count must be at least 1");
     }
-    let guest = Quantity::parse(guest.trim())?;
+    let guest_text = guest.trim();
+    let guest = Quantity::parse(guest_text)?;
     if guest.is_negative() || guest.is_zero() {
         bail!("memory must be positive");
+    }
+    if guest.value() < MIN_GUEST_BYTES {
+        bail!(
+            "memory {guest_text} is {} bytes: that cannot be a VM (did you mean {}?)",
+            guest.value(),
+            gibibyte_hint(guest_text)
+        );
     }
     let mut shape = Shape {
         text: text.to_owned(),
@@ -170,7 +236,31 @@ fn parse_shape(text: &str) -> anyhow::Result<Shape> {
     for option in parts {
         match option.trim().split_once('=') {
             None if option.trim() == "dedicated" => shape.dedicated = true,
-            Some(("hugepages", size)) => shape.hugepages = Some(size.to_owned()),
+            Some(("hugepages", size)) => {
+                let sizes = page_sizes(architecture);
+                if !sizes.contains(&size) {
+                    let value = Quantity::parse(size).ok().map(|q| q.value());
+                    let digits: String = size.chars().take_while(char::is_ascii_digit).collect();
+                    let hint = sizes
+                        .iter()
+                        .find(|known| Quantity::parse(known).ok().map(|q| q.value()) == value)
+                        .or_else(|| {
+                            sizes.iter().find(|known| {
+                                !digits.is_empty()
+                                    && known.strip_prefix(digits.as_str()).is_some_and(|unit| {
+                                        !unit.starts_with(|c: char| c.is_ascii_digit())
+                                    })
+                            })
+                        })
+                        .map(|known| format!("; did you mean {known}?"))
+                        .unwrap_or_default();
+                    bail!(
+                        "{size} is not a hugepage size on {architecture} ({}){hint}",
+                        sizes.join(", ")
+                    );
+                }
+                shape.hugepages = Some(size.to_owned());
+            }
             _ => bail!("unknown option {option:?} (dedicated, hugepages=SIZE)"),
         }
     }

@@ -1,5 +1,6 @@
 //! `virt-sizer policy check FILE` and `virt-sizer policy default`.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -11,36 +12,40 @@ use crate::sizing::policy::{BUILTIN_POLICY_YAML, ValidPolicy};
 /// its field path and exits 1.
 ///
 /// # Errors
-/// The file cannot be read.
+/// The file cannot be read, or standard output cannot be written.
 pub fn run(command: &PolicyCommand) -> anyhow::Result<ExitCode> {
-    match command {
+    let mut stdout = std::io::stdout().lock();
+    let code = match command {
         PolicyCommand::Default => {
-            print!("{BUILTIN_POLICY_YAML}");
-            Ok(ExitCode::SUCCESS)
+            write!(stdout, "{BUILTIN_POLICY_YAML}")?;
+            ExitCode::SUCCESS
         }
         PolicyCommand::Check { file } => {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("reading {}", file.display()))?;
             match ValidPolicy::from_yaml(&text) {
                 Ok(policy) => {
-                    println!(
+                    writeln!(
+                        stdout,
                         "{}: ok ({} profiles, {} rules, {} Kata classes, {})",
                         file.display(),
                         policy.profiles.len(),
                         policy.rules.len(),
                         policy.kata.runtime_classes.len(),
                         policy.digest
-                    );
-                    Ok(ExitCode::SUCCESS)
+                    )?;
+                    ExitCode::SUCCESS
                 }
                 Err(errors) => {
                     for error in &errors.0 {
-                        println!("{}: {error}", file.display());
+                        writeln!(stdout, "{}: {error}", file.display())?;
                     }
-                    println!("{} problem(s)", errors.0.len());
-                    Ok(ExitCode::from(1))
+                    writeln!(stdout, "{} problem(s)", errors.0.len())?;
+                    ExitCode::from(1)
                 }
             }
         }
-    }
+    };
+    stdout.flush()?;
+    Ok(code)
 }

@@ -8,7 +8,9 @@ use anyhow::Context as _;
 
 use crate::admission::{self, Environment};
 use crate::cli::ReviewArgs;
-use crate::commands::{VmiSet, load_policy_over, parse_labels, read_document, request_from_document};
+use crate::commands::{
+    VmiSet, load_policy_over, parse_labels, read_document, request_from_document,
+};
 use crate::sizing::SizingError;
 
 /// Runs `virt-sizer review`.
@@ -36,9 +38,11 @@ pub fn run(args: &ReviewArgs) -> anyhow::Result<ExitCode> {
     // object); what only the offline CLI can say (a flag to pass, why
     // nothing happened) goes to --explain or standard error.
     let hint = match &decision.error {
-        Some(SizingError::VmiNotFound { namespace, name }) if args.vmis.is_empty() => Some(format!(
-            "hint: the Pod belongs to VirtualMachineInstance {namespace}/{name}: pass --vmi FILE with it"
-        )),
+        Some(SizingError::VmiNotFound { namespace, name }) if args.vmis.is_empty() => {
+            Some(format!(
+                "hint: the Pod belongs to VirtualMachineInstance {namespace}/{name}: pass --vmi FILE with it"
+            ))
+        }
         Some(SizingError::VmiNotFound { namespace, name }) => Some(format!(
             "hint: no --vmi file holds VirtualMachineInstance {namespace}/{name} (the Pod's owner)"
         )),

@@ -184,7 +184,11 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
             if matches!(found, Found::NotACase) {
                 continue;
             }
-            let relative = file.strip_prefix(root).unwrap_or(&file).display().to_string();
+            let relative = file
+                .strip_prefix(root)
+                .unwrap_or(&file)
+                .display()
+                .to_string();
             entries.push(Entry {
                 file,
                 relative,
@@ -535,9 +539,12 @@ fn check(
         .compute
         .iter()
         .map(|resources| (COMPUTE_CONTAINER, "compute".to_owned(), resources))
-        .chain(expect.containers.iter().map(|(name, resources)| {
-            (name.as_str(), format!("containers.{name}"), resources)
-        }));
+        .chain(
+            expect
+                .containers
+                .iter()
+                .map(|(name, resources)| (name.as_str(), format!("containers.{name}"), resources)),
+        );
     for (name, what, resources) in containers {
         let exact = resources.exact.unwrap_or(expect.exact);
         let Some(container) = container_by_name(patched, name) else {
@@ -550,13 +557,25 @@ fn check(
         ] {
             if let Some(expected) = expected {
                 let actual = container.pointer(&format!("/resources/{section}"));
-                compare_map(&format!("{what}.{section}"), actual, expected, exact, &mut problems)?;
+                compare_map(
+                    &format!("{what}.{section}"),
+                    actual,
+                    expected,
+                    exact,
+                    &mut problems,
+                )?;
             }
         }
     }
     if let Some(overhead) = &expect.overhead {
         let actual = patched.pointer("/overhead/podFixed");
-        compare_map("overhead.podFixed", actual, overhead, expect.exact, &mut problems)?;
+        compare_map(
+            "overhead.podFixed",
+            actual,
+            overhead,
+            expect.exact,
+            &mut problems,
+        )?;
     }
     if let Some(expected_file) = &expect.patched {
         let expected = read_document(&base.join(expected_file)).context("expect.patched")?;
@@ -762,8 +781,14 @@ mod tests {
     fn problems_of(actual: Value, expected: Value, exact: bool) -> Vec<String> {
         let expected: BTreeMap<String, Value> = serde_json::from_value(expected).expect("map");
         let mut problems = Vec::new();
-        compare_map("compute.requests", Some(&actual), &expected, exact, &mut problems)
-            .expect("expected values parse");
+        compare_map(
+            "compute.requests",
+            Some(&actual),
+            &expected,
+            exact,
+            &mut problems,
+        )
+        .expect("expected values parse");
         problems
     }
 

@@ -729,7 +729,10 @@ kata:
 /// fields first, then the checks from top to bottom (profiles by name,
 /// Kata classes by handler).
 const INVALID_POLICY_PROBLEMS: &[(&str, &str)] = &[
-    ("profiles.dev.cpuAllocationRatoi", "unknown field"),
+    (
+        "profiles.dev.cpuAllocationRatoi",
+        "unknown field (did you mean cpuAllocationRatio?)",
+    ),
     (
         "apiVersion",
         "must be \"virt-sizer.io/v1alpha1\", got \"virt-sizer.io/v1\"",
@@ -857,20 +860,112 @@ kata:
   pods: {minMem: 1Gi}
 "#
     );
+    // Each names the closest field at its own place, when one is within
+    // an edit per three letters (`spec` and `disk` are near none).
     assert_eq!(
         errors_of(&text),
         [
-            "spec",
-            "kubevirt.releases",
-            "profiles.dev.cpuAllocationRatoi",
-            "profiles.dev.limitsRatio.cpus",
-            "rules[0].vmSelector.matchLabel",
-            "rules[0].vmSelector.matchExpressions[0].value",
-            "kata.runtimeClasses.kata-qemu.vmm.disk",
-            "kata.runtimeClasses.kata-qemu.defaultMemroy",
-            "kata.pods.minMem",
+            ("spec", None),
+            ("kubevirt.releases", Some("release")),
+            ("profiles.dev.cpuAllocationRatoi", Some("cpuAllocationRatio")),
+            ("profiles.dev.limitsRatio.cpus", Some("cpu")),
+            ("rules[0].vmSelector.matchLabel", Some("matchLabels")),
+            (
+                "rules[0].vmSelector.matchExpressions[0].value",
+                Some("values")
+            ),
+            ("kata.runtimeClasses.kata-qemu.vmm.disk", None),
+            (
+                "kata.runtimeClasses.kata-qemu.defaultMemroy",
+                Some("defaultMemory")
+            ),
+            ("kata.pods.minMem", Some("minMemory")),
         ]
-        .map(|path| (path.to_owned(), "unknown field".to_owned()))
+        .map(|(path, suggestion)| (
+            path.to_owned(),
+            suggestion.map_or_else(
+                || "unknown field".to_owned(),
+                |name| format!("unknown field (did you mean {name}?)")
+            )
+        ))
+    );
+}
+
+#[test]
+fn a_type_error_does_not_hide_the_other_problems() {
+    // Three problems in three sections: a string where a list belongs, a
+    // misspelt profile field, a keyword out of its enum.
+    let text = format!(
+        "{HEADER}{}",
+        r#"
+profiles:
+  dev: {cpuAllocationRatoi: 3}
+rules:
+  - namespaces: prod-*
+    profile: dev
+onError: deny
+"#
+    );
+    assert_eq!(
+        errors_of(&text),
+        [
+            (
+                "profiles.dev.cpuAllocationRatoi",
+                "unknown field (did you mean cpuAllocationRatio?)"
+            ),
+            (
+                "rules[0].namespaces",
+                "invalid type: string \"prod-*\", expected a sequence"
+            ),
+            (
+                "onError",
+                "must be one of Allow, Deny, got \"deny\" (did you mean Deny?)"
+            ),
+        ]
+        .map(|(path, message)| (path.to_owned(), message.to_owned()))
+    );
+}
+
+#[test]
+fn every_type_error_is_reported_once_with_nothing_it_implies() {
+    // rules[0] is not a mapping at all: its own "profile: required" would
+    // only restate that. rules[1] and the Kata class have type errors of
+    // their own, and the unknown field after them is still found.
+    let text = format!(
+        "{HEADER}{}",
+        r#"
+profiles: {dev: 3}
+rules:
+  - just-a-string
+  - {vmSelector: [a], profile: dev}
+kata:
+  runtimeClasses:
+    kata-qemu: go
+  pod: {}
+"#
+    );
+    assert_eq!(
+        errors_of(&text),
+        [
+            ("kata.pod", "unknown field (did you mean pods?)"),
+            (
+                "profiles.dev",
+                "invalid type: integer `3`, expected a profile mapping"
+            ),
+            (
+                "rules[0]",
+                "invalid type: string \"just-a-string\", expected a rule mapping"
+            ),
+            (
+                "rules[1].vmSelector",
+                "invalid type: sequence, expected a label selector mapping {matchLabels, matchExpressions}"
+            ),
+            (
+                "kata.runtimeClasses.kata-qemu",
+                "invalid type: string \"go\", expected a kata runtime class mapping"
+            ),
+        ]
+        .map(|(path, message)| (path.to_owned(), message.to_owned()))
     );
 }
 
