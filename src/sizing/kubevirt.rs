@@ -34,7 +34,15 @@
 //! * requests never exceed limits; hugepage requests equal limits and are
 //!   whole pages;
 //! * the memory request never drops below the memory-hotplug floor
-//!   (VMI `requests.memory` + overhead).
+//!   (VMI `requests.memory` + overhead), except when the VMI itself asks
+//!   for `overcommitGuestOverhead`: the VM owner's choice wins, sized
+//!   exactly as KubeVirt sizes it, with a warning that KubeVirt will refuse
+//!   memory hotplug for that VM.
+//!
+//! Where the Pod reports KubeVirt's overhead, the profile's `overheadRatio`
+//! multiplies only the part KubeVirt's own ratio multiplied
+//! ([`reported_base_overhead`]); the network-binding memory is added back
+//! as is, as `CalculateMemoryOverhead` adds it.
 
 use std::collections::BTreeMap;
 
@@ -123,11 +131,12 @@ pub fn is_managed_resource(name: &str) -> bool {
 /// bytes of the VMI's *explicit* memory request `R`; virt-launcher-monitor
 /// 25Mi; virt-launcher 100Mi; virtlogd 25Mi; virtqemud 40Mi; QEMU 30Mi (50Mi
 /// on main); 8Mi per vCPU; 8Mi IOThread; 32Mi video (16Mi on v1.5); 128Mi
-/// arm64 pflash; 1Gi VFIO; 1Mi downward metrics; 10Mi per exec probe + 100Mi
-/// once; 256Mi SEV; 53Mi TPM; 100Mi dedicated CPUs or Guaranteed intent;
-/// `reservedOverhead.addedOverhead`. The ratio multiplies all of these
-/// (`MultiplyMemory`: `+ int64(float64(ceil(total/1000)) × (ratio − 1)) ×
-/// 1000`); passt (250Mi, v1.8+) and binding plugins are added after it.
+/// arm64 pflash; 1Gi VFIO; 1Mi downward-metrics volume; 10Mi per exec
+/// probe plus 100Mi once; 256Mi SEV; 53Mi TPM; 100Mi dedicated CPUs or
+/// Guaranteed intent; `reservedOverhead.addedOverhead`. The ratio
+/// multiplies all of these (`MultiplyMemory`: `+ int64(float64(ceil(total
+/// /1000)) × (ratio − 1)) × 1000`); the [`network_binding_memory`] (passt
+/// 250Mi once, v1.8+; each binding plugin once) is added after it.
 ///
 /// `memory_request_for_page_tables` is the VMI's `requests.memory` as
 /// KubeVirt sees it (on v1.5 the virt-api default; from v1.7 only an
@@ -230,27 +239,68 @@ pub fn memory_overhead(
     }
 
     // Network bindings: after the ratio, so not multiplied.
-    let mut plugins_seen: Vec<&str> = Vec::new();
-    for interface in &vmi.interfaces {
-        let term = match interface {
-            InterfaceBinding::Passt if release != Release::V1_5 => Some(("passt".into(), mib(250))),
-            InterfaceBinding::Plugin(name) if !plugins_seen.contains(&name.as_str()) => {
-                plugins_seen.push(name);
-                settings
-                    .binding_plugins
-                    .get(name)
-                    .map(|memory| (format!("binding plugin {name}"), *memory))
-            }
-            _ => None,
-        };
-        if let Some((label, amount)) = term {
-            total = total
-                .checked_add(amount)
-                .ok_or_else(|| overflow("memory overhead"))?;
-            terms.push((label, amount));
-        }
+    for (label, amount) in network_binding_memory(vmi, settings) {
+        total = total
+            .checked_add(amount)
+            .ok_or_else(|| overflow("memory overhead"))?;
+        terms.push((label, amount));
     }
     Ok(Overhead { total, terms })
+}
+
+/// The network-binding memory KubeVirt adds to the overhead *after*
+/// `additionalGuestMemoryOverheadRatio` (`pkg/network/resources/memory.go`,
+/// `MemoryCalculator.Calculate`), as `(term, amount)` pairs:
+///
+/// * passt: 250Mi once if any interface has `passtBinding`
+///   (`vmispec.HasPasstBinding`; v1.8+, so not on the `"1.5"` line);
+/// * each *distinct* binding plugin an interface names and the policy's
+///   `kubevirt.bindingPlugins` registers: its
+///   `computeResourceOverhead.requests.memory`, once.
+#[must_use]
+pub fn network_binding_memory(
+    vmi: &VmiFacts,
+    settings: &KubevirtSettings,
+) -> Vec<(String, Quantity)> {
+    let mut terms: Vec<(String, Quantity)> = Vec::new();
+    if settings.release != Release::V1_5 && vmi.interfaces.contains(&InterfaceBinding::Passt) {
+        terms.push((
+            "passt".into(),
+            Quantity::from_int(250 * MI, Format::BinarySi),
+        ));
+    }
+    let mut plugins_seen: Vec<&str> = Vec::new();
+    for interface in &vmi.interfaces {
+        if let InterfaceBinding::Plugin(name) = interface
+            && !plugins_seen.contains(&name.as_str())
+        {
+            plugins_seen.push(name);
+            if let Some(memory) = settings.binding_plugins.get(name) {
+                terms.push((format!("binding plugin {name}"), *memory));
+            }
+        }
+    }
+    terms
+}
+
+/// The part of KubeVirt's reported overhead
+/// (`kubevirt.io/memory-overhead-bytes`) that its
+/// `additionalGuestMemoryOverheadRatio` multiplied: the reported
+/// figure less the network-binding memory, which `CalculateMemoryOverhead`
+/// adds after the ratio (reference §1.5). A profile's `overheadRatio`
+/// multiplies only this part.
+///
+/// `None` when the reported figure is smaller than `network_memory`: the
+/// policy's `bindingPlugins` then disagree with the cluster's, and there is
+/// no base to split off.
+///
+/// Example: passt VMI, 1 vCPU, guest 1Gi, v1.9: reported 543162368, i.e.
+/// 268Mi plus passt's 250Mi ⇒ base 281018368 (268Mi).
+#[must_use]
+pub fn reported_base_overhead(reported: Quantity, network_memory: Quantity) -> Option<Quantity> {
+    reported
+        .checked_sub(network_memory)
+        .filter(|base| !base.is_negative())
 }
 
 /// KubeVirt's `MultiplyMemory`: `mem + int64(float64(mem.ScaledValue(Kilo))
@@ -459,17 +509,7 @@ pub fn size_launcher(input: &LauncherInput<'_>) -> Result<LauncherSizing, Sizing
 
     // 3. Overhead, then hugepages or WithMemoryOverhead.
     let (kubevirt_overhead, overhead_terms) = match reported_overhead {
-        Some(reported) => (
-            multiply_memory(reported, profile.overhead_ratio.value)?,
-            format!(
-                "KubeVirt's reported overhead {reported}{}",
-                if profile.overhead_ratio.text == "1.0" || profile.overhead_ratio.text == "1" {
-                    String::new()
-                } else {
-                    format!(" × overheadRatio {}", profile.overhead_ratio.text)
-                }
-            ),
-        ),
+        Some(reported) => overhead_from_reported(reported, vmi, settings, profile, &mut warnings)?,
         None => {
             let computed = memory_overhead(
                 vmi,
@@ -598,13 +638,21 @@ pub fn size_launcher(input: &LauncherInput<'_>) -> Result<LauncherSizing, Sizing
             base.checked_add(overhead)
                 .ok_or_else(|| overflow("memory"))?
         };
-        // The memory-hotplug floor: VMI requests.memory + overhead.
-        let floor_applies = !vmi.overcommit_guest_overhead || vmi.max_guest.is_some();
-        if let (Some(explicit), true) = (vmi.explicit_memory_request, floor_applies) {
+        // The memory-hotplug floor: virt-handler's `hotplugMemory`
+        // (pkg/virt-handler/migration-target.go) refuses a hotplug unless
+        // the Pod's request ≥ VMI requests.memory + overhead. A profile's
+        // `guestOverhead: Omit` never goes below it; a VMI that asks for
+        // `overcommitGuestOverhead` itself is sized as KubeVirt sizes it,
+        // below the floor, and told what that costs.
+        if let Some(explicit) = vmi.explicit_memory_request {
             let floor = explicit
                 .checked_add(overhead)
                 .ok_or_else(|| overflow("memory"))?;
-            if request < floor {
+            if request < floor && vmi.overcommit_guest_overhead {
+                warnings.push(format!(
+                    "KubeVirt will refuse memory hotplug for this VM: the VMI asks for overcommitGuestOverhead, so the memory request {request} is below the VMI request {explicit} + overhead {overhead} = {floor} that virt-handler's hotplug check needs"
+                ));
+            } else if request < floor {
                 warnings.push(format!(
                     "memory request raised from {request} to {floor}: memory hotplug needs the VMI request {explicit} + overhead {overhead}"
                 ));
@@ -679,6 +727,56 @@ pub fn size_launcher(input: &LauncherInput<'_>) -> Result<LauncherSizing, Sizing
         explanation,
         warnings,
     })
+}
+
+/// The profile's overhead from KubeVirt's reported one, with its
+/// explanation: `overheadRatio` multiplies the [`reported_base_overhead`]
+/// (`MultiplyMemory`), and the network-binding memory is added back
+/// unmultiplied, as KubeVirt adds it after its own ratio.
+fn overhead_from_reported(
+    reported: Quantity,
+    vmi: &VmiFacts,
+    settings: &KubevirtSettings,
+    profile: &Profile,
+    warnings: &mut Vec<String>,
+) -> Result<(Quantity, String), SizingError> {
+    let ratio_text = &profile.overhead_ratio.text;
+    if profile.overhead_ratio.value == GoFloat::ONE {
+        return Ok((reported, format!("KubeVirt's reported overhead {reported}")));
+    }
+    let network_terms = network_binding_memory(vmi, settings);
+    let mut network = Quantity::zero(Format::DecimalSi);
+    for (_, amount) in &network_terms {
+        network = network
+            .checked_add(*amount)
+            .ok_or_else(|| overflow("memory overhead"))?;
+    }
+    let base = match reported_base_overhead(reported, network) {
+        Some(base) => base,
+        None => {
+            warnings.push(format!(
+                "KubeVirt's reported overhead {reported} is below the network binding memory {network} the policy computes for this VMI (check kubevirt.bindingPlugins): overheadRatio multiplies all of it"
+            ));
+            network = Quantity::zero(Format::DecimalSi);
+            reported
+        }
+    };
+    let total = multiply_memory(base, profile.overhead_ratio.value)?
+        .checked_add(network)
+        .ok_or_else(|| overflow("memory overhead"))?;
+    let terms = if network.is_zero() {
+        format!("KubeVirt's reported overhead {reported} × overheadRatio {ratio_text}")
+    } else {
+        let labels = network_terms
+            .iter()
+            .map(|(label, amount)| format!("{label} {amount}"))
+            .collect::<Vec<_>>()
+            .join(" + ");
+        format!(
+            "(KubeVirt's reported overhead {reported} − {labels}) × overheadRatio {ratio_text} + {labels} (network bindings are not multiplied)"
+        )
+    };
+    Ok((total, terms))
 }
 
 fn apply_limits_policy(

@@ -110,7 +110,9 @@ pub struct VmiFacts {
     pub graphics: bool,
     /// Any `hostDevices`, `gpus` or SR-IOV interface: 1Gi of VFIO overhead.
     pub vfio: bool,
-    /// A downward-metrics volume or device.
+    /// A `downwardMetrics` volume (KubeVirt's `HasDownwardMetricDisk`: 1Mi
+    /// of overhead). The `devices.downwardMetrics` virtio-serial device does
+    /// not count.
     pub downward_metrics: bool,
     /// `spec.livenessProbe.exec` is set.
     pub exec_liveness_probe: bool,
@@ -209,11 +211,13 @@ impl VmiFacts {
         };
         let launch_security = domain.get("launchSecurity").unwrap_or(&Value::Null);
         let volumes = spec.get("volumes").and_then(Value::as_array);
+        // KubeVirt's `HasDownwardMetricDisk` reads volumes only; the
+        // virtio-serial `devices.downwardMetrics` device adds no overhead.
         let downward_metrics = volumes.is_some_and(|volumes| {
             volumes
                 .iter()
                 .any(|volume| volume.get("downwardMetrics").is_some())
-        }) || devices.get("downwardMetrics").is_some();
+        });
 
         Ok(VmiFacts {
             name: metadata
@@ -448,12 +452,7 @@ pub fn retain_sizing_fields(spec: &mut Value) {
         devices.retain(|key, _| {
             matches!(
                 key.as_str(),
-                "interfaces"
-                    | "hostDevices"
-                    | "gpus"
-                    | "autoattachGraphicsDevice"
-                    | "tpm"
-                    | "downwardMetrics"
+                "interfaces" | "hostDevices" | "gpus" | "autoattachGraphicsDevice" | "tpm"
             )
         });
         if let Some(Value::Array(interfaces)) = devices.get_mut("interfaces") {

@@ -850,7 +850,8 @@ proptest! {
     /// overhead is the Pod's `kubevirt.io/memory-overhead-bytes` after the
     /// patch when KubeVirt reported one (the annotation must stay true),
     /// else at least KubeVirt's unconditional terms: 220Mi + 8Mi per vCPU +
-    /// 8Mi IOThread.
+    /// 8Mi IOThread. (A VMI that asks for `overcommitGuestOverhead` itself
+    /// is the one exception; see the property after this one.)
     #[test]
     fn memory_request_keeps_the_hotplug_floor(
         vmi in arb_vmi().prop_map(|mut vmi| {
@@ -880,6 +881,54 @@ proptest! {
             let memory = requests.get("memory").map(|m| whole(*m));
             prop_assert!(memory >= Some(explicit + overhead),
                 "memory request {memory:?} < {explicit} + {overhead}\n{}", run.decision.explain());
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The VM owner's `overcommitGuestOverhead` wins (SPEC §1.2, issue 10):
+    /// with an explicit VMI `requests.memory` R (no hugepages, no dedicated
+    /// CPUs) the Pod requests exactly R, as KubeVirt's `WithMemoryOverhead`
+    /// renders it, whatever the profile (overcommit, `Omit`, ratio, margin,
+    /// limits policy) and whether the VMI has a `maxGuest`, and the decision
+    /// warns that KubeVirt will refuse memory hotplug (virt-handler's
+    /// `hotplugMemory` needs R + overhead, and the overhead is never 0).
+    #[test]
+    fn vmi_overcommit_guest_overhead_requests_exactly_the_vmi_request(
+        vmi in arb_vmi().prop_map(|mut vmi| {
+            vmi.hugepages = None;
+            vmi.dedicated = false;
+            vmi.isolate_emulator_thread = false;
+            vmi.overcommit_guest_overhead = true;
+            if vmi.requests_memory.is_none() {
+                vmi.requests_memory = vmi.limits_memory.clone().or_else(|| vmi.guest.clone());
+            }
+            vmi
+        }),
+        max_guest in prop::bool::ANY,
+        profile in arb_profile(),
+        start in arb_pod_start(),
+    ) {
+        let mut vmi_json = vmi.to_json();
+        if max_guest {
+            let guest = vmi.guest.as_ref().or(vmi.requests_memory.as_ref()).expect("memory");
+            vmi_json["spec"]["domain"]["memory"]["maxGuest"] = json!((guest.bytes * 4).to_string());
+        }
+        let pod = start.pod(&vmi.name);
+        let request = request(pod, "CREATE");
+        let decision = review(&policy(&profile.yaml()), Some(&vmi_json), &request);
+        if matches!(decision.outcome, Outcome::Patched | Outcome::Unchanged) {
+            let pod = patched(&request, &decision);
+            let explicit = vmi.requests_memory.as_ref().expect("explicit request").bytes;
+            let (requests, _) = container_resources(&pod, 0);
+            prop_assert_eq!(requests.get("memory").map(|m| whole(*m)), Some(explicit),
+                "{}", decision.explain());
+            prop_assert!(
+                decision.warnings.iter().any(|w| w.contains("KubeVirt will refuse memory hotplug")),
+                "{:?}", decision.warnings
+            );
         }
     }
 }
