@@ -70,6 +70,10 @@ pub struct VmiRef {
     pub namespace: String,
     /// Name.
     pub name: String,
+    /// The uid the Pod's controller ownerReference names, when it has one:
+    /// a VMI of that name with another uid is a different VMI (deleted and
+    /// recreated), never a match.
+    pub uid: Option<String>,
 }
 
 /// What kind of object a request was about.
@@ -247,8 +251,12 @@ pub fn launcher_vmi(request: &AdmissionRequest) -> Option<VmiRef> {
             owners.iter().find(|owner| {
                 owner.get("kind").and_then(Value::as_str) == Some("VirtualMachineInstance")
             })
-        })
-        .and_then(|owner| owner.get("name").and_then(Value::as_str));
+        });
+    let uid = owner
+        .and_then(|owner| owner.get("uid").and_then(Value::as_str))
+        .filter(|uid| !uid.is_empty())
+        .map(str::to_owned);
+    let owner = owner.and_then(|owner| owner.get("name").and_then(Value::as_str));
     let name = owner.or_else(|| {
         metadata
             .get("annotations")
@@ -258,7 +266,22 @@ pub fn launcher_vmi(request: &AdmissionRequest) -> Option<VmiRef> {
     Some(VmiRef {
         namespace,
         name: name.to_owned(),
+        uid,
     })
+}
+
+/// Whether `request` is a Pod CREATE that virt-sizer sizes (a launcher Pod,
+/// or a Pod of a Kata class the policy knows): the requests whose profile
+/// can depend on the namespace's labels.
+#[must_use]
+pub fn is_sized_pod(policy: &ValidPolicy, request: &AdmissionRequest) -> bool {
+    let Some(pod) = request.object.as_ref() else {
+        return false;
+    };
+    request.operation == "CREATE"
+        && request.kind.group.is_empty()
+        && request.kind.kind == "Pod"
+        && (is_launcher(pod) || kata_class_of_policy(policy, pod).is_some())
 }
 
 fn is_launcher(pod: &Value) -> bool {
@@ -832,10 +855,14 @@ fn expect_map(value: Option<&Value>, field: &str) -> Result<(), SizingError> {
 }
 
 fn kata_class_of<'p>(env: &Environment<'p>, pod: &Value) -> Option<&'p kata::KataClass> {
+    kata_class_of_policy(env.policy, pod)
+}
+
+fn kata_class_of_policy<'p>(policy: &'p ValidPolicy, pod: &Value) -> Option<&'p kata::KataClass> {
     let class_name = pod
         .pointer("/spec/runtimeClassName")
         .and_then(Value::as_str)?;
-    env.policy.kata.runtime_classes.get(class_name)
+    policy.kata.runtime_classes.get(class_name)
 }
 
 fn size_kata_pod(

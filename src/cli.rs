@@ -177,9 +177,22 @@ pub struct ServeArgs {
         env = "VIRT_SIZER_LOG_FORMAT"
     )]
     pub log_format: crate::telemetry::LogFormat,
-    /// How long a VirtualMachineInstance lookup may take before onError applies.
+    /// How long a VirtualMachineInstance (or Namespace) lookup may take
+    /// before onError applies.
     #[arg(long, default_value_t = 1000)]
     pub vmi_lookup_timeout_ms: u64,
+    /// Cluster mode: the longest pause between a failed LIST or watch and
+    /// the next LIST (the backoff doubles from 1 s up to this, plus jitter).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub watch_backoff_max_seconds: u64,
+    /// Cluster mode: a fresh LIST of VMIs and Namespaces at least this
+    /// often, whatever the watch does.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub cache_relist_seconds: u64,
+    /// Cluster mode: a watch cache failing for longer than this makes
+    /// /readyz not ready.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub cache_stale_seconds: u64,
     /// Poll interval for policy and certificate files (events are watched too).
     #[arg(long, default_value_t = 10)]
     pub reload_poll_seconds: u64,

@@ -50,6 +50,13 @@ pub struct ShadowLabels {
     pub profile: String,
 }
 
+/// Labels of a watch cache.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `virtualmachineinstances` or `namespaces`.
+    pub resource: String,
+}
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -84,6 +91,20 @@ pub struct Metrics {
     /// Warnings about the policy in force (a release newer than the
     /// overhead table, values that differ from the KubeVirt CR's).
     pub policy_warnings: Gauge,
+    /// Objects in each watch cache.
+    pub cache_objects: Family<CacheLabels, Gauge>,
+    /// LIST and watch failures of each watch cache.
+    pub cache_watch_errors: Family<CacheLabels, Counter>,
+    /// Unix time of each cache's last successful LIST or watch event.
+    pub cache_last_success_timestamp: Family<CacheLabels, Gauge>,
+    /// 1 while a cache's LIST or watch is failing.
+    pub cache_failing: Family<CacheLabels, Gauge>,
+    /// Direct GETs made because the cache could not answer.
+    pub cache_fallback_gets: Family<CacheLabels, Counter>,
+    /// Direct GETs that failed.
+    pub cache_fallback_failures: Family<CacheLabels, Counter>,
+    /// Direct GETs refused by the rate limit.
+    pub cache_fallback_limited: Family<CacheLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -180,6 +201,48 @@ impl Metrics {
             "Warnings about the policy in force (release newer than the overhead table, values differing from the KubeVirt CR)",
             policy_warnings.clone(),
         );
+        let cache_objects = Family::<CacheLabels, Gauge>::default();
+        registry.register(
+            "cache_objects",
+            "Objects in each watch cache",
+            cache_objects.clone(),
+        );
+        let cache_watch_errors = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache_watch_errors",
+            "LIST and watch failures of each watch cache",
+            cache_watch_errors.clone(),
+        );
+        let cache_last_success_timestamp = Family::<CacheLabels, Gauge>::default();
+        registry.register(
+            "cache_last_success_timestamp_seconds",
+            "Unix time of each watch cache's last successful LIST or watch event",
+            cache_last_success_timestamp.clone(),
+        );
+        let cache_failing = Family::<CacheLabels, Gauge>::default();
+        registry.register(
+            "cache_failing",
+            "1 while a watch cache's LIST or watch is failing",
+            cache_failing.clone(),
+        );
+        let cache_fallback_gets = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache_fallback_gets",
+            "Direct GETs made because the watch cache could not answer",
+            cache_fallback_gets.clone(),
+        );
+        let cache_fallback_failures = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache_fallback_failures",
+            "Direct GETs that failed",
+            cache_fallback_failures.clone(),
+        );
+        let cache_fallback_limited = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache_fallback_limited",
+            "Direct GETs refused by the rate limit",
+            cache_fallback_limited.clone(),
+        );
         // Reload counters start at zero so dashboards and alerts see them
         // before the first reload.
         for family in [&policy_reloads, &certificate_reloads] {
@@ -205,6 +268,13 @@ impl Metrics {
             kubevirt_cr_present,
             kubevirt_baseline_updates,
             policy_warnings,
+            cache_objects,
+            cache_watch_errors,
+            cache_last_success_timestamp,
+            cache_failing,
+            cache_fallback_gets,
+            cache_fallback_failures,
+            cache_fallback_limited,
         }
     }
 

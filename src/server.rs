@@ -3,15 +3,21 @@
 //!
 //! [`app`] builds the axum router over an [`AppState`] (tests drive it with
 //! `oneshot`, no socket). [`serve`] runs it behind rustls on a listener:
-//! TLS 1.2/1.3, HTTP/1.1 and HTTP/2 by ALPN, a bound on the handshake and on
-//! request headers (a slow client holds one task, nobody else), and a
-//! graceful drain: on shutdown, readiness goes false first, the listener
-//! closes, in-flight requests finish, and connections still open after the
-//! drain bound are dropped.
+//! TLS 1.2/1.3, and HTTP/2 only when ALPN chose `h2` (HTTP/1.1 otherwise,
+//! so there is no protocol sniffing to stall on). Every stage of a
+//! connection is bounded: the handshake, the first request (a silent
+//! connection or a partial HTTP/2 preface), each request's headers and body
+//! ([`limits`]), and idleness afterwards (HTTP/2: keep-alive PINGs find
+//! dead peers, GOAWAY closes idle ones). Connections are capped in number
+//! (the accept loop waits for a slot), and HTTP/2 streams per connection
+//! too. On shutdown, readiness goes false first, the listener closes,
+//! in-flight requests finish, and connections still open after the drain
+//! bound are dropped.
 
 pub mod cluster;
 pub mod handlers;
 pub mod kubevirt_cr;
+pub mod limits;
 pub mod policy_store;
 pub mod slim;
 pub mod tls;
@@ -20,8 +26,9 @@ pub mod watch;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -31,7 +38,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
 use crate::sizing::policy::ValidPolicy;
@@ -39,18 +50,28 @@ use policy_store::PolicyStore;
 use tls::CertStore;
 use vmi_source::VmiSource;
 
-/// Largest AdmissionReview accepted (a Pod with `oldObject` fits easily).
-pub const MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
+pub use limits::{MAX_BODY_BYTES, RequestLimits};
 
 /// Namespace labels for `namespaceSelector` rules.
 pub trait NamespaceSource: Send + Sync + 'static {
-    /// The labels of `namespace` (empty if unknown).
-    fn labels(&self, namespace: &str) -> Arc<BTreeMap<String, String>>;
+    /// The labels of `namespace`; an error when they cannot be known (the
+    /// policy's `onError` then applies, rather than "no labels").
+    fn labels<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> vmi_source::BoxFuture<'a, Result<Arc<BTreeMap<String, String>>, String>>;
     /// Whether the source has synced (readiness).
     fn is_ready(&self) -> bool;
+    /// The watch cache's health, in cluster mode.
+    fn health(&self) -> Option<&cluster::CacheHealth> {
+        None
+    }
+    /// Hands the source its metric handles.
+    fn attach_metrics(&self, _metrics: &Metrics) {}
 }
 
-/// Namespace labels given up front (none, without a cluster).
+/// Namespace labels given up front (none, without a cluster): a namespace
+/// not listed has no labels.
 #[derive(Debug, Default)]
 pub struct StaticNamespaces {
     labels: BTreeMap<String, Arc<BTreeMap<String, String>>>,
@@ -72,11 +93,16 @@ impl StaticNamespaces {
 }
 
 impl NamespaceSource for StaticNamespaces {
-    fn labels(&self, namespace: &str) -> Arc<BTreeMap<String, String>> {
-        self.labels
+    fn labels<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> vmi_source::BoxFuture<'a, Result<Arc<BTreeMap<String, String>>, String>> {
+        let labels = self
+            .labels
             .get(namespace)
             .cloned()
-            .unwrap_or_else(|| self.empty.clone())
+            .unwrap_or_else(|| self.empty.clone());
+        Box::pin(async move { Ok(labels) })
     }
     fn is_ready(&self) -> bool {
         true
@@ -101,6 +127,8 @@ struct Inner {
     kubevirt: OnceLock<Arc<kubevirt_cr::KubevirtStatus>>,
     /// Why there is no VMI source, when there is none.
     no_vmi_source: OnceLock<String>,
+    /// Decodes in flight: twice the cores; more requests wait their turn.
+    decodes: Semaphore,
 }
 
 impl std::fmt::Debug for AppState {
@@ -121,17 +149,23 @@ impl AppState {
         namespaces: Arc<dyn NamespaceSource>,
         vmi_lookup_timeout: Duration,
     ) -> AppState {
+        let metrics = Metrics::new();
+        vmis.attach_metrics(&metrics);
+        namespaces.attach_metrics(&metrics);
         AppState {
             inner: Arc::new(Inner {
                 policy,
                 certs,
                 vmis,
                 namespaces,
-                metrics: Metrics::new(),
+                metrics,
                 shutting_down: AtomicBool::new(false),
                 vmi_lookup_timeout,
                 kubevirt: OnceLock::new(),
                 no_vmi_source: OnceLock::new(),
+                decodes: Semaphore::new(
+                    2 * std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+                ),
             }),
         }
     }
@@ -214,13 +248,22 @@ impl AppState {
     }
 }
 
-/// The router of the TLS port: every endpoint, the 7 MiB body cap.
+/// The router of the TLS port with the default [`RequestLimits`].
 pub fn app(state: AppState) -> Router {
+    app_with(state, &RequestLimits::default())
+}
+
+/// The router of the TLS port: every endpoint, behind the request bounds.
+pub fn app_with(state: AppState, limits: &RequestLimits) -> Router {
     Router::new()
         .route("/mutate", post(handlers::mutate))
         .route("/validate-policy", post(handlers::validate_policy))
         .merge(probe_routes())
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes()))
+        .layer(axum::middleware::from_fn_with_state(
+            (state.clone(), limits.clone()),
+            limits::guard,
+        ))
         .with_state(state)
 }
 
@@ -244,8 +287,22 @@ fn probe_routes() -> Router<AppState> {
 pub struct ServeOptions {
     /// How long a TLS handshake may take.
     pub handshake_timeout: Duration,
-    /// How long a client may take to send request headers (HTTP/1.1).
+    /// How long a client may take to send request headers (HTTP/1.1), and
+    /// to send its first request after the handshake (both protocols: a
+    /// silent connection, a partial HTTP/2 preface).
     pub header_read_timeout: Duration,
+    /// How long a connection may stay open with no request in flight.
+    /// HTTP/2 gets a GOAWAY; HTTP/1.1 keep-alive is also closed by the
+    /// header timeout, whichever is first.
+    pub idle_timeout: Duration,
+    /// HTTP/2: a PING after this long without frames from the peer…
+    pub keep_alive_interval: Duration,
+    /// …and the connection closes if it is not answered within this.
+    pub keep_alive_timeout: Duration,
+    /// HTTP/2: streams open at once per connection.
+    pub max_concurrent_streams: u32,
+    /// Connections open at once; the accept loop waits for a free slot.
+    pub max_connections: usize,
     /// How long in-flight requests may take to finish on shutdown.
     pub drain_timeout: Duration,
 }
@@ -255,6 +312,11 @@ impl Default for ServeOptions {
         ServeOptions {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(90),
+            keep_alive_interval: Duration::from_secs(30),
+            keep_alive_timeout: Duration::from_secs(10),
+            max_concurrent_streams: 32,
+            max_connections: 1024,
             drain_timeout: Duration::from_secs(20),
         }
     }
@@ -272,8 +334,9 @@ pub async fn serve(
     serve_with(listener, Some(tls), router, options, shutdown).await;
 }
 
-/// Serves `router` over plain HTTP on `listener` (the probe port) until
-/// `shutdown` completes, with the same connection bounds as [`serve`].
+/// Serves `router` over plain HTTP/1.1 on `listener` (the probe port: the
+/// kubelet and Prometheus speak HTTP/1.1) until `shutdown` completes, with
+/// the same connection bounds as [`serve`].
 pub async fn serve_plain(
     listener: TcpListener,
     router: Router,
@@ -281,6 +344,33 @@ pub async fn serve_plain(
     shutdown: impl Future<Output = ()>,
 ) {
     serve_with(listener, None, router, options, shutdown).await;
+}
+
+/// The two protocol stacks, one chosen per connection.
+struct Protocols {
+    http1: auto::Builder<TokioExecutor>,
+    http2: auto::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    fn new(options: &ServeOptions) -> Protocols {
+        let mut http1 = auto::Builder::new(TokioExecutor::new());
+        http1
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(options.header_read_timeout);
+        let mut http2 = auto::Builder::new(TokioExecutor::new());
+        http2
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(options.max_concurrent_streams)
+            .keep_alive_interval(options.keep_alive_interval)
+            .keep_alive_timeout(options.keep_alive_timeout);
+        Protocols {
+            http1: http1.http1_only(),
+            http2: http2.http2_only(),
+        }
+    }
 }
 
 async fn serve_with(
@@ -291,16 +381,18 @@ async fn serve_with(
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = tls.map(TlsAcceptor::from);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
+    let protocols = Arc::new(Protocols::new(&options));
+    let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let draining = CancellationToken::new();
+    let dropping = CancellationToken::new();
+    let connections = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
@@ -314,21 +406,31 @@ async fn serve_with(
                 continue;
             }
         };
+        if slots.available_permits() == 0 {
+            tracing::debug!(max = options.max_connections, "connection limit reached; accepting waits");
+        }
         let _ = tcp.set_nodelay(true);
+        let connection = Connection {
+            protocols: protocols.clone(),
+            router: router.clone(),
+            options,
+            draining: draining.clone(),
+            dropping: dropping.clone(),
+            peer,
+        };
         let acceptor = acceptor.clone();
-        let builder = builder.clone();
-        let service = TowerToHyperService::new(router.clone());
-        let watcher = graceful.watcher();
-        let handshake_timeout = options.handshake_timeout;
-        tokio::spawn(async move {
+        connections.spawn(async move {
+            let _slot = slot;
             let Some(acceptor) = acceptor else {
-                let connection = builder.serve_connection(TokioIo::new(tcp), service);
-                if let Err(error) = watcher.watch(connection).await {
-                    tracing::debug!(%peer, %error, "connection ended with an error");
-                }
+                connection.serve(TokioIo::new(tcp), false).await;
                 return;
             };
-            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+            let handshake = tokio::time::timeout(options.handshake_timeout, acceptor.accept(tcp));
+            let stream = tokio::select! {
+                handshake = handshake => handshake,
+                () = connection.dropping.cancelled() => return,
+            };
+            let stream = match stream {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
                     tracing::debug!(%peer, %error, "TLS handshake failed");
@@ -339,17 +441,189 @@ async fn serve_with(
                     return;
                 }
             };
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(connection).await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
+            // HTTP/2 only when ALPN chose it; no ALPN or http/1.1 is HTTP/1.1.
+            let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+            connection.serve(TokioIo::new(stream), http2).await;
         });
     }
     drop(listener);
+    draining.cancel();
+    connections.close();
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = connections.wait() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(options.drain_timeout) => {
             tracing::warn!(timeout = ?options.drain_timeout, "drain timed out; closing the remaining connections");
+            dropping.cancel();
         }
+    }
+}
+
+/// One accepted connection and what serving it needs.
+struct Connection {
+    protocols: Arc<Protocols>,
+    router: Router,
+    options: ServeOptions,
+    draining: CancellationToken,
+    dropping: CancellationToken,
+    peer: std::net::SocketAddr,
+}
+
+/// How long a connection told to close (idle) may take to do so.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+impl Connection {
+    async fn serve<I>(self, io: I, http2: bool)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let activity = Arc::new(Activity::new());
+        let service = Tracked {
+            inner: TowerToHyperService::new(self.router.clone()),
+            activity: activity.clone(),
+        };
+        let builder = if http2 {
+            &self.protocols.http2
+        } else {
+            &self.protocols.http1
+        };
+        let connection = builder.serve_connection(io, service);
+        tokio::pin!(connection);
+        let mut closing_since: Option<Instant> = None;
+        loop {
+            let idle_at = activity.idle_deadline(&self.options);
+            let close_by = closing_since.map(|since| {
+                since
+                    + if self.draining.is_cancelled() {
+                        self.options.drain_timeout
+                    } else {
+                        CLOSE_GRACE
+                    }
+            });
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(peer = %self.peer, %error, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = sleep_until(idle_at), if closing_since.is_none() => {
+                    if activity.is_idle_past(&self.options) {
+                        tracing::debug!(peer = %self.peer, "closing an idle connection");
+                        connection.as_mut().graceful_shutdown();
+                        closing_since = Some(Instant::now());
+                    }
+                }
+                () = activity.changed.notified() => {}
+                () = self.draining.cancelled(), if closing_since.is_none() => {
+                    connection.as_mut().graceful_shutdown();
+                    closing_since = Some(Instant::now());
+                }
+                () = sleep_until(close_by) => {
+                    tracing::debug!(peer = %self.peer, "connection did not close in time; dropped");
+                    return;
+                }
+                () = self.dropping.cancelled() => return,
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Requests in flight on one connection, and since when it has had none.
+struct Activity {
+    in_flight: AtomicUsize,
+    served: AtomicBool,
+    idle_since: Mutex<Instant>,
+    changed: Notify,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
+            idle_since: Mutex::new(Instant::now()),
+            changed: Notify::new(),
+        }
+    }
+
+    /// When the connection counts as idle: `header_read_timeout` after it
+    /// opened until a first request arrives, `idle_timeout` after the last
+    /// request ended; never while a request is in flight.
+    fn idle_deadline(&self, options: &ServeOptions) -> Option<Instant> {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        let since = *self.idle_since.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(
+            since
+                + if self.served.load(Ordering::SeqCst) {
+                    options.idle_timeout
+                } else {
+                    options.header_read_timeout
+                },
+        )
+    }
+
+    fn is_idle_past(&self, options: &ServeOptions) -> bool {
+        self.idle_deadline(options)
+            .is_some_and(|deadline| deadline <= Instant::now())
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.served.store(true, Ordering::SeqCst);
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_one();
+        InFlight(self.clone())
+    }
+}
+
+/// One request in flight; its end restarts the idle clock.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *self
+            .0
+            .idle_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_one();
+    }
+}
+
+/// The router as a hyper service that counts requests in flight.
+#[derive(Clone)]
+struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+type BoxedResponse<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
+
+impl<S, B> hyper::service::Service<hyper::Request<B>> for Tracked<S>
+where
+    S: hyper::service::Service<hyper::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxedResponse<S::Response, S::Error>;
+
+    fn call(&self, request: hyper::Request<B>) -> Self::Future {
+        let in_flight = self.activity.begin();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await;
+            drop(in_flight);
+            response
+        })
     }
 }

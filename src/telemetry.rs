@@ -14,7 +14,11 @@ pub enum LogFormat {
 
 /// Installs the global subscriber (once, at start, in the binary).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // kube-client logs every failed API request at ERROR (from its trace
+    // layer): during an apiserver outage that is one line per admission
+    // request. The caches log their failures themselves, bounded.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,kube_client::client::builder=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

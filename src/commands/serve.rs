@@ -71,7 +71,15 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
 
     let source = choose_source(args).await?;
     let (vmis, namespaces): (Arc<dyn VmiSource>, Arc<dyn NamespaceSource>) = match &source {
-        Source::Cluster(client) => cluster::connect(client),
+        Source::Cluster(client) => cluster::connect(
+            client,
+            cluster::CacheOptions {
+                backoff_max: Duration::from_secs(args.watch_backoff_max_seconds.max(1)),
+                relist_interval: Duration::from_secs(args.cache_relist_seconds.max(1)),
+                stale_after: Duration::from_secs(args.cache_stale_seconds),
+                ..cluster::CacheOptions::default()
+            },
+        ),
         Source::Directory(dir) => (
             Arc::new(VmiDirectory::new(dir)?),
             Arc::new(StaticNamespaces::default()),

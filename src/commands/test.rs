@@ -170,56 +170,7 @@ struct Entry {
 /// DIR cannot be read, holds no case (or none `--run` selects), or the
 /// JUnit report cannot be written.
 pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
-    let root = &args.path;
-    let is_dir = std::fs::metadata(root)
-        .with_context(|| format!("reading {}", root.display()))?
-        .is_dir();
-    let mut entries = Vec::new();
-    if is_dir {
-        let mut files = Vec::new();
-        collect_yaml(root, &mut files).with_context(|| format!("reading {}", root.display()))?;
-        files.sort();
-        for file in files {
-            let found = examine(&file);
-            if matches!(found, Found::NotACase) {
-                continue;
-            }
-            let relative = file
-                .strip_prefix(root)
-                .unwrap_or(&file)
-                .display()
-                .to_string();
-            entries.push(Entry {
-                file,
-                relative,
-                found,
-            });
-        }
-        if entries.is_empty() {
-            bail!(
-                "no test cases found under {} (a case is a YAML file with a top-level `expect:`)",
-                root.display()
-            );
-        }
-    } else {
-        let found = examine(root);
-        if matches!(found, Found::NotACase) {
-            bail!(
-                "{} is not a test case (a case is a YAML file with a top-level `expect:` and no `kind:`)",
-                root.display()
-            );
-        }
-        let relative = root.file_name().map_or_else(
-            || root.display().to_string(),
-            |name| name.to_string_lossy().into_owned(),
-        );
-        entries.push(Entry {
-            file: root.clone(),
-            relative,
-            found,
-        });
-    }
-
+    let mut entries = discover(&args.path)?;
     let n_found = entries.len();
     if let Some(pattern) = &args.run {
         entries.retain(|entry| {
@@ -230,7 +181,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
         if entries.is_empty() {
             bail!(
                 "no test case matches --run {pattern} ({n_found} found under {})",
-                root.display()
+                args.path.display()
             );
         }
     }
@@ -295,6 +246,59 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The cases (and unusable would-be cases) at `root`, a directory or one
+/// file, in path order.
+fn discover(root: &Path) -> anyhow::Result<Vec<Entry>> {
+    let is_dir = std::fs::metadata(root)
+        .with_context(|| format!("reading {}", root.display()))?
+        .is_dir();
+    if !is_dir {
+        let found = examine(root);
+        if matches!(found, Found::NotACase) {
+            bail!(
+                "{} is not a test case (a case is a YAML file with a top-level `expect:` and no `kind:`)",
+                root.display()
+            );
+        }
+        let relative = root.file_name().map_or_else(
+            || root.display().to_string(),
+            |name| name.to_string_lossy().into_owned(),
+        );
+        return Ok(vec![Entry {
+            file: root.to_owned(),
+            relative,
+            found,
+        }]);
+    }
+    let mut files = Vec::new();
+    collect_yaml(root, &mut files).with_context(|| format!("reading {}", root.display()))?;
+    files.sort();
+    let mut entries = Vec::new();
+    for file in files {
+        let found = examine(&file);
+        if matches!(found, Found::NotACase) {
+            continue;
+        }
+        let relative = file
+            .strip_prefix(root)
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        entries.push(Entry {
+            file,
+            relative,
+            found,
+        });
+    }
+    if entries.is_empty() {
+        bail!(
+            "no test cases found under {} (a case is a YAML file with a top-level `expect:`)",
+            root.display()
+        );
+    }
+    Ok(entries)
 }
 
 fn collect_yaml(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {

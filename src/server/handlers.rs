@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -16,33 +16,34 @@ use serde_json::{Value, json};
 use crate::admission::{self, AdmissionRequest, AdmissionResponse, Decision, Environment, Outcome};
 use crate::metrics::{KindLabels, RequestLabels, ShadowLabels};
 use crate::server::AppState;
+use crate::server::cluster::CacheHealth;
+use crate::server::limits;
 use crate::server::slim::{IncomingRequest, IncomingReview};
 use crate::sizing::SizingError;
 use crate::sizing::policy::ValidPolicy;
+use crate::telemetry;
 
 /// `POST /mutate`.
 pub(crate) async fn mutate(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let metrics = state.metrics();
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => {
-            let status = rejection.status();
-            metrics.error(if status == StatusCode::PAYLOAD_TOO_LARGE {
-                "too_large"
-            } else {
-                "bad_request"
-            });
-            return (status, rejection.body_text()).into_response();
-        }
-    };
     if !is_json(&headers) {
         return bad_request(&state, "Content-Type must be application/json".into());
     }
-    let review: IncomingReview = match serde_json::from_slice(&body) {
+    let body = match limits::read_body(body).await {
+        Ok(body) => body,
+        // Cut off at the cap or the deadline: the guard answers and counts.
+        Err(error) => {
+            return match limits::body_error(&error) {
+                Some(cut) => (cut.status(), cut.to_string()).into_response(),
+                None => bad_request(&state, format!("reading the request body: {error}")),
+            };
+        }
+    };
+    let review = match decode(&state, body).await {
         Ok(review) => review,
         Err(error) => return bad_request(&state, format!("undecodable AdmissionReview: {error}")),
     };
@@ -54,8 +55,8 @@ pub(crate) async fn mutate(
             format!(
                 "expected apiVersion {} kind AdmissionReview, got {:?} {:?}",
                 admission::review::ADMISSION_API_VERSION,
-                review.api_version,
-                review.kind
+                telemetry::capped(&review.api_version),
+                telemetry::capped(&review.kind)
             ),
         );
     }
@@ -129,6 +130,24 @@ pub(crate) async fn mutate(
         "admission decision"
     );
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Bodies up to this size decode on the request's task; larger ones on the
+/// blocking pool, so a 3 MiB decode does not hold a runtime worker.
+const INLINE_DECODE_BYTES: usize = 64 * 1024;
+
+/// Decodes the review, at most [`AppState`]'s bound of decodes at once
+/// (later requests wait their turn): what a decode builds is bounded per
+/// request (`slim`), and this bounds how many build at once.
+async fn decode(state: &AppState, body: Bytes) -> Result<IncomingReview, String> {
+    let _permit = state.inner.decodes.acquire().await;
+    if body.len() <= INLINE_DECODE_BYTES {
+        return serde_json::from_slice(&body).map_err(|error| error.to_string());
+    }
+    tokio::task::spawn_blocking(move || serde_json::from_slice::<IncomingReview>(&body))
+        .await
+        .map_err(|error| error.to_string())?
+        .map_err(|error| error.to_string())
 }
 
 /// Label that marks a ConfigMap as a virt-sizer policy (the validating
@@ -246,7 +265,7 @@ async fn decide(state: AppState, policy: Arc<ValidPolicy>, request: AdmissionReq
     let mut unavailable: Option<String> = None;
     let mut vmi: Option<Arc<Value>> = None;
     if let Some(reference) = admission::launcher_vmi(&request) {
-        let lookup = inner.vmis.get(&reference.namespace, &reference.name);
+        let lookup = inner.vmis.lookup(&reference);
         match tokio::time::timeout(inner.vmi_lookup_timeout, lookup).await {
             Ok(Ok(found)) => vmi = found,
             Ok(Err(error)) => {
@@ -262,7 +281,35 @@ async fn decide(state: AppState, policy: Arc<ValidPolicy>, request: AdmissionReq
             }
         }
     }
-    let namespace_labels = inner.namespaces.labels(&request.namespace);
+    let labels = if request.namespace.is_empty() {
+        Ok(Arc::default())
+    } else {
+        let lookup = inner.namespaces.labels(&request.namespace);
+        match tokio::time::timeout(inner.vmi_lookup_timeout, lookup).await {
+            Ok(found) => found,
+            Err(_) => Err(format!(
+                "lookup timed out after {} ms",
+                inner.vmi_lookup_timeout.as_millis()
+            )),
+        }
+    };
+    let namespace_labels = match labels {
+        Ok(labels) => labels,
+        // Only a Pod virt-sizer sizes reads them: for one, unknown labels
+        // would silently select the wrong profile, so onError decides.
+        Err(reason) if admission::is_sized_pod(&policy, &request) => {
+            inner.metrics.error("namespace_lookup");
+            return admission::failed(
+                &request.uid,
+                &policy,
+                SizingError::NamespaceUnavailable {
+                    namespace: request.namespace.clone(),
+                    reason,
+                },
+            );
+        }
+        Err(_) => Arc::default(),
+    };
     let environment = Environment {
         policy: &policy,
         namespace_labels: &namespace_labels,
@@ -358,8 +405,12 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
             "ready": vmis_ready,
             "detail": inner.vmis.describe(),
             "warning": inner.no_vmi_source.get(),
+            "cache": inner.vmis.health().map(CacheHealth::detail),
         },
-        "namespaceSource": {"ready": namespaces_ready},
+        "namespaceSource": {
+            "ready": namespaces_ready,
+            "cache": inner.namespaces.health().map(CacheHealth::detail),
+        },
     });
     let status = if ready {
         StatusCode::OK

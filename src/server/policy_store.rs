@@ -122,7 +122,8 @@ impl PolicyStore {
         if current.baseline == baseline {
             return false;
         }
-        self.current.store(Arc::new(current.with_baseline(baseline)));
+        self.current
+            .store(Arc::new(current.with_baseline(baseline)));
         true
     }
 

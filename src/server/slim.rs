@@ -14,7 +14,17 @@
 //!
 //! A value of the wrong type where a map or list is expected is kept whole,
 //! so the decision reports it exactly as it would on the full object.
+//!
+//! What is kept is bounded, whatever the body's shape: a JSON value costs
+//! 30–80 times its text once built (`[0,0,…]` is two bytes per element),
+//! so a kept list of millions of zeros would turn a 3 MiB body into a
+//! quarter of a GiB. Every kept list, map and string has a bound no real
+//! Pod or RuntimeClass reaches ([`MAX_OWNER_REFERENCES`],
+//! [`MAX_CONTAINERS`], [`MAX_KEPT_ENTRIES`], [`MAX_KEPT_STRING_BYTES`]), and
+//! the whole kept object at most [`MAX_KEPT_VALUES`] JSON values; a body
+//! over a bound is refused as undecodable (400), naming the bound.
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -23,6 +33,20 @@ use serde_json::{Map, Value};
 
 use crate::admission::{AdmissionRequest, GroupVersionKind};
 
+/// At most this many `metadata.ownerReferences` (a Pod has one or two).
+pub const MAX_OWNER_REFERENCES: usize = 64;
+/// At most this many `spec.containers` (a launcher Pod has two to five).
+pub const MAX_CONTAINERS: usize = 512;
+/// At most this many entries in any other kept map or list (labels,
+/// annotations, resources, and values of an unexpected type).
+pub const MAX_KEPT_ENTRIES: usize = 1024;
+/// At most this many bytes in a kept string: the apiserver's limit on all
+/// of an object's annotations together (256 KiB).
+pub const MAX_KEPT_STRING_BYTES: usize = 256 * 1024;
+/// At most this many JSON values kept of one object (a launcher Pod keeps
+/// about 60).
+pub const MAX_KEPT_VALUES: usize = 20_000;
+
 /// Which parts of a JSON value to keep.
 #[derive(Debug, Clone, Copy)]
 enum Shape {
@@ -30,8 +54,8 @@ enum Shape {
     All,
     /// Only these keys of a map, each with its own shape.
     Fields(&'static [(&'static str, Shape)]),
-    /// Every item of a list, each with this shape.
-    Items(&'static Shape),
+    /// At most this many items of a list, each with this shape.
+    Items(&'static Shape, usize),
 }
 
 const CONTAINER: Shape = Shape::Fields(&[("name", Shape::All), ("resources", Shape::All)]);
@@ -48,13 +72,16 @@ const OBJECT: Shape = Shape::Fields(&[
             ("namespace", Shape::All),
             ("labels", Shape::All),
             ("annotations", Shape::All),
-            ("ownerReferences", Shape::All),
+            (
+                "ownerReferences",
+                Shape::Items(&Shape::All, MAX_OWNER_REFERENCES),
+            ),
         ]),
     ),
     (
         "spec",
         Shape::Fields(&[
-            ("containers", Shape::Items(&CONTAINER)),
+            ("containers", Shape::Items(&CONTAINER, MAX_CONTAINERS)),
             ("runtimeClassName", Shape::All),
         ]),
     ),
@@ -62,20 +89,63 @@ const OBJECT: Shape = Shape::Fields(&[
     ("overhead", Shape::All),
 ]);
 
-impl<'de> DeserializeSeed<'de> for Shape {
-    type Value = Value;
+/// A shape to keep, the field it sits under (for messages) and the
+/// object's remaining budget of kept values.
+#[derive(Clone, Copy)]
+struct Kept<'b> {
+    shape: Shape,
+    field: &'static str,
+    budget: &'b Cell<usize>,
+}
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        match self {
-            Shape::All => Value::deserialize(deserializer),
-            Shape::Fields(_) | Shape::Items(_) => deserializer.deserialize_any(ShapeVisitor(self)),
+impl Kept<'_> {
+    fn with(self, shape: Shape, field: &'static str) -> Self {
+        Kept {
+            shape,
+            field,
+            budget: self.budget,
         }
+    }
+
+    /// Counts one kept value against the object's budget.
+    fn spend<E: de::Error>(&self) -> Result<(), E> {
+        let left = self.budget.get();
+        if left == 0 {
+            return Err(E::custom(format!(
+                "the object keeps more than {MAX_KEPT_VALUES} JSON values (a bound of this server)"
+            )));
+        }
+        self.budget.set(left - 1);
+        Ok(())
+    }
+
+    fn string<E: de::Error>(&self, value: &str) -> Result<(), E> {
+        if value.len() > MAX_KEPT_STRING_BYTES {
+            return Err(E::custom(format!(
+                "`{}`: a string over {MAX_KEPT_STRING_BYTES} bytes (a bound of this server)",
+                self.field
+            )));
+        }
+        Ok(())
+    }
+
+    fn too_many<E: de::Error>(&self, bound: usize) -> E {
+        E::custom(format!(
+            "`{}`: more than {bound} entries (a bound of this server)",
+            self.field
+        ))
     }
 }
 
-struct ShapeVisitor(Shape);
+impl<'de> DeserializeSeed<'de> for Kept<'_> {
+    type Value = Value;
 
-impl<'de> Visitor<'de> for ShapeVisitor {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Kept<'_> {
     type Value = Value;
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -83,19 +153,26 @@ impl<'de> Visitor<'de> for ShapeVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let Shape::Fields(fields) = self.0 else {
-            // A map where a list was expected: keep it whole.
-            let mut object = Map::new();
-            while let Some((key, value)) = map.next_entry::<String, Value>()? {
+        self.spend()?;
+        let mut object = Map::new();
+        let Shape::Fields(fields) = self.shape else {
+            // The whole map: kept within bounds (also a map where a list
+            // was expected).
+            let whole = self.with(Shape::All, self.field);
+            while let Some(key) = map.next_key::<String>()? {
+                self.string(&key)?;
+                if object.len() >= MAX_KEPT_ENTRIES {
+                    return Err(self.too_many(MAX_KEPT_ENTRIES));
+                }
+                let value = map.next_value_seed(whole)?;
                 object.insert(key, value);
             }
             return Ok(Value::Object(object));
         };
-        let mut object = Map::new();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match fields.iter().find(|(name, _)| *name == key) {
-                Some((_, shape)) => {
-                    let value = map.next_value_seed(*shape)?;
+                Some((name, shape)) => {
+                    let value = map.next_value_seed(self.with(*shape, name))?;
                     object.insert(key.into_owned(), value);
                 }
                 None => {
@@ -107,39 +184,53 @@ impl<'de> Visitor<'de> for ShapeVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let item_shape = match self.0 {
-            Shape::Items(shape) => *shape,
-            _ => Shape::All,
+        self.spend()?;
+        let (item, bound) = match self.shape {
+            Shape::Items(shape, bound) => (self.with(*shape, self.field), bound),
+            _ => (self.with(Shape::All, self.field), MAX_KEPT_ENTRIES),
         };
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(item_shape)? {
-            items.push(item);
+        while let Some(value) = seq.next_element_seed(item)? {
+            if items.len() >= bound {
+                return Err(self.too_many(bound));
+            }
+            items.push(value);
         }
         Ok(Value::Array(items))
     }
 
     fn visit_bool<E: de::Error>(self, value: bool) -> Result<Value, E> {
+        self.spend()?;
         Ok(Value::Bool(value))
     }
     fn visit_i64<E: de::Error>(self, value: i64) -> Result<Value, E> {
+        self.spend()?;
         Ok(Value::from(value))
     }
     fn visit_u64<E: de::Error>(self, value: u64) -> Result<Value, E> {
+        self.spend()?;
         Ok(Value::from(value))
     }
     fn visit_f64<E: de::Error>(self, value: f64) -> Result<Value, E> {
+        self.spend()?;
         Ok(serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number))
     }
     fn visit_str<E: de::Error>(self, value: &str) -> Result<Value, E> {
+        self.spend()?;
+        self.string(value)?;
         Ok(Value::String(value.to_owned()))
     }
     fn visit_string<E: de::Error>(self, value: String) -> Result<Value, E> {
+        self.spend()?;
+        self.string(&value)?;
         Ok(Value::String(value))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        self.spend()?;
         Ok(Value::Null)
     }
     fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        self.spend()?;
         Ok(Value::Null)
     }
 }
@@ -177,7 +268,13 @@ pub struct IncomingRequest {
 }
 
 fn slim_object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
-    let value = OBJECT.deserialize(deserializer)?;
+    let budget = Cell::new(MAX_KEPT_VALUES);
+    let kept = Kept {
+        shape: OBJECT,
+        field: "object",
+        budget: &budget,
+    };
+    let value = kept.deserialize(deserializer)?;
     Ok((!value.is_null()).then_some(value))
 }
 

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::admission::VmiRef;
+
 /// A boxed, sendable future (object-safe async in a trait).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -25,10 +27,53 @@ pub trait VmiSource: Send + Sync + 'static {
         namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<Arc<Value>>, String>>;
+    /// The VMI a launcher Pod claims: `reference`'s namespace and name, and
+    /// its uid when the Pod names one. A VMI found under that name with
+    /// another uid is an error naming both uids (`onError` applies), never
+    /// a silent match.
+    fn lookup<'a>(
+        &'a self,
+        reference: &'a VmiRef,
+    ) -> BoxFuture<'a, Result<Option<Arc<Value>>, String>> {
+        Box::pin(async move {
+            let found = self.get(&reference.namespace, &reference.name).await?;
+            match found {
+                Some(vmi) => check_uid(reference, vmi).map(Some),
+                None => Ok(None),
+            }
+        })
+    }
     /// Whether the source has synced (readiness).
     fn is_ready(&self) -> bool;
     /// One line for `/readyz` and logs.
     fn describe(&self) -> String;
+    /// The watch cache's health, in cluster mode.
+    fn health(&self) -> Option<&crate::server::cluster::CacheHealth> {
+        None
+    }
+    /// Hands the source its metric handles.
+    fn attach_metrics(&self, _metrics: &crate::metrics::Metrics) {}
+}
+
+/// The uid recorded in a VMI object, if any.
+#[must_use]
+pub fn uid_of(vmi: &Value) -> Option<&str> {
+    vmi.pointer("/metadata/uid").and_then(Value::as_str)
+}
+
+/// `vmi` when it is the one `reference` claims (or either side names no
+/// uid); otherwise the error naming both uids.
+///
+/// # Errors
+/// The VMI under that name has another uid.
+pub fn check_uid(reference: &VmiRef, vmi: Arc<Value>) -> Result<Arc<Value>, String> {
+    match (reference.uid.as_deref(), uid_of(&vmi)) {
+        (Some(claimed), Some(found)) if claimed != found => Err(format!(
+            "the Pod's owner is VMI uid {claimed}, but {}/{} has uid {found} (deleted and recreated?)",
+            reference.namespace, reference.name
+        )),
+        _ => Ok(vmi),
+    }
 }
 
 /// No VMIs at all (no `--vmi-dir`, no cluster): every launcher Pod's VMI is

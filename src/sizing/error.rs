@@ -54,6 +54,15 @@ pub enum SizingError {
         /// Why (timeout, API error).
         reason: String,
     },
+    /// The labels of the Pod's Namespace (which the policy's rules read)
+    /// could not be learned.
+    #[error("labels of namespace {namespace} unknown: {reason}")]
+    NamespaceUnavailable {
+        /// The namespace.
+        namespace: String,
+        /// Why (not in the cache and the GET failed, timed out, …).
+        reason: String,
+    },
     /// A hard rule would be broken: a bug, refused rather than admitted.
     #[error("invariant violated: {0}")]
     Invariant(String),
@@ -70,6 +79,7 @@ impl SizingError {
             SizingError::Overflow { .. } => "overflow",
             SizingError::VmiNotFound { .. } => "vmi_not_found",
             SizingError::VmiUnavailable { .. } => "vmi_unavailable",
+            SizingError::NamespaceUnavailable { .. } => "namespace_unavailable",
             SizingError::Invariant(_) => "invariant",
         }
     }

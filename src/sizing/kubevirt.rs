@@ -303,6 +303,29 @@ pub fn reported_base_overhead(reported: Quantity, network_memory: Quantity) -> O
         .filter(|base| !base.is_negative())
 }
 
+/// The smallest `base` whose [`multiply_memory`] by `ratio` reaches
+/// `multiplied`: the overhead before KubeVirt applied the cluster's
+/// `additionalGuestMemoryOverheadRatio`. Exact whenever `multiplied` is
+/// something `MultiplyMemory` produced (it is monotone, so a binary search
+/// over whole bytes finds it).
+///
+/// # Errors
+/// [`SizingError::Overflow`] on absurd quantities.
+pub fn unmultiply_memory(multiplied: Quantity, ratio: GoFloat) -> Result<Quantity, SizingError> {
+    let target = i64::try_from(multiplied.value()).map_err(|_| overflow("overhead ratio"))?;
+    let (mut low, mut high) = (0_i64, target.max(0));
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let product = multiply_memory(Quantity::from_int(middle, Format::DecimalSi), ratio)?;
+        if product.value() >= i128::from(target) {
+            high = middle;
+        } else {
+            low = middle + 1;
+        }
+    }
+    Ok(Quantity::from_int(low, Format::DecimalSi))
+}
+
 /// KubeVirt's `MultiplyMemory`: `mem + int64(float64(mem.ScaledValue(Kilo))
 /// × (ratio − 1.0))` kilobytes, reproduced in integer arithmetic.
 ///
@@ -741,7 +764,10 @@ fn overhead_from_reported(
     warnings: &mut Vec<String>,
 ) -> Result<(Quantity, String), SizingError> {
     let ratio_text = &profile.overhead_ratio.text;
-    if profile.overhead_ratio.value == GoFloat::ONE {
+    let cluster = &settings.cluster_overhead_ratio;
+    if profile.overhead_ratio.value == cluster.value {
+        // The ratio KubeVirt already applied (the KubeVirt CR's, 1.0
+        // without one): the reported figure is the answer.
         return Ok((reported, format!("KubeVirt's reported overhead {reported}")));
     }
     let network_terms = network_binding_memory(vmi, settings);
@@ -761,10 +787,30 @@ fn overhead_from_reported(
             reported
         }
     };
+    // KubeVirt multiplied the base by the cluster's ratio; undo that first.
+    let (base, rebased) = if cluster.value == GoFloat::ONE {
+        (base, String::new())
+    } else {
+        let unmultiplied = unmultiply_memory(base, cluster.value)?;
+        let note = format!(
+            " (base {unmultiplied} before the cluster's additionalGuestMemoryOverheadRatio {})",
+            cluster.text
+        );
+        (unmultiplied, note)
+    };
     let total = multiply_memory(base, profile.overhead_ratio.value)?
         .checked_add(network)
         .ok_or_else(|| overflow("memory overhead"))?;
-    let terms = if network.is_zero() {
+    let terms = if !rebased.is_empty() {
+        format!(
+            "KubeVirt's reported overhead {reported}{rebased} × overheadRatio {ratio_text}{}",
+            if network.is_zero() {
+                String::new()
+            } else {
+                format!(" + network bindings {network} (not multiplied)")
+            }
+        )
+    } else if network.is_zero() {
         format!("KubeVirt's reported overhead {reported} × overheadRatio {ratio_text}")
     } else {
         let labels = network_terms

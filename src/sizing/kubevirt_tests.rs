@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::sizing::policy::{LimitsRatio, Profile, ValidPolicy};
+use crate::sizing::policy::{LimitsRatio, OverheadRatio, Profile, ValidPolicy};
 
 const MIB: i64 = 1 << 20;
 const GIB: i64 = 1 << 30;
@@ -788,4 +788,77 @@ fn bad_vmi_quantity_names_the_field() {
         err.to_string().starts_with("spec.domain.memory.guest: "),
         "{err}"
     );
+}
+
+// === The cluster's own additionalGuestMemoryOverheadRatio (KubeVirt CR) ===
+
+/// A cluster whose KubeVirt CR sets `additionalGuestMemoryOverheadRatio: "1.5"`.
+fn cluster_ratio_1_5(settings: &mut KubevirtSettings) {
+    settings.cluster_overhead_ratio = OverheadRatio {
+        text: "1.5".into(),
+        value: GoFloat::parse("1.5").expect("valid"),
+    };
+}
+
+/// What KubeVirt v1.9 reports for a 1-vCPU, guest-1Gi VMI on that cluster:
+/// base 268Mi = 281018368; MultiplyMemory: ceil(281018368 / 1000) = 281019
+/// kB × 0.5 = 140509.5 → 140509000 B; 281018368 + 140509000 = 421527368.
+const REPORTED_AT_1_5: i64 = 281_018_368 + 140_509_000;
+
+#[test]
+fn a_profile_at_the_clusters_ratio_keeps_the_reported_overhead() {
+    let spec = json!({"domain": {"memory": {"guest": "1Gi"}}});
+    let mut case = Case::new(spec).profile(overhead_ratio_1_5);
+    cluster_ratio_1_5(&mut case.settings);
+    case.reported_overhead = Some(Quantity::from_int(REPORTED_AT_1_5, Format::DecimalSi));
+    let sizing = case.size();
+    assert_eq!(bytes(Some(&sizing.overhead)), REPORTED_AT_1_5);
+    assert_eq!(bytes(sizing.requests.get("memory")), GIB + REPORTED_AT_1_5);
+}
+
+#[test]
+fn another_ratio_is_applied_to_the_overhead_before_the_clusters_ratio() {
+    let spec = json!({"domain": {"memory": {"guest": "1Gi"}}});
+    let mut case = Case::new(spec).profile(|p| {
+        p.overhead_ratio = OverheadRatio {
+            text: "2.0".into(),
+            value: GoFloat::parse("2.0").expect("valid"),
+        };
+    });
+    cluster_ratio_1_5(&mut case.settings);
+    case.reported_overhead = Some(Quantity::from_int(REPORTED_AT_1_5, Format::DecimalSi));
+    let sizing = case.size();
+    // The base KubeVirt multiplied is 281018368 (one byte less gives
+    // 281018367 + 140509000 = 421527367, short of the report); at 2.0:
+    // 281018368 + 281019 kB × 1.0 = 281018368 + 281019000 = 562037368,
+    // what KubeVirt itself reports at ratio 2.0.
+    let overhead = 281_018_368 + 281_019_000;
+    assert_eq!(bytes(Some(&sizing.overhead)), overhead);
+    let computed = Case::new(json!({"domain": {"memory": {"guest": "1Gi"}}}))
+        .profile(|p| {
+            p.overhead_ratio = OverheadRatio {
+                text: "2.0".into(),
+                value: GoFloat::parse("2.0").expect("valid"),
+            };
+        })
+        .size();
+    assert_eq!(computed.overhead, sizing.overhead, "the computed path agrees");
+}
+
+#[test]
+fn unmultiply_memory_inverts_multiply_memory() {
+    let ratio = GoFloat::parse("1.37").expect("valid");
+    for base in [0_i64, 1, 999, 1000, 1001, 281_018_368, 9_000_976_384, 123_456_789_012] {
+        let base_q = Quantity::from_int(base, Format::DecimalSi);
+        let multiplied = multiply_memory(base_q, ratio).expect("fits");
+        let back = unmultiply_memory(multiplied, ratio).expect("fits");
+        // The smallest base with that product: multiplying it gives the
+        // same figure, and one byte less gives less.
+        assert_eq!(multiply_memory(back, ratio).expect("fits"), multiplied, "{base}");
+        assert!(back.value() <= i128::from(base));
+        if back.value() > 0 {
+            let below = Quantity::from_int(i64::try_from(back.value()).expect("fits") - 1, Format::DecimalSi);
+            assert!(multiply_memory(below, ratio).expect("fits").value() < multiplied.value());
+        }
+    }
 }

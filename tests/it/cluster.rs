@@ -2,7 +2,7 @@
 //! recorded watch events, a fake direct-GET fallback.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -12,33 +12,41 @@ use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
-use virt_sizer::server::cluster::{CachedVmis, VmiGetter, trim_vmi, vmi_resource};
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use virt_sizer::server::cluster::{
+    CacheHealth, CacheOptions, CachedVmis, VmiGetter, trim_vmi, vmi_resource,
+};
 use virt_sizer::server::policy_store::PolicyStore;
-use virt_sizer::server::vmi_source::{BoxFuture, VmiSource};
+use virt_sizer::server::vmi_source::VmiSource;
 use virt_sizer::server::{self, AppState, StaticNamespaces};
 
 const EXAMPLE_REVIEW: &str = include_str!("../../examples/launcher-pod-dev.json");
 
-/// Counts direct GETs; answers from a fixed VMI, or hangs.
+/// Counts direct GETs; answers from a fixed VMI (after `delay`), or hangs.
 struct FakeGetter {
     calls: Arc<AtomicUsize>,
     vmi: Option<Value>,
     hang: bool,
+    delay: Duration,
 }
 
 impl VmiGetter for FakeGetter {
-    fn get<'a>(
-        &'a self,
-        _namespace: &'a str,
-        _name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Value>, String>> {
-        Box::pin(async move {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            if self.hang {
+    fn get(
+        &self,
+        _namespace: &str,
+        _name: &str,
+    ) -> BoxFuture<'static, Result<Option<Arc<Value>>, String>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let (hang, delay, vmi) = (self.hang, self.delay, self.vmi.clone());
+        async move {
+            if hang {
                 std::future::pending::<()>().await;
             }
-            Ok(self.vmi.clone())
-        })
+            tokio::time::sleep(delay).await;
+            Ok(vmi.map(Arc::new))
+        }
+        .boxed()
     }
 }
 
@@ -51,30 +59,49 @@ fn example_vmi() -> Value {
     yaml_serde::from_str(&text).expect("yaml")
 }
 
+/// The example VMI as it was before a delete and recreate: same name,
+/// another uid, another shape (1 vCPU).
+fn older_incarnation() -> Value {
+    let mut vmi = example_vmi();
+    vmi["metadata"]["uid"] = json!(OLD_UID);
+    vmi["spec"]["domain"]["cpu"] = json!({"sockets": 1, "cores": 1, "threads": 1});
+    vmi
+}
+
+/// The example launcher Pod's owner (and the example VMI's) uid.
+const POD_OWNER_UID: &str = "3f0c9a52-6b1e-4d27-8c11-000000000201";
+const OLD_UID: &str = "11111111-2222-4333-8444-555555555555";
+
 fn dynamic(value: &Value) -> DynamicObject {
     serde_json::from_value(value.clone()).expect("a DynamicObject")
 }
 
 struct Harness {
     writer: Writer<DynamicObject>,
-    synced: Arc<AtomicBool>,
+    health: Arc<CacheHealth>,
     calls: Arc<AtomicUsize>,
     router: axum::Router,
     source: Arc<CachedVmis<FakeGetter>>,
 }
 
 fn harness(fallback_vmi: Option<Value>, hang: bool) -> Harness {
+    harness_with(fallback_vmi, hang, Duration::ZERO)
+}
+
+fn harness_with(fallback_vmi: Option<Value>, hang: bool, delay: Duration) -> Harness {
     let writer = Writer::<DynamicObject>::new(vmi_resource());
-    let synced = Arc::new(AtomicBool::new(false));
+    let health = CacheHealth::new("virtualmachineinstances", Duration::from_secs(120));
     let calls = Arc::new(AtomicUsize::new(0));
     let source = Arc::new(CachedVmis::new(
         writer.as_reader(),
-        synced.clone(),
+        health.clone(),
         FakeGetter {
             calls: calls.clone(),
             vmi: fallback_vmi,
             hang,
+            delay,
         },
+        CacheOptions::default(),
     ));
     let state = AppState::new(
         PolicyStore::builtin(),
@@ -85,7 +112,7 @@ fn harness(fallback_vmi: Option<Value>, hang: bool) -> Harness {
     );
     Harness {
         writer,
-        synced,
+        health,
         calls,
         router: server::app(state),
         source,
@@ -228,7 +255,7 @@ async fn readiness_waits_for_the_first_list() {
         readyz(harness.router.clone()).await,
         StatusCode::SERVICE_UNAVAILABLE
     );
-    harness.synced.store(true, Ordering::SeqCst);
+    harness.health.success(true, 0);
     assert_eq!(readyz(harness.router.clone()).await, StatusCode::OK);
 }
 
@@ -253,4 +280,79 @@ fn trimming_drops_status_managed_fields_and_last_applied() {
     );
     assert_eq!(value["metadata"]["annotations"], json!({"keep": "me"}));
     assert_eq!(value["spec"]["domain"]["memory"]["guest"], "1Gi");
+}
+
+// === The uid a launcher Pod claims ===
+
+fn warnings(body: &Value) -> Vec<String> {
+    body["response"]["warnings"]
+        .as_array()
+        .map(|warnings| {
+            warnings
+                .iter()
+                .filter_map(|warning| warning.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_cached_vmi_with_another_uid_is_a_miss_and_the_get_decides() {
+    // The cache still holds the old 1-vCPU incarnation; the API has the new
+    // one (12 vCPUs, the Pod's owner).
+    let mut harness = harness(Some(example_vmi()), false);
+    harness
+        .writer
+        .apply_watcher_event(&Event::Apply(dynamic(&older_incarnation())));
+    let body = review(&harness.router).await;
+    assert_eq!(harness.calls.load(Ordering::SeqCst), 1, "a GET, not the cache");
+    // Sized from the 12-vCPU VMI: 12 / 10 = 1200m, what the Pod requests,
+    // so no CPU change is announced; the 1-vCPU VMI would give 100m.
+    assert!(
+        warnings(&body).iter().all(|warning| !warning.contains("100m")),
+        "{body}"
+    );
+    assert!(body["response"]["patch"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn a_get_that_still_disagrees_follows_on_error_naming_both_uids() {
+    let mut harness = harness(Some(older_incarnation()), false);
+    harness
+        .writer
+        .apply_watcher_event(&Event::Apply(dynamic(&older_incarnation())));
+    let body = review(&harness.router).await;
+    assert_eq!(harness.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(body["response"]["allowed"], true);
+    assert!(body["response"].get("patch").is_none(), "{body}");
+    let warnings = warnings(&body);
+    assert!(
+        warnings.iter().any(|warning| warning.contains(POD_OWNER_UID)
+            && warning.contains(OLD_UID)
+            && warning.contains("admitted unchanged (onError: Allow)")),
+        "{warnings:?}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_misses_share_one_get() {
+    let harness = harness_with(Some(example_vmi()), false, Duration::from_millis(100));
+    let reviews = (0..8).map(|_| review(&harness.router));
+    let bodies = futures::future::join_all(reviews).await;
+    assert!(bodies.iter().all(|body| body["response"]["patch"].is_string()));
+    assert_eq!(harness.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_absent_vmi_is_remembered_briefly() {
+    let harness = harness(None, false);
+    for _ in 0..5 {
+        let body = review(&harness.router).await;
+        assert_eq!(body["response"]["allowed"], true);
+    }
+    assert_eq!(
+        harness.calls.load(Ordering::SeqCst),
+        1,
+        "one GET; the other four within the negative TTL"
+    );
 }
