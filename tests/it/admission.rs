@@ -117,17 +117,36 @@ fn service() -> Value {
 #[case::pod_without_kubevirt_label(plain_pod(None), "CREATE")]
 #[case::pod_with_unknown_runtime_class(plain_pod(Some("gvisor")), "CREATE")]
 #[case::runtime_class_with_unknown_handler(runtime_class("runsc", Some(("250m", "160Mi"))), "CREATE")]
-#[case::update_of_a_launcher_pod(kubevirt_pod(), "UPDATE")]
 fn non_targets_are_allowed_unchanged(#[case] object: Value, #[case] operation: &str) {
     let request = request(object, operation);
     let decision = review(&team(), Some(&vmi()), &request);
     assert_eq!(decision.outcome, Outcome::Skipped);
     assert_eq!(decision.target, TargetKind::NotATarget);
+    assert!(decision.skip_reason.is_some(), "a skip says why");
     assert!(decision.response.allowed);
     assert_eq!(decision.response.uid, UID);
     assert!(decision.patch.is_none());
     assert!(decision.response.patch.is_none());
     assert!(decision.response.patch_type.is_none());
+    assert!(decision.response.warnings.is_empty());
+}
+
+#[test]
+fn a_launcher_pod_update_is_skipped_as_a_launcher_pod_with_the_reason() {
+    let decision = review(&team(), Some(&vmi()), &request(kubevirt_pod(), "UPDATE"));
+    assert_eq!(decision.outcome, Outcome::Skipped);
+    assert_eq!(decision.target, TargetKind::LauncherPod);
+    assert_eq!(
+        decision.skip_reason.as_deref(),
+        Some("Pods are sized on CREATE only")
+    );
+    assert!(
+        decision
+            .explain()
+            .starts_with("outcome: skipped (launcher_pod): Pods are sized on CREATE only\n")
+    );
+    assert!(decision.response.allowed);
+    assert!(decision.response.patch.is_none());
     assert!(decision.response.warnings.is_empty());
 }
 
