@@ -457,6 +457,13 @@ async fn certificate_secret_volume_symlink_swap_is_picked_up() {
 
 // === Policy reload ===
 
+/// Replaces `path` with `text` in one step (write beside it, rename over).
+fn replace_file(path: &std::path::Path, text: &str) {
+    let staged = path.with_extension("staged");
+    std::fs::write(&staged, text).expect("write");
+    std::fs::rename(&staged, path).expect("rename");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_policy_keeps_the_last_good_one_and_a_valid_one_switches() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -517,8 +524,13 @@ async fn invalid_policy_keeps_the_last_good_one_and_a_valid_one_switches() {
         })
     };
 
-    std::fs::write(&policy_path, "apiVersion: virt-sizer.io/v1alpha1\nkind: SizingPolicy\nprofiles: {default: {cpuAllocationRatio: 0}}\n")
-        .expect("write");
+    // Written by rename, as kubelet swaps a ConfigMap volume: an in-place
+    // write could be read half-done, which is a second (correct) rejection
+    // or a third policy, not what this test is about.
+    replace_file(
+        &policy_path,
+        "apiVersion: virt-sizer.io/v1alpha1\nkind: SizingPolicy\nprofiles: {default: {cpuAllocationRatio: 0}}\n",
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let ready: Value = http
@@ -555,7 +567,7 @@ async fn invalid_policy_keeps_the_last_good_one_and_a_valid_one_switches() {
     );
 
     let policy_v2 = "apiVersion: virt-sizer.io/v1alpha1\nkind: SizingPolicy\nprofiles:\n  default: {cpuAllocationRatio: 4}\n";
-    std::fs::write(&policy_path, policy_v2).expect("write");
+    replace_file(&policy_path, policy_v2);
     let deadline = Instant::now() + Duration::from_secs(10);
     while served_digest().await != digest_of(policy_v2) {
         assert!(Instant::now() < deadline, "valid policy never picked up");
