@@ -3,6 +3,11 @@
 //!
 //! Nothing here performs I/O, reads a clock or logs. Every function takes
 //! plain data and returns plain data plus an explanation.
+//!
+//! Arithmetic is integer and checked. The few expressions `KubeVirt` computes
+//! in `float64` live in [`gofloat`], the one place float arithmetic is
+//! allowed.
+#![deny(clippy::float_arithmetic)]
 
 pub mod error;
 pub mod gofloat;

@@ -47,7 +47,7 @@
 use std::collections::BTreeMap;
 
 use super::error::SizingError;
-use super::gofloat::{self, GoFloat};
+use super::gofloat;
 use super::policy::{GuestOverhead, KubevirtSettings, LimitsPolicy, Profile, Release};
 use super::quantity::{Format, Quantity};
 use super::vmi::{EMULATOR_THREAD_EVEN_PARITY_ANNOTATION, InterfaceBinding, VmiFacts};
@@ -147,7 +147,7 @@ pub fn is_managed_resource(name: &str) -> bool {
 pub fn memory_overhead(
     vmi: &VmiFacts,
     settings: &KubevirtSettings,
-    ratio: GoFloat,
+    ratio: f64,
     memory_request_for_page_tables: Option<Quantity>,
 ) -> Result<Overhead, SizingError> {
     let release = settings.release;
@@ -311,7 +311,7 @@ pub fn reported_base_overhead(reported: Quantity, network_memory: Quantity) -> O
 ///
 /// # Errors
 /// [`SizingError::Overflow`] on absurd quantities.
-pub fn unmultiply_memory(multiplied: Quantity, ratio: GoFloat) -> Result<Quantity, SizingError> {
+pub fn unmultiply_memory(multiplied: Quantity, ratio: f64) -> Result<Quantity, SizingError> {
     let target = i64::try_from(multiplied.value()).map_err(|_| overflow("overhead ratio"))?;
     let (mut low, mut high) = (0_i64, target.max(0));
     while low < high {
@@ -331,7 +331,7 @@ pub fn unmultiply_memory(multiplied: Quantity, ratio: GoFloat) -> Result<Quantit
 ///
 /// # Errors
 /// [`SizingError::Overflow`] when the product leaves `i64`.
-pub fn multiply_memory(memory: Quantity, ratio: GoFloat) -> Result<Quantity, SizingError> {
+pub fn multiply_memory(memory: Quantity, ratio: f64) -> Result<Quantity, SizingError> {
     let kilo = u64::try_from(memory.scaled_value(3)).map_err(|_| overflow("overhead ratio"))?;
     let addition_kilo = gofloat::multiply_memory_addition_kilo(kilo, ratio)
         .ok_or_else(|| overflow("overhead ratio"))?;
@@ -347,12 +347,7 @@ pub fn multiply_memory(memory: Quantity, ratio: GoFloat) -> Result<Quantity, Siz
 /// # Errors
 /// [`SizingError::Overflow`] if the printed value does not parse back.
 pub fn cpu_request_for_ratio(vcpus: u64, ratio: u32) -> Result<Quantity, SizingError> {
-    let value = GoFloat::from_u64(vcpus).div(GoFloat::from_u64(u64::from(ratio)));
-    let text = if value.is_less_than_one() {
-        format!("{}m", value.mul(GoFloat::from_u64(1000)).format_g())
-    } else {
-        value.format_g()
-    };
+    let text = gofloat::cpu_ratio_text(vcpus, ratio);
     Quantity::parse(&text).map_err(|_| overflow("cpu allocation ratio"))
 }
 
@@ -710,10 +705,10 @@ pub fn size_launcher(input: &LauncherInput<'_>) -> Result<LauncherSizing, Sizing
     if auto_limits.memory && !vmi.limits.contains_key("memory") {
         let label = namespace_labels.get(AUTO_MEMORY_LIMITS_RATIO_LABEL);
         let ratio_text = label
-            .filter(|text| GoFloat::parse(text).is_some_and(|ratio| ratio >= GoFloat::from_u64(1)))
+            .filter(|text| gofloat::parse(text).is_some_and(|ratio| ratio >= 1.0))
             .map_or(DEFAULT_AUTO_MEMORY_LIMITS_RATIO, String::as_str);
         let ratio =
-            GoFloat::parse(ratio_text).ok_or_else(|| overflow("auto memory limit ratio"))?;
+            gofloat::parse(ratio_text).ok_or_else(|| overflow("auto memory limit ratio"))?;
         let request = vm_requests
             .get("memory")
             .copied()
@@ -765,7 +760,7 @@ fn overhead_from_reported(
 ) -> Result<(Quantity, String), SizingError> {
     let ratio_text = &profile.overhead_ratio.text;
     let cluster = &settings.cluster_overhead_ratio;
-    if profile.overhead_ratio.value == cluster.value {
+    if profile.overhead_ratio.value.to_bits() == cluster.value.to_bits() {
         // The ratio KubeVirt already applied (the KubeVirt CR's, 1.0
         // without one): the reported figure is the answer.
         return Ok((reported, format!("KubeVirt's reported overhead {reported}")));
@@ -788,7 +783,7 @@ fn overhead_from_reported(
         }
     };
     // KubeVirt multiplied the base by the cluster's ratio; undo that first.
-    let (base, rebased) = if cluster.value == GoFloat::ONE {
+    let (base, rebased) = if cluster.is_one() {
         (base, String::new())
     } else {
         let unmultiplied = unmultiply_memory(base, cluster.value)?;

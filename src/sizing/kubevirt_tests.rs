@@ -372,7 +372,7 @@ fn overhead_ratio_follows_multiply_memory() {
     let sizing = Case::new(guest_1gi())
         .profile(|p| {
             p.overhead_ratio.text = "1.5".into();
-            p.overhead_ratio.value = GoFloat::parse("1.5").expect("valid");
+            p.overhead_ratio.value = gofloat::parse("1.5").expect("valid");
         })
         .size();
     assert_eq!(bytes(Some(&sizing.overhead)), 281_018_368 + 140_509_000);
@@ -383,7 +383,7 @@ fn overhead_ratio_follows_multiply_memory() {
 fn passt_is_added_after_the_ratio() {
     let spec = json!({"domain": {"memory": {"guest": "1Gi"}, "devices": {"interfaces": [{"name": "p", "passtBinding": {}}]}}});
     let sizing = Case::new(spec)
-        .profile(|p| p.overhead_ratio.value = GoFloat::parse("2").expect("valid"))
+        .profile(|p| p.overhead_ratio.value = gofloat::parse("2").expect("valid"))
         .size();
     // 268Mi × 2 (exact: 281019 kB × 1.0 = 281019000 added) + 250Mi unmultiplied.
     assert_eq!(
@@ -416,7 +416,7 @@ fn reported_overhead_is_authoritative() {
 /// overcommit 100) with `overheadRatio: "1.5"`.
 fn overhead_ratio_1_5(profile: &mut Profile) {
     profile.overhead_ratio.text = "1.5".into();
-    profile.overhead_ratio.value = GoFloat::parse("1.5").expect("valid");
+    profile.overhead_ratio.value = gofloat::parse("1.5").expect("valid");
 }
 
 fn passt_vmi() -> Value {
@@ -796,7 +796,7 @@ fn bad_vmi_quantity_names_the_field() {
 fn cluster_ratio_1_5(settings: &mut KubevirtSettings) {
     settings.cluster_overhead_ratio = OverheadRatio {
         text: "1.5".into(),
-        value: GoFloat::parse("1.5").expect("valid"),
+        value: gofloat::parse("1.5").expect("valid"),
     };
 }
 
@@ -822,7 +822,7 @@ fn another_ratio_is_applied_to_the_overhead_before_the_clusters_ratio() {
     let mut case = Case::new(spec).profile(|p| {
         p.overhead_ratio = OverheadRatio {
             text: "2.0".into(),
-            value: GoFloat::parse("2.0").expect("valid"),
+            value: gofloat::parse("2.0").expect("valid"),
         };
     });
     cluster_ratio_1_5(&mut case.settings);
@@ -838,26 +838,45 @@ fn another_ratio_is_applied_to_the_overhead_before_the_clusters_ratio() {
         .profile(|p| {
             p.overhead_ratio = OverheadRatio {
                 text: "2.0".into(),
-                value: GoFloat::parse("2.0").expect("valid"),
+                value: gofloat::parse("2.0").expect("valid"),
             };
         })
         .size();
-    assert_eq!(computed.overhead, sizing.overhead, "the computed path agrees");
+    assert_eq!(
+        computed.overhead, sizing.overhead,
+        "the computed path agrees"
+    );
 }
 
 #[test]
 fn unmultiply_memory_inverts_multiply_memory() {
-    let ratio = GoFloat::parse("1.37").expect("valid");
-    for base in [0_i64, 1, 999, 1000, 1001, 281_018_368, 9_000_976_384, 123_456_789_012] {
+    let ratio = gofloat::parse("1.37").expect("valid");
+    for base in [
+        0_i64,
+        1,
+        999,
+        1000,
+        1001,
+        281_018_368,
+        9_000_976_384,
+        123_456_789_012,
+    ] {
         let base_q = Quantity::from_int(base, Format::DecimalSi);
         let multiplied = multiply_memory(base_q, ratio).expect("fits");
         let back = unmultiply_memory(multiplied, ratio).expect("fits");
         // The smallest base with that product: multiplying it gives the
         // same figure, and one byte less gives less.
-        assert_eq!(multiply_memory(back, ratio).expect("fits"), multiplied, "{base}");
+        assert_eq!(
+            multiply_memory(back, ratio).expect("fits"),
+            multiplied,
+            "{base}"
+        );
         assert!(back.value() <= i128::from(base));
         if back.value() > 0 {
-            let below = Quantity::from_int(i64::try_from(back.value()).expect("fits") - 1, Format::DecimalSi);
+            let below = Quantity::from_int(
+                i64::try_from(back.value()).expect("fits") - 1,
+                Format::DecimalSi,
+            );
             assert!(multiply_memory(below, ratio).expect("fits").value() < multiplied.value());
         }
     }

@@ -40,7 +40,7 @@ mod shape;
 pub use baseline::KubevirtBaseline;
 pub use shape::{UnknownField, closest_name, struct_fields};
 
-use super::gofloat::GoFloat;
+use super::gofloat;
 use super::kata::{FillLimits, GuestMemory, KataClass, KataRuntime, KataSettings, PodFixed};
 use super::quantity::{Format, Quantity};
 
@@ -223,7 +223,7 @@ pub struct OverheadRatio {
     /// As written (numbers as their shortest decimal text), e.g. `"1.0"`.
     pub text: String,
     /// The parsed float64.
-    pub value: GoFloat,
+    pub value: f64,
 }
 
 /// `limitsRatio`: per-resource limit / request ratios (exact decimals ≥ 1).
@@ -515,7 +515,10 @@ impl ValidPolicy {
             warnings: Vec::new(),
             written: Arc::new(Written {
                 kubevirt: KubevirtOverrides::default(),
-                profiles: BTreeMap::from([(DEFAULT_PROFILE.to_owned(), ProfileOverrides::default())]),
+                profiles: BTreeMap::from([(
+                    DEFAULT_PROFILE.to_owned(),
+                    ProfileOverrides::default(),
+                )]),
             }),
         }
     }
@@ -537,7 +540,9 @@ impl ValidPolicy {
     /// the baseline's when a KubeVirt CR is in force. Stamped on decisions.
     #[must_use]
     pub fn settings_digest(&self) -> Option<&str> {
-        self.baseline.as_ref().map(|baseline| baseline.digest.as_str())
+        self.baseline
+            .as_ref()
+            .map(|baseline| baseline.digest.as_str())
     }
 
     /// Recomputes `kubevirt`, `profiles` and `warnings` from what the file
@@ -701,12 +706,18 @@ impl ReleaseName {
 }
 
 impl OverheadRatio {
+    /// Whether the ratio is exactly 1 (no extra overhead).
+    #[must_use]
+    pub fn is_one(&self) -> bool {
+        self.value.to_bits() == 1.0_f64.to_bits()
+    }
+
     /// `"1.0"`: no extra overhead (KubeVirt's default).
     #[must_use]
     pub fn one() -> OverheadRatio {
         OverheadRatio {
             text: "1.0".to_owned(),
-            value: GoFloat::ONE,
+            value: 1.0,
         }
     }
 }
@@ -952,17 +963,16 @@ static KUBEVIRT_DEFAULT_PROFILE: LazyLock<Profile> =
     LazyLock::new(|| Profile::kubevirt_defaults(DEFAULT_PROFILE));
 
 /// KubeVirt's own settings (reference §1.10) on the v1.6–v1.9 line, amd64.
-static KUBEVIRT_DEFAULT_SETTINGS: LazyLock<KubevirtSettings> =
-    LazyLock::new(|| KubevirtSettings {
-        release: Release::V1_9,
-        release_text: "1.9".to_owned(),
-        architecture: "amd64".to_owned(),
-        binding_plugins: BTreeMap::new(),
-        auto_cpu_limit_namespace_selector: None,
-        newer_than_table: false,
-        newer_release: NewerRelease::AdmitUnchanged,
-        cluster_overhead_ratio: OverheadRatio::one(),
-    });
+static KUBEVIRT_DEFAULT_SETTINGS: LazyLock<KubevirtSettings> = LazyLock::new(|| KubevirtSettings {
+    release: Release::V1_9,
+    release_text: "1.9".to_owned(),
+    architecture: "amd64".to_owned(),
+    binding_plugins: BTreeMap::new(),
+    auto_cpu_limit_namespace_selector: None,
+    newer_than_table: false,
+    newer_release: NewerRelease::AdmitUnchanged,
+    cluster_overhead_ratio: OverheadRatio::one(),
+});
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", expecting = "a SizingPolicy mapping")]
@@ -1329,15 +1339,15 @@ impl Checker {
     /// `overheadRatio`: a Go float ≥ 1.0, finite.
     fn overhead_ratio(&mut self, path: &str, value: &Value) -> Option<OverheadRatio> {
         let (text, _) = self.scalar_text(path, value)?;
-        // GoFloat::parse refuses NaN, infinities and negative values.
-        let Some(value) = GoFloat::parse(&text) else {
+        // gofloat::parse refuses NaN, infinities and negative values.
+        let Some(value) = gofloat::parse(&text) else {
             self.error(
                 path,
                 format!("must be a decimal number ≥ 1.0, got {text:?}"),
             );
             return None;
         };
-        if value < GoFloat::ONE {
+        if value < 1.0 {
             self.error(path, format!("must be ≥ 1.0, got {text:?}"));
             return None;
         }
@@ -1802,9 +1812,12 @@ impl Checker {
         if let Some((_, item)) = allowed.iter().find(|(name, _)| name == text) {
             return Some(*item);
         }
-        let hint = closest_name(text, &allowed.iter().map(|(name, _)| *name).collect::<Vec<_>>())
-            .map(|name| format!(" (did you mean {name}?)"))
-            .unwrap_or_default();
+        let hint = closest_name(
+            text,
+            &allowed.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+        )
+        .map(|name| format!(" (did you mean {name}?)"))
+        .unwrap_or_default();
         self.error(
             path,
             format!("must be one of {}, got {text:?}{hint}", names()),

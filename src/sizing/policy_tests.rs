@@ -88,7 +88,7 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 fn ratio(text: &str) -> OverheadRatio {
     OverheadRatio {
         text: text.to_owned(),
-        value: GoFloat::parse(text).unwrap(),
+        value: gofloat::parse(text).unwrap(),
     }
 }
 
@@ -867,7 +867,10 @@ kata:
         [
             ("spec", None),
             ("kubevirt.releases", Some("release")),
-            ("profiles.dev.cpuAllocationRatoi", Some("cpuAllocationRatio")),
+            (
+                "profiles.dev.cpuAllocationRatoi",
+                Some("cpuAllocationRatio")
+            ),
             ("profiles.dev.limitsRatio.cpus", Some("cpu")),
             ("rules[0].vmSelector.matchLabel", Some("matchLabels")),
             (
@@ -1261,7 +1264,7 @@ fn builtin_is_kubevirt_defaults() {
     assert_eq!(default.memory_overcommit_percent, 100);
     assert_eq!(default.guest_overhead, GuestOverhead::Request);
     assert_eq!(default.overhead_ratio.text, "1.0");
-    assert_eq!(default.overhead_ratio.value, GoFloat::ONE);
+    assert!(default.overhead_ratio.is_one());
     assert!(default.overhead_margin.is_zero());
     assert_eq!(default.limits, LimitsPolicy::None);
     assert_eq!(
