@@ -1647,8 +1647,30 @@ fn gen_certs_makes_a_pair_the_server_loads_and_the_apiserver_trusts() {
     verify_serving_certificate(&out, &format!("{SERVICE}.{NAMESPACE}.svc")).expect("verifies");
 }
 
+/// `kubectl`: `TEST_ASSET_KUBECTL`, else the one in `KUBEBUILDER_ASSETS`,
+/// else the one `.ci/run` extracts into `target/envtest`, else the `PATH`'s.
+fn kubectl() -> PathBuf {
+    let candidates = [
+        std::env::var_os("TEST_ASSET_KUBECTL").map(PathBuf::from),
+        std::env::var_os("KUBEBUILDER_ASSETS").map(|dir| PathBuf::from(dir).join("kubectl")),
+        Some(repo().join("target/envtest/kubectl")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from("kubectl"))
+}
+
+fn have_kubectl() -> bool {
+    Command::new(kubectl())
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
 fn kustomize(dir: &Path) -> Vec<Doc> {
-    let output = Command::new("kubectl")
+    let output = Command::new(kubectl())
         .arg("kustomize")
         .arg(dir)
         .output()
@@ -1678,7 +1700,7 @@ fn copy_tree(from: &Path, to: &Path) {
 
 #[test]
 fn rendered_base_and_overlays_satisfy_every_rule() {
-    if !have("kubectl", &["version", "--client"]) {
+    if !have_kubectl() {
         eprintln!("skipped: kubectl is not installed (the files are checked without it)");
         return;
     }
@@ -1715,14 +1737,32 @@ fn rendered_base_and_overlays_satisfy_every_rule() {
         2
     );
 
+    assert_policy_changes_nothing(&policy_text(&rendered_base), "manifests");
+    assert_policy_changes_nothing(&policy_text(&cert_manager), "overlays/cert-manager");
+    let fail_closed = kustomize(&manifests.join("overlays/fail-closed"));
     check_rules(
-        &kustomize(&manifests.join("overlays/fail-closed")),
+        &fail_closed,
         &Expect {
             failure_policy: "Fail",
             ca_bundle: CaBundle::Injected,
         },
         "overlays/fail-closed",
     );
+    assert_policy_changes_nothing(&policy_text(&fail_closed), "overlays/fail-closed");
+
+    // The example policy replaces the no-op one, and nothing else.
+    let example = kustomize(&manifests.join("overlays/example-policy"));
+    check_rules(
+        &example,
+        &Expect {
+            failure_policy: "Ignore",
+            ca_bundle: CaBundle::Injected,
+        },
+        "overlays/example-policy",
+    );
+    let example_patch = read_docs(&manifests.join("overlays/example-policy/policy.yaml"));
+    assert_eq!(policy_text(&example), policy_text(&example_patch));
+    assert_eq!(example.len(), cert_manager.len());
 
     // certs-script needs certs/out: render a copy of the tree with the script's
     // output beside it, never touching the repository's certs/out.
@@ -1743,4 +1783,138 @@ fn rendered_base_and_overlays_satisfy_every_rule() {
         "overlays/certs-script",
     );
     one(&docs, "Secret", TLS_SECRET);
+    assert_policy_changes_nothing(&policy_text(&docs), "overlays/certs-script");
+}
+
+// === Tests: the shipped policy changes nothing ===
+
+/// The KubeVirt settings a policy must leave to the cluster's KubeVirt CR,
+/// as JSON pointers into the policy.
+const KUBEVIRT_SETTINGS: &[&str] = &[
+    "/kubevirt/release",
+    "/profiles/default/cpuAllocationRatio",
+    "/profiles/default/memoryOvercommitPercent",
+    "/profiles/default/overheadRatio",
+];
+
+/// `data["policy.yaml"]` of the policy ConfigMap among `docs`.
+fn policy_text(docs: &[Doc]) -> String {
+    str_at(
+        &one(docs, "ConfigMap", POLICY_CONFIGMAP).value,
+        "/data/policy.yaml",
+    )
+    .expect("data.policy.yaml")
+    .to_owned()
+}
+
+/// The dev-namespace fixture's launcher Pod (12 vCPU, 2Gi guest, as
+/// KubeVirt renders it with its defaults: cpu 1200m, memory 2404Mi) and its
+/// VMI, moved into `namespace` labelled `labels`, sized under `policy`.
+fn size_fixture_launcher(
+    policy: &ValidPolicy,
+    namespace: &str,
+    labels: &[(&str, &str)],
+) -> virt_sizer::admission::Decision {
+    let case = repo().join("tests/fixtures/cases/dev-namespace");
+    let mut pod =
+        virt_sizer::commands::read_document(&case.join("launcher-pod.yaml")).expect("launcher Pod");
+    let mut vmi = virt_sizer::commands::read_document(&case.join("vmi.yaml")).expect("VMI");
+    pod["metadata"]["namespace"] = Value::from(namespace);
+    vmi["metadata"]["namespace"] = Value::from(namespace);
+    let labels: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect();
+    let request = virt_sizer::admission::request_for_object(pod, namespace, "CREATE");
+    crate::support::review_in(policy, Some(&vmi), &labels, &request)
+}
+
+/// The shipped policy: no KubeVirt setting of its own, and a launcher Pod
+/// in a `prod-*` and in a `tier: dev` namespace keeps every resource
+/// KubeVirt gave it (the patch only adds the decision annotation); Kata
+/// RuntimeClasses and Pods are not touched at all.
+fn assert_policy_changes_nothing(text: &str, what: &str) {
+    let raw = &parse_documents(text).expect("YAML")[0];
+    for pointer in KUBEVIRT_SETTINGS {
+        assert!(
+            raw.pointer(pointer).is_none(),
+            "{what}: {pointer} must stay unset (it comes from the KubeVirt CR)"
+        );
+    }
+    assert!(
+        text.lines()
+            .take(3)
+            .any(|line| line.contains("changes nothing")),
+        "{what}: the policy's first lines must say it changes nothing:\n{text}"
+    );
+    let policy = ValidPolicy::from_yaml(text)
+        .unwrap_or_else(|errors| panic!("{what}: invalid policy:\n{errors}"));
+    for (namespace, labels) in [("prod-x", &[][..]), ("dev-a", &[("tier", "dev")][..])] {
+        let decision = size_fixture_launcher(&policy, namespace, labels);
+        let ops = crate::support::patch_ops(&decision);
+        let paths: Vec<&str> = ops.iter().filter_map(|op| str_at(op, "/path")).collect();
+        assert_eq!(
+            paths,
+            ["/metadata/annotations/virt-sizer.io~1decision"],
+            "{what}: in {namespace} {labels:?} the patch may only add the decision annotation: {ops:?}"
+        );
+        let fields: Vec<&str> = decision
+            .changes
+            .iter()
+            .map(|change| change.field.as_str())
+            .collect();
+        assert!(
+            fields.iter().all(|field| field.starts_with("metadata.")),
+            "{what}: in {namespace}: changes {fields:?}"
+        );
+        assert!(decision.warnings.is_empty(), "{:?}", decision.warnings);
+    }
+    for object in [
+        crate::support::runtime_class("kata-qemu", Some(("250m", "160Mi"))),
+        crate::support::plain_pod(Some("kata-qemu")),
+    ] {
+        let request = virt_sizer::admission::request_for_object(object, "dev-a", "CREATE");
+        let decision = crate::support::review_in(&policy, None, &BTreeMap::new(), &request);
+        assert!(
+            decision.response.patch.is_none() && decision.changes.is_empty(),
+            "{what}: {:?} {:?}",
+            decision.outcome,
+            decision.changes
+        );
+    }
+}
+
+#[test]
+fn shipped_policy_changes_nothing_in_prod_or_dev_namespaces() {
+    assert_policy_changes_nothing(&policy_text(&base_docs()), "manifests/base");
+}
+
+/// The example overlay's policy is the one that does change sizing: the
+/// same Pods are resized there (so the test above would catch a policy that
+/// is not a no-op), and it too leaves the KubeVirt settings to the CR.
+#[test]
+fn example_policy_overlay_sizes_prod_and_dev_namespaces() {
+    let patch = read_docs(&manifests_dir().join("overlays/example-policy/policy.yaml"));
+    let text = policy_text(&patch);
+    let raw = &parse_documents(&text).expect("YAML")[0];
+    for pointer in KUBEVIRT_SETTINGS {
+        assert!(raw.pointer(pointer).is_none(), "{pointer} is set");
+    }
+    let policy = ValidPolicy::from_yaml(&text).unwrap_or_else(|errors| panic!("{errors}"));
+    for (namespace, labels, cpu) in [
+        ("prod-x", &[][..], "12"),
+        ("dev-a", &[("tier", "dev")][..], "600m"),
+    ] {
+        let decision = size_fixture_launcher(&policy, namespace, labels);
+        let cpu_change = decision
+            .changes
+            .iter()
+            .find(|change| change.field.ends_with("resources.requests.cpu"));
+        assert_eq!(
+            cpu_change.and_then(|change| change.new.as_deref()),
+            Some(cpu),
+            "{namespace}: {:?}",
+            decision.changes
+        );
+    }
 }
