@@ -73,7 +73,8 @@ pub(crate) async fn session() -> Option<Session> {
         Err(reason) => {
             eprintln!(
                 "e2e skipped: {reason}. Set KUBEBUILDER_ASSETS to a directory holding etcd, \
-                 kube-apiserver and kubectl (README, \"End-to-end tests\"); \
+                 kube-apiserver and kubectl (README: \"End-to-end tests against a real \
+                 apiserver\"); \
                  {REQUIRED_VARIABLE}=required turns this skip into a failure."
             );
             return None;
@@ -372,7 +373,7 @@ impl Assets {
             let path = std::env::var_os(variable)
                 .map(PathBuf::from)
                 .or_else(|| dir.as_ref().map(|dir| dir.join(name)))
-                .ok_or_else(|| format!("KUBEBUILDER_ASSETS is not set (and {variable} neither)"))?;
+                .ok_or_else(|| format!("KUBEBUILDER_ASSETS is not set (nor {variable})"))?;
             if path.is_file() {
                 Ok(path)
             } else {

@@ -5,8 +5,6 @@
 //! the plain-HTTP probe port; `/mutate` exists only on the TLS port, which
 //! refuses a client without a certificate during the handshake.
 
-use serde_json::json;
-
 use super::api::{self, Kind, Resources};
 use super::control_plane::{self, free_port};
 use super::objects;
@@ -65,21 +63,11 @@ async fn probes_are_plain_http_and_mutate_needs_the_apiservers_certificate() {
         mutate_on_probe.status()
     );
 
-    // The TLS port without a client certificate: refused in the handshake.
-    let anonymous = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(server.pem.ca_pem.as_bytes()).expect("CA")])
-        .build()
-        .expect("client");
-    let refused = anonymous
-        .post(server.url("/mutate"))
-        .header("Content-Type", "application/json")
-        .body(json!({}).to_string())
-        .send()
-        .await;
-    assert!(
-        refused.is_err(),
-        "a client without a certificate got {refused:?}"
-    );
+    // The TLS port without a client certificate: the server ends the
+    // handshake with a certificate_required alert (TLS 1.3: the client
+    // sees it on its first read).
+    let alert = post_without_client_certificate(server.port, &server.pem.ca_pem).await;
+    assert!(alert.contains("CertificateRequired"), "{alert}");
 
     // The apiserver presents its client certificate: Pods get sized.
     let configurations = server.webhook_configurations(session.plane, "manifests/base");
@@ -128,4 +116,53 @@ async fn probes_are_plain_http_and_mutate_needs_the_apiservers_certificate() {
         }),
         "{metrics}"
     );
+}
+
+/// POSTs to `/mutate` over TLS without a client certificate; returns the
+/// error the connection ends with.
+async fn post_without_client_certificate(port: u16, ca_pem: &str) -> String {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(certificate.expect("CA")).expect("CA");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("the TLS port accepts TCP");
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let result = async {
+        let mut tls = connector.connect(name, tcp).await?;
+        let body = "{}";
+        tls.write_all(
+            format!(
+                "POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await?;
+        let mut response = Vec::new();
+        tls.read_to_end(&mut response).await?;
+        Ok::<_, std::io::Error>(response)
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), result).await {
+        Ok(Ok(response)) => panic!(
+            "answered without a client certificate: {}",
+            String::from_utf8_lossy(&response)
+        ),
+        Ok(Err(error)) => format!("{error:?}"),
+        Err(_) => panic!("no answer within 5 s"),
+    }
 }
