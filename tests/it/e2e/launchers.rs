@@ -321,6 +321,52 @@ impl Shape {
     }
 }
 
+/// The SPEC's hard rules, whatever the profile: device-plugin resources
+/// untouched; hugepages never overcommitted (request = limit = what KubeVirt
+/// rendered); dedicated CPUs keep whole CPUs and Guaranteed QoS; requests
+/// never above limits.
+fn hard_rule_violations(shape: &Shape, rendered: &Value, stored: &Value) -> Vec<String> {
+    let (before, after) = (Resources::compute(rendered), Resources::compute(stored));
+    let mut problems = Vec::new();
+    let sized = |name: &str| matches!(name, "cpu" | "memory");
+    for (section, before, after) in [
+        ("requests", &before.requests, &after.requests),
+        ("limits", &before.limits, &after.limits),
+    ] {
+        for (name, quantity) in before.iter().filter(|(name, _)| !sized(name)) {
+            if after.get(name) != Some(quantity) {
+                problems.push(format!(
+                    "{section}.{name} {quantity:?} became {:?}",
+                    after.get(name)
+                ));
+            }
+        }
+        for name in after
+            .keys()
+            .filter(|name| !sized(name) && !before.contains_key(*name))
+        {
+            problems.push(format!("{section}.{name} added"));
+        }
+    }
+    for (name, request) in &after.requests {
+        if let Some(limit) = after.limits.get(name)
+            && request.nanos() > limit.nanos()
+        {
+            problems.push(format!("{name}: request {request:?} above limit {limit:?}"));
+        }
+    }
+    if shape.spec.dedicated {
+        let cpu = (after.request("cpu"), after.limit("cpu"));
+        if cpu.0 != cpu.1 || cpu.0.is_none_or(|cpu| cpu.nanos() % 1_000_000_000 != 0) {
+            problems.push(format!("dedicated CPUs not whole and Guaranteed: {cpu:?}"));
+        }
+        if after.request("memory") != after.limit("memory") {
+            problems.push("dedicated CPUs: memory request != limit".to_owned());
+        }
+    }
+    problems
+}
+
 fn pairs<'a>(list: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     list.iter()
         .map(|(name, value)| (*name, value.as_str()))
@@ -381,6 +427,9 @@ async fn every_shape_under_every_profile_is_stored_as_review_sizes_it() {
                 != Resources::of(&pod, "guest-console-log")
             {
                 let _ = writeln!(failures, "{case}: guest-console-log changed");
+            }
+            for problem in hard_rule_violations(shape, &pod, &stored) {
+                let _ = writeln!(failures, "{case}: {problem}");
             }
             let decision = virt_sizer::admission::DECISION_ANNOTATION;
             if api::annotation(&stored, decision) != api::annotation(&offline, decision) {
