@@ -17,6 +17,10 @@ pub struct Cli {
 
 /// The verbs.
 #[derive(Debug, Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; boxing would only move the bytes"
+)]
 pub enum Command {
     /// Run the HTTPS admission webhook server.
     Serve(ServeArgs),
@@ -159,6 +163,10 @@ pub struct ServeArgs {
     /// --vmi-dir is given].
     #[arg(long, env = "VIRT_SIZER_CLUSTER")]
     pub cluster: Option<bool>,
+    /// The kubeconfig for cluster mode [default: in-cluster configuration,
+    /// else KUBECONFIG, else ~/.kube/config].
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
     /// Plain-HTTP listener for `/healthz`, `/readyz` and `/metrics`, without
     /// client authentication (kubelet probes, Prometheus); `/mutate` is only
     /// on the TLS port [default: 127.0.0.1:8081 with the embedded
@@ -203,4 +211,23 @@ pub struct ServeArgs {
     /// After closing the listener, how long in-flight requests may take.
     #[arg(long, default_value_t = 20)]
     pub drain_timeout_seconds: u64,
+    /// The largest request body accepted (413 above it, refused from its
+    /// Content-Length before it is read). The default is the apiserver's
+    /// own limit, 3 MiB.
+    #[arg(long, default_value_t = crate::server::MAX_BODY_BYTES, value_name = "BYTES", env = "VIRT_SIZER_MAX_BODY_BYTES")]
+    pub max_body_bytes: usize,
+    /// How long a request body may take to arrive, whole (408 after it).
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub body_timeout_seconds: u64,
+    /// How long a client may take to send request headers, and its first
+    /// request after the TLS handshake.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub header_timeout_seconds: u64,
+    /// How long a connection may stay open with no request in flight
+    /// (HTTP/2: GOAWAY).
+    #[arg(long, default_value_t = 90, value_name = "SECONDS")]
+    pub idle_timeout_seconds: u64,
+    /// Connections open at once on each listener; accepting waits above it.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_connections: usize,
 }

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::io::Write as _;
+
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
@@ -15,7 +17,8 @@ use crate::server::policy_store::PolicyStore;
 use crate::server::tls::{self, CertStore};
 use crate::server::vmi_source::{NoVmis, VmiDirectory, VmiSource};
 use crate::server::{
-    self, AppState, NamespaceSource, ServeOptions, StaticNamespaces, cluster, kubevirt_cr, watch,
+    self, AppState, NamespaceSource, RequestLimits, ServeOptions, StaticNamespaces, cluster,
+    kubevirt_cr, watch,
 };
 
 /// Runs `virt-sizer serve` on a multi-threaded runtime.
@@ -23,7 +26,8 @@ use crate::server::{
 /// # Errors
 /// Invalid policy, unusable certificate, address in use.
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    crate::telemetry::init(args.log_format);
+    let _logs = crate::telemetry::init(args.log_format);
+    raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -70,16 +74,14 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let tls_config = tls::server_config(certs.clone(), args.client_ca.as_deref(), provider)?;
 
     let source = choose_source(args).await?;
+    let cache_options = cluster::CacheOptions {
+        backoff_max: Duration::from_secs(args.watch_backoff_max_seconds.max(1)),
+        relist_interval: Duration::from_secs(args.cache_relist_seconds.max(1)),
+        stale_after: Duration::from_secs(args.cache_stale_seconds),
+        ..cluster::CacheOptions::default()
+    };
     let (vmis, namespaces): (Arc<dyn VmiSource>, Arc<dyn NamespaceSource>) = match &source {
-        Source::Cluster(client) => cluster::connect(
-            client,
-            cluster::CacheOptions {
-                backoff_max: Duration::from_secs(args.watch_backoff_max_seconds.max(1)),
-                relist_interval: Duration::from_secs(args.cache_relist_seconds.max(1)),
-                stale_after: Duration::from_secs(args.cache_stale_seconds),
-                ..cluster::CacheOptions::default()
-            },
-        ),
+        Source::Cluster(client) => cluster::connect(client, cache_options),
         Source::Directory(dir) => (
             Arc::new(VmiDirectory::new(dir)?),
             Arc::new(StaticNamespaces::default()),
@@ -97,7 +99,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     state.record_policy_warnings(&state.policy().current());
     match source {
         Source::Cluster(client) => {
-            state.attach_kubevirt(kubevirt_cr::spawn(client, state.clone()));
+            state.attach_kubevirt(kubevirt_cr::spawn(&client, state.clone(), cache_options));
         }
         Source::None(why) => {
             tracing::warn!(
@@ -137,6 +139,17 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         announce_embedded_default(local, ca_path);
     }
 
+    let options = ServeOptions {
+        drain_timeout: Duration::from_secs(args.drain_timeout_seconds),
+        header_read_timeout: Duration::from_secs(args.header_timeout_seconds.max(1)),
+        idle_timeout: Duration::from_secs(args.idle_timeout_seconds.max(1)),
+        max_connections: args.max_connections.max(1),
+        ..ServeOptions::default()
+    };
+    let limits = RequestLimits::new(
+        args.max_body_bytes,
+        Duration::from_secs(args.body_timeout_seconds.max(1)),
+    );
     let probe_listen = args.probe_listen.or_else(|| {
         ca_path
             .is_some()
@@ -152,7 +165,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         tokio::spawn(server::serve_plain(
             probes,
             server::probe_app(state.clone()),
-            ServeOptions::default(),
+            options,
             std::future::pending::<()>(),
         ));
     }
@@ -162,19 +175,21 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let state = state.clone();
         async move {
             wait_for_signal().await;
+            // A second signal during the drain means "now".
+            tokio::spawn(async {
+                let signal = wait_for_signal().await;
+                tracing::warn!(%signal, "second signal during shutdown: exiting now");
+                std::process::exit(128 + signal.number());
+            });
             state.begin_shutdown();
             tracing::info!(delay = ?shutdown_delay, "shutting down: readiness is false");
             tokio::time::sleep(shutdown_delay).await;
         }
     };
-    let options = ServeOptions {
-        drain_timeout: Duration::from_secs(args.drain_timeout_seconds),
-        ..ServeOptions::default()
-    };
     server::serve(
         listener,
         Arc::new(tls_config),
-        server::app(state),
+        server::app_with(state, &limits),
         options,
         shutdown,
     )
@@ -198,10 +213,12 @@ enum Source {
 /// cluster mode wherever a client can be inferred, the kube-rs way.
 async fn choose_source(args: &ServeArgs) -> anyhow::Result<Source> {
     Ok(match (args.cluster, &args.vmi_dir) {
-        (Some(true), _) => Source::Cluster(cluster::infer_client().await?),
+        (Some(true), _) => {
+            Source::Cluster(cluster::infer_client(args.kubeconfig.as_deref()).await?)
+        }
         (_, Some(dir)) => Source::Directory(dir.clone()),
         (Some(false), None) => Source::None("--cluster false and no --vmi-dir".to_owned()),
-        (None, None) => match cluster::infer_client().await {
+        (None, None) => match cluster::infer_client(args.kubeconfig.as_deref()).await {
             Ok(client) => Source::Cluster(client),
             Err(error) => Source::None(format!("{error:#}")),
         },
@@ -226,7 +243,9 @@ fn announce_embedded_default(address: SocketAddr, ca_path: &std::path::Path) {
     } else {
         address.to_string()
     };
-    eprintln!(
+    // A closed or full stderr must not stop the server: no `eprintln!`.
+    let _ = writeln!(
+        std::io::stderr(),
         "virt-sizer: serving https://{host} with a self-signed certificate; its CA is in {ca}\n\
          virt-sizer: dry run:  curl --cacert {ca} -H 'Content-Type: application/json' \
          --data-binary @examples/launcher-pod-dev.json https://{host}/mutate",
@@ -234,7 +253,32 @@ fn announce_embedded_default(address: SocketAddr, ca_path: &std::path::Path) {
     );
 }
 
-async fn wait_for_signal() {
+/// SIGINT or SIGTERM.
+#[derive(Debug, Clone, Copy)]
+enum Signal {
+    Interrupt,
+    Terminate,
+}
+
+impl Signal {
+    fn number(self) -> i32 {
+        match self {
+            Signal::Interrupt => 2,
+            Signal::Terminate => 15,
+        }
+    }
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Signal::Interrupt => "SIGINT",
+            Signal::Terminate => "SIGTERM",
+        })
+    }
+}
+
+async fn wait_for_signal() -> Signal {
     let interrupt = tokio::signal::ctrl_c();
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -247,8 +291,20 @@ async fn wait_for_signal() {
             }
         }
     };
-    tokio::select! {
-        _ = interrupt => tracing::info!("SIGINT"),
-        () = terminate => tracing::info!("SIGTERM"),
+    let signal = tokio::select! {
+        _ = interrupt => Signal::Interrupt,
+        () = terminate => Signal::Terminate,
+    };
+    tracing::info!(%signal, "signal");
+    signal
+}
+
+/// Raises the soft NOFILE limit to the hard one: each connection is a
+/// descriptor, and the common soft default (1024) is below
+/// `--max-connections` plus what the process itself holds.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open files limit"),
     }
 }

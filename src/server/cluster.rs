@@ -98,6 +98,9 @@ pub enum CacheState {
     Relisting,
     /// The last LIST or watch failed; retrying with backoff.
     Failing,
+    /// The API has no such resource (CRD not installed): empty; looking
+    /// again with backoff.
+    Absent,
 }
 
 impl CacheState {
@@ -109,6 +112,7 @@ impl CacheState {
             CacheState::Watching => "watching",
             CacheState::Relisting => "relisting",
             CacheState::Failing => "failing",
+            CacheState::Absent => "absent",
         }
     }
 }
@@ -131,6 +135,8 @@ struct HealthInner {
     last_error: Option<String>,
     /// The forbidden verb already logged at ERROR (once, not per retry).
     forbidden_logged: Option<&'static str>,
+    /// "No such resource" already logged (once, until it appears).
+    absent_logged: bool,
 }
 
 /// The metric handles of one cache (label `resource`).
@@ -160,6 +166,7 @@ impl CacheHealth {
                 failing_since: None,
                 last_error: None,
                 forbidden_logged: None,
+                absent_logged: false,
             }),
             metrics: OnceLock::new(),
         })
@@ -199,7 +206,8 @@ impl CacheHealth {
         })
     }
 
-    fn attach(&self, metrics: &Metrics) {
+    /// Hands the cache its metric handles (label `resource`).
+    pub fn attach(&self, metrics: &Metrics) {
         let labels = CacheLabels {
             resource: self.resource.to_owned(),
         };
@@ -243,6 +251,7 @@ impl CacheHealth {
         }
         inner.last_error = None;
         inner.forbidden_logged = None;
+        inner.absent_logged = false;
         drop(inner);
         if let Some(metrics) = self.metrics.get() {
             metrics
@@ -257,6 +266,27 @@ impl CacheHealth {
                 )
                 .unwrap_or(i64::MAX),
             );
+        }
+    }
+
+    /// The API has no such resource: synced and empty; said once.
+    fn absent(&self) {
+        let mut inner = self.lock();
+        if !std::mem::replace(&mut inner.absent_logged, true) {
+            tracing::info!(
+                resource = self.resource,
+                "the API has no such resource (its CRD is not installed): nothing to cache; looking again with backoff"
+            );
+        }
+        inner.synced = true;
+        inner.state = CacheState::Absent;
+        inner.failing_since = None;
+        inner.last_success = Some(Instant::now());
+        inner.last_error = None;
+        drop(inner);
+        if let Some(metrics) = self.metrics.get() {
+            metrics.objects.set(0);
+            metrics.failing.set(0);
         }
     }
 
@@ -290,7 +320,9 @@ impl CacheHealth {
                 retry_in_seconds = retry_in.as_secs(),
                 "watch cache failing; relisting with backoff"
             ),
-            None => tracing::debug!(resource = self.resource, %message, "watch cache still failing"),
+            None => {
+                tracing::debug!(resource = self.resource, %message, "watch cache still failing")
+            }
         }
         drop(inner);
         if let Some(metrics) = self.metrics.get() {
@@ -326,15 +358,29 @@ fn backoff(consecutive_failures: u32, max: Duration) -> Duration {
     base + base.mul_f64(f64::from(nanos % 1000) / 2000.0)
 }
 
+/// What a watch cache tells its owner after applying events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CacheEvent {
+    /// A LIST completed: the store holds everything.
+    Listed,
+    /// The watch added, changed or deleted an object.
+    Changed,
+    /// The API has no such resource (its CRD is not installed): the store
+    /// is empty, and the cache keeps retrying so a later install is seen.
+    Absent,
+}
+
 /// Keeps `writer` a copy of what `api` lists, forever: see the module
-/// documentation for how it stays fresh.
-async fn run_cache<K>(
+/// documentation for how it stays fresh. `on_event` runs after each change
+/// is applied to the store.
+pub(crate) async fn run_cache<K>(
     api: Api<K>,
     mut writer: Writer<K>,
     store: Store<K>,
     health: Arc<CacheHealth>,
     options: CacheOptions,
     trim: fn(&mut K),
+    on_event: impl Fn(CacheEvent) + Send + 'static,
 ) where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
@@ -364,11 +410,15 @@ async fn run_cache<K>(
                     }
                     writer.apply_watcher_event(&event);
                     match event {
-                        watcher::Event::InitDone => health.success(true, store.len()),
+                        watcher::Event::InitDone => {
+                            health.success(true, store.len());
+                            on_event(CacheEvent::Listed);
+                        }
                         watcher::Event::Apply(_) | watcher::Event::Delete(_) => {
                             // The watch works: failures are behind us.
                             failures = 0;
                             health.success(false, store.len());
+                            on_event(CacheEvent::Changed);
                         }
                         watcher::Event::Init | watcher::Event::InitApply(_) => {}
                     }
@@ -382,7 +432,16 @@ async fn run_cache<K>(
                     failures = failures.saturating_add(1);
                     last_failure = Some(Instant::now());
                     let pause = backoff(failures, options.backoff_max);
-                    health.failure(&error, pause);
+                    if is_absent(&error) {
+                        // Nothing to cache: empty and in sync, as far as
+                        // anyone can tell. Looked for again after `pause`.
+                        writer.apply_watcher_event(&watcher::Event::Init);
+                        writer.apply_watcher_event(&watcher::Event::InitDone);
+                        health.absent();
+                        on_event(CacheEvent::Absent);
+                    } else {
+                        health.failure(&error, pause);
+                    }
                     tokio::time::sleep(pause).await;
                     break;
                 }
@@ -390,6 +449,11 @@ async fn run_cache<K>(
             }
         }
     }
+}
+
+/// A LIST answered 404: the resource's CRD is not installed.
+fn is_absent(error: &watcher::Error) -> bool {
+    matches!(error, watcher::Error::InitialListFailed(kube::Error::Api(status)) if status.is_not_found())
 }
 
 // === Fallback GETs ===
@@ -533,10 +597,14 @@ pub struct ApiGetter {
 
 impl VmiGetter for ApiGetter {
     fn get(&self, namespace: &str, name: &str) -> SharedBoxFuture<'static, Fetched<Value>> {
-        let api = Api::<DynamicObject>::namespaced_with(self.client.clone(), namespace, &self.resource);
+        let api =
+            Api::<DynamicObject>::namespaced_with(self.client.clone(), namespace, &self.resource);
         let name = name.to_owned();
         async move {
-            let found = api.get_opt(&name).await.map_err(|error| error.to_string())?;
+            let found = api
+                .get_opt(&name)
+                .await
+                .map_err(|error| error.to_string())?;
             found
                 .map(|object| {
                     serde_json::to_value(object)
@@ -584,7 +652,9 @@ impl<G: VmiGetter> CachedVmis<G> {
 
     async fn fetch(&self, namespace: &str, name: &str) -> Fetched<Value> {
         self.fallback
-            .get(format!("{namespace}/{name}"), || self.getter.get(namespace, name))
+            .get(format!("{namespace}/{name}"), || {
+                self.getter.get(namespace, name)
+            })
             .await
     }
 }
@@ -660,7 +730,10 @@ impl NamespaceGetter for Client {
         let api = Api::<Namespace>::all(self.clone());
         let name = name.to_owned();
         async move {
-            let found = api.get_opt(&name).await.map_err(|error| error.to_string())?;
+            let found = api
+                .get_opt(&name)
+                .await
+                .map_err(|error| error.to_string())?;
             Ok(found.map(|namespace| Arc::new(namespace.labels().clone())))
         }
         .boxed()
@@ -759,6 +832,7 @@ pub fn connect(
         vmi_health.clone(),
         options,
         trim_vmi,
+        |_| {},
     ));
 
     let namespace_writer = Writer::<Namespace>::new(());
@@ -771,6 +845,7 @@ pub fn connect(
         namespace_health.clone(),
         options,
         trim_namespace,
+        |_| {},
     ));
 
     let vmis = CachedVmis::new(
@@ -793,14 +868,24 @@ pub fn connect(
     )
 }
 
-/// The Kubernetes client `serve` runs with, found the kube-rs way
-/// (in-cluster configuration, else `KUBECONFIG`, else `~/.kube/config`).
+/// The Kubernetes client `serve` runs with: from `kubeconfig` when given,
+/// else found the kube-rs way (in-cluster configuration, else `KUBECONFIG`,
+/// else `~/.kube/config`).
 ///
 /// # Errors
 /// No configuration found, or one that does not make a client.
-pub async fn infer_client() -> anyhow::Result<Client> {
-    let config = kube::Config::infer()
-        .await
-        .context("no Kubernetes configuration (in-cluster, KUBECONFIG or ~/.kube/config)")?;
+pub async fn infer_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no Kubernetes configuration (in-cluster, KUBECONFIG or ~/.kube/config)")?,
+    };
     Client::try_from(config).context("building the Kubernetes client")
 }

@@ -7,17 +7,15 @@
 //! KubeVirt's defaults apply, and the watch keeps retrying so a KubeVirt
 //! installed later is picked up.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use futures::StreamExt as _;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use kube::runtime::reflector::{self, Store, store::Writer};
-use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::runtime::reflector::{Store, store::Writer};
 use kube::{Client, ResourceExt as _};
 use serde_json::{Value, json};
 
 use crate::server::AppState;
+use crate::server::cluster::{CacheEvent, CacheHealth, CacheOptions, run_cache};
 use crate::sizing::policy::KubevirtBaseline;
 
 /// The API resource of `kubevirt.io/v1` KubeVirt.
@@ -30,9 +28,9 @@ pub fn kubevirt_resource() -> ApiResource {
 }
 
 /// What the watch has seen, for `/readyz`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct KubevirtStatus {
-    synced: AtomicBool,
+    health: Arc<CacheHealth>,
     detail: Mutex<Detail>,
 }
 
@@ -42,15 +40,14 @@ struct Detail {
     source: Option<String>,
     /// Why the newest CR could not be read (the previous baseline stays).
     error: Option<String>,
-    /// The cluster has no KubeVirt CRD.
-    no_crd: bool,
 }
 
 impl KubevirtStatus {
-    /// Whether the first list has been applied (or the CRD is absent).
+    /// Whether the first list has been applied (or the CRD is absent), and
+    /// the watch has not been failing for too long.
     #[must_use]
     pub fn is_synced(&self) -> bool {
-        self.synced.load(Ordering::SeqCst)
+        self.health.is_ready()
     }
 
     /// The `/readyz` detail.
@@ -58,10 +55,9 @@ impl KubevirtStatus {
     pub fn detail(&self) -> Value {
         let detail = self.lock().clone();
         json!({
-            "synced": self.is_synced(),
             "source": detail.source,
-            "crdMissing": detail.no_crd,
             "error": detail.error,
+            "cache": self.health.detail(),
         })
     }
 
@@ -70,49 +66,30 @@ impl KubevirtStatus {
     }
 }
 
-/// Starts the watch; `state`'s policy follows the CR from now on.
-pub fn spawn(client: Client, state: AppState) -> Arc<KubevirtStatus> {
-    let status = Arc::new(KubevirtStatus::default());
+/// Starts the watch, with the same freshness rules as the VMI and
+/// Namespace caches; `state`'s policy follows the CR from now on.
+pub fn spawn(client: &Client, state: AppState, options: CacheOptions) -> Arc<KubevirtStatus> {
+    let health = CacheHealth::new("kubevirts", options.stale_after);
+    health.attach(state.metrics());
+    let status = Arc::new(KubevirtStatus {
+        health: health.clone(),
+        detail: Mutex::new(Detail::default()),
+    });
     let resource = kubevirt_resource();
     let writer = Writer::<DynamicObject>::new(resource.clone());
     let store = writer.as_reader();
-    let api = Api::<DynamicObject>::all_with(client, &resource);
-    let events = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(|object| object.managed_fields_mut().clear());
+    let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
     let watching = status.clone();
-    tokio::spawn(async move {
-        let stream = reflector::reflector(writer, events);
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(
-                    watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_),
-                ) => {
-                    watching.synced.store(true, Ordering::SeqCst);
-                    watching.lock().no_crd = false;
-                    apply(&store, &state, &watching);
-                }
-                Ok(_) => {}
-                Err(watcher::Error::InitialListFailed(kube::Error::Api(status)))
-                    if status.is_not_found() =>
-                {
-                    let first = !watching.lock().no_crd;
-                    if first {
-                        tracing::info!(
-                            "no KubeVirt CRD (kubevirts.kubevirt.io) on this cluster: KubeVirt's defaults are the baseline"
-                        );
-                    }
-                    watching.lock().no_crd = true;
-                    watching.synced.store(true, Ordering::SeqCst);
-                    update(&state, &watching, None, None);
-                }
-                Err(error) => {
-                    tracing::warn!(%error, resource = "kubevirts", "watch error; retrying with backoff");
-                }
-            }
-        }
-    });
+    let reader = store.clone();
+    tokio::spawn(run_cache(
+        api,
+        writer,
+        store,
+        health,
+        options,
+        |object: &mut DynamicObject| object.managed_fields_mut().clear(),
+        move |_: CacheEvent| apply(&reader, &state, &watching),
+    ));
     status
 }
 

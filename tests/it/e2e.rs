@@ -27,6 +27,7 @@
 //! | `cluster_inference` | `serve` with only `KUBECONFIG` runs in cluster mode |
 //! | `kubevirt_baseline` | the KubeVirt CR is the built-in policy's baseline |
 //! | `policy_webhook` | the policy ConfigMap is checked at apply time |
+//! | `stale_cache` | get + list without watch: recreated VMIs and relabelled namespaces are followed |
 
 mod api;
 mod cluster_inference;
@@ -41,4 +42,5 @@ mod overlays;
 mod policy_webhook;
 mod probes;
 mod reinvocation;
+mod stale_cache;
 mod webhook;
