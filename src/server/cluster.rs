@@ -321,7 +321,7 @@ impl CacheHealth {
                 "watch cache failing; relisting with backoff"
             ),
             None => {
-                tracing::debug!(resource = self.resource, %message, "watch cache still failing")
+                tracing::debug!(resource = self.resource, %message, "watch cache still failing");
             }
         }
         drop(inner);
