@@ -5,7 +5,8 @@
 //! The namespace the objects live in is made first (a dry run does not
 //! create it), the cert-manager kinds exist as minimal CRDs, and
 //! overlays/certs-script gets certs/out from certs/gen-certs.sh in a copy of
-//! the tree.
+//! the tree. Each component under `manifests/components` is applied on top
+//! of overlays/cert-manager (its CRDs, minimal, are in the fixtures too).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -84,6 +85,28 @@ async fn every_overlay_applies_with_a_server_side_dry_run() {
     overlays.sort();
     assert!(overlays.len() >= 3, "{overlays:?}");
     directories.extend(overlays);
+    // Each component, added to overlays/cert-manager as an operator adds it.
+    let mut components: Vec<String> = std::fs::read_dir(manifests.join("components"))
+        .expect("manifests/components")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    components.sort();
+    for component in components {
+        let dir = manifests.join("overlays").join(format!("with-{component}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(
+            dir.join("kustomization.yaml"),
+            format!("resources: [../cert-manager]\ncomponents: [../../components/{component}]\n"),
+        )
+        .expect("write");
+        directories.push(dir);
+    }
 
     let mut failures = Vec::new();
     for dir in &directories {
