@@ -35,6 +35,17 @@ pub enum Command {
     /// Capacity planning: what the scheduler reserves per VM under each
     /// profile, and how many VMs fit on a node.
     Plan(PlanArgs),
+    /// Print a shell completion script, e.g.
+    /// `virt-sizer completions bash > /etc/bash_completion.d/virt-sizer`.
+    Completions(CompletionsArgs),
+}
+
+/// `virt-sizer completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `virt-sizer review`.

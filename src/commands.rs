@@ -1,6 +1,7 @@
 //! Thin shells for the CLI verbs: they read files, call the pure core and
 //! print. Shared input handling lives here.
 
+pub mod completions;
 pub mod plan;
 pub mod policy;
 pub mod review;

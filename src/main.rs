@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Command::Test(args) => commands::test::run(args),
         Command::Policy(command) => commands::policy::run(command),
         Command::Plan(args) => commands::plan::run(args),
+        Command::Completions(args) => commands::completions::run(args),
     };
     match result {
         Ok(code) => code,

@@ -23,9 +23,9 @@
 //! Everything is pure: plain data in, values plus human explanations out.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use super::quantity::{Format, Quantity};
+use super::spelling::{Spelled as _, spelled};
 
 /// Pod annotation that overrides the Go runtime's `default_vcpus` (a float32
 /// number of vCPUs) for one sandbox. Kata's advice: set this **or** CPU
@@ -237,49 +237,19 @@ pub struct KataPodSizing {
 
 // === impls ===
 
-impl KataRuntime {
-    /// The policy spelling: `go`, `go-static` or `runtime-rs`.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Go => "go",
-            Self::GoStatic => "go-static",
-            Self::RuntimeRs => "runtime-rs",
-        }
-    }
+spelled!(KataRuntime {
+    "go" => KataRuntime::Go,
+    "go-static" => KataRuntime::GoStatic,
+    "runtime-rs" => KataRuntime::RuntimeRs,
+});
+spelled!(GuestMemory { "Ignore" => GuestMemory::Ignore, "Account" => GuestMemory::Account });
+spelled!(FillLimits { "None" => FillLimits::None, "FromRequests" => FillLimits::FromRequests });
 
+impl KataRuntime {
     /// Whether this is one of the Go runtimes (`go`, `go-static`).
     #[must_use]
     pub fn is_go(self) -> bool {
         matches!(self, Self::Go | Self::GoStatic)
-    }
-}
-
-impl fmt::Display for KataRuntime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl GuestMemory {
-    /// The policy spelling: `Ignore` or `Account`.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ignore => "Ignore",
-            Self::Account => "Account",
-        }
-    }
-}
-
-impl FillLimits {
-    /// The policy spelling: `None` or `FromRequests`.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "None",
-            Self::FromRequests => "FromRequests",
-        }
     }
 }
 

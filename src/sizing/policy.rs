@@ -35,14 +35,25 @@ use sha2::{Digest, Sha256};
 use yaml_serde::Value;
 
 mod baseline;
+mod leaves;
+mod parse;
+mod resolve;
 mod shape;
+
+use parse::{
+    Checker, ProfileOverrides, QuantityKind, ROOT, RawKata, RawKataClass, RawKataPods, RawKubevirt,
+    RawLabelSelector, RawLimitsRatio, RawPolicy, RawProfile, RawRequirement, RawRule, RawVmm,
+};
 
 pub use baseline::KubevirtBaseline;
 pub use shape::{UnknownField, closest_name, struct_fields};
 
+use kube::core::{Expression, SelectorExt as _};
+
 use super::gofloat;
-use super::kata::{FillLimits, GuestMemory, KataClass, KataRuntime, KataSettings, PodFixed};
+use super::kata::{KataClass, KataRuntime, KataSettings, PodFixed};
 use super::quantity::{Format, Quantity};
+use super::spelling::{Spelled, spelled};
 
 /// The only accepted `apiVersion`.
 pub const API_VERSION: &str = "virt-sizer.io/v1alpha1";
@@ -298,14 +309,17 @@ pub struct Rule {
     description: String,
 }
 
-/// A Kubernetes `metav1.LabelSelector`. An empty selector matches
-/// everything.
+/// A Kubernetes `metav1.LabelSelector` as the policy wrote it, matched by
+/// kube's [`Selector`](kube::core::Selector) (Kubernetes' semantics). An
+/// empty selector matches everything.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LabelSelector {
     /// `matchLabels`: every key must be present with exactly this value.
     pub match_labels: BTreeMap<String, String>,
     /// `matchExpressions`: every requirement must hold.
     pub match_expressions: Vec<LabelSelectorRequirement>,
+    /// The two above, compiled once.
+    compiled: kube::core::Selector,
 }
 
 /// One `matchExpressions` entry.
@@ -375,7 +389,41 @@ pub struct FieldError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyErrors(pub Vec<FieldError>);
 
+static KUBEVIRT_DEFAULT_PROFILE: LazyLock<Profile> =
+    LazyLock::new(|| Profile::kubevirt_defaults(DEFAULT_PROFILE));
+
+/// KubeVirt's own settings (reference §1.10) on the v1.6–v1.9 line, amd64.
+static KUBEVIRT_DEFAULT_SETTINGS: LazyLock<KubevirtSettings> = LazyLock::new(|| KubevirtSettings {
+    release: Release::V1_9,
+    release_text: "1.9".to_owned(),
+    architecture: "amd64".to_owned(),
+    binding_plugins: BTreeMap::new(),
+    auto_cpu_limit_namespace_selector: None,
+    newer_than_table: false,
+    newer_release: NewerRelease::AdmitUnchanged,
+    cluster_overhead_ratio: OverheadRatio::one(),
+});
+
 // === Public impls ===
+
+spelled!(GuestOverhead { "Request" => GuestOverhead::Request, "Omit" => GuestOverhead::Omit });
+spelled!(LimitsPolicy {
+    "None" => LimitsPolicy::None,
+    "EqualRequests" => LimitsPolicy::EqualRequests,
+    "Ratio" => LimitsPolicy::Ratio,
+});
+spelled!(Mode { "Enforce" => Mode::Enforce, "Shadow" => Mode::Shadow });
+spelled!(OnError { "Allow" => OnError::Allow, "Deny" => OnError::Deny });
+spelled!(NewerRelease {
+    "AdmitUnchanged" => NewerRelease::AdmitUnchanged,
+    "NewestKnown" => NewerRelease::NewestKnown,
+});
+spelled!(SelectorOperator {
+    "In" => SelectorOperator::In,
+    "NotIn" => SelectorOperator::NotIn,
+    "Exists" => SelectorOperator::Exists,
+    "DoesNotExist" => SelectorOperator::DoesNotExist,
+});
 
 impl ValidPolicy {
     /// Parses and validates a policy, collecting every problem.
@@ -544,155 +592,6 @@ impl ValidPolicy {
             .as_ref()
             .map(|baseline| baseline.digest.as_str())
     }
-
-    /// Recomputes `kubevirt`, `profiles` and `warnings` from what the file
-    /// wrote and the baseline.
-    fn resolve(&mut self) {
-        let written = &self.written;
-        let cr = self.baseline.as_deref();
-        let mut warnings = Vec::new();
-        let mut conflicts = Vec::new();
-        let mut conflict = |path: &str, ours: String, field: &str, theirs: String| {
-            if ours != theirs
-                && let Some(cr) = cr
-            {
-                conflicts.push(format!(
-                    "{path}: the policy's {ours} differs from the KubeVirt CR {} ({field} {theirs}); the policy wins",
-                    cr.source
-                ));
-            }
-        };
-
-        let mut settings = KUBEVIRT_DEFAULT_SETTINGS.clone();
-        let own = &written.kubevirt;
-        let release = own
-            .release
-            .clone()
-            .or_else(|| cr.and_then(|cr| cr.release.clone()));
-        if let (Some(ours), Some(theirs)) = (&own.release, cr.and_then(|cr| cr.release.as_ref())) {
-            conflict(
-                "kubevirt.release",
-                ours.text().to_owned(),
-                "status.observedKubeVirtVersion",
-                theirs.text().to_owned(),
-            );
-        }
-        match release {
-            Some(ReleaseName::Known(line, text)) => {
-                settings.release = line;
-                settings.release_text = text;
-            }
-            Some(ReleaseName::Newer(text)) => {
-                settings.release = Release::NEWEST;
-                settings.newer_than_table = true;
-                warnings.push(format!(
-                    "KubeVirt {text} is newer than virt-sizer's overhead table (1.5, 1.6-1.9, main): \
-                     a launcher Pod's kubevirt.io/memory-overhead-bytes is used as reported and the {} \
-                     line's formulas size the rest; a Pod without it is {}",
-                    Release::NEWEST.as_str(),
-                    match own.newer_release.unwrap_or(NewerRelease::AdmitUnchanged) {
-                        NewerRelease::AdmitUnchanged => {
-                            "admitted unchanged (kubevirt.newerRelease: AdmitUnchanged)"
-                        }
-                        NewerRelease::NewestKnown => {
-                            "sized with those formulas too (kubevirt.newerRelease: NewestKnown)"
-                        }
-                    }
-                ));
-                settings.release_text = text;
-            }
-            None => {}
-        }
-        if let Some(architecture) = &own.architecture {
-            settings.architecture.clone_from(architecture);
-        }
-        if let Some(cr) = cr {
-            settings.binding_plugins.clone_from(&cr.binding_plugins);
-        }
-        for (name, memory) in &own.binding_plugins {
-            if let Some(theirs) = cr.and_then(|cr| cr.binding_plugins.get(name)) {
-                conflict(
-                    &format!("kubevirt.bindingPlugins.{name}"),
-                    memory.to_string(),
-                    &format!("network.binding.{name}.computeResourceOverhead.requests.memory"),
-                    theirs.to_string(),
-                );
-            }
-            settings.binding_plugins.insert(name.clone(), *memory);
-        }
-        settings.auto_cpu_limit_namespace_selector = own
-            .auto_cpu_limit_namespace_selector
-            .clone()
-            .or_else(|| cr.and_then(|cr| cr.auto_cpu_limit_namespace_selector.clone()));
-        if let (Some(ours), Some(theirs)) = (
-            &own.auto_cpu_limit_namespace_selector,
-            cr.and_then(|cr| cr.auto_cpu_limit_namespace_selector.as_ref()),
-        ) {
-            conflict(
-                "kubevirt.autoCPULimitNamespaceLabelSelector",
-                ours.to_string(),
-                "autoCPULimitNamespaceLabelSelector",
-                theirs.to_string(),
-            );
-        }
-        settings.newer_release = own.newer_release.unwrap_or(NewerRelease::AdmitUnchanged);
-
-        // `default`'s unset fields: the CR's values, then KubeVirt's.
-        let mut base = Profile::kubevirt_defaults(DEFAULT_PROFILE);
-        if let Some(cr) = cr {
-            let default = &written.profiles[DEFAULT_PROFILE];
-            if let Some(ratio) = cr.cpu_allocation_ratio {
-                base.cpu_allocation_ratio = ratio;
-                if let Some(ours) = default.cpu_allocation_ratio {
-                    conflict(
-                        "profiles.default.cpuAllocationRatio",
-                        ours.to_string(),
-                        "developerConfiguration.cpuAllocationRatio",
-                        ratio.to_string(),
-                    );
-                }
-            }
-            if let Some(percent) = cr.memory_overcommit_percent {
-                base.memory_overcommit_percent = percent;
-                if let Some(ours) = default.memory_overcommit_percent {
-                    conflict(
-                        "profiles.default.memoryOvercommitPercent",
-                        ours.to_string(),
-                        "developerConfiguration.memoryOvercommit",
-                        percent.to_string(),
-                    );
-                }
-            }
-            if let Some(ratio) = &cr.overhead_ratio {
-                base.overhead_ratio = ratio.clone();
-                settings.cluster_overhead_ratio = ratio.clone();
-                if let Some(ours) = &default.overhead_ratio {
-                    conflict(
-                        "profiles.default.overheadRatio",
-                        ours.text.clone(),
-                        "additionalGuestMemoryOverheadRatio",
-                        ratio.text.clone(),
-                    );
-                }
-            }
-        }
-        let default = resolve(DEFAULT_PROFILE, &base, &written.profiles[DEFAULT_PROFILE]);
-        self.profiles = written
-            .profiles
-            .iter()
-            .map(|(name, own)| {
-                let profile = if name == DEFAULT_PROFILE {
-                    default.clone()
-                } else {
-                    resolve(name, &default, own)
-                };
-                (name.clone(), profile)
-            })
-            .collect();
-        warnings.append(&mut conflicts);
-        self.kubevirt = settings;
-        self.warnings = warnings;
-    }
 }
 
 impl ReleaseName {
@@ -760,51 +659,6 @@ impl Profile {
     }
 }
 
-impl GuestOverhead {
-    /// The policy spelling.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Request => "Request",
-            Self::Omit => "Omit",
-        }
-    }
-}
-
-impl LimitsPolicy {
-    /// The policy spelling.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "None",
-            Self::EqualRequests => "EqualRequests",
-            Self::Ratio => "Ratio",
-        }
-    }
-}
-
-impl Mode {
-    /// The policy spelling.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Enforce => "Enforce",
-            Self::Shadow => "Shadow",
-        }
-    }
-}
-
-impl OnError {
-    /// The policy spelling.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Allow => "Allow",
-            Self::Deny => "Deny",
-        }
-    }
-}
-
 impl Rule {
     /// Whether every selector of this rule matches `target` (the
     /// annotation plays no part in matching).
@@ -848,15 +702,35 @@ impl Rule {
 }
 
 impl LabelSelector {
+    /// A selector of these terms.
+    #[must_use]
+    pub fn new(
+        match_labels: BTreeMap<String, String>,
+        match_expressions: Vec<LabelSelectorRequirement>,
+    ) -> LabelSelector {
+        let mut compiled: kube::core::Selector = match_labels.clone().into_iter().collect();
+        compiled.extend(match_expressions.iter().map(|requirement| {
+            let (key, values) = (requirement.key.clone(), requirement.values.iter().cloned());
+            match requirement.operator {
+                SelectorOperator::In => Expression::In(key, values.collect()),
+                SelectorOperator::NotIn => Expression::NotIn(key, values.collect()),
+                SelectorOperator::Exists => Expression::Exists(key),
+                SelectorOperator::DoesNotExist => Expression::DoesNotExist(key),
+            }
+        }));
+        LabelSelector {
+            match_labels,
+            match_expressions,
+            compiled,
+        }
+    }
+
     /// Kubernetes label-selector matching: every `matchLabels` pair and
     /// every requirement must hold; an empty selector matches everything.
     /// `NotIn` also matches when the key is absent.
     #[must_use]
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.match_labels
-            .iter()
-            .all(|(key, value)| labels.get(key) == Some(value))
-            && self.match_expressions.iter().all(|r| r.matches(labels))
+        self.compiled.matches(labels)
     }
 
     /// Whether the selector has no terms (matches everything).
@@ -883,20 +757,6 @@ impl fmt::Display for LabelSelector {
     }
 }
 
-impl LabelSelectorRequirement {
-    /// Whether `labels` satisfy this requirement.
-    #[must_use]
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let value = labels.get(&self.key);
-        match self.operator {
-            SelectorOperator::In => value.is_some_and(|v| self.values.contains(v)),
-            SelectorOperator::NotIn => value.is_none_or(|v| !self.values.contains(v)),
-            SelectorOperator::Exists => value.is_some(),
-            SelectorOperator::DoesNotExist => value.is_none(),
-        }
-    }
-}
-
 impl fmt::Display for LabelSelectorRequirement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.operator {
@@ -904,19 +764,6 @@ impl fmt::Display for LabelSelectorRequirement {
             SelectorOperator::NotIn => write!(f, "{} notin ({})", self.key, self.values.join(",")),
             SelectorOperator::Exists => f.write_str(&self.key),
             SelectorOperator::DoesNotExist => write!(f, "!{}", self.key),
-        }
-    }
-}
-
-impl SelectorOperator {
-    /// The Kubernetes spelling.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::In => "In",
-            Self::NotIn => "NotIn",
-            Self::Exists => "Exists",
-            Self::DoesNotExist => "DoesNotExist",
         }
     }
 }
@@ -950,1015 +797,6 @@ impl fmt::Display for PolicyErrors {
 }
 
 impl std::error::Error for PolicyErrors {}
-
-// === Raw (shape-only) policy ===
-//
-// Leaves stay YAML values so that each one is checked on its own and every
-// problem is reported; unknown fields are collected through serde_ignored.
-
-/// Path used for problems with the document as a whole.
-const ROOT: &str = "(root)";
-
-static KUBEVIRT_DEFAULT_PROFILE: LazyLock<Profile> =
-    LazyLock::new(|| Profile::kubevirt_defaults(DEFAULT_PROFILE));
-
-/// KubeVirt's own settings (reference §1.10) on the v1.6–v1.9 line, amd64.
-static KUBEVIRT_DEFAULT_SETTINGS: LazyLock<KubevirtSettings> = LazyLock::new(|| KubevirtSettings {
-    release: Release::V1_9,
-    release_text: "1.9".to_owned(),
-    architecture: "amd64".to_owned(),
-    binding_plugins: BTreeMap::new(),
-    auto_cpu_limit_namespace_selector: None,
-    newer_than_table: false,
-    newer_release: NewerRelease::AdmitUnchanged,
-    cluster_overhead_ratio: OverheadRatio::one(),
-});
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", expecting = "a SizingPolicy mapping")]
-struct RawPolicy {
-    api_version: Option<Value>,
-    kind: Option<Value>,
-    kubevirt: Option<RawKubevirt>,
-    profiles: Option<BTreeMap<String, Option<RawProfile>>>,
-    rules: Option<Vec<RawRule>>,
-    on_error: Option<Value>,
-    kata: Option<RawKata>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", expecting = "a kubevirt mapping")]
-struct RawKubevirt {
-    release: Option<Value>,
-    architecture: Option<Value>,
-    binding_plugins: Option<BTreeMap<String, Value>>,
-    #[serde(rename = "autoCPULimitNamespaceLabelSelector")]
-    auto_cpu_limit_namespace_label_selector: Option<RawLabelSelector>,
-    newer_release: Option<Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", expecting = "a profile mapping")]
-struct RawProfile {
-    cpu_allocation_ratio: Option<Value>,
-    memory_overcommit_percent: Option<Value>,
-    guest_overhead: Option<Value>,
-    overhead_ratio: Option<Value>,
-    overhead_margin: Option<Value>,
-    limits: Option<Value>,
-    limits_ratio: Option<RawLimitsRatio>,
-    mode: Option<Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(expecting = "a limitsRatio mapping {cpu, memory}")]
-struct RawLimitsRatio {
-    cpu: Option<Value>,
-    memory: Option<Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", expecting = "a rule mapping")]
-struct RawRule {
-    namespaces: Option<Vec<Value>>,
-    namespace_selector: Option<RawLabelSelector>,
-    vm_selector: Option<RawLabelSelector>,
-    profile: Option<Value>,
-    allowed_profiles: Option<Vec<Value>>,
-}
-
-#[derive(Deserialize)]
-#[serde(
-    rename_all = "camelCase",
-    expecting = "a label selector mapping {matchLabels, matchExpressions}"
-)]
-struct RawLabelSelector {
-    match_labels: Option<BTreeMap<String, Value>>,
-    match_expressions: Option<Vec<RawRequirement>>,
-}
-
-#[derive(Deserialize)]
-#[serde(expecting = "a selector requirement mapping {key, operator, values}")]
-struct RawRequirement {
-    key: Option<Value>,
-    operator: Option<Value>,
-    values: Option<Vec<Value>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", expecting = "a kata mapping")]
-struct RawKata {
-    runtime_classes: Option<BTreeMap<String, Option<RawKataClass>>>,
-    pods: Option<RawKataPods>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", expecting = "a kata runtime class mapping")]
-struct RawKataClass {
-    runtime: Option<Value>,
-    default_vcpus: Option<Value>,
-    default_memory: Option<Value>,
-    overhead_vcpus: Option<Value>,
-    overhead_memory: Option<Value>,
-    sandbox_cgroup_only: Option<Value>,
-    vmm: Option<RawVmm>,
-    guest_memory: Option<Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(expecting = "a vmm mapping {cpu, memory}")]
-struct RawVmm {
-    cpu: Option<Value>,
-    memory: Option<Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", expecting = "a kata pods mapping")]
-struct RawKataPods {
-    fill_limits: Option<Value>,
-    min_memory: Option<Value>,
-}
-
-/// A profile's own (not inherited) values, each `None` when absent or
-/// invalid.
-#[derive(Debug, Clone, PartialEq, Default)]
-struct ProfileOverrides {
-    cpu_allocation_ratio: Option<u32>,
-    memory_overcommit_percent: Option<u32>,
-    guest_overhead: Option<GuestOverhead>,
-    overhead_ratio: Option<OverheadRatio>,
-    overhead_margin: Option<Quantity>,
-    limits: Option<LimitsPolicy>,
-    limits_ratio_cpu: Option<Quantity>,
-    limits_ratio_memory: Option<Quantity>,
-    mode: Option<Mode>,
-}
-
-/// What kind of quantity a field holds, for its checks.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum QuantityKind {
-    /// CPU: ≥ 0, at most `i64::MAX` millicores.
-    Cpu,
-    /// Memory: ≥ 0, whole bytes, at most `i64::MAX` bytes.
-    Memory,
-    /// Memory in whole MiB (Kata's `default_memory`, `overhead_memory`).
-    MemoryMib,
-}
-
-// === Semantic checks ===
-
-/// Collects problems while converting the raw policy.
-struct Checker {
-    errors: Vec<FieldError>,
-}
-
-impl Checker {
-    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(FieldError::new(path, message));
-    }
-
-    /// Converts the whole raw policy; `None` only when a required part could
-    /// not be built (the errors say why).
-    fn policy(&mut self, raw: &RawPolicy, digest: String) -> Option<ValidPolicy> {
-        let api_version = self.fixed_string("apiVersion", raw.api_version.as_ref(), API_VERSION);
-        self.fixed_string("kind", raw.kind.as_ref(), KIND);
-        let written = Written {
-            kubevirt: self.kubevirt(raw.kubevirt.as_ref()),
-            profiles: self.profiles(raw.profiles.as_ref()),
-        };
-        let rules = self.rules(raw.rules.as_deref().unwrap_or_default(), &written.profiles);
-        let on_error = raw.on_error.as_ref().map_or(Some(OnError::Allow), |v| {
-            self.keyword(
-                "onError",
-                v,
-                &[("Allow", OnError::Allow), ("Deny", OnError::Deny)],
-            )
-        });
-        let kata = self.kata(raw.kata.as_ref());
-        let mut policy = ValidPolicy {
-            api_version: api_version?,
-            kubevirt: KUBEVIRT_DEFAULT_SETTINGS.clone(),
-            profiles: BTreeMap::new(),
-            rules,
-            on_error: on_error?,
-            kata,
-            digest,
-            baseline: None,
-            warnings: Vec::new(),
-            written: Arc::new(written),
-        };
-        policy.resolve();
-        Some(policy)
-    }
-
-    /// A required string field with exactly one allowed value.
-    fn fixed_string(
-        &mut self,
-        path: &str,
-        value: Option<&Value>,
-        expected: &str,
-    ) -> Option<String> {
-        let Some(value) = value else {
-            self.error(path, format!("required, must be {expected:?}"));
-            return None;
-        };
-        let text = self.string(path, value)?;
-        if text == expected {
-            Some(text)
-        } else {
-            self.error(path, format!("must be {expected:?}, got {text:?}"));
-            None
-        }
-    }
-
-    fn kubevirt(&mut self, raw: Option<&RawKubevirt>) -> KubevirtOverrides {
-        let mut own = KubevirtOverrides::default();
-        let Some(raw) = raw else { return own };
-        if let Some(value) = &raw.release {
-            own.release = self.release("kubevirt.release", value);
-        }
-        if let Some(value) = &raw.architecture
-            && let Some(arch) = self.string("kubevirt.architecture", value)
-        {
-            if ["amd64", "arm64", "s390x", "ppc64le"].contains(&arch.as_str()) {
-                own.architecture = Some(arch);
-            } else {
-                self.error(
-                    "kubevirt.architecture",
-                    format!("must be one of amd64, arm64, s390x, ppc64le, got {arch:?}"),
-                );
-            }
-        }
-        for (name, value) in raw.binding_plugins.iter().flatten() {
-            let path = format!("kubevirt.bindingPlugins.{name}");
-            if name.is_empty() {
-                self.error(&path, "binding plugin name must not be empty");
-            }
-            if let Some(q) = self.quantity(&path, value, QuantityKind::Memory) {
-                own.binding_plugins.insert(name.clone(), q);
-            }
-        }
-        own.auto_cpu_limit_namespace_selector = raw
-            .auto_cpu_limit_namespace_label_selector
-            .as_ref()
-            .map(|s| self.selector("kubevirt.autoCPULimitNamespaceLabelSelector", s));
-        if let Some(value) = &raw.newer_release {
-            own.newer_release = self.keyword(
-                "kubevirt.newerRelease",
-                value,
-                &[
-                    ("AdmitUnchanged", NewerRelease::AdmitUnchanged),
-                    ("NewestKnown", NewerRelease::NewestKnown),
-                ],
-            );
-        }
-        own
-    }
-
-    /// A release line: `"1.5"` … `"1.9"`, `"main"`, `v1.9.0`, or a release
-    /// beyond the table (`"1.10"`, `v1.10.0`, `v2.0.0`), which is accepted
-    /// and sized as [`ReleaseName::Newer`].
-    fn release(&mut self, path: &str, value: &Value) -> Option<ReleaseName> {
-        let (text, is_number) = self.scalar_text(path, value)?;
-        if let Some(release) = parse_release(&text) {
-            return Some(release);
-        }
-        let hint = if is_number {
-            format!(
-                " (read as the YAML number {text}; write the release quoted, e.g. release: \"1.9\")"
-            )
-        } else {
-            String::new()
-        };
-        self.error(
-            path,
-            format!(
-                "must be one of \"1.5\", \"1.6\", \"1.7\", \"1.8\", \"1.9\", \"main\" or a newer \"1.N\", got {text:?}{hint}"
-            ),
-        );
-        None
-    }
-
-    /// Every profile's own values, checked; resolution against `default`
-    /// and the baseline happens in [`ValidPolicy::resolve`].
-    fn profiles(
-        &mut self,
-        raw: Option<&BTreeMap<String, Option<RawProfile>>>,
-    ) -> BTreeMap<String, ProfileOverrides> {
-        let empty = BTreeMap::new();
-        let raw = raw.unwrap_or(&empty);
-        let mut overrides: BTreeMap<String, ProfileOverrides> = BTreeMap::new();
-        for (name, profile) in raw {
-            self.name(&format!("profiles.{name}"), name, "profile name");
-            let parsed = profile
-                .as_ref()
-                .map(|p| self.profile_overrides(&format!("profiles.{name}"), p))
-                .unwrap_or_default();
-            overrides.insert(name.clone(), parsed);
-        }
-        overrides.entry(DEFAULT_PROFILE.to_owned()).or_default();
-
-        // Report a ratio-less `limits: Ratio` where it is written (or on
-        // `default`): a profile that inherits it shares default's problem.
-        // No baseline field bears on limits, so this holds under any.
-        let default = &overrides[DEFAULT_PROFILE];
-        for (name, own) in &overrides {
-            let limits = own.limits.or(default.limits);
-            let has_ratio = own.limits_ratio_cpu.is_some()
-                || own.limits_ratio_memory.is_some()
-                || default.limits_ratio_cpu.is_some()
-                || default.limits_ratio_memory.is_some();
-            if limits == Some(LimitsPolicy::Ratio)
-                && !has_ratio
-                && (name == DEFAULT_PROFILE || own.limits.is_some())
-            {
-                self.error(
-                    format!("profiles.{name}.limitsRatio"),
-                    "limits: Ratio needs limitsRatio.cpu or limitsRatio.memory (set here or in profile default)",
-                );
-            }
-        }
-        overrides
-    }
-
-    fn profile_overrides(&mut self, base: &str, raw: &RawProfile) -> ProfileOverrides {
-        let path = |field: &str| format!("{base}.{field}");
-        let mut own = ProfileOverrides::default();
-        if let Some(v) = &raw.cpu_allocation_ratio {
-            own.cpu_allocation_ratio = self.integer_at_least(&path("cpuAllocationRatio"), v, 1);
-        }
-        if let Some(v) = &raw.memory_overcommit_percent {
-            own.memory_overcommit_percent =
-                self.integer_at_least(&path("memoryOvercommitPercent"), v, 10);
-        }
-        if let Some(v) = &raw.guest_overhead {
-            own.guest_overhead = self.keyword(
-                &path("guestOverhead"),
-                v,
-                &[
-                    ("Request", GuestOverhead::Request),
-                    ("Omit", GuestOverhead::Omit),
-                ],
-            );
-        }
-        if let Some(v) = &raw.overhead_ratio {
-            own.overhead_ratio = self.overhead_ratio(&path("overheadRatio"), v);
-        }
-        if let Some(v) = &raw.overhead_margin {
-            own.overhead_margin = self.quantity(&path("overheadMargin"), v, QuantityKind::Memory);
-        }
-        if let Some(v) = &raw.limits {
-            own.limits = self.keyword(
-                &path("limits"),
-                v,
-                &[
-                    ("None", LimitsPolicy::None),
-                    ("EqualRequests", LimitsPolicy::EqualRequests),
-                    ("Ratio", LimitsPolicy::Ratio),
-                ],
-            );
-        }
-        if let Some(ratio) = &raw.limits_ratio {
-            if let Some(v) = &ratio.cpu {
-                own.limits_ratio_cpu = self.ratio_decimal(&path("limitsRatio.cpu"), v);
-            }
-            if let Some(v) = &ratio.memory {
-                own.limits_ratio_memory = self.ratio_decimal(&path("limitsRatio.memory"), v);
-            }
-        }
-        if let Some(v) = &raw.mode {
-            own.mode = self.keyword(
-                &path("mode"),
-                v,
-                &[("Enforce", Mode::Enforce), ("Shadow", Mode::Shadow)],
-            );
-        }
-        own
-    }
-
-    /// `overheadRatio`: a Go float ≥ 1.0, finite.
-    fn overhead_ratio(&mut self, path: &str, value: &Value) -> Option<OverheadRatio> {
-        let (text, _) = self.scalar_text(path, value)?;
-        // gofloat::parse refuses NaN, infinities and negative values.
-        let Some(value) = gofloat::parse(&text) else {
-            self.error(
-                path,
-                format!("must be a decimal number ≥ 1.0, got {text:?}"),
-            );
-            return None;
-        };
-        if value < 1.0 {
-            self.error(path, format!("must be ≥ 1.0, got {text:?}"));
-            return None;
-        }
-        Some(OverheadRatio { text, value })
-    }
-
-    /// `limitsRatio.*`: a plain decimal ≥ 1 (`"1.5"`, `2`), kept exact.
-    fn ratio_decimal(&mut self, path: &str, value: &Value) -> Option<Quantity> {
-        let (text, _) = self.scalar_text(path, value)?;
-        let (whole, fraction) = text.split_once('.').unwrap_or((text.as_str(), "0"));
-        let plain = !whole.is_empty()
-            && !fraction.is_empty()
-            && whole.bytes().all(|b| b.is_ascii_digit())
-            && fraction.bytes().all(|b| b.is_ascii_digit());
-        let quantity = if plain {
-            Quantity::parse(&text).ok()
-        } else {
-            None
-        };
-        match quantity {
-            Some(q) if q.nanos() >= NANOS_PER_UNIT && q.value() <= 1_000_000 => Some(q),
-            Some(_) => {
-                self.error(path, format!("must be between 1 and 1000000, got {text:?}"));
-                None
-            }
-            None => {
-                self.error(
-                    path,
-                    format!("must be a plain decimal number ≥ 1 such as \"1.5\", got {text:?}"),
-                );
-                None
-            }
-        }
-    }
-
-    fn rules(
-        &mut self,
-        raw: &[RawRule],
-        profiles: &BTreeMap<String, ProfileOverrides>,
-    ) -> Vec<Rule> {
-        let known = || {
-            profiles
-                .keys()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let mut rules = Vec::with_capacity(raw.len());
-        for (index, rule) in raw.iter().enumerate() {
-            let base = format!("rules[{index}]");
-            let mut namespaces = Vec::new();
-            if let Some(list) = &rule.namespaces {
-                if list.is_empty() {
-                    self.error(
-                        format!("{base}.namespaces"),
-                        "must not be empty (leave the field out to match every namespace)",
-                    );
-                }
-                for (i, value) in list.iter().enumerate() {
-                    let path = format!("{base}.namespaces[{i}]");
-                    let Some(text) = self.string(&path, value) else {
-                        continue;
-                    };
-                    if text.is_empty() {
-                        self.error(&path, "must not be empty");
-                        continue;
-                    }
-                    match glob::Pattern::new(&text) {
-                        Ok(pattern) => namespaces.push(pattern),
-                        Err(error) => self.error(
-                            &path,
-                            format!(
-                                "invalid glob {text:?}: {} at position {}",
-                                error.msg, error.pos
-                            ),
-                        ),
-                    }
-                }
-            }
-            let namespace_selector = rule
-                .namespace_selector
-                .as_ref()
-                .map(|s| self.selector(&format!("{base}.namespaceSelector"), s));
-            let vm_selector = rule
-                .vm_selector
-                .as_ref()
-                .map(|s| self.selector(&format!("{base}.vmSelector"), s));
-            let profile = match &rule.profile {
-                None => {
-                    self.error(format!("{base}.profile"), "required");
-                    String::new()
-                }
-                Some(value) => {
-                    let name = self
-                        .string(&format!("{base}.profile"), value)
-                        .unwrap_or_default();
-                    if !name.is_empty() && !profiles.contains_key(&name) {
-                        self.error(
-                            format!("{base}.profile"),
-                            format!("unknown profile {name:?} (profiles: {})", known()),
-                        );
-                    }
-                    name
-                }
-            };
-            let mut allowed_profiles = Vec::new();
-            for (i, value) in rule.allowed_profiles.iter().flatten().enumerate() {
-                let path = format!("{base}.allowedProfiles[{i}]");
-                let Some(name) = self.string(&path, value) else {
-                    continue;
-                };
-                if profiles.contains_key(&name) {
-                    allowed_profiles.push(name);
-                } else {
-                    self.error(
-                        &path,
-                        format!("unknown profile {name:?} (profiles: {})", known()),
-                    );
-                }
-            }
-            let mut rule = Rule {
-                index,
-                namespaces,
-                namespace_selector,
-                vm_selector,
-                profile,
-                allowed_profiles,
-                description: String::new(),
-            };
-            rule.description = rule.render_description();
-            rules.push(rule);
-        }
-        rules
-    }
-
-    /// A `metav1.LabelSelector` with Kubernetes' validation
-    /// (`ValidateLabelSelector`).
-    fn selector(&mut self, base: &str, raw: &RawLabelSelector) -> LabelSelector {
-        let mut selector = LabelSelector::default();
-        for (key, value) in raw.match_labels.iter().flatten() {
-            let path = format!("{base}.matchLabels.{key}");
-            self.label_key(&path, key);
-            let Some(text) = self.string(&path, value) else {
-                continue;
-            };
-            self.label_value(&path, &text);
-            selector.match_labels.insert(key.clone(), text);
-        }
-        for (index, requirement) in raw.match_expressions.iter().flatten().enumerate() {
-            let path = format!("{base}.matchExpressions[{index}]");
-            if let Some(parsed) = self.requirement(&path, requirement) {
-                selector.match_expressions.push(parsed);
-            }
-        }
-        selector
-    }
-
-    /// One `matchExpressions` entry, with Kubernetes' checks on the values.
-    fn requirement(
-        &mut self,
-        path: &str,
-        raw: &RawRequirement,
-    ) -> Option<LabelSelectorRequirement> {
-        let key = match &raw.key {
-            None => {
-                self.error(format!("{path}.key"), "required");
-                None
-            }
-            Some(v) => self
-                .string(&format!("{path}.key"), v)
-                .inspect(|k| self.label_key(&format!("{path}.key"), k)),
-        };
-        let operator = match &raw.operator {
-            None => {
-                self.error(format!("{path}.operator"), "required");
-                None
-            }
-            Some(v) => self.keyword(
-                &format!("{path}.operator"),
-                v,
-                &[
-                    ("In", SelectorOperator::In),
-                    ("NotIn", SelectorOperator::NotIn),
-                    ("Exists", SelectorOperator::Exists),
-                    ("DoesNotExist", SelectorOperator::DoesNotExist),
-                ],
-            ),
-        };
-        let mut values = Vec::new();
-        for (i, value) in raw.values.iter().flatten().enumerate() {
-            let value_path = format!("{path}.values[{i}]");
-            if let Some(text) = self.string(&value_path, value) {
-                self.label_value(&value_path, &text);
-                values.push(text);
-            }
-        }
-        let n_values = raw.values.as_ref().map_or(0, Vec::len);
-        match operator {
-            Some(SelectorOperator::In | SelectorOperator::NotIn) if n_values == 0 => {
-                self.error(
-                    format!("{path}.values"),
-                    "must be specified when operator is In or NotIn",
-                );
-            }
-            Some(SelectorOperator::Exists | SelectorOperator::DoesNotExist) if n_values > 0 => {
-                self.error(
-                    format!("{path}.values"),
-                    "may not be specified when operator is Exists or DoesNotExist",
-                );
-            }
-            _ => {}
-        }
-        Some(LabelSelectorRequirement {
-            key: key?,
-            operator: operator?,
-            values,
-        })
-    }
-
-    fn kata(&mut self, raw: Option<&RawKata>) -> KataSettings {
-        let mut settings = KataSettings::default();
-        let Some(raw) = raw else { return settings };
-        for (handler, class) in raw.runtime_classes.iter().flatten() {
-            let base = format!("kata.runtimeClasses.{handler}");
-            self.dns_label(&base, handler);
-            let Some(class) = class else {
-                self.error(format!("{base}.runtime"), "required");
-                self.error(format!("{base}.vmm"), "required");
-                continue;
-            };
-            if let Some(parsed) = self.kata_class(&base, handler, class) {
-                settings.runtime_classes.insert(handler.clone(), parsed);
-            }
-        }
-        if let Some(pods) = &raw.pods {
-            if let Some(v) = &pods.fill_limits {
-                settings.pods.fill_limits = self
-                    .keyword(
-                        "kata.pods.fillLimits",
-                        v,
-                        &[
-                            ("None", FillLimits::None),
-                            ("FromRequests", FillLimits::FromRequests),
-                        ],
-                    )
-                    .unwrap_or(settings.pods.fill_limits);
-            }
-            if let Some(v) = &pods.min_memory {
-                settings.pods.min_memory = self
-                    .quantity("kata.pods.minMemory", v, QuantityKind::Memory)
-                    .unwrap_or(settings.pods.min_memory);
-            }
-        }
-        settings
-    }
-
-    fn kata_class(&mut self, base: &str, handler: &str, raw: &RawKataClass) -> Option<KataClass> {
-        let path = |field: &str| format!("{base}.{field}");
-        let runtime = match &raw.runtime {
-            None => {
-                self.error(path("runtime"), "required: go, go-static or runtime-rs");
-                None
-            }
-            Some(v) => self.keyword(
-                &path("runtime"),
-                v,
-                &[
-                    ("go", KataRuntime::Go),
-                    ("go-static", KataRuntime::GoStatic),
-                    ("runtime-rs", KataRuntime::RuntimeRs),
-                ],
-            ),
-        };
-        let vmm = self.vmm(base, raw.vmm.as_ref());
-        let default_vcpus = self.optional_quantity(
-            &path("defaultVcpus"),
-            raw.default_vcpus.as_ref(),
-            QuantityKind::Cpu,
-        );
-        let default_memory = self.optional_quantity(
-            &path("defaultMemory"),
-            raw.default_memory.as_ref(),
-            QuantityKind::MemoryMib,
-        );
-        let overhead_vcpus = self.optional_quantity(
-            &path("overheadVcpus"),
-            raw.overhead_vcpus.as_ref(),
-            QuantityKind::Cpu,
-        );
-        let overhead_memory = self.optional_quantity(
-            &path("overheadMemory"),
-            raw.overhead_memory.as_ref(),
-            QuantityKind::MemoryMib,
-        );
-        let sandbox_cgroup_only = raw
-            .sandbox_cgroup_only
-            .as_ref()
-            .and_then(|v| self.boolean(&path("sandboxCgroupOnly"), v));
-        let guest_memory = raw.guest_memory.as_ref().and_then(|v| {
-            self.keyword(
-                &path("guestMemory"),
-                v,
-                &[
-                    ("Ignore", GuestMemory::Ignore),
-                    ("Account", GuestMemory::Account),
-                ],
-            )
-        });
-
-        let runtime = runtime?;
-        if runtime != KataRuntime::RuntimeRs {
-            for (field, value) in [
-                ("overheadVcpus", &raw.overhead_vcpus),
-                ("overheadMemory", &raw.overhead_memory),
-            ] {
-                if value.is_some() {
-                    self.error(
-                        path(field),
-                        format!(
-                            "only valid with runtime: runtime-rs (4.x), not {}",
-                            runtime.as_str()
-                        ),
-                    );
-                }
-            }
-        }
-        let mut class = KataClass::with_defaults(handler, runtime, vmm?);
-        if let Some(q) = default_vcpus {
-            class.default_vcpus = q;
-        }
-        if let Some(q) = default_memory {
-            class.default_memory = q;
-        }
-        if runtime == KataRuntime::RuntimeRs {
-            class.overhead_vcpus = overhead_vcpus.or(class.overhead_vcpus);
-            class.overhead_memory = overhead_memory.or(class.overhead_memory);
-        }
-        if let Some(flag) = sandbox_cgroup_only {
-            class.sandbox_cgroup_only = flag;
-        }
-        if let Some(mode) = guest_memory {
-            class.guest_memory = mode;
-        }
-        Some(class)
-    }
-
-    /// `vmm`: required, with both `cpu` and `memory`.
-    fn vmm(&mut self, base: &str, raw: Option<&RawVmm>) -> Option<PodFixed> {
-        let Some(vmm) = raw else {
-            self.error(
-                format!("{base}.vmm"),
-                "required: the host-side VMM cost {cpu, memory}",
-            );
-            return None;
-        };
-        let cpu = self.required_quantity(
-            &format!("{base}.vmm.cpu"),
-            vmm.cpu.as_ref(),
-            QuantityKind::Cpu,
-        );
-        let memory = self.required_quantity(
-            &format!("{base}.vmm.memory"),
-            vmm.memory.as_ref(),
-            QuantityKind::Memory,
-        );
-        Some(PodFixed {
-            cpu: cpu?,
-            memory: memory?,
-        })
-    }
-
-    // --- leaf conversions ---
-
-    fn string(&mut self, path: &str, value: &Value) -> Option<String> {
-        if let Value::String(text) = value {
-            Some(text.clone())
-        } else {
-            let hint = if matches!(value, Value::Number(_) | Value::Bool(_)) {
-                " (quote it)"
-            } else {
-                ""
-            };
-            self.error(
-                path,
-                format!("expected a string, got {}{hint}", describe(value)),
-            );
-            None
-        }
-    }
-
-    /// A string or a number, as text (numbers in their shortest decimal
-    /// form), and whether it was a number.
-    fn scalar_text(&mut self, path: &str, value: &Value) -> Option<(String, bool)> {
-        match value {
-            Value::String(text) => Some((text.clone(), false)),
-            Value::Number(number) => Some((number.to_string(), true)),
-            other => {
-                self.error(
-                    path,
-                    format!("expected a string or a number, got {}", describe(other)),
-                );
-                None
-            }
-        }
-    }
-
-    fn boolean(&mut self, path: &str, value: &Value) -> Option<bool> {
-        if let Value::Bool(flag) = value {
-            Some(*flag)
-        } else {
-            self.error(
-                path,
-                format!("expected true or false, got {}", describe(value)),
-            );
-            None
-        }
-    }
-
-    fn integer_at_least(&mut self, path: &str, value: &Value, minimum: u32) -> Option<u32> {
-        let parsed = match value {
-            Value::Number(n) => n.as_u64().map(|n| u32::try_from(n).ok()),
-            _ => None,
-        };
-        match parsed {
-            Some(Some(n)) if n >= minimum => Some(n),
-            Some(Some(n)) => {
-                self.error(path, format!("must be ≥ {minimum}, got {n}"));
-                None
-            }
-            Some(None) => {
-                self.error(
-                    path,
-                    format!("must be at most {}, got {}", u32::MAX, describe(value)),
-                );
-                None
-            }
-            None => {
-                self.error(
-                    path,
-                    format!("expected an integer ≥ {minimum}, got {}", describe(value)),
-                );
-                None
-            }
-        }
-    }
-
-    fn keyword<T: Copy>(&mut self, path: &str, value: &Value, allowed: &[(&str, T)]) -> Option<T> {
-        let names = || {
-            allowed
-                .iter()
-                .map(|(name, _)| *name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let Value::String(text) = value else {
-            self.error(
-                path,
-                format!("must be one of {}, got {}", names(), describe(value)),
-            );
-            return None;
-        };
-        if let Some((_, item)) = allowed.iter().find(|(name, _)| name == text) {
-            return Some(*item);
-        }
-        let hint = closest_name(
-            text,
-            &allowed.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
-        )
-        .map(|name| format!(" (did you mean {name}?)"))
-        .unwrap_or_default();
-        self.error(
-            path,
-            format!("must be one of {}, got {text:?}{hint}", names()),
-        );
-        None
-    }
-
-    fn required_quantity(
-        &mut self,
-        path: &str,
-        value: Option<&Value>,
-        kind: QuantityKind,
-    ) -> Option<Quantity> {
-        if value.is_none() {
-            self.error(path, "required");
-        }
-        self.optional_quantity(path, value, kind)
-    }
-
-    fn optional_quantity(
-        &mut self,
-        path: &str,
-        value: Option<&Value>,
-        kind: QuantityKind,
-    ) -> Option<Quantity> {
-        value.and_then(|v| self.quantity(path, v, kind))
-    }
-
-    /// A Kubernetes quantity (string or number) with the checks of `kind`.
-    fn quantity(&mut self, path: &str, value: &Value, kind: QuantityKind) -> Option<Quantity> {
-        let (text, _) = self.scalar_text(path, value)?;
-        let quantity = match Quantity::parse(&text) {
-            Ok(q) => q,
-            Err(error) => {
-                self.error(path, format!("invalid quantity {text:?}: {}", error.reason));
-                return None;
-            }
-        };
-        let nanos = quantity.nanos();
-        let problem = if quantity.is_negative() {
-            Some("must not be negative")
-        } else if kind != QuantityKind::Cpu && nanos % NANOS_PER_UNIT != 0 {
-            Some("must be a whole number of bytes")
-        } else if kind == QuantityKind::MemoryMib && quantity.value() % (1 << 20) != 0 {
-            Some("must be a whole number of MiB (Kata reads it in MiB)")
-        } else if (kind == QuantityKind::Cpu && quantity.milli_value() > MAX_UNITS)
-            || (kind != QuantityKind::Cpu && quantity.value() > MAX_UNITS)
-        {
-            Some("is larger than a Kubernetes quantity can be")
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
-            self.error(path, format!("{problem}, got {text:?}"));
-            return None;
-        }
-        Some(quantity)
-    }
-
-    /// A profile name: like a Kubernetes label value, non-empty.
-    fn name(&mut self, path: &str, name: &str, what: &str) {
-        if name.is_empty() || !is_label_value(name) {
-            self.error(
-                path,
-                format!(
-                    "invalid {what} {name:?}: must be 1–{MAX_NAME_LEN} characters of [A-Za-z0-9-_.], \
-                     starting and ending with a letter or digit"
-                ),
-            );
-        }
-    }
-
-    /// A `RuntimeClass` handler: an RFC 1123 DNS label.
-    fn dns_label(&mut self, path: &str, name: &str) {
-        if !is_dns_label(name) {
-            self.error(
-                path,
-                format!(
-                    "invalid runtime class handler {name:?}: must be a DNS label (1–63 lowercase letters, digits \
-                     or '-', starting and ending with a letter or digit)"
-                ),
-            );
-        }
-    }
-
-    /// A label key: `[prefix/]name` (`IsQualifiedName`).
-    fn label_key(&mut self, path: &str, key: &str) {
-        let (prefix, name) = match key.split_once('/') {
-            Some((prefix, name)) => (Some(prefix), name),
-            None => (None, key),
-        };
-        let prefix_ok = prefix.is_none_or(|p| p.len() <= 253 && p.split('.').all(is_dns_label));
-        if !prefix_ok || name.is_empty() || !is_label_value(name) || name.contains('/') {
-            self.error(
-                path,
-                format!(
-                    "invalid label key {key:?}: must be [DNS-subdomain prefix/]name, name 1–{MAX_NAME_LEN} \
-                     characters of [A-Za-z0-9-_.] starting and ending with a letter or digit"
-                ),
-            );
-        }
-    }
-
-    /// A label value (`IsValidLabelValue`): empty, or up to 63 characters.
-    fn label_value(&mut self, path: &str, value: &str) {
-        if !value.is_empty() && !is_label_value(value) {
-            self.error(
-                path,
-                format!(
-                    "invalid label value {value:?}: must be at most {MAX_NAME_LEN} characters of [A-Za-z0-9-_.], \
-                     starting and ending with a letter or digit"
-                ),
-            );
-        }
-    }
-}
-
-/// Applies a profile's own values over `base`.
-fn resolve(name: &str, base: &Profile, own: &ProfileOverrides) -> Profile {
-    Profile {
-        name: name.to_owned(),
-        cpu_allocation_ratio: own
-            .cpu_allocation_ratio
-            .unwrap_or(base.cpu_allocation_ratio),
-        memory_overcommit_percent: own
-            .memory_overcommit_percent
-            .unwrap_or(base.memory_overcommit_percent),
-        guest_overhead: own.guest_overhead.unwrap_or(base.guest_overhead),
-        overhead_ratio: own
-            .overhead_ratio
-            .clone()
-            .unwrap_or_else(|| base.overhead_ratio.clone()),
-        overhead_margin: own.overhead_margin.unwrap_or(base.overhead_margin),
-        limits: own.limits.unwrap_or(base.limits),
-        limits_ratio: LimitsRatio {
-            cpu: own.limits_ratio_cpu.or(base.limits_ratio.cpu),
-            memory: own.limits_ratio_memory.or(base.limits_ratio.memory),
-        },
-        mode: own.mode.unwrap_or(base.mode),
-    }
-}
 
 /// Reads a KubeVirt release as a policy writes it (`"1.9"`, `"main"`) or a
 /// cluster reports it (`v1.9.0`, `v1.10.0-rc.1`). `None` for anything else,
@@ -2002,42 +840,6 @@ fn digest_of(text: &str) -> String {
         let _ = write!(out, "{byte:02x}");
     }
     out
-}
-
-/// A YAML value for an error message: `string "x"`, `number 3`, …
-fn describe(value: &Value) -> String {
-    match value {
-        Value::Null => "null".to_owned(),
-        Value::Bool(flag) => format!("boolean {flag}"),
-        Value::Number(number) => format!("number {number}"),
-        Value::String(text) => format!("string {text:?}"),
-        Value::Sequence(_) => "a sequence".to_owned(),
-        Value::Mapping(_) => "a mapping".to_owned(),
-        Value::Tagged(tagged) => format!("a value tagged {}", tagged.tag),
-    }
-}
-
-/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`, at most 63 characters.
-fn is_label_value(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= MAX_NAME_LEN
-        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
-        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
-/// RFC 1123 label: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
-fn is_dns_label(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    let ok = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    !bytes.is_empty()
-        && bytes.len() <= MAX_NAME_LEN
-        && bytes.first().is_some_and(ok)
-        && bytes.last().is_some_and(ok)
-        && bytes.iter().all(|b| ok(b) || *b == b'-')
 }
 
 #[cfg(test)]

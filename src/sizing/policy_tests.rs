@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use rstest::rstest;
 
-use super::super::kata::KataPodSettings;
+use super::super::kata::{FillLimits, GuestMemory, KataPodSettings};
 use super::*;
 
 /// SPEC §2's example, verbatim.
@@ -152,10 +152,7 @@ fn spec_example_parses_and_resolves() {
     assert!(dev.namespaces.is_empty());
     assert_eq!(
         dev.namespace_selector,
-        Some(LabelSelector {
-            match_labels: labels(&[("tier", "dev")]),
-            match_expressions: vec![],
-        })
+        Some(LabelSelector::new(labels(&[("tier", "dev")]), vec![]))
     );
     assert_eq!(
         dev.vm_selector.as_ref().unwrap().match_labels,
