@@ -1,6 +1,7 @@
 //! `virt-sizer serve` with nothing but `KUBECONFIG` (no `--cluster`, no
 //! `--vmi-dir`) infers cluster mode the kube-rs way: it watches VMIs and
-//! Namespaces and sizes launcher Pods exactly as `review` does offline.
+//! Namespaces and sizes launcher Pods exactly as `review` does offline,
+//! finding their VMIs in its watch cache (no direct GET).
 
 use serde_json::Value;
 
@@ -18,8 +19,10 @@ async fn kubeconfig_alone_means_cluster_mode() {
         return;
     };
     let client = &session.client;
-    // The VMI exists before the server starts: it is in the first list of
-    // the watch, so the lookup is a cache hit.
+    // The VMIs (this one and the registration canary's) exist before the
+    // server starts: they are in the watch's first list, so every lookup is
+    // a cache hit.
+    super::webhook::canary_pod(client).await;
     let namespace = api::namespace(client, NAMESPACE, &[("tier", "batch")]).await;
     let mut spec = VmiSpec::simple("inferred", 4096);
     spec.cores = 4;
@@ -74,5 +77,33 @@ async fn kubeconfig_alone_means_cluster_mode() {
     assert_eq!(
         Resources::compute(&stored),
         Resources::compute(&offline).as_stored()
+    );
+
+    // Every lookup was answered by the watch cache.
+    let metrics = server
+        .https_client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let sample = |name: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+    };
+    assert_eq!(
+        sample(r#"virt_sizer_cache_fallback_gets_total{resource="virtualmachineinstances"}"#),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert!(
+        sample(r#"virt_sizer_cache_objects{resource="virtualmachineinstances"}"#)
+            .is_some_and(|objects| objects >= 2.0),
+        "{metrics}"
     );
 }
