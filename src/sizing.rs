@@ -15,6 +15,7 @@ pub mod kata;
 pub mod kubevirt;
 pub mod policy;
 pub mod quantity;
+pub mod spelling;
 pub mod vmi;
 
 pub use error::SizingError;
