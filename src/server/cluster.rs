@@ -212,22 +212,13 @@ impl CacheHealth {
             resource: self.resource.to_owned(),
         };
         let _ = self.metrics.set(CacheMetrics {
-            objects: metrics.cache_objects.get_or_create(&labels).clone(),
-            watch_errors: metrics.cache_watch_errors.get_or_create(&labels).clone(),
-            last_success: metrics
-                .cache_last_success_timestamp
-                .get_or_create(&labels)
-                .clone(),
-            failing: metrics.cache_failing.get_or_create(&labels).clone(),
-            fallback_gets: metrics.cache_fallback_gets.get_or_create(&labels).clone(),
-            fallback_failures: metrics
-                .cache_fallback_failures
-                .get_or_create(&labels)
-                .clone(),
-            fallback_limited: metrics
-                .cache_fallback_limited
-                .get_or_create(&labels)
-                .clone(),
+            objects: series(&metrics.cache_objects, &labels),
+            watch_errors: series(&metrics.cache_watch_errors, &labels),
+            last_success: series(&metrics.cache_last_success_timestamp, &labels),
+            failing: series(&metrics.cache_failing, &labels),
+            fallback_gets: series(&metrics.cache_fallback_gets, &labels),
+            fallback_failures: series(&metrics.cache_fallback_failures, &labels),
+            fallback_limited: series(&metrics.cache_fallback_limited, &labels),
         });
     }
 
@@ -330,6 +321,14 @@ impl CacheHealth {
             metrics.failing.set(1);
         }
     }
+}
+
+/// The series of `family` for `labels` (created, so it is exported at 0).
+fn series<M: Clone + Default>(
+    family: &prometheus_client::metrics::family::Family<CacheLabels, M>,
+    labels: &CacheLabels,
+) -> M {
+    family.get_or_create(labels).clone()
 }
 
 /// The verb a 403 refused, if the error is one.
