@@ -1,6 +1,7 @@
 //! The `virt-sizer` binary: parse the command line, dispatch, map errors to
 //! exit codes (0 ok, 1 test failures / invalid policy, 2 unusable input).
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
@@ -27,7 +28,8 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) if commands::is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("virt-sizer: {error:#}");
+            // Not `eprintln!`: it panics (exit 101) when stderr is closed or full.
+            let _ = writeln!(std::io::stderr(), "virt-sizer: {error:#}");
             ExitCode::from(2)
         }
     }

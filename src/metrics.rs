@@ -2,7 +2,10 @@
 //! [`Metrics`] lives in the server state (never a global) and is rendered as
 //! Prometheus/OpenMetrics text on `GET /metrics`.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -14,11 +17,68 @@ use prometheus_client::registry::Registry;
 pub struct RequestLabels {
     /// `launcher_pod`, `kata_pod`, `runtime_class`, `other`.
     pub kind: String,
-    /// CREATE, UPDATE, DELETE, CONNECT.
-    pub operation: String,
+    /// CREATE, UPDATE, DELETE, CONNECT, or `other`: never the client's
+    /// string.
+    pub operation: Operation,
     /// `patched`, `unchanged`, `shadow`, `skipped`, `error_allowed`, `error_denied`.
     pub outcome: String,
 }
+
+/// An admission operation as a label: the four the apiserver sends, and
+/// `other` for anything else a client writes (a label value from a closed
+/// set, so no client can add series).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// `CREATE`.
+    Create,
+    /// `UPDATE`.
+    Update,
+    /// `DELETE`.
+    Delete,
+    /// `CONNECT`.
+    Connect,
+    /// Anything else.
+    Other,
+}
+
+impl Operation {
+    /// The label for the request's `operation`.
+    #[must_use]
+    pub fn from_request(operation: &str) -> Operation {
+        match operation {
+            "CREATE" => Operation::Create,
+            "UPDATE" => Operation::Update,
+            "DELETE" => Operation::Delete,
+            "CONNECT" => Operation::Connect,
+            _ => Operation::Other,
+        }
+    }
+
+    /// The label value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+            Operation::Other => "other",
+        }
+    }
+}
+
+impl EncodeLabelValue for Operation {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+/// Shadow figures get their own namespace label for at most this many
+/// namespaces (the first seen); the rest share [`OTHER_NAMESPACES`].
+pub const MAX_SHADOW_NAMESPACES: usize = 64;
+/// The namespace label of shadow figures past [`MAX_SHADOW_NAMESPACES`] (or
+/// for a name no namespace can have).
+pub const OTHER_NAMESPACES: &str = "_other";
 
 /// Labels by target kind.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -44,7 +104,7 @@ pub struct ReloadLabels {
 /// Labels of a shadow-mode delta.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ShadowLabels {
-    /// Namespace of the Pod.
+    /// Namespace of the Pod (bounded: see [`Metrics::shadow_namespace`]).
     pub namespace: String,
     /// Profile in shadow mode.
     pub profile: String,
@@ -105,6 +165,12 @@ pub struct Metrics {
     pub cache_fallback_failures: Family<CacheLabels, Counter>,
     /// Direct GETs refused by the rate limit.
     pub cache_fallback_limited: Family<CacheLabels, Counter>,
+    /// Log lines lost (a full or failing stderr), synced at each render.
+    pub log_lines_dropped: Counter,
+    /// `notAfter` of the serving certificate, Unix seconds.
+    pub certificate_expiry: Gauge,
+    /// Namespaces that have their own shadow series.
+    shadow_namespaces: Mutex<HashSet<String>>,
 }
 
 impl Default for Metrics {
@@ -243,6 +309,18 @@ impl Metrics {
             "Direct GETs refused by the rate limit",
             cache_fallback_limited.clone(),
         );
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines lost because stderr was full, blocked or failing (answers are never held up by logging)",
+            log_lines_dropped.clone(),
+        );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of the serving certificate, Unix seconds",
+            certificate_expiry.clone(),
+        );
         // Reload counters start at zero so dashboards and alerts see them
         // before the first reload.
         for family in [&policy_reloads, &certificate_reloads] {
@@ -275,6 +353,34 @@ impl Metrics {
             cache_fallback_gets,
             cache_fallback_failures,
             cache_fallback_limited,
+            log_lines_dropped,
+            certificate_expiry,
+            shadow_namespaces: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The namespace label of a shadow figure: the namespace itself for the
+    /// first [`MAX_SHADOW_NAMESPACES`] valid names seen, else
+    /// [`OTHER_NAMESPACES`].
+    #[must_use]
+    pub fn shadow_namespace(&self, namespace: &str) -> String {
+        let valid = !namespace.is_empty()
+            && namespace.len() <= 63
+            && namespace
+                .bytes()
+                .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
+        if !valid {
+            return OTHER_NAMESPACES.to_owned();
+        }
+        let mut seen = self
+            .shadow_namespaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if seen.contains(namespace) || seen.len() < MAX_SHADOW_NAMESPACES {
+            seen.insert(namespace.to_owned());
+            namespace.to_owned()
+        } else {
+            OTHER_NAMESPACES.to_owned()
         }
     }
 
@@ -299,6 +405,11 @@ impl Metrics {
     /// The text exposition.
     #[must_use]
     pub fn render(&self) -> String {
+        let dropped = crate::telemetry::dropped_log_lines();
+        let counted = self.log_lines_dropped.get();
+        if dropped > counted {
+            self.log_lines_dropped.inc_by(dropped - counted);
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

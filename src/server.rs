@@ -150,6 +150,9 @@ impl AppState {
         vmi_lookup_timeout: Duration,
     ) -> AppState {
         let metrics = Metrics::new();
+        if let Some(certs) = &certs {
+            metrics.certificate_expiry.set(certs.validity().not_after);
+        }
         vmis.attach_metrics(&metrics);
         namespaces.attach_metrics(&metrics);
         AppState {
@@ -238,11 +241,27 @@ impl AppState {
             tls::Reload::Unchanged => {}
             tls::Reload::Reloaded => {
                 Metrics::reload(&self.inner.metrics.certificate_reloads, true);
-                tracing::info!("serving certificate reloaded");
+                let validity = certs.validity();
+                self.inner
+                    .metrics
+                    .certificate_expiry
+                    .set(validity.not_after);
+                tracing::info!(validity = %validity.text, "serving certificate reloaded");
             }
             tls::Reload::Failed(error) => {
                 Metrics::reload(&self.inner.metrics.certificate_reloads, false);
                 tracing::warn!(%error, "new certificate not loaded; the previous one keeps serving");
+            }
+        }
+        match certs.reload_client_ca() {
+            tls::Reload::Unchanged => {}
+            tls::Reload::Reloaded => {
+                Metrics::reload(&self.inner.metrics.certificate_reloads, true);
+                tracing::info!("client CA reloaded");
+            }
+            tls::Reload::Failed(error) => {
+                Metrics::reload(&self.inner.metrics.certificate_reloads, false);
+                tracing::warn!(%error, "new client CA not loaded; the previous one keeps verifying");
             }
         }
     }
@@ -407,7 +426,10 @@ async fn serve_with(
             }
         };
         if slots.available_permits() == 0 {
-            tracing::debug!(max = options.max_connections, "connection limit reached; accepting waits");
+            tracing::debug!(
+                max = options.max_connections,
+                "connection limit reached; accepting waits"
+            );
         }
         let _ = tcp.set_nodelay(true);
         let connection = Connection {
@@ -560,7 +582,10 @@ impl Activity {
         if self.in_flight.load(Ordering::SeqCst) > 0 {
             return None;
         }
-        let since = *self.idle_since.lock().unwrap_or_else(PoisonError::into_inner);
+        let since = *self
+            .idle_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         Some(
             since
                 + if self.served.load(Ordering::SeqCst) {

@@ -1,7 +1,41 @@
 //! Logging: `tracing` with JSON (default) or human text, filtered by
 //! `RUST_LOG` (default `info`).
+//!
+//! Logging never blocks, fails or panics a request: lines go through a
+//! bounded channel ([`LOG_BUFFER_LINES`]) to a writer thread
+//! (`tracing-appender`'s non-blocking writer, lossy), so a stderr that is a
+//! pipe nobody reads, a full disk or a closed descriptor costs log lines,
+//! never answers. Lines dropped for a full channel or a failed write are
+//! counted ([`dropped_log_lines`], exported as
+//! `virt_sizer_log_lines_dropped_total`). Every field is capped at
+//! [`MAX_LOG_FIELD_CHARS`] with a marker, and text logs escape control
+//! characters (CR, LF, ESC, …), so a client value can neither forge a line
+//! nor make one megabytes long.
 
+use std::borrow::Cow;
+use std::fmt;
+use std::io::Write as _;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_appender::non_blocking::{ErrorCounter, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::MakeExt as _;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Lines waiting for the writer thread at most; more are dropped (counted).
+pub const LOG_BUFFER_LINES: usize = 4096;
+/// A log field longer than this many characters is cut, with a marker.
+pub const MAX_LOG_FIELD_CHARS: usize = 1024;
+/// A client value quoted whole in an answer (the `apiVersion` and `kind` of
+/// a refused review) is cut at this many characters, with a marker.
+pub const MAX_ECHOED_CHARS: usize = 256;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -12,25 +46,207 @@ pub enum LogFormat {
     Text,
 }
 
+/// Keeps the writer thread; dropping it flushes what is queued (bounded).
+#[derive(Debug)]
+pub struct LogGuard(Option<WorkerGuard>);
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        // The worker's own drop may print (and so panic) when stdout is
+        // broken: let it do that on a thread of its own, and wait a bounded
+        // time for the flush.
+        if let Some(guard) = self.0.take() {
+            let flushing = std::thread::spawn(move || drop(guard));
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !flushing.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+static CHANNEL_DROPS: OnceLock<ErrorCounter> = OnceLock::new();
+static FAILED_WRITES: AtomicU64 = AtomicU64::new(0);
+
+/// Log lines lost so far: dropped for a full channel, or whose write
+/// failed.
+#[must_use]
+pub fn dropped_log_lines() -> u64 {
+    let dropped = CHANNEL_DROPS.get().map_or(0, |counter| {
+        u64::try_from(counter.dropped_lines()).unwrap_or(u64::MAX)
+    });
+    dropped.saturating_add(FAILED_WRITES.load(Ordering::Relaxed))
+}
+
 /// Installs the global subscriber (once, at start, in the binary).
-pub fn init(format: LogFormat) {
-    // kube-client logs every failed API request at ERROR (from its trace
-    // layer): during an apiserver outage that is one line per admission
-    // request. The caches log their failures themselves, bounded.
+#[must_use]
+pub fn init(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,kube_client::client::builder=off"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_BUFFER_LINES)
+        .thread_name("virt-sizer-log")
+        .finish(Stderr);
+    let _ = CHANNEL_DROPS.set(writer.error_counter());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer)
+        .log_internal_errors(false);
     let result = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
+        LogFormat::Json => builder.event_format(CappedJson).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(false)
+            .fmt_fields(
+                tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+                    let text = format!("{value:?}");
+                    let text = escaped(&capped_to(&text, MAX_LOG_FIELD_CHARS)).into_owned();
+                    if field.name() == "message" {
+                        writer.write_str(&text)
+                    } else {
+                        write!(writer, "{}={text}", field.name())
+                    }
+                })
+                .delimited(" "),
+            )
             .try_init(),
-        LogFormat::Text => builder.try_init(),
     };
     if let Err(error) = result {
-        eprintln!("virt-sizer: logging already initialised: {error}");
+        let _ = writeln!(
+            std::io::stderr(),
+            "virt-sizer: logging already initialised: {error}"
+        );
+    }
+    LogGuard(Some(guard))
+}
+
+/// `text` cut at [`MAX_ECHOED_CHARS`] characters, with a marker saying how
+/// much was cut.
+#[must_use]
+pub fn capped(text: &str) -> Cow<'_, str> {
+    capped_to(text, MAX_ECHOED_CHARS)
+}
+
+/// `text` cut at `max` characters, with a marker saying how much was cut.
+#[must_use]
+pub fn capped_to(text: &str, max: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => Cow::Borrowed(text),
+        Some((cut, _)) => Cow::Owned(format!(
+            "{}...[{} more bytes]",
+            &text[..cut],
+            text.len() - cut
+        )),
+    }
+}
+
+/// `text` with control characters escaped (`\n`, `\r`, `\u{1b}`, …).
+#[must_use]
+pub fn escaped(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for character in text.chars() {
+        if character.is_control() {
+            out.extend(character.escape_default());
+        } else {
+            out.push(character);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// stderr for the writer thread: a failed write is counted, never raised.
+struct Stderr;
+
+impl std::io::Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if std::io::stderr().write_all(buf).is_err() {
+            FAILED_WRITES.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
+/// JSON lines as `tracing-subscriber`'s flattened JSON writes them
+/// (`timestamp`, `level`, the fields, `target`), each field capped.
+struct CappedJson;
+
+impl<S, N> FormatEvent<S, N> for CappedJson
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _context: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut timestamp = String::new();
+        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
+        let metadata = event.metadata();
+        let mut fields = JsonFields(serde_json::Map::new());
+        fields.0.insert("timestamp".into(), timestamp.into());
+        fields
+            .0
+            .insert("level".into(), metadata.level().as_str().into());
+        event.record(&mut fields);
+        fields.0.insert(
+            "target".into(),
+            capped_to(metadata.target(), MAX_LOG_FIELD_CHARS).into(),
+        );
+        let line = serde_json::to_string(&fields.0).map_err(|_| fmt::Error)?;
+        writeln!(writer, "{line}")
+    }
+}
+
+struct JsonFields(serde_json::Map<String, serde_json::Value>);
+
+impl Visit for JsonFields {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let text = format!("{value:?}");
+        self.record_str(field, &text);
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(
+            field.name().to_owned(),
+            capped_to(value, MAX_LOG_FIELD_CHARS).into(),
+        );
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_cut_with_a_marker_and_controls_escaped() {
+        assert_eq!(capped_to("abc", 3), "abc");
+        assert_eq!(capped_to("abcdé", 3), "abc...[3 more bytes]");
+        assert_eq!(
+            capped(&"x".repeat(1000)),
+            format!("{}...[744 more bytes]", "x".repeat(256))
+        );
+        assert_eq!(escaped("a\nb\r\u{1b}[31m"), "a\\nb\\r\\u{1b}[31m");
+        assert_eq!(escaped("plain"), "plain");
     }
 }

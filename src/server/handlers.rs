@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::admission::{self, AdmissionRequest, AdmissionResponse, Decision, Environment, Outcome};
-use crate::metrics::{KindLabels, RequestLabels, ShadowLabels};
+use crate::metrics::{KindLabels, Operation, RequestLabels, ShadowLabels};
 use crate::server::AppState;
 use crate::server::cluster::CacheHealth;
 use crate::server::limits;
@@ -76,7 +76,7 @@ pub(crate) async fn mutate(
     let name = request.name.clone();
     // The decision runs in its own task so that a panic anywhere in it (the
     // VMI lookup included) is caught, counted and answered per onError.
-    let decision = match tokio::spawn(decide(state.clone(), policy.clone(), request)).await {
+    let mut decision = match tokio::spawn(decide(state.clone(), policy.clone(), request)).await {
         Ok(decision) => decision,
         Err(error) => {
             metrics.panics.inc();
@@ -88,6 +88,7 @@ pub(crate) async fn mutate(
             )
         }
     };
+    cap_echoes(&mut decision.response);
     let body = match admission::encode_response(&decision) {
         Ok(body) => body,
         Err(error) => {
@@ -130,6 +131,25 @@ pub(crate) async fn mutate(
         "admission decision"
     );
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Warnings and messages quote client values (an annotation, a quantity):
+/// each warning, message and audit annotation is cut at the log field cap
+/// (1,024 characters, with a marker), so no answer echoes megabytes while a
+/// decision's own long warnings (two uids, a formula) stay whole.
+fn cap_echoes(response: &mut AdmissionResponse) {
+    let long = |text: &mut String| {
+        if let std::borrow::Cow::Owned(cut) =
+            telemetry::capped_to(text, telemetry::MAX_LOG_FIELD_CHARS)
+        {
+            *text = cut;
+        }
+    };
+    response.warnings.iter_mut().for_each(long);
+    if let Some(status) = response.status.as_mut() {
+        long(&mut status.message);
+    }
+    response.audit_annotations.values_mut().for_each(long);
 }
 
 /// Bodies up to this size decode on the request's task; larger ones on the
@@ -325,7 +345,7 @@ fn record(state: &AppState, decision: &Decision, operation: &str, namespace: &st
     let kind = decision.target.as_str().to_owned();
     let labels = RequestLabels {
         kind: kind.clone(),
-        operation: operation.to_owned(),
+        operation: Operation::from_request(operation),
         outcome: decision.outcome.as_str().to_owned(),
     };
     metrics.requests.get_or_create(&labels).inc();
@@ -338,7 +358,7 @@ fn record(state: &AppState, decision: &Decision, operation: &str, namespace: &st
     }
     if decision.outcome == Outcome::Shadow {
         let labels = ShadowLabels {
-            namespace: namespace.to_owned(),
+            namespace: metrics.shadow_namespace(namespace),
             profile: decision.profile.clone().unwrap_or_default(),
         };
         let clamp = |value: i128| {
@@ -377,7 +397,13 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let vmis_ready = inner.vmis.is_ready();
     let namespaces_ready = inner.namespaces.is_ready();
     let kubevirt_ready = inner.kubevirt.get().is_none_or(|status| status.is_synced());
-    let ready = !draining && vmis_ready && namespaces_ready && kubevirt_ready;
+    // An expired (or not yet valid) serving certificate fails every
+    // handshake the apiserver makes: degraded, not ready.
+    let certificate_valid = inner
+        .certs
+        .as_ref()
+        .is_none_or(|certs| !certs.is_outside_validity());
+    let ready = !draining && vmis_ready && namespaces_ready && kubevirt_ready && certificate_valid;
     let policy = inner.policy.current();
     let detail = json!({
         "ready": ready,
@@ -400,6 +426,8 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         "certificate": {
             "files": inner.certs.as_ref().map(|certs| certs.watched_files()),
             "failedReload": inner.certs.as_ref().and_then(|certs| certs.last_error()),
+            "valid": certificate_valid,
+            "validity": inner.certs.as_ref().map(|certs| certs.validity().text.clone()),
         },
         "vmiSource": {
             "ready": vmis_ready,

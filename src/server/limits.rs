@@ -31,8 +31,8 @@ use crate::server::AppState;
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 /// Bytes of request bodies buffered at once, across all connections, by
-/// default: sixteen bodies at the default cap.
-pub const BUFFERED_BODY_BYTES: usize = 16 * MAX_BODY_BYTES;
+/// default: eight bodies at the default cap.
+pub const BUFFERED_BODY_BYTES: usize = 8 * MAX_BODY_BYTES;
 
 /// How long a request body may take to arrive, whole, by default.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -204,9 +204,7 @@ impl http_body::Body for GuardedBody {
                 Some(left) => self.left = left,
                 None => {
                     self.cut.store(CUT_TOO_LARGE, Ordering::SeqCst);
-                    return Poll::Ready(Some(Err(axum::Error::new(BodyError::TooLarge(
-                        self.cap,
-                    )))));
+                    return Poll::Ready(Some(Err(axum::Error::new(BodyError::TooLarge(self.cap)))));
                 }
             }
         }

@@ -6,28 +6,78 @@
 //! replaces the [`CertifiedKey`] the resolver hands out, so handshakes in
 //! flight keep the pair they started with and new ones get the new pair. A
 //! new pair that does not load (unreadable, mismatched key, half-written
-//! file) leaves the old one serving and is reported.
+//! file) leaves the old one serving and is reported, and so does a pair
+//! outside its validity window (expired, or not yet valid). The client CA
+//! bundle (`--client-ca`) reloads the same way: the verifier handshakes use
+//! is swapped whole.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use anyhow::{Context as _, bail};
 use arc_swap::ArcSwap;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
 use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
 /// The serving key pair, reloadable from its files.
 pub struct CertStore {
     current: ArcSwap<CertifiedKey>,
+    validity: ArcSwap<Validity>,
     files: Option<(PathBuf, PathBuf)>,
     provider: Arc<CryptoProvider>,
     loaded_pem: Mutex<(Vec<u8>, Vec<u8>)>,
     last_error: Mutex<Option<String>>,
+    client_ca: OnceLock<Arc<ClientCa>>,
+}
+
+/// When the serving certificate is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validity {
+    /// `notBefore`, Unix seconds.
+    pub not_before: i64,
+    /// `notAfter`, Unix seconds.
+    pub not_after: i64,
+    /// Both, as text for messages.
+    pub text: String,
+}
+
+impl Validity {
+    fn of(leaf: &CertificateDer<'_>) -> anyhow::Result<Validity> {
+        let (_, certificate) = x509_parser::parse_x509_certificate(leaf.as_ref())
+            .map_err(|error| anyhow::anyhow!("parsing the certificate: {error}"))?;
+        let validity = certificate.validity();
+        Ok(Validity {
+            not_before: validity.not_before.timestamp(),
+            not_after: validity.not_after.timestamp(),
+            text: format!(
+                "valid from {} until {}",
+                validity.not_before, validity.not_after
+            ),
+        })
+    }
+
+    /// Whether `now` (Unix seconds) is inside the window.
+    #[must_use]
+    pub fn contains(&self, now: i64) -> bool {
+        self.not_before <= now && now <= self.not_after
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
 }
 
 impl fmt::Debug for CertStore {
@@ -63,14 +113,16 @@ impl CertStore {
         let cert_pem =
             std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
         let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
-        let certified = certified_key(&cert_pem, &key_pem, &provider)
+        let (certified, validity) = certified_key(&cert_pem, &key_pem, &provider)
             .with_context(|| format!("loading {} and {}", cert.display(), key.display()))?;
         Ok(CertStore {
             current: ArcSwap::from_pointee(certified),
+            validity: ArcSwap::from_pointee(validity),
             files: Some((cert.to_owned(), key.to_owned())),
             provider,
             loaded_pem: Mutex::new((cert_pem, key_pem)),
             last_error: Mutex::new(None),
+            client_ca: OnceLock::new(),
         })
     }
 
@@ -83,23 +135,47 @@ impl CertStore {
         key_pem: &[u8],
         provider: Arc<CryptoProvider>,
     ) -> anyhow::Result<CertStore> {
-        let certified = certified_key(cert_pem, key_pem, &provider)?;
+        let (certified, validity) = certified_key(cert_pem, key_pem, &provider)?;
         Ok(CertStore {
             current: ArcSwap::from_pointee(certified),
+            validity: ArcSwap::from_pointee(validity),
             files: None,
             provider,
             loaded_pem: Mutex::new((cert_pem.to_vec(), key_pem.to_vec())),
             last_error: Mutex::new(None),
+            client_ca: OnceLock::new(),
         })
     }
 
-    /// The files to watch (none for an in-memory pair).
+    /// The files to watch: the pair's and the client CA's (none for an
+    /// in-memory pair without a client CA).
     #[must_use]
     pub fn watched_files(&self) -> Vec<PathBuf> {
         self.files
             .iter()
             .flat_map(|(cert, key)| [cert.clone(), key.clone()])
+            .chain(self.client_ca.get().map(|ca| ca.path.clone()))
             .collect()
+    }
+
+    /// When the serving certificate is valid.
+    #[must_use]
+    pub fn validity(&self) -> Arc<Validity> {
+        self.validity.load_full()
+    }
+
+    /// Whether the serving certificate has expired (or is not yet valid).
+    #[must_use]
+    pub fn is_outside_validity(&self) -> bool {
+        !self.validity.load().contains(unix_now())
+    }
+
+    /// Re-reads the client CA bundle, if there is one; swaps the verifier
+    /// in if it changed and loads.
+    pub fn reload_client_ca(&self) -> Reload {
+        self.client_ca
+            .get()
+            .map_or(Reload::Unchanged, |ca| ca.reload())
     }
 
     /// Re-reads the files; swaps the pair in if they changed and load.
@@ -125,9 +201,18 @@ impl CertStore {
         if loaded.0 == cert_pem && loaded.1 == key_pem {
             return Reload::Unchanged;
         }
-        match certified_key(&cert_pem, &key_pem, &self.provider) {
-            Ok(certified) => {
+        let loaded_pair =
+            certified_key(&cert_pem, &key_pem, &self.provider).and_then(|(certified, validity)| {
+                if validity.contains(unix_now()) {
+                    Ok((certified, validity))
+                } else {
+                    bail!("the new certificate is not valid now ({})", validity.text)
+                }
+            });
+        match loaded_pair {
+            Ok((certified, validity)) => {
                 self.current.store(Arc::new(certified));
+                self.validity.store(Arc::new(validity));
                 *loaded = (cert_pem, key_pem);
                 *self
                     .last_error
@@ -154,13 +239,170 @@ impl CertStore {
         Reload::Failed(message)
     }
 
-    /// The last failed reload, if the current files are unusable.
+    /// The last failed reload, if the current files are unusable (the
+    /// pair's, then the client CA's).
     #[must_use]
     pub fn last_error(&self) -> Option<String> {
-        self.last_error
+        let pair = self
+            .last_error
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+            .clone();
+        let ca = self.client_ca.get().and_then(|ca| {
+            ca.last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        });
+        match (pair, ca) {
+            (Some(pair), Some(ca)) => Some(format!("{pair}; {ca}")),
+            (pair, ca) => pair.or(ca),
+        }
+    }
+}
+
+/// The client CA bundle and the verifier built from it, reloadable.
+struct ClientCa {
+    path: PathBuf,
+    provider: Arc<CryptoProvider>,
+    verifier: ArcSwap<Verifier>,
+    loaded_pem: Mutex<Vec<u8>>,
+    last_error: Mutex<Option<String>>,
+}
+
+struct Verifier(Arc<dyn ClientCertVerifier>);
+
+impl ClientCa {
+    fn load(path: &Path, provider: Arc<CryptoProvider>) -> anyhow::Result<ClientCa> {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let verifier = client_verifier(&pem, &provider)
+            .with_context(|| format!("loading the client CA {}", path.display()))?;
+        Ok(ClientCa {
+            path: path.to_owned(),
+            provider,
+            verifier: ArcSwap::from_pointee(Verifier(verifier)),
+            loaded_pem: Mutex::new(pem),
+            last_error: Mutex::new(None),
+        })
+    }
+
+    fn reload(&self) -> Reload {
+        let loaded = std::fs::read(&self.path)
+            .with_context(|| format!("reading {}", self.path.display()))
+            .and_then(|pem| {
+                let mut loaded = self
+                    .loaded_pem
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if *loaded == pem {
+                    return Ok(None);
+                }
+                let verifier = client_verifier(&pem, &self.provider)
+                    .with_context(|| format!("loading the client CA {}", self.path.display()))?;
+                *loaded = pem;
+                Ok(Some(verifier))
+            });
+        let mut last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match loaded {
+            Ok(None) => Reload::Unchanged,
+            Ok(Some(verifier)) => {
+                self.verifier.store(Arc::new(Verifier(verifier)));
+                *last = None;
+                Reload::Reloaded
+            }
+            Err(error) => {
+                let message = format!("{error:#}");
+                if last.as_deref() == Some(message.as_str()) {
+                    return Reload::Unchanged;
+                }
+                *last = Some(message.clone());
+                Reload::Failed(message)
+            }
+        }
+    }
+}
+
+fn client_verifier(
+    pem: &[u8],
+    provider: &Arc<CryptoProvider>,
+) -> anyhow::Result<Arc<dyn ClientCertVerifier>> {
+    let mut roots = RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(pem) {
+        roots
+            .add(certificate.context("parsing a CA certificate")?)
+            .context("adding a CA certificate")?;
+    }
+    if roots.is_empty() {
+        bail!("no CA certificate found");
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .context("client certificate verifier")
+}
+
+/// Verifies client certificates with the CA bundle loaded now. It sends no
+/// CA names in its certificate request (`root_hint_subjects` borrows from
+/// the verifier, which a reload replaces): a client then offers its
+/// certificate whoever signed it, and the verifier decides.
+struct ReloadingVerifier(Arc<ClientCa>);
+
+impl fmt::Debug for ReloadingVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReloadingVerifier")
+            .field("path", &self.0.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCertVerifier for ReloadingVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.0
+            .verifier
+            .load()
+            .0
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0
+            .verifier
+            .load()
+            .0
+            .verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0
+            .verifier
+            .load()
+            .0
+            .verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.verifier.load().0.supported_verify_schemes()
     }
 }
 
@@ -176,7 +418,8 @@ impl ResolvesServerCert for Resolver {
 
 /// Builds the server configuration: TLS 1.2 and 1.3 only, ALPN `h2` and
 /// `http/1.1`, certificates from `store`, and client certificates required
-/// and verified against `client_ca` when given.
+/// and verified against `client_ca` when given (reloaded with the pair:
+/// see [`CertStore::reload_client_ca`]).
 ///
 /// # Errors
 /// An unreadable or empty client CA bundle.
@@ -191,22 +434,10 @@ pub fn server_config(
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(path) => {
-            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            let mut roots = RootCertStore::empty();
-            for certificate in CertificateDer::pem_slice_iter(&pem) {
-                let certificate =
-                    certificate.with_context(|| format!("parsing {}", path.display()))?;
-                roots
-                    .add(certificate)
-                    .with_context(|| format!("adding a CA from {}", path.display()))?;
-            }
-            if roots.is_empty() {
-                bail!("{}: no CA certificate found", path.display());
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .context("client certificate verifier")?;
-            builder.with_client_cert_verifier(verifier)
+            let ca = Arc::new(ClientCa::load(path, provider)?);
+            // One client CA per store: a second config shares the first.
+            let ca = store.client_ca.get_or_init(|| ca).clone();
+            builder.with_client_cert_verifier(Arc::new(ReloadingVerifier(ca)))
         }
     };
     let mut config = builder.with_cert_resolver(Arc::new(Resolver(store)));
@@ -218,15 +449,18 @@ fn certified_key(
     cert_pem: &[u8],
     key_pem: &[u8],
     provider: &CryptoProvider,
-) -> anyhow::Result<CertifiedKey> {
+) -> anyhow::Result<(CertifiedKey, Validity)> {
     let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .context("parsing the certificate PEM")?;
     if chain.is_empty() {
         bail!("no certificate in the certificate file");
     }
+    let validity = Validity::of(&chain[0])?;
     let key = PrivateKeyDer::from_pem_slice(key_pem).context("parsing the private key PEM")?;
-    CertifiedKey::from_der(chain, key, provider).context("the key does not match the certificate")
+    let certified = CertifiedKey::from_der(chain, key, provider)
+        .context("the key does not match the certificate")?;
+    Ok((certified, validity))
 }
 
 /// A CA and a serving certificate made at start for local use.

@@ -99,12 +99,35 @@ impl VmiSource for NoVmis {
 
 /// VMIs read from `*.yaml`/`*.yml`/`*.json` files in a directory. The index
 /// is rebuilt on a miss (at most once a second), so files added while the
-/// server runs are found.
+/// server runs are found; a hit whose file was deleted or rewritten is
+/// looked up again, so a deleted VMI is not served.
 #[derive(Debug)]
 pub struct VmiDirectory {
     dir: PathBuf,
-    index: RwLock<HashMap<(String, String), Arc<Value>>>,
+    index: RwLock<HashMap<(String, String), Indexed>>,
     last_scan: Mutex<Instant>,
+}
+
+/// A VMI of the index and the file it came from, as it was when read.
+#[derive(Debug, Clone)]
+struct Indexed {
+    vmi: Arc<Value>,
+    file: PathBuf,
+    stamp: Option<Stamp>,
+}
+
+/// What tells that a file changed: its modification time and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+}
+
+fn stamp(file: &Path) -> Option<Stamp> {
+    std::fs::metadata(file).ok().map(|metadata| Stamp {
+        modified: metadata.modified().ok(),
+        len: metadata.len(),
+    })
 }
 
 impl VmiDirectory {
@@ -121,7 +144,7 @@ impl VmiDirectory {
         })
     }
 
-    fn lookup(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
+    fn lookup(&self, namespace: &str, name: &str) -> Option<Indexed> {
         let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
         index
             .get(&(namespace.to_owned(), name.to_owned()))
@@ -137,8 +160,13 @@ impl VmiSource for VmiDirectory {
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<Arc<Value>>, String>> {
         Box::pin(async move {
-            if let Some(vmi) = self.lookup(namespace, name) {
-                return Ok(Some(vmi));
+            // A hit is served only while its file is as it was read: a
+            // deleted or rewritten file sends the lookup to a rescan.
+            let found = self.lookup(namespace, name);
+            if let Some(indexed) = &found
+                && stamp(&indexed.file) == indexed.stamp
+            {
+                return Ok(Some(indexed.vmi.clone()));
             }
             let rescan = {
                 let mut last = self
@@ -153,13 +181,30 @@ impl VmiSource for VmiDirectory {
             };
             if rescan {
                 let dir = self.dir.clone();
-                let index = tokio::task::spawn_blocking(move || scan(&dir))
-                    .await
-                    .map_err(|error| error.to_string())?
-                    .map_err(|error| format!("{error:#}"))?;
+                let scanned = tokio::task::spawn_blocking(move || scan(&dir)).await;
+                // The answer goes back to the apiserver as a warning: it
+                // names no server path; the log has the whole error.
+                let index = match scanned {
+                    Ok(Ok(index)) => index,
+                    Ok(Err(error)) => {
+                        tracing::warn!(error = %format!("{error:#}"), "VMI directory rescan failed");
+                        return Err("the VMI directory cannot be read (see the server log)".into());
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "VMI directory rescan failed");
+                        return Err("the VMI directory rescan failed (see the server log)".into());
+                    }
+                };
                 *self.index.write().unwrap_or_else(PoisonError::into_inner) = index;
+            } else if let Some(indexed) = found {
+                // Not rescanned yet (at most once a second): a file that is
+                // gone is not served; a rewritten one is, until the rescan.
+                return Ok(indexed.stamp.and(stamp(&indexed.file)).map(|_| indexed.vmi));
             }
-            Ok(self.lookup(namespace, name))
+            Ok(self
+                .lookup(namespace, name)
+                .filter(|indexed| stamp(&indexed.file).is_some())
+                .map(|indexed| indexed.vmi))
         })
     }
     fn is_ready(&self) -> bool {
@@ -177,7 +222,7 @@ impl VmiSource for VmiDirectory {
 
 /// Reads every VMI document in `dir` (files that fail to parse, or hold
 /// other kinds, are skipped with a log line).
-fn scan(dir: &Path) -> anyhow::Result<HashMap<(String, String), Arc<Value>>> {
+fn scan(dir: &Path) -> anyhow::Result<HashMap<(String, String), Indexed>> {
     use anyhow::Context as _;
     let mut index = HashMap::new();
     let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
@@ -189,6 +234,7 @@ fn scan(dir: &Path) -> anyhow::Result<HashMap<(String, String), Arc<Value>>> {
         if !is_document {
             continue;
         }
+        let file_stamp = stamp(&path);
         let documents = match crate::commands::read_documents(&path) {
             Ok(documents) => documents,
             Err(error) => {
@@ -214,7 +260,15 @@ fn scan(dir: &Path) -> anyhow::Result<HashMap<(String, String), Arc<Value>>> {
                 .pointer("/metadata/namespace")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            index.insert((namespace.to_owned(), name.to_owned()), Arc::new(document));
+            let key = (namespace.to_owned(), name.to_owned());
+            index.insert(
+                key,
+                Indexed {
+                    vmi: Arc::new(document),
+                    file: path.clone(),
+                    stamp: file_stamp,
+                },
+            );
         }
     }
     Ok(index)

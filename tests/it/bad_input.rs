@@ -1125,19 +1125,47 @@ fn cases() -> Vec<Case> {
             Patched("[profile dev]"),
         ),
         case(
-            "a_50000_container_launcher_pod_compute_last",
+            "a_512_container_launcher_pod_compute_last",
             JSON,
             || {
                 launcher(|pod| {
                     let containers = pod["spec"]["containers"].as_array_mut().expect("list");
                     let compute = containers.remove(0);
-                    for index in 0..49_999 {
+                    for index in 0..server::slim::MAX_CONTAINERS - 2 {
                         containers.push(json!({"name": format!("c{index}"), "image": "busybox", "resources": {"requests": {"cpu": "1m"}, "limits": {"cpu": "2m"}}}));
                     }
                     containers.push(compute);
                 })
             },
             Patched("[profile dev]"),
+        ),
+        case(
+            "containers_over_the_server_bound",
+            JSON,
+            || {
+                launcher(|pod| {
+                    let containers = pod["spec"]["containers"].as_array_mut().expect("list");
+                    for index in containers.len()..=server::slim::MAX_CONTAINERS {
+                        containers.push(json!({"name": format!("c{index}")}));
+                    }
+                })
+            },
+            Rejected(BAD, "`containers`: more than 512 entries"),
+        ),
+        case(
+            "owner_references_amplification_shape",
+            JSON,
+            || {
+                let zeros = vec!["0"; 1_000_000].join(",");
+                EXAMPLE_REVIEW
+                    .replacen(
+                        "\"ownerReferences\": [",
+                        &format!("\"ownerReferences\": [{zeros}, "),
+                        1,
+                    )
+                    .into_bytes()
+            },
+            Rejected(BAD, "`ownerReferences`: more than 64 entries"),
         ),
         case(
             "negative_memory_request_in_the_pod",
@@ -1160,12 +1188,12 @@ fn cases() -> Vec<Case> {
             CouldNotSize("arithmetic overflow"),
         ),
         case(
-            "a_50000_container_kata_pod_with_requests_only",
+            "a_512_container_kata_pod_with_requests_only",
             JSON,
             || {
                 let mut pod = kata_pod(json!({"requests": {"cpu": "1m", "memory": "1Mi"}}));
                 let containers = pod["spec"]["containers"].as_array_mut().expect("list");
-                for index in 1..50_000 {
+                for index in 1..server::slim::MAX_CONTAINERS {
                     containers.push(json!({"name": format!("c{index}"), "image": "busybox",
                         "resources": {"requests": {"cpu": "1m", "memory": "1Mi"}}}));
                 }

@@ -13,6 +13,7 @@ mod cli;
 mod cluster;
 mod e2e;
 mod fuzz;
+mod hardening;
 mod manifests;
 mod properties;
 mod server;
