@@ -18,7 +18,7 @@
 //! `src/runtime/virtcontainers/hypervisor.go` (`MinHypervisorMemory`),
 //! `src/runtime/pkg/katautils/config.go` (`defaultMemSz`), runtime-rs
 //! `crates/resource/src/cpu_mem/initial_size.rs`, and kata-deploy's
-//! `runtimeclasses.yaml`; see `reference/kubevirt-kata-sizing.md` §2.
+//! `runtimeclasses.yaml`.
 //!
 //! Everything is pure: plain data in, values plus human explanations out.
 
@@ -58,7 +58,7 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 // === Configuration types (parsed and validated by `policy.rs`) ===
 
 /// Which Kata runtime serves a `RuntimeClass` handler: it decides how the VM is
-/// sized (reference §2.1–2.4).
+/// sized (Kata's `configuration-*.toml` and the shims' sizing code above).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KataRuntime {
     /// Go runtime (`containerd-shim-kata-v2`) with CPU/memory hotplug
@@ -258,7 +258,7 @@ impl KataClass {
     /// `default_memory` 2048Mi, `overhead_vcpus`/`overhead_memory` 200m/32Mi
     /// on runtime-rs (none on Go), `sandbox_cgroup_only` true on runtime-rs
     /// (false on Go), guest memory ignored (kata-deploy's behaviour).
-    /// Sources: reference §2.1 (Kata 4.0.0 `configuration-*.toml`).
+    /// Sources: Kata 4.0.0's `configuration-*.toml`.
     #[must_use]
     pub fn with_defaults(handler: &str, runtime: KataRuntime, vmm: PodFixed) -> Self {
         let is_rs = runtime == KataRuntime::RuntimeRs;
@@ -411,7 +411,7 @@ pub fn size_runtime_class(class: &KataClass) -> RuntimeClassSizing {
 ///    256: "less than minimum required 256").
 /// 3. A warning when both [`ANNOTATION_DEFAULT_VCPUS`] and a CPU limit are set
 ///    (Kata's advice: one or the other).
-/// 4. The VM estimate (reference §2.2–2.4) and the Pod's scheduling
+/// 4. The VM estimate ([`estimate_vm`]) and the Pod's scheduling
 ///    footprint (requests + `podFixed` of `class`) go into the explanation;
 ///    with `guestMemory: Account`, a VM that outgrows the Pod cgroup is a
 ///    warning.
@@ -645,8 +645,8 @@ fn check_vcpus_annotation(
     parsed.map(|q| q.milli_value())
 }
 
-/// The VM the sandbox boots, per reference §2.2 (Go, hotplug), §2.3 (Go,
-/// static) and §2.4 (runtime-rs 4.x).
+/// The VM the sandbox boots: Go runtime with hotplug (`updateResources`), Go
+/// static (`CalculateSandboxSizing`), runtime-rs 4.x (`initial_size.rs`).
 fn estimate_vm(
     class: &KataClass,
     sums: &LimitSums,
@@ -695,8 +695,7 @@ fn estimate_vm(
         };
         explanation.push(format!(
             "VM boots with {vcpus} vCPUs = ceil(default_vcpus {} + Σ cpu limits {cpu_limits}) and {memory_mib} \
-             MiB = default_memory {default_mib} MiB + Σ memory limits {} MiB{hugepages_term} (Go runtime{}; \
-             reference §2.2–2.3)",
+             MiB = default_memory {default_mib} MiB + Σ memory limits {} MiB{hugepages_term} (Go runtime{})",
             milli_text(default_millis),
             sums.memory_bytes.div_euclid(MIB_BYTES),
             if class.runtime == KataRuntime::GoStatic {
@@ -729,7 +728,7 @@ fn estimate_vm(
         explanation.push(format!(
             "VM boots with {vcpus} vCPUs = ceil(max(overhead_vcpus {} + Σ cpu limits {cpu_limits}, 1)) and \
              {memory_mib} MiB = overhead_memory {overhead_mib} MiB + Σ memory limits {workload_mib} MiB \
-             (MiB floor{even_note}; runtime-rs 4.x, reference §2.4)",
+             (MiB floor{even_note}; runtime-rs 4.x)",
             milli_text(overhead_millis),
         ));
         (vcpus, memory_mib)
@@ -737,7 +736,7 @@ fn estimate_vm(
         let vcpus = ceil_div(default_millis.max(0), 1000);
         explanation.push(format!(
             "VM boots with {vcpus} vCPUs = ceil(default_vcpus {}) and {default_mib} MiB = default_memory \
-             (no container limits; runtime-rs 4.x, reference §2.4)",
+             (no container limits; runtime-rs 4.x)",
             milli_text(default_millis)
         ));
         (vcpus, default_mib)

@@ -287,7 +287,7 @@ pub fn network_binding_memory(
 /// (`kubevirt.io/memory-overhead-bytes`) that its
 /// `additionalGuestMemoryOverheadRatio` multiplied: the reported
 /// figure less the network-binding memory, which `CalculateMemoryOverhead`
-/// adds after the ratio (reference §1.5). A profile's `overheadRatio`
+/// adds after the ratio. A profile's `overheadRatio`
 /// multiplies only this part.
 ///
 /// `None` when the reported figure is smaller than `network_memory`: the

@@ -1,4 +1,4 @@
-//! The cluster's KubeVirt CR as the policy's baseline (SPEC §2): whatever
+//! The cluster's KubeVirt CR as the policy's baseline: whatever
 //! the policy leaves unset comes from the `kubevirt.io/v1` KubeVirt object,
 //! then from KubeVirt's own defaults.
 //!
