@@ -760,3 +760,60 @@ fn completions_print_a_script_for_each_shell() {
         stderr(&output)
     );
 }
+
+/// The README's dry runs: every example launcher Pod finds its VMI among
+/// `examples/vmi-*.yaml` (as the server's `--vmi-dir examples` does) and
+/// gets the profile its namespace selects under `examples/policy.yaml`.
+#[test]
+fn every_example_launcher_pod_finds_its_vmi_and_profile() {
+    let mut vmis: Vec<String> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"))
+            .expect("examples/")
+            .map(|entry| {
+                entry
+                    .expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .filter(|name| name.starts_with("vmi-"))
+            .map(|name| format!("examples/{name}"))
+            .collect();
+    vmis.sort();
+    assert_eq!(vmis.len(), 3, "{vmis:?}");
+    for (review, labels, profile, outcome) in [
+        (
+            "examples/launcher-pod-dev.json",
+            "tier=dev",
+            "dev",
+            "patched",
+        ),
+        (
+            "examples/launcher-pod-prod.json",
+            "",
+            "production",
+            "patched",
+        ),
+        (
+            "examples/launcher-pod-staging.json",
+            "",
+            "shadow-dev",
+            "shadow",
+        ),
+    ] {
+        let mut args = vec!["review", "--policy", "examples/policy.yaml", "--explain"];
+        for vmi in &vmis {
+            args.extend(["--vmi", vmi.as_str()]);
+        }
+        args.extend(["--namespace-labels", labels, review]);
+        let output = virt_sizer(&args);
+        let text = stdout(&output);
+        assert!(output.status.success(), "{review}: {}", stderr(&output));
+        assert!(
+            text.starts_with(&format!("outcome: {outcome} (launcher_pod)"))
+                && text.contains(&format!("profile: {profile} ")),
+            "{review}:\n{text}"
+        );
+        assert!(!text.contains("not found"), "{review}:\n{text}");
+    }
+}
