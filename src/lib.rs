@@ -21,6 +21,7 @@
 pub mod admission;
 pub mod cli;
 pub mod commands;
+pub mod documents;
 pub mod metrics;
 pub mod server;
 pub mod sizing;

@@ -8,9 +8,8 @@ use anyhow::Context as _;
 
 use crate::admission::{self, Environment};
 use crate::cli::ReviewArgs;
-use crate::commands::{
-    VmiSet, load_policy_over, parse_labels, read_document, request_from_document,
-};
+use crate::commands::{VmiSet, load_policy_over, parse_labels, request_from_document};
+use crate::documents::read_document;
 use crate::sizing::SizingError;
 
 /// Runs `virt-sizer review`.

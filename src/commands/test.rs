@@ -23,9 +23,8 @@ use serde_json::{Value, json};
 
 use crate::admission::{self, COMPUTE_CONTAINER, Environment};
 use crate::cli::{TestArgs, TestOutput};
-use crate::commands::{
-    VmiSet, load_policy_over, read_document, read_documents, request_from_document,
-};
+use crate::commands::{VmiSet, load_policy_over, request_from_document};
+use crate::documents::{read_document, read_documents};
 use crate::sizing::policy::{UnknownField, closest_name, struct_fields};
 use crate::sizing::{Quantity, SizingError};
 

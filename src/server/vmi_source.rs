@@ -235,7 +235,7 @@ fn scan(dir: &Path) -> anyhow::Result<HashMap<(String, String), Indexed>> {
             continue;
         }
         let file_stamp = stamp(&path);
-        let documents = match crate::commands::read_documents(&path) {
+        let documents = match crate::documents::read_documents(&path) {
             Ok(documents) => documents,
             Err(error) => {
                 tracing::debug!(file = %path.display(), error = %format!("{error:#}"), "skipping");

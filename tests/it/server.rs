@@ -227,7 +227,7 @@ async fn server_answers_the_same_bytes_as_review_for_every_fixture_case() {
 
         let input = base.join(case["input"].as_str().expect("input"));
         let operation = case["operation"].as_str().unwrap_or("CREATE");
-        let document = virt_sizer::commands::read_document(&input).expect("input");
+        let document = virt_sizer::documents::read_document(&input).expect("input");
         let request = virt_sizer::commands::request_from_document(document, &namespace, operation)
             .expect("request");
         let review = serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}))

@@ -1,0 +1,62 @@
+//! Reading Kubernetes-style documents: JSON, or YAML with one or several
+//! `---` documents, from a file or standard input, as JSON values. The CLI
+//! verbs, the server's VMI directory and the tests all read files this way.
+
+use std::io::Read as _;
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize as _;
+use serde_json::Value;
+
+/// Reads a JSON or YAML file (`-` is standard input) into JSON values, one
+/// per YAML document.
+///
+/// # Errors
+/// Unreadable file or a document that is neither JSON nor YAML, naming the
+/// file and the position.
+pub fn read_documents(path: &Path) -> anyhow::Result<Vec<Value>> {
+    let text = if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading standard input")?;
+        text
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    parse_documents(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Parses JSON, or YAML (possibly several `---` documents), into values.
+///
+/// # Errors
+/// The parser's message with line and column.
+pub fn parse_documents(text: &str) -> anyhow::Result<Vec<Value>> {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        let value: Value = serde_json::from_str(text).context("invalid JSON")?;
+        return Ok(vec![value]);
+    }
+    let mut documents = Vec::new();
+    for document in yaml_serde::Deserializer::from_str(text) {
+        let value = Value::deserialize(document).context("invalid YAML")?;
+        if !value.is_null() {
+            documents.push(value);
+        }
+    }
+    Ok(documents)
+}
+
+/// Reads exactly one document.
+///
+/// # Errors
+/// As [`read_documents`], or when the file holds no or several documents.
+pub fn read_document(path: &Path) -> anyhow::Result<Value> {
+    let mut documents = read_documents(path)?;
+    match documents.len() {
+        1 => Ok(documents.remove(0)),
+        0 => bail!("{}: empty document", path.display()),
+        n => bail!("{}: expected one document, found {n}", path.display()),
+    }
+}
