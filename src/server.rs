@@ -19,7 +19,7 @@ pub mod handlers;
 pub mod kubevirt_cr;
 pub mod limits;
 pub mod policy_store;
-pub mod slim;
+pub mod reload;
 pub mod tls;
 pub mod vmi_source;
 pub mod watch;
@@ -47,6 +47,7 @@ use tokio_util::task::TaskTracker;
 use crate::metrics::Metrics;
 use crate::sizing::policy::ValidPolicy;
 use policy_store::PolicyStore;
+use reload::Reload;
 use tls::CertStore;
 use vmi_source::VmiSource;
 
@@ -217,15 +218,17 @@ impl AppState {
 
     /// Re-reads the policy file and records the result (logs, metrics).
     pub fn reload_policy(&self) {
+        let metrics = &self.inner.metrics;
         match self.inner.policy.reload() {
-            policy_store::PolicyReload::Unchanged => {}
-            policy_store::PolicyReload::Reloaded(digest) => {
-                Metrics::reload(&self.inner.metrics.policy_reloads, true);
-                tracing::info!(%digest, "policy reloaded");
-                self.record_policy_warnings(&self.inner.policy.current());
+            Reload::Unchanged => {}
+            Reload::Reloaded => {
+                Metrics::reload(&metrics.policy_reloads, true);
+                let policy = self.inner.policy.current();
+                tracing::info!(digest = %policy.digest, "policy reloaded");
+                self.record_policy_warnings(&policy);
             }
-            policy_store::PolicyReload::Rejected(problems) => {
-                Metrics::reload(&self.inner.metrics.policy_reloads, false);
+            Reload::Failed(problems) => {
+                Metrics::reload(&metrics.policy_reloads, false);
                 tracing::error!(%problems, digest = %self.inner.policy.current().digest,
                     "new policy rejected; the last good policy stays in force");
             }
@@ -237,10 +240,11 @@ impl AppState {
         let Some(certs) = &self.inner.certs else {
             return;
         };
+        let reloads = &self.inner.metrics.certificate_reloads;
         match certs.reload() {
-            tls::Reload::Unchanged => {}
-            tls::Reload::Reloaded => {
-                Metrics::reload(&self.inner.metrics.certificate_reloads, true);
+            Reload::Unchanged => {}
+            Reload::Reloaded => {
+                Metrics::reload(reloads, true);
                 let validity = certs.validity();
                 self.inner
                     .metrics
@@ -248,19 +252,19 @@ impl AppState {
                     .set(validity.not_after);
                 tracing::info!(validity = %validity.text, "serving certificate reloaded");
             }
-            tls::Reload::Failed(error) => {
-                Metrics::reload(&self.inner.metrics.certificate_reloads, false);
+            Reload::Failed(error) => {
+                Metrics::reload(reloads, false);
                 tracing::warn!(%error, "new certificate not loaded; the previous one keeps serving");
             }
         }
         match certs.reload_client_ca() {
-            tls::Reload::Unchanged => {}
-            tls::Reload::Reloaded => {
-                Metrics::reload(&self.inner.metrics.certificate_reloads, true);
+            Reload::Unchanged => {}
+            Reload::Reloaded => {
+                Metrics::reload(reloads, true);
                 tracing::info!("client CA reloaded");
             }
-            tls::Reload::Failed(error) => {
-                Metrics::reload(&self.inner.metrics.certificate_reloads, false);
+            Reload::Failed(error) => {
+                Metrics::reload(reloads, false);
                 tracing::warn!(%error, "new client CA not loaded; the previous one keeps verifying");
             }
         }

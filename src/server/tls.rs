@@ -9,14 +9,13 @@
 //! file) leaves the old one serving and is reported, and so does a pair
 //! outside its validity window (expired, or not yet valid). The client CA
 //! bundle (`--client-ca`) reloads the same way: the verifier handshakes use
-//! is swapped whole.
+//! is swapped whole. Both are [`Reloadable`] values.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context as _, bail};
-use arc_swap::ArcSwap;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -28,15 +27,13 @@ use rustls::{
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
-/// The serving key pair, reloadable from its files.
+use crate::server::reload::{Loader, Reload, Reloadable};
+
+/// The serving key pair, reloadable from its files, and the client CA
+/// bundle once [`server_config`] has loaded one.
 pub struct CertStore {
-    current: ArcSwap<CertifiedKey>,
-    validity: ArcSwap<Validity>,
-    files: Option<(PathBuf, PathBuf)>,
-    provider: Arc<CryptoProvider>,
-    loaded_pem: Mutex<(Vec<u8>, Vec<u8>)>,
-    last_error: Mutex<Option<String>>,
-    client_ca: OnceLock<Arc<ClientCa>>,
+    pair: Reloadable<PairFiles>,
+    client_ca: OnceLock<Arc<Reloadable<ClientCaFile>>>,
 }
 
 /// When the serving certificate is valid.
@@ -83,20 +80,99 @@ fn unix_now() -> i64 {
 impl fmt::Debug for CertStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CertStore")
-            .field("files", &self.files)
+            .field("files", &self.watched_files())
             .finish_non_exhaustive()
     }
 }
 
-/// What a reload did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reload {
-    /// The files did not change.
-    Unchanged,
-    /// A new pair is serving.
-    Reloaded,
-    /// The new files are unusable; the previous pair keeps serving.
-    Failed(String),
+/// The pair in force: what handshakes get, and when it is valid.
+struct ServingPair {
+    key: Arc<CertifiedKey>,
+    validity: Arc<Validity>,
+}
+
+/// The certificate and key files (PEM).
+struct PairFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    provider: Arc<CryptoProvider>,
+}
+
+impl Loader for PairFiles {
+    type Value = ServingPair;
+    type Contents = (Vec<u8>, Vec<u8>);
+
+    /// A pair refused as not yet valid loads once its `notBefore` passes,
+    /// with no change to the files.
+    const RETRIES_REJECTED: bool = true;
+
+    fn files(&self) -> Vec<PathBuf> {
+        vec![self.cert.clone(), self.key.clone()]
+    }
+
+    fn read(&self) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+        let cert_pem =
+            std::fs::read(&self.cert).with_context(|| format!("reading {}", self.cert.display()))?;
+        let key_pem =
+            std::fs::read(&self.key).with_context(|| format!("reading {}", self.key.display()))?;
+        Ok((cert_pem, key_pem))
+    }
+
+    /// The first pair is taken whatever its validity (`/readyz` reports
+    /// it); a new one must be valid now. A rotation writes two files;
+    /// between the writes the pair does not match. That is reported, and
+    /// the next event or poll picks up the completed pair.
+    fn load(
+        &self,
+        (cert_pem, key_pem): &(Vec<u8>, Vec<u8>),
+        current: Option<&ServingPair>,
+    ) -> anyhow::Result<ServingPair> {
+        let pair = serving_pair(cert_pem, key_pem, &self.provider);
+        if current.is_none() {
+            return pair.with_context(|| {
+                format!("loading {} and {}", self.cert.display(), self.key.display())
+            });
+        }
+        let pair = pair?;
+        if !pair.validity.contains(unix_now()) {
+            bail!(
+                "the new certificate is not valid now ({})",
+                pair.validity.text
+            );
+        }
+        Ok(pair)
+    }
+}
+
+/// The client CA bundle (PEM), loaded into a verifier.
+struct ClientCaFile {
+    path: PathBuf,
+    provider: Arc<CryptoProvider>,
+}
+
+impl Loader for ClientCaFile {
+    type Value = Arc<dyn ClientCertVerifier>;
+    type Contents = Vec<u8>;
+
+    /// As the serving pair's (unchanged from before the two shared code).
+    const RETRIES_REJECTED: bool = true;
+
+    fn files(&self) -> Vec<PathBuf> {
+        vec![self.path.clone()]
+    }
+
+    fn read(&self) -> anyhow::Result<Vec<u8>> {
+        std::fs::read(&self.path).with_context(|| format!("reading {}", self.path.display()))
+    }
+
+    fn load(
+        &self,
+        pem: &Vec<u8>,
+        _current: Option<&Arc<dyn ClientCertVerifier>>,
+    ) -> anyhow::Result<Arc<dyn ClientCertVerifier>> {
+        client_verifier(pem, &self.provider)
+            .with_context(|| format!("loading the client CA {}", self.path.display()))
+    }
 }
 
 impl CertStore {
@@ -110,18 +186,13 @@ impl CertStore {
         key: &Path,
         provider: Arc<CryptoProvider>,
     ) -> anyhow::Result<CertStore> {
-        let cert_pem =
-            std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
-        let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
-        let (certified, validity) = certified_key(&cert_pem, &key_pem, &provider)
-            .with_context(|| format!("loading {} and {}", cert.display(), key.display()))?;
-        Ok(CertStore {
-            current: ArcSwap::from_pointee(certified),
-            validity: ArcSwap::from_pointee(validity),
-            files: Some((cert.to_owned(), key.to_owned())),
+        let files = PairFiles {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
             provider,
-            loaded_pem: Mutex::new((cert_pem, key_pem)),
-            last_error: Mutex::new(None),
+        };
+        Ok(CertStore {
+            pair: Reloadable::from_files(files)?,
             client_ca: OnceLock::new(),
         })
     }
@@ -135,14 +206,8 @@ impl CertStore {
         key_pem: &[u8],
         provider: Arc<CryptoProvider>,
     ) -> anyhow::Result<CertStore> {
-        let (certified, validity) = certified_key(cert_pem, key_pem, &provider)?;
         Ok(CertStore {
-            current: ArcSwap::from_pointee(certified),
-            validity: ArcSwap::from_pointee(validity),
-            files: None,
-            provider,
-            loaded_pem: Mutex::new((cert_pem.to_vec(), key_pem.to_vec())),
-            last_error: Mutex::new(None),
+            pair: Reloadable::fixed(serving_pair(cert_pem, key_pem, &provider)?),
             client_ca: OnceLock::new(),
         })
     }
@@ -151,23 +216,21 @@ impl CertStore {
     /// in-memory pair without a client CA).
     #[must_use]
     pub fn watched_files(&self) -> Vec<PathBuf> {
-        self.files
-            .iter()
-            .flat_map(|(cert, key)| [cert.clone(), key.clone()])
-            .chain(self.client_ca.get().map(|ca| ca.path.clone()))
-            .collect()
+        let mut files = self.pair.files();
+        files.extend(self.client_ca.get().into_iter().flat_map(|ca| ca.files()));
+        files
     }
 
     /// When the serving certificate is valid.
     #[must_use]
     pub fn validity(&self) -> Arc<Validity> {
-        self.validity.load_full()
+        self.pair.current().validity.clone()
     }
 
     /// Whether the serving certificate has expired (or is not yet valid).
     #[must_use]
     pub fn is_outside_validity(&self) -> bool {
-        !self.validity.load().contains(unix_now())
+        !self.pair.current().validity.contains(unix_now())
     }
 
     /// Re-reads the client CA bundle, if there is one; swaps the verifier
@@ -180,147 +243,18 @@ impl CertStore {
 
     /// Re-reads the files; swaps the pair in if they changed and load.
     pub fn reload(&self) -> Reload {
-        let Some((cert, key)) = &self.files else {
-            return Reload::Unchanged;
-        };
-        let read = std::fs::read(cert)
-            .with_context(|| format!("reading {}", cert.display()))
-            .and_then(|cert_pem| {
-                std::fs::read(key)
-                    .with_context(|| format!("reading {}", key.display()))
-                    .map(|key_pem| (cert_pem, key_pem))
-            });
-        let (cert_pem, key_pem) = match read {
-            Ok(pair) => pair,
-            Err(error) => return self.record_failure(format!("{error:#}")),
-        };
-        let mut loaded = self
-            .loaded_pem
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if loaded.0 == cert_pem && loaded.1 == key_pem {
-            return Reload::Unchanged;
-        }
-        let loaded_pair =
-            certified_key(&cert_pem, &key_pem, &self.provider).and_then(|(certified, validity)| {
-                if validity.contains(unix_now()) {
-                    Ok((certified, validity))
-                } else {
-                    bail!("the new certificate is not valid now ({})", validity.text)
-                }
-            });
-        match loaded_pair {
-            Ok((certified, validity)) => {
-                self.current.store(Arc::new(certified));
-                self.validity.store(Arc::new(validity));
-                *loaded = (cert_pem, key_pem);
-                *self
-                    .last_error
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-                Reload::Reloaded
-            }
-            // A rotation writes two files; between the writes the pair does
-            // not match. That is reported, and the next event or poll picks
-            // up the completed pair.
-            Err(error) => self.record_failure(format!("{error:#}")),
-        }
-    }
-
-    fn record_failure(&self, message: String) -> Reload {
-        let mut last = self
-            .last_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if last.as_deref() == Some(message.as_str()) {
-            return Reload::Unchanged;
-        }
-        *last = Some(message.clone());
-        Reload::Failed(message)
+        self.pair.reload()
     }
 
     /// The last failed reload, if the current files are unusable (the
     /// pair's, then the client CA's).
     #[must_use]
     pub fn last_error(&self) -> Option<String> {
-        let pair = self
-            .last_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        let ca = self.client_ca.get().and_then(|ca| {
-            ca.last_error
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone()
-        });
+        let pair = self.pair.last_error();
+        let ca = self.client_ca.get().and_then(|ca| ca.last_error());
         match (pair, ca) {
             (Some(pair), Some(ca)) => Some(format!("{pair}; {ca}")),
             (pair, ca) => pair.or(ca),
-        }
-    }
-}
-
-/// The client CA bundle and the verifier built from it, reloadable.
-struct ClientCa {
-    path: PathBuf,
-    provider: Arc<CryptoProvider>,
-    verifier: ArcSwap<Verifier>,
-    loaded_pem: Mutex<Vec<u8>>,
-    last_error: Mutex<Option<String>>,
-}
-
-struct Verifier(Arc<dyn ClientCertVerifier>);
-
-impl ClientCa {
-    fn load(path: &Path, provider: Arc<CryptoProvider>) -> anyhow::Result<ClientCa> {
-        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let verifier = client_verifier(&pem, &provider)
-            .with_context(|| format!("loading the client CA {}", path.display()))?;
-        Ok(ClientCa {
-            path: path.to_owned(),
-            provider,
-            verifier: ArcSwap::from_pointee(Verifier(verifier)),
-            loaded_pem: Mutex::new(pem),
-            last_error: Mutex::new(None),
-        })
-    }
-
-    fn reload(&self) -> Reload {
-        let loaded = std::fs::read(&self.path)
-            .with_context(|| format!("reading {}", self.path.display()))
-            .and_then(|pem| {
-                let mut loaded = self
-                    .loaded_pem
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if *loaded == pem {
-                    return Ok(None);
-                }
-                let verifier = client_verifier(&pem, &self.provider)
-                    .with_context(|| format!("loading the client CA {}", self.path.display()))?;
-                *loaded = pem;
-                Ok(Some(verifier))
-            });
-        let mut last = self
-            .last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match loaded {
-            Ok(None) => Reload::Unchanged,
-            Ok(Some(verifier)) => {
-                self.verifier.store(Arc::new(Verifier(verifier)));
-                *last = None;
-                Reload::Reloaded
-            }
-            Err(error) => {
-                let message = format!("{error:#}");
-                if last.as_deref() == Some(message.as_str()) {
-                    return Reload::Unchanged;
-                }
-                *last = Some(message.clone());
-                Reload::Failed(message)
-            }
         }
     }
 }
@@ -347,15 +281,8 @@ fn client_verifier(
 /// CA names in its certificate request (`root_hint_subjects` borrows from
 /// the verifier, which a reload replaces): a client then offers its
 /// certificate whoever signed it, and the verifier decides.
-struct ReloadingVerifier(Arc<ClientCa>);
-
-impl fmt::Debug for ReloadingVerifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReloadingVerifier")
-            .field("path", &self.0.path)
-            .finish_non_exhaustive()
-    }
-}
+#[derive(Debug)]
+struct ReloadingVerifier(Arc<Reloadable<ClientCaFile>>);
 
 impl ClientCertVerifier for ReloadingVerifier {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
@@ -369,9 +296,7 @@ impl ClientCertVerifier for ReloadingVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         self.0
-            .verifier
-            .load()
-            .0
+            .current()
             .verify_client_cert(end_entity, intermediates, now)
     }
 
@@ -382,9 +307,7 @@ impl ClientCertVerifier for ReloadingVerifier {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.0
-            .verifier
-            .load()
-            .0
+            .current()
             .verify_tls12_signature(message, cert, dss)
     }
 
@@ -395,14 +318,12 @@ impl ClientCertVerifier for ReloadingVerifier {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.0
-            .verifier
-            .load()
-            .0
+            .current()
             .verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.verifier.load().0.supported_verify_schemes()
+        self.0.current().supported_verify_schemes()
     }
 }
 
@@ -412,7 +333,7 @@ struct Resolver(Arc<CertStore>);
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.current.load_full())
+        Some(self.0.pair.current().key.clone())
     }
 }
 
@@ -434,7 +355,10 @@ pub fn server_config(
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(path) => {
-            let ca = Arc::new(ClientCa::load(path, provider)?);
+            let ca = Arc::new(Reloadable::from_files(ClientCaFile {
+                path: path.to_owned(),
+                provider,
+            })?);
             // One client CA per store: a second config shares the first.
             let ca = store.client_ca.get_or_init(|| ca).clone();
             builder.with_client_cert_verifier(Arc::new(ReloadingVerifier(ca)))
@@ -445,11 +369,11 @@ pub fn server_config(
     Ok(config)
 }
 
-fn certified_key(
+fn serving_pair(
     cert_pem: &[u8],
     key_pem: &[u8],
     provider: &CryptoProvider,
-) -> anyhow::Result<(CertifiedKey, Validity)> {
+) -> anyhow::Result<ServingPair> {
     let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .context("parsing the certificate PEM")?;
@@ -460,7 +384,10 @@ fn certified_key(
     let key = PrivateKeyDer::from_pem_slice(key_pem).context("parsing the private key PEM")?;
     let certified = CertifiedKey::from_der(chain, key, provider)
         .context("the key does not match the certificate")?;
-    Ok((certified, validity))
+    Ok(ServingPair {
+        key: Arc::new(certified),
+        validity: Arc::new(validity),
+    })
 }
 
 /// A CA and a serving certificate made at start for local use.
