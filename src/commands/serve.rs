@@ -10,6 +10,7 @@ use std::time::Duration;
 use std::io::Write as _;
 
 use anyhow::Context as _;
+use rustls::crypto::CryptoProvider;
 use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
@@ -44,35 +45,95 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         Some(path) => PolicyStore::from_file(path)?,
         None => PolicyStore::builtin(),
     };
+    let certs = Certificates::load(args, provider.clone())?;
+    let tls_config = tls::server_config(certs.store.clone(), args.client_ca.as_deref(), provider)?;
+    let state = assemble_state(args, policy, certs.store.clone()).await?;
+    let _watchers = watch_files(args, &state, &certs.store);
 
-    let (certs, default_listen, ca_path) = match (&args.cert, &args.key) {
-        (Some(cert), Some(key)) => (
-            CertStore::from_files(cert, key, provider.clone())?,
-            SocketAddr::from(([0, 0, 0, 0], 8443)),
-            None,
-        ),
-        _ => {
-            let generated = tls::generate_self_signed(&["localhost", "127.0.0.1", "::1"])
-                .context("generating the self-signed certificate")?;
-            let ca_path = args
-                .ca_out
-                .clone()
-                .unwrap_or_else(|| std::env::temp_dir().join("virt-sizer").join("ca.pem"));
-            write_ca(&ca_path, &generated.ca_pem)?;
-            (
-                CertStore::from_pem(
-                    generated.cert_pem.as_bytes(),
-                    generated.key_pem.as_bytes(),
-                    provider.clone(),
-                )?,
-                SocketAddr::from(([127, 0, 0, 1], 8443)),
-                Some(ca_path),
-            )
+    let listen = args.listen.unwrap_or(certs.default_listen);
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        address = %local,
+        policy = %state.policy().current().digest,
+        mtls = args.client_ca.is_some(),
+        "listening"
+    );
+    if let Some(ca_path) = &certs.embedded_ca {
+        announce_embedded_default(local, ca_path);
+    }
+
+    let options = serve_options(args);
+    let limits = RequestLimits::new(
+        args.max_body_bytes,
+        Duration::from_secs(args.body_timeout_seconds.max(1)),
+    );
+    serve_probes(args, &certs, &state, options).await?;
+    let shutdown = shutdown(
+        state.clone(),
+        Duration::from_secs(args.shutdown_delay_seconds),
+    );
+    server::serve(
+        listener,
+        Arc::new(tls_config),
+        server::app_with(state, &limits),
+        options,
+        shutdown,
+    )
+    .await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The serving pair: from `--cert`/`--key`, or the embedded self-signed
+/// default (whose CA is written out for clients).
+struct Certificates {
+    store: Arc<CertStore>,
+    /// Where to listen without `--listen`: everywhere with real
+    /// certificates, loopback with the embedded default.
+    default_listen: SocketAddr,
+    /// The embedded default's CA file.
+    embedded_ca: Option<PathBuf>,
+}
+
+impl Certificates {
+    fn load(args: &ServeArgs, provider: Arc<CryptoProvider>) -> anyhow::Result<Certificates> {
+        if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+            return Ok(Certificates {
+                store: Arc::new(CertStore::from_files(cert, key, provider)?),
+                default_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+                embedded_ca: None,
+            });
         }
-    };
-    let certs = Arc::new(certs);
-    let tls_config = tls::server_config(certs.clone(), args.client_ca.as_deref(), provider)?;
+        let generated = tls::generate_self_signed(&["localhost", "127.0.0.1", "::1"])
+            .context("generating the self-signed certificate")?;
+        let ca_path = args
+            .ca_out
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("virt-sizer").join("ca.pem"));
+        write_ca(&ca_path, &generated.ca_pem)?;
+        let store = CertStore::from_pem(
+            generated.cert_pem.as_bytes(),
+            generated.key_pem.as_bytes(),
+            provider,
+        )?;
+        Ok(Certificates {
+            store: Arc::new(store),
+            default_listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            embedded_ca: Some(ca_path),
+        })
+    }
+}
 
+/// The server's state over the VMI and Namespace sources `args` choose,
+/// with the cluster's KubeVirt CR followed in cluster mode.
+async fn assemble_state(
+    args: &ServeArgs,
+    policy: PolicyStore,
+    certs: Arc<CertStore>,
+) -> anyhow::Result<AppState> {
     let source = choose_source(args).await?;
     let cache_options = cluster::CacheOptions {
         backoff_max: Duration::from_secs(args.watch_backoff_max_seconds.max(1)),
@@ -91,7 +152,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(vmi_source = %vmis.describe(), cluster = matches!(source, Source::Cluster(_)), "VMI source");
     let state = AppState::new(
         policy,
-        Some(certs.clone()),
+        Some(certs),
         vmis,
         namespaces,
         Duration::from_millis(args.vmi_lookup_timeout_ms),
@@ -112,90 +173,81 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         }
         Source::Directory(_) => {}
     }
+    Ok(state)
+}
 
+/// Watches the policy file and the certificate files (each that there
+/// is); the watches stop when the returned watchers are dropped.
+fn watch_files(args: &ServeArgs, state: &AppState, certs: &CertStore) -> Vec<watch::FileWatcher> {
     let poll = Duration::from_secs(args.reload_poll_seconds.max(1));
-    let _policy_watcher = state.policy().path().map(|path| {
+    let policy_watcher = state.policy().path().map(|path| {
         let state = state.clone();
         watch::watch(&[path.to_owned()], poll, move || state.reload_policy())
     });
     let cert_files = certs.watched_files();
-    let _cert_watcher = (!cert_files.is_empty()).then(|| {
+    let cert_watcher = (!cert_files.is_empty()).then(|| {
         let state = state.clone();
         watch::watch(&cert_files, poll, move || state.reload_certificate())
     });
+    policy_watcher.into_iter().chain(cert_watcher).collect()
+}
 
-    let listen = args.listen.unwrap_or(default_listen);
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
-    let local = listener.local_addr()?;
-    tracing::info!(
-        address = %local,
-        policy = %state.policy().current().digest,
-        mtls = args.client_ca.is_some(),
-        "listening"
-    );
-    if let Some(ca_path) = &ca_path {
-        announce_embedded_default(local, ca_path);
-    }
-
-    let options = ServeOptions {
+/// The connection bounds from the flags.
+fn serve_options(args: &ServeArgs) -> ServeOptions {
+    ServeOptions {
         drain_timeout: Duration::from_secs(args.drain_timeout_seconds),
         header_read_timeout: Duration::from_secs(args.header_timeout_seconds.max(1)),
         idle_timeout: Duration::from_secs(args.idle_timeout_seconds.max(1)),
         max_connections: args.max_connections.max(1),
         ..ServeOptions::default()
-    };
-    let limits = RequestLimits::new(
-        args.max_body_bytes,
-        Duration::from_secs(args.body_timeout_seconds.max(1)),
-    );
+    }
+}
+
+/// Starts the plain-HTTP probe port: `--probe-listen`, or loopback 8081
+/// with the embedded default certificate.
+async fn serve_probes(
+    args: &ServeArgs,
+    certs: &Certificates,
+    state: &AppState,
+    options: ServeOptions,
+) -> anyhow::Result<()> {
     let probe_listen = args.probe_listen.or_else(|| {
-        ca_path
+        certs
+            .embedded_ca
             .is_some()
             .then(|| SocketAddr::from(([127, 0, 0, 1], 8081)))
     });
-    if let Some(probe_listen) = probe_listen {
-        let probes = TcpListener::bind(probe_listen)
-            .await
-            .with_context(|| format!("listening on {probe_listen} (--probe-listen)"))?;
-        tracing::info!(address = %probes.local_addr()?, "probe listener (plain HTTP: /healthz, /readyz, /metrics)");
-        // Kept open through the drain, so probes see readiness go false;
-        // it ends with the process.
-        tokio::spawn(server::serve_plain(
-            probes,
-            server::probe_app(state.clone()),
-            options,
-            std::future::pending::<()>(),
-        ));
-    }
-
-    let shutdown_delay = Duration::from_secs(args.shutdown_delay_seconds);
-    let shutdown = {
-        let state = state.clone();
-        async move {
-            wait_for_signal().await;
-            // A second signal during the drain means "now".
-            tokio::spawn(async {
-                let signal = wait_for_signal().await;
-                tracing::warn!(%signal, "second signal during shutdown: exiting now");
-                std::process::exit(128 + signal.number());
-            });
-            state.begin_shutdown();
-            tracing::info!(delay = ?shutdown_delay, "shutting down: readiness is false");
-            tokio::time::sleep(shutdown_delay).await;
-        }
+    let Some(probe_listen) = probe_listen else {
+        return Ok(());
     };
-    server::serve(
-        listener,
-        Arc::new(tls_config),
-        server::app_with(state, &limits),
+    let probes = TcpListener::bind(probe_listen)
+        .await
+        .with_context(|| format!("listening on {probe_listen} (--probe-listen)"))?;
+    tracing::info!(address = %probes.local_addr()?, "probe listener (plain HTTP: /healthz, /readyz, /metrics)");
+    // Kept open through the drain, so probes see readiness go false;
+    // it ends with the process.
+    tokio::spawn(server::serve_plain(
+        probes,
+        server::probe_app(state.clone()),
         options,
-        shutdown,
-    )
-    .await;
-    tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
+        std::future::pending::<()>(),
+    ));
+    Ok(())
+}
+
+/// Completes on SIGTERM/SIGINT once readiness has been false for `delay`
+/// (so endpoints update before the listener closes).
+async fn shutdown(state: AppState, delay: Duration) {
+    wait_for_signal().await;
+    // A second signal during the drain means "now".
+    tokio::spawn(async {
+        let signal = wait_for_signal().await;
+        tracing::warn!(%signal, "second signal during shutdown: exiting now");
+        std::process::exit(128 + signal.number());
+    });
+    state.begin_shutdown();
+    tracing::info!(delay = ?delay, "shutting down: readiness is false");
+    tokio::time::sleep(delay).await;
 }
 
 /// Where launcher Pods' VMIs come from.
