@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 use virt_sizer::sizing::Quantity;
 use virt_sizer::sizing::policy::ValidPolicy;
 
-use crate::bad_input::{EXAMPLE_REVIEW, EXAMPLE_RUNTIME_CLASS, check_answer, post, router};
+use crate::support::{Answer, EXAMPLE_REVIEW, EXAMPLE_RUNTIME_CLASS, check_answer, post, router};
 
 /// Runs `test` on `cases` values of `strategy`, prints the executions
 /// (shrinking included) and the time, and fails with the minimal input.
@@ -821,7 +821,7 @@ fn review_through_router(
     router: &axum::Router,
     content_type: Option<&str>,
     body: Vec<u8>,
-) -> Result<Option<crate::bad_input::Answer>, TestCaseError> {
+) -> Result<Option<Answer>, TestCaseError> {
     let (status, answer) = runtime.block_on(post(router, content_type, body.clone()));
     prop_assert!(
         status == StatusCode::OK || status == StatusCode::BAD_REQUEST,

@@ -13,6 +13,7 @@ use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tower::ServiceExt as _;
+use virt_sizer::commands::test::{Case, OneOrMany};
 use virt_sizer::server::policy_store::PolicyStore;
 use virt_sizer::server::tls::{self, CertStore, SelfSigned};
 use virt_sizer::server::vmi_source::{BoxFuture, NoVmis, VmiDirectory, VmiSource};
@@ -194,39 +195,31 @@ async fn server_answers_the_same_bytes_as_review_for_every_fixture_case() {
     let http = client(&[&pem.ca_pem]);
     let mut compared = 0;
     for case_file in fixture_cases() {
-        let case: Value = yaml_serde::from_str(&std::fs::read_to_string(&case_file).expect("read"))
-            .expect("yaml");
+        let case: Case = yaml_serde::from_str(&std::fs::read_to_string(&case_file).expect("read"))
+            .unwrap_or_else(|error| panic!("{}: {error}", case_file.display()));
         let base = case_file.parent().expect("dir").to_owned();
         let dir = tempfile::tempdir().expect("tempdir");
         // A server per case: its policy, its VMIs, its namespace labels.
         let mut setup = setup_in(dir.path(), &pem);
-        setup.policy = case["policy"].as_str().map(|path| base.join(path));
+        setup.policy = case.policy.as_ref().map(|path| base.join(path));
         let vmi_dir = dir.path().join("vmis");
         std::fs::create_dir(&vmi_dir).expect("mkdir");
-        let vmis: Vec<PathBuf> = match &case["vmi"] {
-            Value::String(path) => vec![base.join(path)],
-            Value::Array(paths) => paths
-                .iter()
-                .filter_map(Value::as_str)
-                .map(|p| base.join(p))
-                .collect(),
-            _ => Vec::new(),
+        let vmis: Vec<PathBuf> = match &case.vmi {
+            OneOrMany::None => Vec::new(),
+            OneOrMany::One(path) => vec![base.join(path)],
+            OneOrMany::Many(paths) => paths.iter().map(|path| base.join(path)).collect(),
         };
         for (index, vmi) in vmis.iter().enumerate() {
             std::fs::copy(vmi, vmi_dir.join(format!("{index}.yaml"))).expect("copy");
         }
         setup.vmis = Arc::new(VmiDirectory::new(&vmi_dir).expect("vmi dir"));
-        let namespace = case["namespace"]["name"]
-            .as_str()
-            .unwrap_or("default")
-            .to_owned();
-        let labels: BTreeMap<String, String> =
-            serde_json::from_value(case["namespace"]["labels"].clone()).unwrap_or_default();
+        let namespace = case.namespace.name.unwrap_or_else(|| "default".to_owned());
+        let labels = case.namespace.labels;
         setup.namespaces.insert(namespace.clone(), labels.clone());
         let server = TestServer::start(setup).await;
 
-        let input = base.join(case["input"].as_str().expect("input"));
-        let operation = case["operation"].as_str().unwrap_or("CREATE");
+        let input = base.join(&case.input);
+        let operation = case.operation.as_str();
         let document = virt_sizer::documents::read_document(&input).expect("input");
         let request = virt_sizer::commands::request_from_document(document, &namespace, operation)
             .expect("request");
@@ -237,7 +230,7 @@ async fn server_answers_the_same_bytes_as_review_for_every_fixture_case() {
 
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_virt-sizer"));
         command.arg("review");
-        if let Some(policy) = case["policy"].as_str() {
+        if let Some(policy) = &case.policy {
             command.arg("--policy").arg(base.join(policy));
         }
         for vmi in &vmis {

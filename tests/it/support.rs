@@ -1,6 +1,7 @@
 //! Shared builders for the integration tests: VirtualMachineInstances,
 //! virt-launcher Pods shaped like KubeVirt's, AdmissionRequests, policies,
-//! and readers for what a decision produced.
+//! readers for what a decision produced, and the example webhook router
+//! with the invariants of its every answer ([`webhook`]).
 //!
 //! Everything here is plain data; expected values are computed by the tests
 //! themselves, never by the crate under test.
@@ -13,6 +14,12 @@ use serde_json::{Map, Value, json};
 use virt_sizer::admission::{self, AdmissionRequest, Decision, Environment};
 use virt_sizer::sizing::Quantity;
 use virt_sizer::sizing::policy::ValidPolicy;
+
+mod webhook;
+
+pub(crate) use webhook::{
+    Answer, EXAMPLE_REVIEW, EXAMPLE_RUNTIME_CLASS, check_answer, post, router,
+};
 
 /// 2^20 bytes.
 pub(crate) const MI: u64 = 1 << 20;
