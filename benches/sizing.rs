@@ -19,7 +19,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::Value;
 use virt_sizer::admission::{self, AdmissionReview, Environment};
-use virt_sizer::server::slim::IncomingReview;
+use virt_sizer::admission::wire::{self, Sizing};
 use virt_sizer::sizing::Quantity;
 use virt_sizer::sizing::kata;
 use virt_sizer::sizing::kubevirt::{self, AutoLimits, LauncherInput};
@@ -86,9 +86,7 @@ fn benches(c: &mut Criterion) {
         |b| {
             b.iter(|| {
                 // What POST /mutate does between the body and the response.
-                let review: IncomingReview =
-                    serde_json::from_slice(black_box(body)).expect("decodes");
-                let request = review.request.expect("request").into_request();
+                let request = wire::decode::<Sizing>(black_box(body)).expect("decodes");
                 let environment = Environment {
                     policy: &policy,
                     namespace_labels: &labels,
@@ -102,7 +100,7 @@ fn benches(c: &mut Criterion) {
         },
     );
     c.bench_function("review/decode only, server path", |b| {
-        b.iter(|| serde_json::from_slice::<IncomingReview>(black_box(body)).expect("decodes"));
+        b.iter(|| wire::decode::<Sizing>(black_box(body)).expect("decodes"));
     });
 }
 

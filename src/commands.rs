@@ -16,7 +16,8 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 
-use crate::admission::{AdmissionRequest, AdmissionReview, VmiRef};
+use crate::admission::wire::{self, Whole};
+use crate::admission::{AdmissionRequest, VmiRef};
 use crate::sizing::policy::{KubevirtBaseline, ValidPolicy};
 
 // Kept for tests/it/manifests.rs and tests/it/e2e/webhook.rs until they
@@ -173,18 +174,7 @@ pub fn request_from_document(
         );
     }
     if document.get("kind").and_then(Value::as_str) == Some("AdmissionReview") {
-        let review: AdmissionReview =
-            serde_path_to_error::deserialize(document).map_err(|error| {
-                anyhow::anyhow!("AdmissionReview: {}: {}", error.path(), error.inner())
-            })?;
-        if review.api_version != crate::admission::review::ADMISSION_API_VERSION {
-            bail!(
-                "apiVersion: expected {}, got {:?}",
-                crate::admission::review::ADMISSION_API_VERSION,
-                review.api_version
-            );
-        }
-        return review.request.context("request: missing");
+        return wire::decode_value::<Whole>(document).map_err(anyhow::Error::from);
     }
     Ok(crate::admission::request_for_object(
         document, namespace, operation,

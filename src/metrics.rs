@@ -1,15 +1,24 @@
 //! Prometheus metrics, in the controller-runtime naming style. One
 //! [`Metrics`] lives in the server state (never a global) and is rendered as
-//! Prometheus/OpenMetrics text on `GET /metrics`.
+//! Prometheus/OpenMetrics text on `GET /metrics`: virt-sizer's own metrics
+//! under the `virt_sizer_` prefix, values in base units (seconds, bytes,
+//! cores), and the standard `process_*` metrics ([`process`]).
+
+pub mod process;
 
 use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::{
+    EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder,
+};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 /// Labels of an admission request.
@@ -110,6 +119,115 @@ pub struct ShadowLabels {
     pub profile: String,
 }
 
+/// Labels of the build.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The crate version.
+    pub version: String,
+}
+
+/// Labels of a VMI lookup.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct LookupLabels {
+    /// `found`, `not_found`, `error` or `timeout`.
+    pub result: String,
+}
+
+/// A reload's counters and its last outcome: a counter by result, whether
+/// the last attempt succeeded, and when the last success was (the first
+/// load at start counts as one), so an alert can fire on a failing reload
+/// without a rate window.
+#[derive(Debug, Default)]
+pub struct Reloads {
+    /// Reloads by result.
+    pub results: Family<ReloadLabels, Counter>,
+    /// 1 when the last attempt loaded, 0 when it was rejected.
+    pub last_success: Gauge,
+    /// Unix time of the last successful load, seconds.
+    pub last_success_timestamp: Gauge<f64, AtomicU64>,
+}
+
+impl Reloads {
+    /// Registers the three as `<name>_reloads_total`,
+    /// `<name>_last_reload_success` and
+    /// `<name>_last_reload_success_timestamp_seconds`, marked loaded now.
+    fn register(registry: &mut Registry, name: &str, what: &str) -> Reloads {
+        let reloads = Reloads::default();
+        registry.register(
+            format!("{name}_reloads"),
+            format!("{what} reloads by result"),
+            reloads.results.clone(),
+        );
+        registry.register(
+            format!("{name}_last_reload_success"),
+            format!("1 when the last {what} (re)load succeeded, 0 when it was rejected and the previous one still serves"),
+            reloads.last_success.clone(),
+        );
+        registry.register(
+            format!("{name}_last_reload_success_timestamp_seconds"),
+            format!("Unix time of the last successful {what} load (the first at start included)"),
+            reloads.last_success_timestamp.clone(),
+        );
+        // Both series exist from the start, so dashboards and alerts see
+        // them before the first reload.
+        for result in ["success", "failure"] {
+            let _ = reloads.results.get_or_create(&ReloadLabels {
+                result: result.to_owned(),
+            });
+        }
+        reloads.loaded();
+        reloads
+    }
+
+    fn loaded(&self) {
+        self.last_success.set(1);
+        self.last_success_timestamp.set(unix_now());
+    }
+}
+
+/// A gauge kept in integer millicores (sums stay exact) and exported in
+/// cores, the base unit.
+#[derive(Debug, Clone, Default)]
+pub struct MilliCores(Gauge);
+
+impl MilliCores {
+    /// Adds `millicores` (negative lowers it).
+    pub fn inc_by(&self, millicores: i64) -> i64 {
+        self.0.inc_by(millicores)
+    }
+
+    /// The value in millicores.
+    #[must_use]
+    pub fn millicores(&self) -> i64 {
+        self.0.get()
+    }
+}
+
+impl TypedMetric for MilliCores {
+    const TYPE: MetricType = MetricType::Gauge;
+}
+
+impl EncodeMetric for MilliCores {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "a sum of millicores far below 2^53"
+        )]
+        let cores = self.0.get() as f64 / 1000.0;
+        encoder.encode_gauge(&cores)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64())
+}
+
 /// Labels of a watch cache.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct CacheLabels {
@@ -121,6 +239,7 @@ pub struct CacheLabels {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    process_registry: Registry,
     /// Admission requests by kind, operation and outcome.
     pub requests: Family<RequestLabels, Counter>,
     /// Time to answer an admission request, by kind, operation and outcome.
@@ -133,12 +252,14 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Panics caught while deciding.
     pub panics: Counter,
-    /// Policy reloads by result.
-    pub policy_reloads: Family<ReloadLabels, Counter>,
-    /// Certificate reloads by result.
-    pub certificate_reloads: Family<ReloadLabels, Counter>,
-    /// Shadow mode: sum of CPU request changes that were not applied.
-    pub shadow_cpu_millicores: Family<ShadowLabels, Gauge>,
+    /// Policy reloads: by result, and the last one's outcome.
+    pub policy_reloads: Reloads,
+    /// Serving-certificate (and client CA) reloads: by result, and the last
+    /// one's outcome.
+    pub certificate_reloads: Reloads,
+    /// Shadow mode: sum of CPU request changes that were not applied
+    /// (exported in cores).
+    pub shadow_cpu_millicores: Family<ShadowLabels, MilliCores>,
     /// Shadow mode: sum of memory request changes that were not applied.
     pub shadow_memory_bytes: Family<ShadowLabels, Gauge>,
     /// 1 when `serve` runs with no VMI source: launcher Pods fall to
@@ -169,6 +290,10 @@ pub struct Metrics {
     pub log_lines_dropped: Counter,
     /// `notAfter` of the serving certificate, Unix seconds.
     pub certificate_expiry: Gauge,
+    /// Time a VMI lookup took (cache, directory or a direct GET), by result.
+    pub vmi_lookup: Family<LookupLabels, Histogram>,
+    /// 1 while `/readyz` would answer ready (set at each scrape).
+    pub ready: Gauge,
     /// Namespaces that have their own shadow series.
     shadow_namespaces: Mutex<HashSet<String>>,
 }
@@ -219,22 +344,13 @@ impl Metrics {
             "Panics caught while deciding",
             panics.clone(),
         );
-        let policy_reloads = Family::<ReloadLabels, Counter>::default();
+        let policy_reloads = Reloads::register(&mut registry, "policy", "Policy");
+        let certificate_reloads =
+            Reloads::register(&mut registry, "certificate", "Serving certificate");
+        let shadow_cpu_millicores = Family::<ShadowLabels, MilliCores>::default();
         registry.register(
-            "policy_reloads",
-            "Policy reloads by result",
-            policy_reloads.clone(),
-        );
-        let certificate_reloads = Family::<ReloadLabels, Counter>::default();
-        registry.register(
-            "certificate_reloads",
-            "Serving certificate reloads by result",
-            certificate_reloads.clone(),
-        );
-        let shadow_cpu_millicores = Family::<ShadowLabels, Gauge>::default();
-        registry.register(
-            "shadow_cpu_request_delta_millicores",
-            "Shadow mode: sum of CPU request changes decided but not applied",
+            "shadow_cpu_request_delta_cores",
+            "Shadow mode: sum of CPU request changes decided but not applied, in cores",
             shadow_cpu_millicores.clone(),
         );
         let shadow_memory_bytes = Family::<ShadowLabels, Gauge>::default();
@@ -321,17 +437,38 @@ impl Metrics {
             "notAfter of the serving certificate, Unix seconds",
             certificate_expiry.clone(),
         );
-        // Reload counters start at zero so dashboards and alerts see them
-        // before the first reload.
-        for family in [&policy_reloads, &certificate_reloads] {
-            for result in ["success", "failure"] {
-                let _ = family.get_or_create(&ReloadLabels {
-                    result: result.to_owned(),
-                });
-            }
-        }
+        let vmi_lookup = Family::<LookupLabels, Histogram>::new_with_constructor(|| {
+            // 10 µs … ~2.6 s (the lookup timeout is 1 s by default).
+            Histogram::new(exponential_buckets(0.000_01, 4.0, 10))
+        });
+        registry.register(
+            "vmi_lookup_duration_seconds",
+            "Time to find a launcher Pod's VMI (watch cache, directory or direct GET), by result",
+            vmi_lookup.clone(),
+        );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 while this replica is ready (/readyz answers 200), else 0",
+            ready.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        registry.register(
+            "build_info",
+            "The running build: always 1, labelled with its version",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
+        // Unprefixed: the names every exporter uses for these.
+        let mut process_registry = Registry::default();
+        process_registry.register_collector(Box::new(process::ProcessCollector));
         Metrics {
             registry,
+            process_registry,
             requests,
             latency,
             patches,
@@ -355,6 +492,8 @@ impl Metrics {
             cache_fallback_limited,
             log_lines_dropped,
             certificate_expiry,
+            vmi_lookup,
+            ready,
             shadow_namespaces: Mutex::new(HashSet::new()),
         }
     }
@@ -393,13 +532,28 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a reload in `family`.
-    pub fn reload(family: &Family<ReloadLabels, Counter>, success: bool) {
-        family
+    /// Counts a reload and records its outcome.
+    pub fn reload(reloads: &Reloads, success: bool) {
+        reloads
+            .results
             .get_or_create(&ReloadLabels {
                 result: if success { "success" } else { "failure" }.to_owned(),
             })
             .inc();
+        if success {
+            reloads.loaded();
+        } else {
+            reloads.last_success.set(0);
+        }
+    }
+
+    /// Records how long a VMI lookup took and how it ended.
+    pub fn observe_vmi_lookup(&self, result: &str, seconds: f64) {
+        self.vmi_lookup
+            .get_or_create(&LookupLabels {
+                result: result.to_owned(),
+            })
+            .observe(seconds);
     }
 
     /// The text exposition.
@@ -412,7 +566,10 @@ impl Metrics {
         }
         let mut out = String::new();
         // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
+        let _ =
+            prometheus_client::encoding::text::encode_registry(&mut out, &self.process_registry);
+        let _ = prometheus_client::encoding::text::encode_eof(&mut out);
         out
     }
 }

@@ -15,6 +15,7 @@
 //! bound are dropped.
 
 pub mod cluster;
+mod extract;
 pub mod handlers;
 pub mod kubevirt_cr;
 pub mod limits;

@@ -33,6 +33,10 @@ use tracing_subscriber::registry::LookupSpan;
 pub const LOG_BUFFER_LINES: usize = 4096;
 /// A log field longer than this many characters is cut, with a marker.
 pub const MAX_LOG_FIELD_CHARS: usize = 1024;
+/// Fields whose value is JSON text that virt-sizer wrote itself (never a
+/// client's raw string; bounded where it is made): JSON logs carry them as
+/// JSON, so `changes` is an array a log pipeline can index, not a string.
+pub const JSON_FIELDS: &[&str] = &["changes"];
 /// A client value quoted whole in an answer (the `apiVersion` and `kind` of
 /// a refused review) is cut at this many characters, with a marker.
 pub const MAX_ECHOED_CHARS: usize = 256;
@@ -215,6 +219,12 @@ impl Visit for JsonFields {
         self.record_str(field, &text);
     }
     fn record_str(&mut self, field: &Field, value: &str) {
+        if JSON_FIELDS.contains(&field.name())
+            && let Ok(json) = serde_json::from_str::<serde_json::Value>(value)
+        {
+            self.0.insert(field.name().to_owned(), json);
+            return;
+        }
         self.0.insert(
             field.name().to_owned(),
             capped_to(value, MAX_LOG_FIELD_CHARS).into(),

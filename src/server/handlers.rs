@@ -3,13 +3,11 @@
 //! limit); never 500. Everything after decoding is a deliberate
 //! AdmissionResponse carrying the request's uid.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -17,8 +15,8 @@ use crate::admission::{self, AdmissionRequest, AdmissionResponse, Decision, Envi
 use crate::metrics::{KindLabels, Operation, RequestLabels, ShadowLabels};
 use crate::server::AppState;
 use crate::server::cluster::CacheHealth;
-use crate::server::limits;
-use crate::server::slim::{IncomingRequest, IncomingReview};
+use crate::server::extract::ReviewRequest;
+use crate::admission::wire::{self, Sizing, Whole};
 use crate::sizing::SizingError;
 use crate::sizing::policy::ValidPolicy;
 use crate::telemetry;
@@ -26,47 +24,9 @@ use crate::telemetry;
 /// `POST /mutate`.
 pub(crate) async fn mutate(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    ReviewRequest { request, .. }: ReviewRequest<Sizing>,
 ) -> Response {
     let metrics = state.metrics();
-    if !is_json(&headers) {
-        return bad_request(&state, "Content-Type must be application/json".into());
-    }
-    let body = match limits::read_body(body).await {
-        Ok(body) => body,
-        // Cut off at the cap or the deadline: the guard answers and counts.
-        Err(error) => {
-            return match limits::body_error(&error) {
-                Some(cut) => (cut.status(), cut.to_string()).into_response(),
-                None => bad_request(&state, format!("reading the request body: {error}")),
-            };
-        }
-    };
-    let review = match decode(&state, body).await {
-        Ok(review) => review,
-        Err(error) => return bad_request(&state, format!("undecodable AdmissionReview: {error}")),
-    };
-    if review.api_version != admission::review::ADMISSION_API_VERSION
-        || review.kind != "AdmissionReview"
-    {
-        return bad_request(
-            &state,
-            format!(
-                "expected apiVersion {} kind AdmissionReview, got {:?} {:?}",
-                admission::review::ADMISSION_API_VERSION,
-                telemetry::capped(&review.api_version),
-                telemetry::capped(&review.kind)
-            ),
-        );
-    }
-    let Some(request) = review.request.map(IncomingRequest::into_request) else {
-        return bad_request(&state, "AdmissionReview has no request".into());
-    };
-    if request.uid.is_empty() {
-        return bad_request(&state, "AdmissionReview request has no uid".into());
-    }
-
     let started = Instant::now();
     metrics.in_flight.inc();
     let policy = state.policy().current();
@@ -115,16 +75,11 @@ pub(crate) async fn mutate(
         namespace = %namespace,
         name = %name,
         profile = decision.profile.as_deref().unwrap_or(""),
-        selected_by = decision.selected_by.as_deref().unwrap_or(""),
+        selected_by = decision.selected_by.as_deref().unwrap_or("").replace('→', "->"),
         outcome = decision.outcome.as_str(),
         skip_reason = decision.skip_reason.as_deref().unwrap_or(""),
         patch_ops = decision.patch.as_ref().map_or(0, |patch| patch.0.len()),
-        changes = %decision
-            .changes
-            .iter()
-            .map(|change| format!("{}={}", change.field, change.new.as_deref().unwrap_or("-")))
-            .collect::<Vec<_>>()
-            .join(","),
+        changes = %logged_changes(&decision),
         error = decision.error.as_ref().map(ToString::to_string).unwrap_or_default(),
         policy = %decision.policy_digest,
         latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
@@ -152,23 +107,36 @@ fn cap_echoes(response: &mut AdmissionResponse) {
     response.audit_annotations.values_mut().for_each(long);
 }
 
-/// Bodies up to this size decode on the request's task; larger ones on the
-/// blocking pool, so a 3 MiB decode does not hold a runtime worker.
-const INLINE_DECODE_BYTES: usize = 64 * 1024;
-
-/// Decodes the review, at most [`AppState`]'s bound of decodes at once
-/// (later requests wait their turn): what a decode builds is bounded per
-/// request (`slim`), and this bounds how many build at once.
-async fn decode(state: &AppState, body: Bytes) -> Result<IncomingReview, String> {
-    let _permit = state.inner.decodes.acquire().await;
-    if body.len() <= INLINE_DECODE_BYTES {
-        return serde_json::from_slice(&body).map_err(|error| error.to_string());
+/// The decision log line's `changes`: a JSON array of `{field, old, new}`
+/// (`null` for none), the first [`MAX_LOGGED_CHANGES`] of them, then
+/// `{"more": N}`. JSON logs carry it as an array (see
+/// [`telemetry::JSON_FIELDS`]), text logs as its JSON text.
+fn logged_changes(decision: &Decision) -> String {
+    let cap = |text: &Option<String>| {
+        text.as_deref()
+            .map(|text| telemetry::capped_to(text, telemetry::MAX_LOG_FIELD_CHARS).into_owned())
+    };
+    let mut changes: Vec<Value> = decision
+        .changes
+        .iter()
+        .take(MAX_LOGGED_CHANGES)
+        .map(|change| {
+            json!({
+                "field": change.field,
+                "old": cap(&change.old),
+                "new": cap(&change.new),
+            })
+        })
+        .collect();
+    if decision.changes.len() > MAX_LOGGED_CHANGES {
+        changes.push(json!({"more": decision.changes.len() - MAX_LOGGED_CHANGES}));
     }
-    tokio::task::spawn_blocking(move || serde_json::from_slice::<IncomingReview>(&body))
-        .await
-        .map_err(|error| error.to_string())?
-        .map_err(|error| error.to_string())
+    Value::Array(changes).to_string()
 }
+
+/// Changes listed in a decision's log line at most (a Kata Pod can have
+/// thousands); `--explain` and the audit annotations have them all.
+const MAX_LOGGED_CHANGES: usize = 32;
 
 /// Label that marks a ConfigMap as a virt-sizer policy (the validating
 /// webhook's objectSelector).
@@ -176,107 +144,51 @@ pub const POLICY_LABEL: &str = "virt-sizer.io/policy";
 /// The ConfigMap key holding the policy (the file the Deployment mounts).
 pub const POLICY_KEY: &str = "policy.yaml";
 
-/// The fields of a policy ConfigMap's AdmissionReview that are read.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PolicyReview {
-    api_version: String,
-    kind: String,
-    request: Option<PolicyRequest>,
-}
-
-#[derive(serde::Deserialize)]
-struct PolicyRequest {
-    uid: String,
-    object: Option<PolicyConfigMap>,
-}
-
-#[derive(serde::Deserialize)]
-struct PolicyConfigMap {
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    data: Option<std::collections::BTreeMap<String, String>>,
-}
-
 /// `POST /validate-policy`: the validating webhook for policy ConfigMaps.
 /// A broken policy is refused at `kubectl apply` with the checker's own
 /// messages (every problem with its path); a valid one is admitted, with
 /// its warnings.
 pub(crate) async fn validate_policy(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    ReviewRequest { request, .. }: ReviewRequest<Whole>,
 ) -> Response {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return (rejection.status(), rejection.body_text()).into_response(),
-    };
-    if !is_json(&headers) {
-        return bad_request(&state, "Content-Type must be application/json".into());
-    }
-    let review: PolicyReview = match serde_json::from_slice(&body) {
-        Ok(review) => review,
-        Err(error) => return bad_request(&state, format!("undecodable AdmissionReview: {error}")),
-    };
-    if review.api_version != admission::review::ADMISSION_API_VERSION
-        || review.kind != "AdmissionReview"
-    {
-        return bad_request(
-            &state,
-            format!(
-                "expected apiVersion {} kind AdmissionReview, got {:?} {:?}",
-                admission::review::ADMISSION_API_VERSION,
-                review.api_version,
-                review.kind
+    let object = request.object.as_ref();
+    let is_configmap = object.and_then(|object| object.get("kind")) == Some(&json!("ConfigMap"));
+    let response = if is_configmap {
+        match object
+            .and_then(|object| object.pointer(&format!("/data/{POLICY_KEY}")))
+            .and_then(Value::as_str)
+        {
+            None => AdmissionResponse::deny(
+                &request.uid,
+                422,
+                format!(
+                    "a ConfigMap labelled {POLICY_LABEL}=true must hold the sizing policy under data[{POLICY_KEY:?}]"
+                ),
             ),
-        );
-    }
-    let Some(request) = review.request.filter(|request| !request.uid.is_empty()) else {
-        return bad_request(&state, "AdmissionReview has no request uid".into());
-    };
-    let response = match request.object {
-        // DELETE (no object) and other kinds are none of this webhook's business.
-        Some(object) if object.kind == "ConfigMap" => {
-            match object.data.as_ref().and_then(|data| data.get(POLICY_KEY)) {
-                None => AdmissionResponse::deny(
+            Some(text) => match ValidPolicy::from_yaml(text) {
+                Ok(policy) => {
+                    let mut response = AdmissionResponse::allow(&request.uid);
+                    response.warnings = policy.warnings;
+                    response
+                }
+                Err(problems) => AdmissionResponse::deny(
                     &request.uid,
                     422,
-                    format!(
-                        "a ConfigMap labelled {POLICY_LABEL}=true must hold the sizing policy under data[{POLICY_KEY:?}]"
-                    ),
+                    format!("invalid virt-sizer policy in data[{POLICY_KEY:?}]:\n{problems}"),
                 ),
-                Some(text) => match ValidPolicy::from_yaml(text) {
-                    Ok(policy) => {
-                        let mut response = AdmissionResponse::allow(&request.uid);
-                        response.warnings = policy.warnings;
-                        response
-                    }
-                    Err(problems) => AdmissionResponse::deny(
-                        &request.uid,
-                        422,
-                        format!("invalid virt-sizer policy in data[{POLICY_KEY:?}]:\n{problems}"),
-                    ),
-                },
-            }
+            },
         }
-        _ => AdmissionResponse::allow(&request.uid),
+    } else {
+        // DELETE (no object) and other kinds are none of this webhook's business.
+        AdmissionResponse::allow(&request.uid)
     };
     tracing::info!(uid = %request.uid, allowed = response.allowed, "policy validation");
     axum::Json(json!({
-        "apiVersion": admission::review::ADMISSION_API_VERSION,
+        "apiVersion": wire::ADMISSION_API_VERSION,
         "kind": "AdmissionReview",
         "response": response,
     }))
     .into_response()
-}
-
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Looks up what the request needs and decides.
@@ -285,12 +197,17 @@ async fn decide(state: AppState, policy: Arc<ValidPolicy>, request: AdmissionReq
     let mut unavailable: Option<String> = None;
     let mut vmi: Option<Arc<Value>> = None;
     if let Some(reference) = admission::launcher_vmi(&request) {
+        let started = Instant::now();
         let lookup = inner.vmis.lookup(&reference);
-        match tokio::time::timeout(inner.vmi_lookup_timeout, lookup).await {
-            Ok(Ok(found)) => vmi = found,
+        let result = match tokio::time::timeout(inner.vmi_lookup_timeout, lookup).await {
+            Ok(Ok(found)) => {
+                vmi = found;
+                if vmi.is_some() { "found" } else { "not_found" }
+            }
             Ok(Err(error)) => {
                 inner.metrics.error("vmi_lookup");
                 unavailable = Some(error);
+                "error"
             }
             Err(_) => {
                 inner.metrics.error("vmi_lookup");
@@ -298,8 +215,12 @@ async fn decide(state: AppState, policy: Arc<ValidPolicy>, request: AdmissionReq
                     "lookup timed out after {} ms",
                     inner.vmi_lookup_timeout.as_millis()
                 ));
+                "timeout"
             }
-        }
+        };
+        inner
+            .metrics
+            .observe_vmi_lookup(result, started.elapsed().as_secs_f64());
     }
     let labels = if request.namespace.is_empty() {
         Ok(Arc::default())
@@ -375,11 +296,40 @@ fn record(state: &AppState, decision: &Decision, operation: &str, namespace: &st
     }
 }
 
-fn bad_request(state: &AppState, message: String) -> Response {
+pub(super) fn bad_request(state: &AppState, message: String) -> Response {
     state.metrics().error("bad_request");
-    tracing::debug!(%message, "bad request");
+    // At WARN, but at most one line per interval, with how many were not
+    // logged since: a client sending garbage cannot flood the log. The
+    // metric counts every one.
+    let suppressed = {
+        let mut log = BAD_REQUEST_LOG
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (last, skipped) = &mut *log;
+        if last.is_some_and(|at| at.elapsed() < BAD_REQUEST_LOG_INTERVAL) {
+            *skipped += 1;
+            None
+        } else {
+            *last = Some(Instant::now());
+            Some(std::mem::take(skipped))
+        }
+    };
+    if let Some(suppressed) = suppressed {
+        tracing::warn!(
+            %message,
+            status = 400,
+            not_logged_since_last = suppressed,
+            "bad request (logged at most every 10 s; virt_sizer_admission_errors_total{{reason=\"bad_request\"}} counts all)"
+        );
+    }
     (StatusCode::BAD_REQUEST, message).into_response()
 }
+
+/// At most one 400 line per this interval.
+const BAD_REQUEST_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// When a 400 was last logged, and how many were not since. Per process,
+/// as the log is.
+static BAD_REQUEST_LOG: Mutex<(Option<Instant>, u64)> = Mutex::new((None, 0));
 
 /// `GET /healthz`: the process is alive.
 pub(crate) async fn healthz() -> &'static str {
@@ -391,19 +341,13 @@ pub(crate) async fn healthz() -> &'static str {
 /// rejected (the last good one still serving).
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let inner = &state.inner;
-    let draining = inner
-        .shutting_down
-        .load(std::sync::atomic::Ordering::SeqCst);
-    let vmis_ready = inner.vmis.is_ready();
-    let namespaces_ready = inner.namespaces.is_ready();
-    let kubevirt_ready = inner.kubevirt.get().is_none_or(|status| status.is_synced());
-    // An expired (or not yet valid) serving certificate fails every
-    // handshake the apiserver makes: degraded, not ready.
-    let certificate_valid = inner
-        .certs
-        .as_ref()
-        .is_none_or(|certs| !certs.is_outside_validity());
-    let ready = !draining && vmis_ready && namespaces_ready && kubevirt_ready && certificate_valid;
+    let Readiness {
+        ready,
+        draining,
+        vmis_ready,
+        namespaces_ready,
+        certificate_valid,
+    } = Readiness::of(&state);
     let policy = inner.policy.current();
     let detail = json!({
         "ready": ready,
@@ -448,8 +392,50 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     (status, axum::Json(detail)).into_response()
 }
 
+/// What `/readyz` and `virt_sizer_ready` report.
+struct Readiness {
+    ready: bool,
+    draining: bool,
+    vmis_ready: bool,
+    namespaces_ready: bool,
+    certificate_valid: bool,
+}
+
+impl Readiness {
+    fn of(state: &AppState) -> Readiness {
+        let inner = &state.inner;
+        let draining = inner
+            .shutting_down
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let vmis_ready = inner.vmis.is_ready();
+        let namespaces_ready = inner.namespaces.is_ready();
+        let kubevirt_ready = inner.kubevirt.get().is_none_or(|status| status.is_synced());
+        // An expired (or not yet valid) serving certificate fails every
+        // handshake the apiserver makes: degraded, not ready.
+        let certificate_valid = inner
+            .certs
+            .as_ref()
+            .is_none_or(|certs| !certs.is_outside_validity());
+        Readiness {
+            ready: !draining
+                && vmis_ready
+                && namespaces_ready
+                && kubevirt_ready
+                && certificate_valid,
+            draining,
+            vmis_ready,
+            namespaces_ready,
+            certificate_valid,
+        }
+    }
+}
+
 /// `GET /metrics`: Prometheus text exposition.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    state
+        .metrics()
+        .ready
+        .set(i64::from(Readiness::of(&state).ready));
     (
         [(
             header::CONTENT_TYPE,

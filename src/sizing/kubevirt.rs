@@ -50,7 +50,14 @@ use super::error::SizingError;
 use super::gofloat;
 use super::policy::{GuestOverhead, KubevirtSettings, LimitsPolicy, Profile, Release};
 use super::quantity::{Format, Quantity};
-use super::vmi::{EMULATOR_THREAD_EVEN_PARITY_ANNOTATION, InterfaceBinding, VmiFacts};
+use super::vmi::{EMULATOR_THREAD_EVEN_PARITY_ANNOTATION, VmiFacts};
+
+mod overhead;
+
+pub use overhead::{
+    Overhead, memory_overhead, multiply_memory, network_binding_memory, reported_base_overhead,
+    unmultiply_memory,
+};
 
 /// Namespace label that sets KubeVirt's auto memory limit ratio.
 pub const AUTO_MEMORY_LIMITS_RATIO_LABEL: &str = "alpha.kubevirt.io/auto-memory-limits-ratio";
@@ -88,15 +95,6 @@ pub struct LauncherInput<'a> {
     pub reported_overhead: Option<Quantity>,
 }
 
-/// The memory overhead of one VMI, with its terms for the explanation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Overhead {
-    /// The sum, in KubeVirt's quantity format.
-    pub total: Quantity,
-    /// `(term, amount)` in the order KubeVirt adds them.
-    pub terms: Vec<(String, Quantity)>,
-}
-
 /// The decision for a launcher Pod's `compute` container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LauncherSizing {
@@ -123,223 +121,6 @@ pub fn is_managed_resource(name: &str) -> bool {
     name == "cpu" || name == "memory" || name.starts_with("hugepages-")
 }
 
-/// Computes KubeVirt's memory overhead for a VMI (`GetMemoryOverhead` plus
-/// the network binding memory), for the release line in `settings`, with
-/// `ratio` as `additionalGuestMemoryOverheadRatio`.
-///
-/// Terms (binary units), v1.6–v1.9 line: page tables `ceil(R/1000)×1000/512`
-/// bytes of the VMI's *explicit* memory request `R`; virt-launcher-monitor
-/// 25Mi; virt-launcher 100Mi; virtlogd 25Mi; virtqemud 40Mi; QEMU 30Mi (50Mi
-/// on main); 8Mi per vCPU; 8Mi IOThread; 32Mi video (16Mi on v1.5); 128Mi
-/// arm64 pflash; 1Gi VFIO; 1Mi downward-metrics volume; 10Mi per exec
-/// probe plus 100Mi once; 256Mi SEV; 53Mi TPM; 100Mi dedicated CPUs or
-/// Guaranteed intent; `reservedOverhead.addedOverhead`. The ratio
-/// multiplies all of these (`MultiplyMemory`: `+ int64(float64(ceil(total
-/// /1000)) × (ratio − 1)) × 1000`); the [`network_binding_memory`] (passt
-/// 250Mi once, v1.8+; each binding plugin once) is added after it.
-///
-/// `memory_request_for_page_tables` is the VMI's `requests.memory` as
-/// KubeVirt sees it (on v1.5 the virt-api default; from v1.7 only an
-/// explicit one).
-///
-/// # Errors
-/// [`SizingError::Overflow`] on absurd quantities.
-pub fn memory_overhead(
-    vmi: &VmiFacts,
-    settings: &KubevirtSettings,
-    ratio: f64,
-    memory_request_for_page_tables: Option<Quantity>,
-) -> Result<Overhead, SizingError> {
-    let release = settings.release;
-    let mut terms: Vec<(String, Quantity)> = Vec::new();
-    let mib = |n: i64| Quantity::from_int(n * MI, Format::BinarySi);
-
-    let request_kilo = memory_request_for_page_tables.map_or(0, |request| request.scaled_value(3));
-    let page_table_bytes = request_kilo
-        .checked_mul(1000)
-        .map(|bytes| bytes / 512)
-        .and_then(|bytes| i64::try_from(bytes).ok())
-        .ok_or_else(|| overflow("page table overhead"))?;
-    terms.push((
-        "page tables".into(),
-        Quantity::from_int(page_table_bytes, Format::DecimalSi),
-    ));
-    terms.push(("virt-launcher-monitor".into(), mib(25)));
-    terms.push(("virt-launcher".into(), mib(100)));
-    terms.push(("virtlogd".into(), mib(25)));
-    terms.push(("virtqemud".into(), mib(40)));
-    terms.push((
-        "QEMU".into(),
-        mib(if release == Release::Main { 50 } else { 30 }),
-    ));
-    let vcpus = vmi.cpu.vcpus().max(1);
-    let vcpu_bytes = i64::try_from(vcpus)
-        .ok()
-        .and_then(|n| n.checked_mul(8 * MI))
-        .ok_or_else(|| overflow("vCPU overhead"))?;
-    terms.push((
-        format!("vCPUs ({vcpus} × 8Mi)"),
-        Quantity::from_int(vcpu_bytes, Format::BinarySi),
-    ));
-    terms.push(("IOThread".into(), mib(8)));
-    if vmi.graphics {
-        terms.push((
-            "video".into(),
-            mib(if release == Release::V1_5 { 16 } else { 32 }),
-        ));
-    }
-    let architecture = vmi
-        .architecture
-        .as_deref()
-        .unwrap_or(settings.architecture.as_str());
-    if architecture == "arm64" {
-        terms.push(("arm64 pflash".into(), mib(128)));
-    }
-    if vmi.vfio {
-        terms.push(("VFIO".into(), mib(1024)));
-    }
-    if vmi.downward_metrics {
-        terms.push(("downward metrics".into(), mib(1)));
-    }
-    let n_exec_probes = i64::from(vmi.exec_liveness_probe) + i64::from(vmi.exec_readiness_probe);
-    if n_exec_probes > 0 {
-        terms.push((
-            format!("exec probes ({n_exec_probes} × 10Mi + 100Mi)"),
-            mib(10 * n_exec_probes + 100),
-        ));
-    }
-    if vmi.sev {
-        terms.push(("SEV".into(), mib(256)));
-    }
-    if vmi.tpm {
-        terms.push(("TPM".into(), mib(53)));
-    }
-    if vmi.dedicated_cpus || vmi.wants_guaranteed_qos() {
-        terms.push(("dedicated CPU / Guaranteed QoS".into(), mib(100)));
-    }
-    if let (Some(added), false) = (vmi.reserved_overhead, release == Release::V1_5) {
-        terms.push(("reservedOverhead.addedOverhead".into(), added));
-    }
-
-    let mut total = Quantity::zero(Format::DecimalSi);
-    for (_, amount) in &terms {
-        total = total
-            .checked_add(*amount)
-            .ok_or_else(|| overflow("memory overhead"))?;
-    }
-    let before_ratio = total;
-    total = multiply_memory(total, ratio)?;
-    if total != before_ratio {
-        terms.push((
-            "additionalGuestMemoryOverheadRatio".into(),
-            total
-                .checked_sub(before_ratio)
-                .ok_or_else(|| overflow("memory overhead"))?,
-        ));
-    }
-
-    // Network bindings: after the ratio, so not multiplied.
-    for (label, amount) in network_binding_memory(vmi, settings) {
-        total = total
-            .checked_add(amount)
-            .ok_or_else(|| overflow("memory overhead"))?;
-        terms.push((label, amount));
-    }
-    Ok(Overhead { total, terms })
-}
-
-/// The network-binding memory KubeVirt adds to the overhead *after*
-/// `additionalGuestMemoryOverheadRatio` (`pkg/network/resources/memory.go`,
-/// `MemoryCalculator.Calculate`), as `(term, amount)` pairs:
-///
-/// * passt: 250Mi once if any interface has `passtBinding`
-///   (`vmispec.HasPasstBinding`; v1.8+, so not on the `"1.5"` line);
-/// * each *distinct* binding plugin an interface names and the policy's
-///   `kubevirt.bindingPlugins` registers: its
-///   `computeResourceOverhead.requests.memory`, once.
-#[must_use]
-pub fn network_binding_memory(
-    vmi: &VmiFacts,
-    settings: &KubevirtSettings,
-) -> Vec<(String, Quantity)> {
-    let mut terms: Vec<(String, Quantity)> = Vec::new();
-    if settings.release != Release::V1_5 && vmi.interfaces.contains(&InterfaceBinding::Passt) {
-        terms.push((
-            "passt".into(),
-            Quantity::from_int(250 * MI, Format::BinarySi),
-        ));
-    }
-    let mut plugins_seen: Vec<&str> = Vec::new();
-    for interface in &vmi.interfaces {
-        if let InterfaceBinding::Plugin(name) = interface
-            && !plugins_seen.contains(&name.as_str())
-        {
-            plugins_seen.push(name);
-            if let Some(memory) = settings.binding_plugins.get(name) {
-                terms.push((format!("binding plugin {name}"), *memory));
-            }
-        }
-    }
-    terms
-}
-
-/// The part of KubeVirt's reported overhead
-/// (`kubevirt.io/memory-overhead-bytes`) that its
-/// `additionalGuestMemoryOverheadRatio` multiplied: the reported
-/// figure less the network-binding memory, which `CalculateMemoryOverhead`
-/// adds after the ratio. A profile's `overheadRatio`
-/// multiplies only this part.
-///
-/// `None` when the reported figure is smaller than `network_memory`: the
-/// policy's `bindingPlugins` then disagree with the cluster's, and there is
-/// no base to split off.
-///
-/// Example: passt VMI, 1 vCPU, guest 1Gi, v1.9: reported 543162368, i.e.
-/// 268Mi plus passt's 250Mi ⇒ base 281018368 (268Mi).
-#[must_use]
-pub fn reported_base_overhead(reported: Quantity, network_memory: Quantity) -> Option<Quantity> {
-    reported
-        .checked_sub(network_memory)
-        .filter(|base| !base.is_negative())
-}
-
-/// The smallest `base` whose [`multiply_memory`] by `ratio` reaches
-/// `multiplied`: the overhead before KubeVirt applied the cluster's
-/// `additionalGuestMemoryOverheadRatio`. Exact whenever `multiplied` is
-/// something `MultiplyMemory` produced (it is monotone, so a binary search
-/// over whole bytes finds it).
-///
-/// # Errors
-/// [`SizingError::Overflow`] on absurd quantities.
-pub fn unmultiply_memory(multiplied: Quantity, ratio: f64) -> Result<Quantity, SizingError> {
-    let target = i64::try_from(multiplied.value()).map_err(|_| overflow("overhead ratio"))?;
-    let (mut low, mut high) = (0_i64, target.max(0));
-    while low < high {
-        let middle = low + (high - low) / 2;
-        let product = multiply_memory(Quantity::from_int(middle, Format::DecimalSi), ratio)?;
-        if product.value() >= i128::from(target) {
-            high = middle;
-        } else {
-            low = middle + 1;
-        }
-    }
-    Ok(Quantity::from_int(low, Format::DecimalSi))
-}
-
-/// KubeVirt's `MultiplyMemory`: `mem + int64(float64(mem.ScaledValue(Kilo))
-/// × (ratio − 1.0))` kilobytes, reproduced in integer arithmetic.
-///
-/// # Errors
-/// [`SizingError::Overflow`] when the product leaves `i64`.
-pub fn multiply_memory(memory: Quantity, ratio: f64) -> Result<Quantity, SizingError> {
-    let kilo = u64::try_from(memory.scaled_value(3)).map_err(|_| overflow("overhead ratio"))?;
-    let addition_kilo = gofloat::multiply_memory_addition_kilo(kilo, ratio)
-        .ok_or_else(|| overflow("overhead ratio"))?;
-    memory
-        .checked_add(Quantity::from_scaled(addition_kilo, 3))
-        .ok_or_else(|| overflow("overhead ratio"))
-}
-
 /// KubeVirt's CPU request for `vcpus` at `ratio`: `float64(vcpus) /
 /// float64(ratio)`, printed with `%g` (or `%gm` of the value × 1000 below
 /// one CPU), then parsed. 1/10 ⇒ `100m`, 16/10 ⇒ `1600m`, 1/3 ⇒ `333333334n`.
@@ -354,90 +135,169 @@ pub fn cpu_request_for_ratio(vcpus: u64, ratio: u32) -> Result<Quantity, SizingE
 /// Sizes the launcher Pod's `compute` container for `input.vmi` under
 /// `input.profile`.
 ///
+/// KubeVirt's renderer options run in `VMIResourcePredicates` order, each a
+/// [`Renderer`] step named after its Go counterpart; then the profile's
+/// limits policy and the hard rules.
+///
 /// # Errors
 /// Overflow on absurd quantities, or an [`SizingError::Invariant`] if a hard
 /// rule would be broken.
-#[expect(
-    clippy::too_many_lines,
-    reason = "one renderer pass, kept in KubeVirt's option order so it can be read against the Go source"
-)]
 pub fn size_launcher(input: &LauncherInput<'_>) -> Result<LauncherSizing, SizingError> {
-    let LauncherInput {
-        vmi,
-        settings,
-        profile,
-        namespace_labels,
-        auto_limits,
-        reported_overhead,
-    } = *input;
-    let release = settings.release;
-    let hugepages = vmi.has_hugepages();
-    let dedicated = vmi.dedicated_cpus;
-    let mut explanation = Vec::new();
-    let mut warnings = Vec::new();
-
-    // The renderer's four lists. `vm_*` start as the VMI's and win the merge.
-    let mut vm_requests = vmi.requests.clone();
-    let mut vm_limits = vmi.limits.clone();
-    let mut calc_requests: BTreeMap<String, Quantity> = BTreeMap::new();
-    let mut calc_limits: BTreeMap<String, Quantity> = BTreeMap::new();
-
-    // 1. WithMemoryRequests (v1.7+; on v1.5 virt-api wrote the same value
-    //    into the VMI, where the page-table term then reads it).
-    let mut memory_base_note = String::new();
-    let limit = vm_limits.get("memory").copied();
-    let has_request = vm_requests.get("memory").is_some_and(|r| !r.is_zero());
-    if let (Some(limit), false) = (limit, has_request)
-        && !limit.is_zero()
-    {
-        vm_requests.insert("memory".into(), limit);
-        memory_base_note = format!("limit {limit}");
+    let vmi = input.vmi;
+    let mut renderer = Renderer::new(input);
+    let memory_base = renderer.with_memory_requests()?;
+    if vmi.dedicated_cpus {
+        renderer.with_cpu_pinning()?;
+    } else {
+        renderer.without_dedicated_cpu()?;
     }
-    if !vm_requests.contains_key("memory") {
-        if let Some(guest) = vmi.guest.filter(|guest| guest.value() > 0) {
-            let percent = profile.memory_overcommit_percent;
-            if percent == 100 || hugepages || dedicated {
-                vm_requests.insert("memory".into(), guest);
-                memory_base_note = format!("guest {guest}");
-                if percent != 100 {
-                    warnings.push(format!(
-                        "memoryOvercommitPercent {percent} not applied: {} memory is never overcommitted",
-                        if hugepages { "hugepages" } else { "dedicated-CPU" }
-                    ));
-                }
-            } else {
-                let guest_bytes = guest.value();
-                let value = guest_bytes
-                    .checked_mul(100)
-                    .map(|scaled| scaled / i128::from(percent))
-                    .and_then(|bytes| i64::try_from(bytes).ok())
-                    .ok_or_else(|| overflow("memory overcommit"))?;
-                let overcommitted = Quantity::from_int(value, guest.format());
-                vm_requests.insert("memory".into(), overcommitted);
-                memory_base_note = format!("guest {guest} × 100/{percent} = {overcommitted}");
-            }
+    let (kubevirt_overhead, overhead) = renderer.calculate_memory_overhead()?;
+    match vmi.hugepages_page_size.as_deref() {
+        Some(page_size) => renderer.with_hugepages(page_size, overhead, &memory_base)?,
+        None => renderer.with_memory_overhead(overhead, &memory_base)?,
+    }
+    if input.auto_limits.memory && !vmi.limits.contains_key("memory") {
+        renderer.with_auto_memory_limits()?;
+    }
+    let Rendered {
+        requests,
+        mut limits,
+        mut explanation,
+        warnings,
+    } = renderer.merge();
+
+    // The profile's limits policy, where the VMI set no limit itself; then
+    // the hard rules.
+    if !vmi.dedicated_cpus {
+        apply_limits_policy(input.profile, vmi, &requests, &mut limits, &mut explanation)?;
+    }
+    check_invariants(vmi, &requests, &limits)?;
+    Ok(LauncherSizing {
+        requests,
+        limits,
+        overhead,
+        kubevirt_overhead,
+        explanation,
+        warnings,
+    })
+}
+
+// === Renderer ===
+
+/// virt-controller's `ResourceRenderer` (`renderresources.go`) for one
+/// launcher Pod: the four resource lists its `With…` options write, plus
+/// what virt-sizer says about each step.
+///
+/// `vm_*` start as the VMI's `requests`/`limits` (after virt-api's
+/// defaults); options that adjust the VMI's own values write there, and
+/// those win the merge over the `calculated_*` values.
+struct Renderer<'a> {
+    input: &'a LauncherInput<'a>,
+    vmi: &'a VmiFacts,
+    profile: &'a Profile,
+    vm_requests: BTreeMap<String, Quantity>,
+    vm_limits: BTreeMap<String, Quantity>,
+    calculated_requests: BTreeMap<String, Quantity>,
+    calculated_limits: BTreeMap<String, Quantity>,
+    explanation: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// The renderer's merged lists (managed resources only) and its notes.
+struct Rendered {
+    requests: BTreeMap<String, Quantity>,
+    limits: BTreeMap<String, Quantity>,
+    explanation: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl<'a> Renderer<'a> {
+    /// `newResourceRenderer`: the VMI's lists, nothing calculated yet.
+    fn new(input: &'a LauncherInput<'a>) -> Self {
+        Self {
+            input,
+            vmi: input.vmi,
+            profile: input.profile,
+            vm_requests: input.vmi.requests.clone(),
+            vm_limits: input.vmi.limits.clone(),
+            calculated_requests: BTreeMap::new(),
+            calculated_limits: BTreeMap::new(),
+            explanation: Vec::new(),
+            warnings: Vec::new(),
         }
-    } else if memory_base_note.is_empty()
-        && let Some(request) = vm_requests.get("memory")
-    {
-        memory_base_note = format!("VMI request {request}");
     }
-    let page_table_request = match release {
-        Release::V1_5 => vm_requests.get("memory").copied(),
-        Release::V1_9 | Release::Main => vmi.explicit_memory_request,
-    };
 
-    // 2. CPU.
-    let io_threads = u64::from(vmi.io_thread_supplemental);
-    if dedicated {
-        let vcpus = vmi.cpu.vcpus();
+    /// `WithMemoryRequests` (v1.7+; on v1.5 virt-api wrote the same value
+    /// into the VMI, where the page-table term then reads it): a memory
+    /// limit without a request becomes the request; otherwise, with no
+    /// request, the guest memory (overcommitted by the profile's
+    /// `memoryOvercommitPercent`, see [`Renderer::guest_memory_request`]).
+    ///
+    /// Returns how the memory base came about, for the explanation.
+    fn with_memory_requests(&mut self) -> Result<String, SizingError> {
+        let has_request = self
+            .vm_requests
+            .get("memory")
+            .is_some_and(|request| !request.is_zero());
+        let limit = self.vm_limits.get("memory").copied();
+        if let Some(limit) = limit.filter(|limit| !limit.is_zero())
+            && !has_request
+        {
+            self.vm_requests.insert("memory".into(), limit);
+            return Ok(format!("limit {limit}"));
+        }
+        if let Some(request) = self.vm_requests.get("memory") {
+            return Ok(format!("VMI request {request}"));
+        }
+        match self.vmi.guest.filter(|guest| guest.value() > 0) {
+            Some(guest) => self.guest_memory_request(guest),
+            None => Ok(String::new()),
+        }
+    }
+
+    /// The memory request of a VMI that gave only its guest memory:
+    /// `guest × 100 / memoryOvercommitPercent`, truncating, in the guest
+    /// quantity's format. Hugepages and dedicated-CPU VMIs are never
+    /// overcommitted (a hard rule: KubeVirt v1.7–v1.9 overcommits hugepages
+    /// into a non page-multiple and the Pod is rejected; PR #18880).
+    fn guest_memory_request(&mut self, guest: Quantity) -> Result<String, SizingError> {
+        let percent = self.profile.memory_overcommit_percent;
+        let hugepages = self.vmi.has_hugepages();
+        if percent == 100 || hugepages || self.vmi.dedicated_cpus {
+            self.vm_requests.insert("memory".into(), guest);
+            if percent != 100 {
+                self.warnings.push(format!(
+                    "memoryOvercommitPercent {percent} not applied: {} memory is never overcommitted",
+                    if hugepages { "hugepages" } else { "dedicated-CPU" }
+                ));
+            }
+            return Ok(format!("guest {guest}"));
+        }
+        let value = guest
+            .value()
+            .checked_mul(100)
+            .map(|scaled| scaled / i128::from(percent))
+            .and_then(|bytes| i64::try_from(bytes).ok())
+            .ok_or_else(|| overflow("memory overcommit"))?;
+        let overcommitted = Quantity::from_int(value, guest.format());
+        self.vm_requests.insert("memory".into(), overcommitted);
+        Ok(format!("guest {guest} × 100/{percent} = {overcommitted}"))
+    }
+
+    /// `WithCPUPinning` (dedicated CPUs): CPU request = limit = vCPUs +
+    /// IOThreads (+ the emulator thread), and the memory limit is the memory
+    /// request as it stands, so that with the overhead added to both the Pod
+    /// is Guaranteed QoS.
+    fn with_cpu_pinning(&mut self) -> Result<(), SizingError> {
+        let vcpus = self.vmi.cpu.vcpus();
+        let io_threads = u64::from(self.vmi.io_thread_supplemental);
         if vcpus != 0 {
             let total = cpu_count(vcpus + io_threads)?;
-            vm_limits.insert("cpu".into(), total);
-            vm_requests.insert("cpu".into(), total);
+            self.vm_limits.insert("cpu".into(), total);
+            self.vm_requests.insert("cpu".into(), total);
         } else {
             let io = cpu_count(io_threads)?;
-            for list in [&mut vm_limits, &mut vm_requests] {
+            for list in [&mut self.vm_limits, &mut self.vm_requests] {
                 if let Some(cpu) = list.get_mut("cpu") {
                     *cpu = cpu.checked_add(io).ok_or_else(|| overflow("cpu"))?;
                 }
@@ -451,132 +311,229 @@ pub fn size_launcher(input: &LauncherInput<'_>) -> Result<LauncherSizing, Sizing
                 String::new()
             }
         );
-        if vmi.isolate_emulator_thread {
-            let limit_cpus = vm_limits.get("cpu").map_or(0, Quantity::value);
-            let even_parity = vmi
-                .annotations
-                .contains_key(EMULATOR_THREAD_EVEN_PARITY_ANNOTATION);
-            let emulator = if even_parity && (limit_cpus + i128::from(io_threads)) % 2 == 0 {
-                2
-            } else {
-                1
-            };
-            let emulator_cpus = cpu_count(emulator)?;
-            let limit_cpu = vm_limits
-                .get("cpu")
-                .copied()
-                .unwrap_or(Quantity::zero(Format::BinarySi));
-            vm_limits.insert(
-                "cpu".into(),
-                limit_cpu
-                    .checked_add(emulator_cpus)
-                    .ok_or_else(|| overflow("cpu"))?,
-            );
-            if let Some(cpu) = vm_requests.get_mut("cpu") {
-                *cpu = cpu
-                    .checked_add(emulator_cpus)
-                    .ok_or_else(|| overflow("cpu"))?;
-            }
+        if self.vmi.isolate_emulator_thread {
+            let emulator = self.add_emulator_thread(io_threads)?;
             cpu_note.push_str(&format!(" + {emulator} emulator thread"));
         }
-        if let Some(cpu) = vm_requests.get("cpu") {
-            explanation.push(format!(
+        if let Some(cpu) = self.vm_requests.get("cpu") {
+            self.explanation.push(format!(
                 "cpu request = limit {cpu}: {cpu_note} (dedicated CPUs are never overcommitted)"
             ));
         }
-        if let Some(memory) = vm_requests.get("memory").copied() {
-            vm_limits.insert("memory".into(), memory);
+        if let Some(memory) = self.vm_requests.get("memory").copied() {
+            self.vm_limits.insert("memory".into(), memory);
         }
-    } else {
+        Ok(())
+    }
+
+    /// `isolateEmulatorThread`: one more CPU on the limit and the request,
+    /// or two when the VMI carries
+    /// [`EMULATOR_THREAD_EVEN_PARITY_ANNOTATION`] and the count (with the
+    /// IOThreads) is even. Returns the CPUs added.
+    fn add_emulator_thread(&mut self, io_threads: u64) -> Result<u64, SizingError> {
+        let limit_cpus = self.vm_limits.get("cpu").map_or(0, Quantity::value);
+        let even_parity = self
+            .vmi
+            .annotations
+            .contains_key(EMULATOR_THREAD_EVEN_PARITY_ANNOTATION);
+        let emulator = if even_parity && (limit_cpus + i128::from(io_threads)) % 2 == 0 {
+            2
+        } else {
+            1
+        };
+        let emulator_cpus = cpu_count(emulator)?;
+        let limit_cpu = self
+            .vm_limits
+            .get("cpu")
+            .copied()
+            .unwrap_or(Quantity::zero(Format::BinarySi));
+        self.vm_limits.insert(
+            "cpu".into(),
+            limit_cpu
+                .checked_add(emulator_cpus)
+                .ok_or_else(|| overflow("cpu"))?,
+        );
+        if let Some(cpu) = self.vm_requests.get_mut("cpu") {
+            *cpu = cpu
+                .checked_add(emulator_cpus)
+                .ok_or_else(|| overflow("cpu"))?;
+        }
+        Ok(emulator)
+    }
+
+    /// `WithoutDedicatedCPU`: the calculated CPU request is (vCPUs +
+    /// IOThreads, v1.6+) / `cpuAllocationRatio` ([`cpu_request_for_ratio`]);
+    /// a VMI request beats it in the merge. With KubeVirt's automatic CPU
+    /// limits in force and no VMI limit, the limit is the whole count.
+    fn without_dedicated_cpu(&mut self) -> Result<(), SizingError> {
+        let (vmi, release) = (self.vmi, self.input.settings.release);
+        let io_threads = u64::from(vmi.io_thread_supplemental);
         let total = if release == Release::V1_5 {
             vmi.cpu.vcpus()
         } else {
             vmi.cpu.vcpus() + io_threads
         };
-        let ratio = profile.cpu_allocation_ratio;
-        if total != 0 && ratio > 0 {
-            let computed = cpu_request_for_ratio(total, ratio)?;
-            calc_requests.insert("cpu".into(), computed);
-            let with_cpu_limits = auto_limits.cpu && !vmi.limits.contains_key("cpu");
-            if with_cpu_limits {
-                calc_limits.insert(
-                    "cpu".into(),
-                    cpu_count(total)?.with_format(Format::DecimalSi),
-                );
-            }
-            let terms = if io_threads > 0 && release != Release::V1_5 {
-                format!("({} vCPU + {io_threads} IOThread)", vmi.cpu.vcpus())
-            } else {
-                format!("{total} vCPU")
-            };
-            match vm_requests.get("cpu") {
-                Some(explicit) => explanation.push(format!(
-                    "cpu request {explicit}: the VMI's own request beats {terms} / cpuAllocationRatio {ratio} = {computed}"
-                )),
-                None => explanation.push(format!(
-                    "cpu request {computed} = {terms} / cpuAllocationRatio {ratio}"
-                )),
-            }
-            if with_cpu_limits {
-                explanation.push(format!(
-                    "cpu limit {total}: KubeVirt's automatic CPU limit (namespace quota or autoCPULimitNamespaceLabelSelector)"
-                ));
-            }
+        let ratio = self.profile.cpu_allocation_ratio;
+        if total == 0 || ratio == 0 {
+            return Ok(());
         }
+        let computed = cpu_request_for_ratio(total, ratio)?;
+        self.calculated_requests.insert("cpu".into(), computed);
+        let with_cpu_limits = self.input.auto_limits.cpu && !vmi.limits.contains_key("cpu");
+        if with_cpu_limits {
+            self.calculated_limits.insert(
+                "cpu".into(),
+                cpu_count(total)?.with_format(Format::DecimalSi),
+            );
+        }
+        let terms = if io_threads > 0 && release != Release::V1_5 {
+            format!("({} vCPU + {io_threads} IOThread)", vmi.cpu.vcpus())
+        } else {
+            format!("{total} vCPU")
+        };
+        self.explanation.push(match self.vm_requests.get("cpu") {
+            Some(explicit) => format!(
+                "cpu request {explicit}: the VMI's own request beats {terms} / cpuAllocationRatio {ratio} = {computed}"
+            ),
+            None => format!("cpu request {computed} = {terms} / cpuAllocationRatio {ratio}"),
+        });
+        if with_cpu_limits {
+            self.explanation.push(format!(
+                "cpu limit {total}: KubeVirt's automatic CPU limit (namespace quota or autoCPULimitNamespaceLabelSelector)"
+            ));
+        }
+        Ok(())
     }
 
-    // 3. Overhead, then hugepages or WithMemoryOverhead.
-    let (kubevirt_overhead, overhead_terms) = match reported_overhead {
-        Some(reported) => overhead_from_reported(reported, vmi, settings, profile, &mut warnings)?,
-        None => {
-            let computed = memory_overhead(
+    /// `CalculateMemoryOverhead` under the profile: KubeVirt's overhead
+    /// (the Pod's reported figure, or [`memory_overhead`] computed for the
+    /// release line) with the profile's `overheadRatio`, then its
+    /// `overheadMargin`. Returns KubeVirt's overhead and the Pod's.
+    fn calculate_memory_overhead(&mut self) -> Result<(Quantity, Quantity), SizingError> {
+        let LauncherInput {
+            vmi,
+            settings,
+            profile,
+            ..
+        } = *self.input;
+        let (kubevirt_overhead, overhead_terms) = match self.input.reported_overhead {
+            Some(reported) => overhead::overhead_from_reported(
+                reported,
                 vmi,
                 settings,
-                profile.overhead_ratio.value,
-                page_table_request,
-            )?;
-            let terms = computed
-                .terms
-                .iter()
-                .filter(|(_, amount)| !amount.is_zero())
-                .map(|(label, amount)| format!("{label} {amount}"))
-                .collect::<Vec<_>>()
-                .join(" + ");
-            (computed.total, terms)
-        }
-    };
-    let overhead = kubevirt_overhead
-        .checked_add(profile.overhead_margin)
-        .ok_or_else(|| overflow("memory overhead"))?;
-    explanation.push(if profile.overhead_margin.is_zero() {
-        format!(
-            "overhead {overhead} = {overhead_terms} (KubeVirt {})",
-            release.as_str()
-        )
-    } else {
-        format!(
-            "overhead {overhead} = {kubevirt_overhead} [{overhead_terms}] + overheadMargin {}",
-            profile.overhead_margin
-        )
-    });
+                profile,
+                &mut self.warnings,
+            )?,
+            None => {
+                // The VMI's `requests.memory` as KubeVirt sees it: on 1.5
+                // virt-api wrote WithMemoryRequests' value into the VMI.
+                let page_table_request = match settings.release {
+                    Release::V1_5 => self.vm_requests.get("memory").copied(),
+                    Release::V1_9 | Release::Main => vmi.explicit_memory_request,
+                };
+                let computed = memory_overhead(
+                    vmi,
+                    settings,
+                    profile.overhead_ratio.value,
+                    page_table_request,
+                )?;
+                let terms = computed
+                    .terms
+                    .iter()
+                    .filter(|(_, amount)| !amount.is_zero())
+                    .map(|(label, amount)| format!("{label} {amount}"))
+                    .collect::<Vec<_>>()
+                    .join(" + ");
+                (computed.total, terms)
+            }
+        };
+        let overhead = kubevirt_overhead
+            .checked_add(profile.overhead_margin)
+            .ok_or_else(|| overflow("memory overhead"))?;
+        self.explanation.push(if profile.overhead_margin.is_zero() {
+            format!(
+                "overhead {overhead} = {overhead_terms} (KubeVirt {})",
+                settings.release.as_str()
+            )
+        } else {
+            format!(
+                "overhead {overhead} = {kubevirt_overhead} [{overhead_terms}] + overheadMargin {}",
+                profile.overhead_margin
+            )
+        });
+        Ok((kubevirt_overhead, overhead))
+    }
 
-    let omit_overhead =
-        vmi.overcommit_guest_overhead || profile.guest_overhead == GuestOverhead::Omit;
-    if let Some(page_size) = vmi.hugepages_page_size.as_deref() {
+    /// `WithHugePages`: the guest memory goes into `hugepages-<pageSize>`
+    /// (request = limit, see [`Renderer::hugepages_amount`]); `memory`
+    /// holds only the overhead plus whatever request or limit exceeds the
+    /// guest memory. The overhead is always requested (KubeVirt ignores
+    /// `overcommitGuestOverhead` here, and so does the profile).
+    fn with_hugepages(
+        &mut self,
+        page_size: &str,
+        overhead: Quantity,
+        memory_base: &str,
+    ) -> Result<(), SizingError> {
+        let resource = format!("hugepages-{page_size}");
+        let amount = self.hugepages_amount(page_size, &resource)?;
+        self.calculated_requests.insert(resource.clone(), amount);
+        self.calculated_limits.insert(resource.clone(), amount);
+        self.explanation.push(format!(
+            "{resource} request = limit {amount}: {memory_base} in {page_size} pages (never overcommitted)"
+        ));
+
+        let guest = self.vmi.guest;
+        let request_above_guest = above_guest(self.vm_requests.get("memory").copied(), guest)?;
+        let limit_above_guest = above_guest(self.vm_limits.get("memory").copied(), guest)?;
+        let request = request_above_guest
+            .checked_add(overhead)
+            .ok_or_else(|| overflow("memory"))?;
+        self.vm_requests.insert("memory".into(), request);
+        self.explanation.push(format!(
+            "memory request {request} = overhead {overhead}{} (guest memory is in hugepages)",
+            if request_above_guest.is_zero() {
+                String::new()
+            } else {
+                format!(" + request above guest {request_above_guest}")
+            }
+        ));
+        if self.vm_limits.contains_key("memory") {
+            let limit = limit_above_guest
+                .checked_add(overhead)
+                .ok_or_else(|| overflow("memory"))?;
+            self.vm_limits.insert("memory".into(), limit);
+        }
+        if self.omits_overhead() {
+            self.warnings.push(
+                "guestOverhead Omit ignored: hugepage VMIs always request their overhead".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The hugepage amount: the memory request as it stands, at most the
+    /// guest memory, rounded up to whole pages with a warning (a hard rule:
+    /// Kubernetes rejects a hugepage quantity that is not a page multiple).
+    fn hugepages_amount(
+        &mut self,
+        page_size: &str,
+        resource: &str,
+    ) -> Result<Quantity, SizingError> {
         let page_size_quantity =
             Quantity::parse(page_size).map_err(|source| SizingError::InvalidQuantity {
                 field: "spec.domain.memory.hugepages.pageSize".into(),
                 source,
             })?;
-        let resource = format!("hugepages-{page_size}");
-        let mut hugepages_amount = vm_requests
+        let mut amount = self
+            .vm_requests
             .get("memory")
             .copied()
             .unwrap_or(Quantity::zero(Format::DecimalSi));
-        if let Some(guest) = vmi.guest
-            && hugepages_amount.value() > guest.value()
+        if let Some(guest) = self.vmi.guest
+            && amount.value() > guest.value()
         {
-            hugepages_amount = guest;
+            amount = guest;
         }
         let page_bytes = page_size_quantity.value();
         if page_bytes <= 0 {
@@ -585,131 +542,122 @@ pub fn size_launcher(input: &LauncherInput<'_>) -> Result<LauncherSizing, Sizing
                 message: format!("page size {page_size} is not positive"),
             });
         }
-        let amount_bytes = hugepages_amount.value();
-        if amount_bytes % page_bytes != 0 {
-            let pages = ceil_div(amount_bytes, page_bytes);
-            let rounded = i64::try_from(pages * page_bytes).map_err(|_| overflow("hugepages"))?;
-            let rounded = Quantity::from_int(rounded, Format::BinarySi);
-            warnings.push(format!(
-                "{resource} {hugepages_amount} is not a whole number of {page_size} pages: rounded up to {rounded}"
-            ));
-            hugepages_amount = rounded;
+        let amount_bytes = amount.value();
+        if amount_bytes % page_bytes == 0 {
+            return Ok(amount);
         }
-        calc_requests.insert(resource.clone(), hugepages_amount);
-        calc_limits.insert(resource.clone(), hugepages_amount);
-        explanation.push(format!(
-            "{resource} request = limit {hugepages_amount}: {memory_base_note} in {page_size} pages (never overcommitted)"
+        let pages = ceil_div(amount_bytes, page_bytes);
+        let rounded = i64::try_from(pages * page_bytes).map_err(|_| overflow("hugepages"))?;
+        let rounded = Quantity::from_int(rounded, Format::BinarySi);
+        self.warnings.push(format!(
+            "{resource} {amount} is not a whole number of {page_size} pages: rounded up to {rounded}"
         ));
+        Ok(rounded)
+    }
 
-        let guest_value = vmi.guest.map(|guest| guest.value());
-        let mut request_diff = Quantity::zero(Format::DecimalSi);
-        let mut limit_diff = Quantity::zero(Format::DecimalSi);
-        if let (Some(guest), Some(guest_value)) = (vmi.guest, guest_value) {
-            if let Some(request) = vm_requests
-                .get("memory")
-                .filter(|r| r.value() > guest_value)
-            {
-                request_diff = diff(*request, guest)?;
-            }
-            if let Some(limit) = vm_limits.get("memory").filter(|l| l.value() > guest_value) {
-                limit_diff = diff(*limit, guest)?;
-            }
-        }
-        let request = request_diff
-            .checked_add(overhead)
-            .ok_or_else(|| overflow("memory"))?;
-        vm_requests.insert("memory".into(), request);
-        explanation.push(format!(
-            "memory request {request} = overhead {overhead}{} (guest memory is in hugepages)",
-            if request_diff.is_zero() {
-                String::new()
-            } else {
-                format!(" + request above guest {request_diff}")
-            }
-        ));
-        if vm_limits.contains_key("memory") {
-            let limit = limit_diff
-                .checked_add(overhead)
-                .ok_or_else(|| overflow("memory"))?;
-            vm_limits.insert("memory".into(), limit);
-        }
-        if profile.guest_overhead == GuestOverhead::Omit || vmi.overcommit_guest_overhead {
-            warnings.push(
-                "guestOverhead Omit ignored: hugepage VMIs always request their overhead".into(),
-            );
-        }
-    } else {
-        let base = vm_requests
+    /// `WithMemoryOverhead`: the overhead goes on the memory request
+    /// (unless the VMI's `overcommitGuestOverhead` or the profile's
+    /// `guestOverhead: Omit` leaves it off, never for dedicated CPUs) and on
+    /// a memory limit if there is one; the request keeps the
+    /// [hotplug floor](Renderer::hotplug_floor).
+    fn with_memory_overhead(
+        &mut self,
+        overhead: Quantity,
+        memory_base: &str,
+    ) -> Result<(), SizingError> {
+        let dedicated = self.vmi.dedicated_cpus;
+        let base = self
+            .vm_requests
             .get("memory")
             .copied()
             .unwrap_or(Quantity::zero(Format::DecimalSi));
-        let omit = omit_overhead && !dedicated;
-        if omit_overhead && dedicated {
-            warnings.push(
+        let omit = self.omits_overhead() && !dedicated;
+        if self.omits_overhead() && dedicated {
+            self.warnings.push(
                 "guestOverhead Omit ignored: dedicated-CPU VMIs keep Guaranteed QoS and request their overhead"
                     .into(),
             );
         }
-        let mut request = if omit {
+        let request = if omit {
             base
         } else {
             base.checked_add(overhead)
                 .ok_or_else(|| overflow("memory"))?
         };
-        // The memory-hotplug floor: virt-handler's `hotplugMemory`
-        // (pkg/virt-handler/migration-target.go) refuses a hotplug unless
-        // the Pod's request ≥ VMI requests.memory + overhead. A profile's
-        // `guestOverhead: Omit` never goes below it; a VMI that asks for
-        // `overcommitGuestOverhead` itself is sized as KubeVirt sizes it,
-        // below the floor, and told what that costs.
-        if let Some(explicit) = vmi.explicit_memory_request {
-            let floor = explicit
-                .checked_add(overhead)
-                .ok_or_else(|| overflow("memory"))?;
-            if request < floor && vmi.overcommit_guest_overhead {
-                warnings.push(format!(
-                    "KubeVirt will refuse memory hotplug for this VM: the VMI asks for overcommitGuestOverhead, so the memory request {request} is below the VMI request {explicit} + overhead {overhead} = {floor} that virt-handler's hotplug check needs"
-                ));
-            } else if request < floor {
-                warnings.push(format!(
-                    "memory request raised from {request} to {floor}: memory hotplug needs the VMI request {explicit} + overhead {overhead}"
-                ));
-                request = floor;
-            }
-        }
-        vm_requests.insert("memory".into(), request);
-        explanation.push(if omit && request == base {
+        let request = self.hotplug_floor(request, overhead)?;
+        self.vm_requests.insert("memory".into(), request);
+        self.explanation.push(if omit && request == base {
             format!(
-                "memory request {request} = {memory_base_note} (overhead not requested: {})",
-                if vmi.overcommit_guest_overhead {
+                "memory request {request} = {memory_base} (overhead not requested: {})",
+                if self.vmi.overcommit_guest_overhead {
                     "VMI overcommitGuestOverhead"
                 } else {
                     "profile guestOverhead Omit"
                 }
             )
         } else {
-            format!("memory request {request} = {memory_base_note} + overhead {overhead}")
+            format!("memory request {request} = {memory_base} + overhead {overhead}")
         });
-        if let Some(limit) = vm_limits.get("memory").copied() {
+        if let Some(limit) = self.vm_limits.get("memory").copied() {
             let limit = limit
                 .checked_add(overhead)
                 .ok_or_else(|| overflow("memory"))?;
-            vm_limits.insert("memory".into(), limit);
-            explanation.push(format!(
+            self.vm_limits.insert("memory".into(), limit);
+            self.explanation.push(format!(
                 "memory limit {limit} = limit + overhead {overhead}"
             ));
         }
+        Ok(())
     }
 
-    // 4. WithAutoMemoryLimits.
-    if auto_limits.memory && !vmi.limits.contains_key("memory") {
-        let label = namespace_labels.get(AUTO_MEMORY_LIMITS_RATIO_LABEL);
+    /// The memory-hotplug floor, a hard rule: virt-handler's `hotplugMemory`
+    /// (`pkg/virt-handler/migration-target.go`) refuses a hotplug unless the
+    /// Pod's request ≥ VMI `requests.memory` + overhead. A profile's
+    /// `guestOverhead: Omit` never goes below it; a VMI that asks for
+    /// `overcommitGuestOverhead` itself is sized as KubeVirt sizes it, below
+    /// the floor, and told what that costs.
+    fn hotplug_floor(
+        &mut self,
+        request: Quantity,
+        overhead: Quantity,
+    ) -> Result<Quantity, SizingError> {
+        let Some(explicit) = self.vmi.explicit_memory_request else {
+            return Ok(request);
+        };
+        let floor = explicit
+            .checked_add(overhead)
+            .ok_or_else(|| overflow("memory"))?;
+        if request >= floor {
+            return Ok(request);
+        }
+        if self.vmi.overcommit_guest_overhead {
+            self.warnings.push(format!(
+                "KubeVirt will refuse memory hotplug for this VM: the VMI asks for overcommitGuestOverhead, so the memory request {request} is below the VMI request {explicit} + overhead {overhead} = {floor} that virt-handler's hotplug check needs"
+            ));
+            return Ok(request);
+        }
+        self.warnings.push(format!(
+            "memory request raised from {request} to {floor}: memory hotplug needs the VMI request {explicit} + overhead {overhead}"
+        ));
+        Ok(floor)
+    }
+
+    /// `WithAutoMemoryLimits` (a ResourceQuota sets `limits.memory` and the
+    /// VMI has no memory limit): limit = `int64(float64(request) × ratio)`,
+    /// the ratio from the namespace label
+    /// [`AUTO_MEMORY_LIMITS_RATIO_LABEL`] (a float ≥ 1.0) or 2.
+    fn with_auto_memory_limits(&mut self) -> Result<(), SizingError> {
+        let label = self
+            .input
+            .namespace_labels
+            .get(AUTO_MEMORY_LIMITS_RATIO_LABEL);
         let ratio_text = label
             .filter(|text| gofloat::parse(text).is_some_and(|ratio| ratio >= 1.0))
             .map_or(DEFAULT_AUTO_MEMORY_LIMITS_RATIO, String::as_str);
         let ratio =
             gofloat::parse(ratio_text).ok_or_else(|| overflow("auto memory limit ratio"))?;
-        let request = vm_requests
+        let request = self
+            .vm_requests
             .get("memory")
             .copied()
             .unwrap_or(Quantity::zero(Format::DecimalSi));
@@ -717,109 +665,43 @@ pub fn size_launcher(input: &LauncherInput<'_>) -> Result<LauncherSizing, Sizing
         let value = gofloat::mul_trunc(request_bytes, ratio)
             .ok_or_else(|| overflow("auto memory limit"))?;
         let limit = Quantity::from_int(value, request.format());
-        calc_limits.insert("memory".into(), limit);
-        explanation.push(format!(
+        self.calculated_limits.insert("memory".into(), limit);
+        self.explanation.push(format!(
             "memory limit {limit} = request × {ratio_text} (KubeVirt's automatic memory limit)"
         ));
+        Ok(())
     }
 
-    // 5. The merge: the VMI's (and pinned/overhead-adjusted) values win.
-    let mut requests = calc_requests;
-    requests.extend(vm_requests);
-    let mut limits = calc_limits;
-    limits.extend(vm_limits);
-    requests.retain(|name, _| is_managed_resource(name));
-    limits.retain(|name, _| is_managed_resource(name));
-
-    // 6. The profile's limits policy, where the VMI set no limit itself.
-    if !dedicated {
-        apply_limits_policy(profile, vmi, &requests, &mut limits, &mut explanation)?;
-    }
-
-    check_invariants(vmi, &requests, &limits)?;
-    Ok(LauncherSizing {
-        requests,
-        limits,
-        overhead,
-        kubevirt_overhead,
-        explanation,
-        warnings,
-    })
-}
-
-/// The profile's overhead from KubeVirt's reported one, with its
-/// explanation: `overheadRatio` multiplies the [`reported_base_overhead`]
-/// (`MultiplyMemory`), and the network-binding memory is added back
-/// unmultiplied, as KubeVirt adds it after its own ratio.
-fn overhead_from_reported(
-    reported: Quantity,
-    vmi: &VmiFacts,
-    settings: &KubevirtSettings,
-    profile: &Profile,
-    warnings: &mut Vec<String>,
-) -> Result<(Quantity, String), SizingError> {
-    let ratio_text = &profile.overhead_ratio.text;
-    let cluster = &settings.cluster_overhead_ratio;
-    if profile.overhead_ratio.value.to_bits() == cluster.value.to_bits() {
-        // The ratio KubeVirt already applied (the KubeVirt CR's, 1.0
-        // without one): the reported figure is the answer.
-        return Ok((reported, format!("KubeVirt's reported overhead {reported}")));
-    }
-    let network_terms = network_binding_memory(vmi, settings);
-    let mut network = Quantity::zero(Format::DecimalSi);
-    for (_, amount) in &network_terms {
-        network = network
-            .checked_add(*amount)
-            .ok_or_else(|| overflow("memory overhead"))?;
-    }
-    let base = match reported_base_overhead(reported, network) {
-        Some(base) => base,
-        None => {
-            warnings.push(format!(
-                "KubeVirt's reported overhead {reported} is below the network binding memory {network} the policy computes for this VMI (check kubevirt.bindingPlugins): overheadRatio multiplies all of it"
-            ));
-            network = Quantity::zero(Format::DecimalSi);
-            reported
+    /// The merge (`Requests()` / `Limits()`): the calculated lists
+    /// overlaid by the VMI's (and pinned or overhead-adjusted) values, kept
+    /// to the resources virt-sizer manages.
+    fn merge(self) -> Rendered {
+        let mut requests = self.calculated_requests;
+        requests.extend(self.vm_requests);
+        let mut limits = self.calculated_limits;
+        limits.extend(self.vm_limits);
+        requests.retain(|name, _| is_managed_resource(name));
+        limits.retain(|name, _| is_managed_resource(name));
+        Rendered {
+            requests,
+            limits,
+            explanation: self.explanation,
+            warnings: self.warnings,
         }
-    };
-    // KubeVirt multiplied the base by the cluster's ratio; undo that first.
-    let (base, rebased) = if cluster.is_one() {
-        (base, String::new())
-    } else {
-        let unmultiplied = unmultiply_memory(base, cluster.value)?;
-        let note = format!(
-            " (base {unmultiplied} before the cluster's additionalGuestMemoryOverheadRatio {})",
-            cluster.text
-        );
-        (unmultiplied, note)
-    };
-    let total = multiply_memory(base, profile.overhead_ratio.value)?
-        .checked_add(network)
-        .ok_or_else(|| overflow("memory overhead"))?;
-    let terms = if !rebased.is_empty() {
-        format!(
-            "KubeVirt's reported overhead {reported}{rebased} × overheadRatio {ratio_text}{}",
-            if network.is_zero() {
-                String::new()
-            } else {
-                format!(" + network bindings {network} (not multiplied)")
-            }
-        )
-    } else if network.is_zero() {
-        format!("KubeVirt's reported overhead {reported} × overheadRatio {ratio_text}")
-    } else {
-        let labels = network_terms
-            .iter()
-            .map(|(label, amount)| format!("{label} {amount}"))
-            .collect::<Vec<_>>()
-            .join(" + ");
-        format!(
-            "(KubeVirt's reported overhead {reported} − {labels}) × overheadRatio {ratio_text} + {labels} (network bindings are not multiplied)"
-        )
-    };
-    Ok((total, terms))
+    }
+
+    /// Whether the overhead would be left off the request: the VMI's
+    /// `overcommitGuestOverhead` or the profile's `guestOverhead: Omit`.
+    fn omits_overhead(&self) -> bool {
+        self.vmi.overcommit_guest_overhead || self.profile.guest_overhead == GuestOverhead::Omit
+    }
 }
 
+// === The profile layer and the hard rules ===
+
+/// The profile's `limits` policy, for each of `cpu` and `memory` the VMI
+/// set no limit for: `EqualRequests` (limit = request) or `Ratio` (request
+/// × `limitsRatio`, rounded up to a whole millicore or byte).
 fn apply_limits_policy(
     profile: &Profile,
     vmi: &VmiFacts,
@@ -913,6 +795,15 @@ fn check_invariants(
         }
     }
     Ok(())
+}
+
+/// How far `memory` exceeds the guest memory (zero when it does not, or
+/// when either is unknown).
+fn above_guest(memory: Option<Quantity>, guest: Option<Quantity>) -> Result<Quantity, SizingError> {
+    match (memory, guest) {
+        (Some(memory), Some(guest)) if memory.value() > guest.value() => diff(memory, guest),
+        _ => Ok(Quantity::zero(Format::DecimalSi)),
+    }
 }
 
 fn diff(minuend: Quantity, subtrahend: Quantity) -> Result<Quantity, SizingError> {

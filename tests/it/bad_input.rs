@@ -655,7 +655,7 @@ fn nested_arrays(depth: usize) -> String {
     launcher(|pod| {
         let containers = pod["spec"]["containers"].as_array_mut().expect("list");
         let compute = containers.remove(0);
-        for index in 0..server::slim::MAX_CONTAINERS - 2 {
+        for index in 0..virt_sizer::admission::facts::MAX_CONTAINERS - 2 {
             containers.push(json!({"name": format!("c{index}"), "image": "busybox", "resources": {"requests": {"cpu": "1m"}, "limits": {"cpu": "2m"}}}));
         }
         containers.push(compute);
@@ -666,7 +666,7 @@ fn nested_arrays(depth: usize) -> String {
     JSON,
     launcher(|pod| {
         let containers = pod["spec"]["containers"].as_array_mut().expect("list");
-        for index in containers.len()..=server::slim::MAX_CONTAINERS {
+        for index in containers.len()..=virt_sizer::admission::facts::MAX_CONTAINERS {
             containers.push(json!({"name": format!("c{index}")}));
         }
     }),
@@ -707,7 +707,7 @@ fn nested_arrays(depth: usize) -> String {
     {
         let mut pod = kata_pod(json!({"requests": {"cpu": "1m", "memory": "1Mi"}}));
         let containers = pod["spec"]["containers"].as_array_mut().expect("list");
-        for index in 1..server::slim::MAX_CONTAINERS {
+        for index in 1..virt_sizer::admission::facts::MAX_CONTAINERS {
             containers.push(json!({"name": format!("c{index}"), "image": "busybox",
                 "resources": {"requests": {"cpu": "1m", "memory": "1Mi"}}}));
         }

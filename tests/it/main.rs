@@ -15,6 +15,7 @@ mod e2e;
 mod fuzz;
 mod hardening;
 mod manifests;
+mod operations;
 mod properties;
 mod server;
 mod support;

@@ -239,8 +239,13 @@ async fn a_later_webhook_makes_the_apiserver_call_virt_sizer_again() {
     );
     assert!(
         reset_decisions[1]["changes"]
-            .as_str()
-            .is_some_and(|changes| changes.contains("requests.cpu=600m")),
+            .as_array()
+            .is_some_and(|changes| changes.iter().any(|change| {
+                change["field"]
+                    .as_str()
+                    .is_some_and(|field| field.ends_with("requests.cpu"))
+                    && change["new"] == "600m"
+            })),
         "{reset_decisions:#?}"
     );
 }

@@ -1,4 +1,7 @@
-//! Decoding an AdmissionReview for the server: only the parts of the object
+//! What a decision reads of the raw objects under review, in one place: the
+//! shape of a Pod or RuntimeClass that is kept when an AdmissionReview is
+//! decoded for sizing ([`OBJECT`]), and the readers of those fields.
+//!
 //! that a decision reads are built as JSON values; everything else is parsed
 //! (so malformed JSON is still rejected) but skipped without allocating.
 //!
@@ -28,10 +31,32 @@ use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
-use serde_json::{Map, Value};
+use serde::Deserializer;
+use serde_json::Map;
 
-use crate::admission::{AdmissionRequest, GroupVersionKind};
+use super::*;
+
+/// `spec.containers`, which every Pod path needs.
+pub(crate) fn containers_of(pod: &Value) -> Result<&Vec<Value>, SizingError> {
+    pod.pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .ok_or_else(|| SizingError::InvalidField {
+            field: "spec.containers".into(),
+            message: "missing or not a list".into(),
+        })
+}
+
+/// A field the patch may write into must be a map (or absent / null);
+/// anything else is refused rather than patched around.
+pub(crate) fn expect_map(value: Option<&Value>, field: &str) -> Result<(), SizingError> {
+    match value {
+        None | Some(Value::Null | Value::Object(_)) => Ok(()),
+        Some(other) => Err(SizingError::InvalidField {
+            field: field.to_owned(),
+            message: format!("expected a map, got {other}"),
+        }),
+    }
+}
 
 /// At most this many `metadata.ownerReferences` (a Pod has one or two).
 pub const MAX_OWNER_REFERENCES: usize = 64;
@@ -49,7 +74,7 @@ pub const MAX_KEPT_VALUES: usize = 20_000;
 
 /// Which parts of a JSON value to keep.
 #[derive(Debug, Clone, Copy)]
-enum Shape {
+pub(crate) enum Shape {
     /// The whole value.
     All,
     /// Only these keys of a map, each with its own shape.
@@ -61,7 +86,7 @@ enum Shape {
 const CONTAINER: Shape = Shape::Fields(&[("name", Shape::All), ("resources", Shape::All)]);
 
 /// What a decision reads of a Pod or a RuntimeClass.
-const OBJECT: Shape = Shape::Fields(&[
+pub(crate) const OBJECT: Shape = Shape::Fields(&[
     ("apiVersion", Shape::All),
     ("kind", Shape::All),
     (
@@ -235,39 +260,8 @@ impl<'de> Visitor<'de> for Kept<'_> {
     }
 }
 
-/// The parts of an AdmissionReview the server reads; unknown and unused
-/// fields (`oldObject`, `userInfo`, `options`, …) are parsed and skipped.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct IncomingReview {
-    /// Must be `admission.k8s.io/v1`.
-    #[serde(default)]
-    pub api_version: String,
-    /// Must be `AdmissionReview`.
-    #[serde(default)]
-    pub kind: String,
-    /// The request, if any.
-    #[serde(default)]
-    pub request: Option<IncomingRequest>,
-}
-
-/// The request fields a decision uses.
-#[derive(Debug, Deserialize)]
-pub struct IncomingRequest {
-    uid: String,
-    #[serde(default)]
-    kind: GroupVersionKind,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    namespace: String,
-    #[serde(default)]
-    operation: String,
-    #[serde(default, deserialize_with = "slim_object")]
-    object: Option<Value>,
-}
-
-fn slim_object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+/// The kept part of `request.object` (see [`OBJECT`]).
+pub(crate) fn sizing_object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
     let budget = Cell::new(MAX_KEPT_VALUES);
     let kept = Kept {
         shape: OBJECT,
@@ -276,77 +270,4 @@ fn slim_object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Valu
     };
     let value = kept.deserialize(deserializer)?;
     Ok((!value.is_null()).then_some(value))
-}
-
-impl IncomingRequest {
-    /// The admission request the pure core decides on.
-    #[must_use]
-    pub fn into_request(self) -> AdmissionRequest {
-        AdmissionRequest {
-            uid: self.uid,
-            kind: self.kind,
-            resource: Value::Null,
-            sub_resource: None,
-            name: self.name,
-            namespace: self.namespace,
-            operation: self.operation,
-            user_info: Value::Null,
-            object: self.object,
-            old_object: None,
-            dry_run: Value::Null,
-            options: Value::Null,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn keeps_what_decisions_read_and_skips_the_rest() {
-        let body = json!({
-            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                "namespace": "ns", "operation": "CREATE", "userInfo": {"username": "x"},
-                "oldObject": {"big": [1, 2, 3]},
-                "object": {"apiVersion": "v1", "kind": "Pod",
-                    "metadata": {"name": "p", "labels": {"a": "b"}, "managedFields": [{"x": 1}]},
-                    "spec": {"containers": [
-                        {"name": "compute", "env": [{"name": "A", "value": "1"}],
-                         "resources": {"requests": {"cpu": "1"}}},
-                        {"name": "side", "resources": "not-a-map"}],
-                      "volumes": [{"name": "v"}], "runtimeClassName": "kata-qemu"}}}
-        });
-        let review: IncomingReview = serde_json::from_value(body).expect("decodes");
-        let request = review.request.expect("request").into_request();
-        assert_eq!(
-            request.object.expect("object"),
-            json!({"apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": "p", "labels": {"a": "b"}},
-                "spec": {"containers": [
-                    {"name": "compute", "resources": {"requests": {"cpu": "1"}}},
-                    {"name": "side", "resources": "not-a-map"}],
-                  "runtimeClassName": "kata-qemu"}})
-        );
-        assert_eq!(request.uid, "u");
-    }
-
-    #[test]
-    fn wrong_types_are_kept_whole_and_bad_json_still_fails() {
-        let body = r#"{"request": {"uid": "u", "object": {"spec": {"containers": {"compute": 1}}, "metadata": "x"}}}"#;
-        let review: IncomingReview = serde_json::from_str(body).expect("decodes");
-        let object = review.request.expect("request").object.expect("object");
-        assert_eq!(
-            object,
-            json!({"spec": {"containers": {"compute": 1}}, "metadata": "x"})
-        );
-        let truncated = r#"{"request": {"uid": "u", "object": {"spec": {"volumes": [1, 2"#;
-        assert!(serde_json::from_str::<IncomingReview>(truncated).is_err());
-        let skipped_but_broken =
-            r#"{"request": {"uid": "u", "object": {"spec": {"volumes": [1, }]}}}}"#;
-        assert!(serde_json::from_str::<IncomingReview>(skipped_but_broken).is_err());
-    }
 }

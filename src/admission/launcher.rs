@@ -1,0 +1,248 @@
+//! A virt-launcher Pod: read what KubeVirt rendered and what the Pod
+//! reports, size the `compute` container, write the patch.
+
+use super::*;
+
+pub(crate) fn size_launcher_pod(
+    env: &Environment<'_>,
+    request: &AdmissionRequest,
+    pod: &Value,
+    builder: &mut PatchBuilder<'_>,
+) -> Result<Sized, SizingError> {
+    let containers = containers_of(pod)?;
+    let index = containers
+        .iter()
+        .position(|container| {
+            container.get("name").and_then(Value::as_str) == Some(COMPUTE_CONTAINER)
+        })
+        .ok_or_else(|| SizingError::InvalidField {
+            field: "spec.containers".into(),
+            message: "no container named compute".into(),
+        })?;
+    let resources_path = format!("spec.containers[{index}].resources");
+    let resources = containers[index].get("resources");
+    expect_map(resources, &resources_path)?;
+    expect_map(pod.pointer("/metadata/annotations"), "metadata.annotations")?;
+    let current_requests = quantity_map(
+        resources.and_then(|r| r.get("requests")),
+        &format!("{resources_path}.requests"),
+    )?;
+    let current_limits = quantity_map(
+        resources.and_then(|r| r.get("limits")),
+        &format!("{resources_path}.limits"),
+    )?;
+
+    let vmi_ref = launcher_vmi(request);
+    let vmi_value = env.vmi.ok_or_else(|| {
+        let namespace = vmi_ref
+            .as_ref()
+            .map_or_else(|| request.namespace.clone(), |r| r.namespace.clone());
+        let name = vmi_ref.map_or_else(
+            || "(unnamed: no owner reference or kubevirt.io/domain)".into(),
+            |r| r.name,
+        );
+        match env.vmi_unavailable {
+            Some(reason) => SizingError::VmiUnavailable {
+                namespace,
+                name,
+                reason: reason.to_owned(),
+            },
+            None => SizingError::VmiNotFound { namespace, name },
+        }
+    })?;
+    let vmi = VmiFacts::from_value(vmi_value)?;
+
+    let pod_labels = string_map(pod.pointer("/metadata/labels"));
+    let annotations = string_map(pod.pointer("/metadata/annotations"));
+    let requested = annotations
+        .get(PROFILE_ANNOTATION)
+        .or_else(|| vmi.annotations.get(PROFILE_ANNOTATION))
+        .map(String::as_str);
+    let namespace = pod
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .filter(|namespace| !namespace.is_empty())
+        .unwrap_or(&request.namespace);
+    let policy = env.policy;
+    let selection = policy.select(&PolicyTarget {
+        namespace,
+        namespace_labels: env.namespace_labels,
+        vm_labels: &pod_labels,
+        requested_profile: requested,
+    });
+    let profile = selection.profile;
+
+    let auto_cpu_by_selector = policy
+        .kubevirt
+        .auto_cpu_limit_namespace_selector
+        .as_ref()
+        .is_some_and(|selector| selector.matches(env.namespace_labels));
+    let inferred = AutoLimits {
+        cpu: !vmi.dedicated_cpus
+            && !vmi.limits.contains_key("cpu")
+            && current_limits.contains_key("cpu"),
+        memory: !vmi.dedicated_cpus
+            && !vmi.limits.contains_key("memory")
+            && current_limits.contains_key("memory"),
+    };
+    let mut auto_limits = env.quota.unwrap_or(inferred);
+    auto_limits.cpu |= auto_cpu_by_selector;
+
+    let reported_text = annotations
+        .get(ORIGINAL_OVERHEAD_ANNOTATION)
+        .or_else(|| annotations.get(KUBEVIRT_OVERHEAD_ANNOTATION));
+    let reported_overhead = reported_text
+        .map(|text| {
+            let field = format!(
+                "metadata.annotations[{}]",
+                if annotations.contains_key(ORIGINAL_OVERHEAD_ANNOTATION) {
+                    ORIGINAL_OVERHEAD_ANNOTATION
+                } else {
+                    KUBEVIRT_OVERHEAD_ANNOTATION
+                }
+            );
+            let quantity =
+                Quantity::parse(text).map_err(|source| SizingError::InvalidQuantity {
+                    field: field.clone(),
+                    source,
+                })?;
+            if quantity.is_negative() {
+                return Err(SizingError::Negative {
+                    field,
+                    value: text.clone(),
+                });
+            }
+            // KubeVirt writes whole bytes; anything finer is rounded up
+            // like `Value()` does.
+            i64::try_from(quantity.value())
+                .map(|bytes| Quantity::from_int(bytes, Format::DecimalSi))
+                .map_err(|_| SizingError::Overflow { what: field })
+        })
+        .transpose()?;
+
+    let mut warnings = selection.warnings;
+    if policy.kubevirt.newer_than_table {
+        let release = &policy.kubevirt.release_text;
+        if reported_overhead.is_none()
+            && policy.kubevirt.newer_release == NewerRelease::AdmitUnchanged
+        {
+            warnings.push(format!(
+                "KubeVirt {release} is newer than virt-sizer's overhead table and this Pod does not \
+                 report {KUBEVIRT_OVERHEAD_ANNOTATION}: admitted unchanged (set kubevirt.newerRelease: \
+                 NewestKnown to size it with the {} line's formulas)",
+                Release::NEWEST.as_str()
+            ));
+            return Ok(Sized {
+                profile: Some(profile.name.clone()),
+                selected_by: Some(selection.reason),
+                mode: profile.mode,
+                explanation: vec![format!(
+                    "KubeVirt {release}: newer than the overhead table; not sized"
+                )],
+                warnings,
+            });
+        }
+        warnings.push(format!(
+            "KubeVirt {release} is newer than virt-sizer's overhead table: the {} line's formulas \
+             size this Pod{}",
+            Release::NEWEST.as_str(),
+            if reported_overhead.is_some() {
+                format!(" around its reported {KUBEVIRT_OVERHEAD_ANNOTATION}")
+            } else {
+                String::new()
+            }
+        ));
+    }
+
+    let sizing = kubevirt::size_launcher(&LauncherInput {
+        vmi: &vmi,
+        settings: &policy.kubevirt,
+        profile,
+        namespace_labels: env.namespace_labels,
+        auto_limits,
+        reported_overhead,
+    })?;
+
+    let index_token = index.to_string();
+    for (section, desired, current, noun) in [
+        ("requests", &sizing.requests, &current_requests, "request"),
+        ("limits", &sizing.limits, &current_limits, "limit"),
+    ] {
+        let parent = [
+            "spec",
+            "containers",
+            index_token.as_str(),
+            "resources",
+            section,
+        ];
+        let names: std::collections::BTreeSet<&String> = desired
+            .keys()
+            .chain(
+                current
+                    .keys()
+                    .filter(|name| kubevirt::is_managed_resource(name)),
+            )
+            .collect();
+        for name in names {
+            builder.set_quantity(
+                &parent,
+                name,
+                desired.get(name).copied(),
+                &format!("{name} {noun}"),
+            );
+        }
+    }
+
+    let annotations_path = ["metadata", "annotations"];
+    if let Some(current) = annotations.get(KUBEVIRT_OVERHEAD_ANNOTATION) {
+        let overhead_bytes = sizing.overhead.value().to_string();
+        // Compared by value: "268Mi" and "281018368" are the same overhead.
+        let same = Quantity::parse(current).is_ok_and(|current| current == sizing.overhead);
+        if !same {
+            if !annotations.contains_key(ORIGINAL_OVERHEAD_ANNOTATION) {
+                builder.set_string(
+                    &annotations_path,
+                    ORIGINAL_OVERHEAD_ANNOTATION,
+                    current,
+                    "KubeVirt's overhead",
+                );
+            }
+            builder.set_string(
+                &annotations_path,
+                KUBEVIRT_OVERHEAD_ANNOTATION,
+                &overhead_bytes,
+                "overhead annotation",
+            );
+        }
+    }
+    let mut decision = format!("profile={},policy={}", profile.name, policy.digest);
+    if let Some(digest) = policy.settings_digest() {
+        decision.push_str(",kubevirt=");
+        decision.push_str(digest);
+    }
+    builder.set_string(
+        &annotations_path,
+        DECISION_ANNOTATION,
+        &decision,
+        "decision",
+    );
+
+    warnings.extend(sizing.warnings);
+    let mut explanation = vec![format!(
+        "VMI {}/{}: {} vCPU, guest {}, KubeVirt {} model",
+        vmi.namespace,
+        vmi.name,
+        vmi.cpu.vcpus(),
+        vmi.guest
+            .map_or_else(|| "unset".to_owned(), |guest| guest.to_string()),
+        policy.kubevirt.release_text,
+    )];
+    explanation.extend(sizing.explanation);
+    Ok(Sized {
+        profile: Some(profile.name.clone()),
+        selected_by: Some(selection.reason),
+        mode: profile.mode,
+        explanation,
+        warnings,
+    })
+}

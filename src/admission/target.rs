@@ -1,0 +1,143 @@
+//! What a request is about: the target kinds, the VMI a launcher Pod
+//! claims, and why anything else is not sized.
+
+use super::*;
+
+/// A VirtualMachineInstance reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmiRef {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The uid the Pod's controller ownerReference names, when it has one:
+    /// a VMI of that name with another uid is a different VMI (deleted and
+    /// recreated), never a match.
+    pub uid: Option<String>,
+}
+
+/// What kind of object a request was about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    /// A KubeVirt virt-launcher Pod.
+    LauncherPod,
+    /// A Pod running under a Kata RuntimeClass the policy knows.
+    KataPod,
+    /// A RuntimeClass whose handler the policy knows.
+    RuntimeClass,
+    /// Anything else: allowed unchanged.
+    NotATarget,
+}
+
+impl TargetKind {
+    /// Label for metrics and logs.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::LauncherPod => "launcher_pod",
+            TargetKind::KataPod => "kata_pod",
+            TargetKind::RuntimeClass => "runtime_class",
+            TargetKind::NotATarget => "other",
+        }
+    }
+}
+
+/// The VMI a virt-launcher Pod belongs to: its controller owner reference of
+/// kind VirtualMachineInstance, else the `kubevirt.io/domain` annotation.
+/// `None` for anything that is not a launcher Pod.
+#[must_use]
+pub fn launcher_vmi(request: &AdmissionRequest) -> Option<VmiRef> {
+    let pod = request.object.as_ref()?;
+    if request.kind.kind != "Pod" || !is_launcher(pod) {
+        return None;
+    }
+    let metadata = pod.get("metadata")?;
+    let namespace = metadata
+        .get("namespace")
+        .and_then(Value::as_str)
+        .filter(|namespace| !namespace.is_empty())
+        .unwrap_or(&request.namespace)
+        .to_owned();
+    let owner = metadata
+        .get("ownerReferences")
+        .and_then(Value::as_array)
+        .and_then(|owners| {
+            owners.iter().find(|owner| {
+                owner.get("kind").and_then(Value::as_str) == Some("VirtualMachineInstance")
+            })
+        });
+    let uid = owner
+        .and_then(|owner| owner.get("uid").and_then(Value::as_str))
+        .filter(|uid| !uid.is_empty())
+        .map(str::to_owned);
+    let owner = owner.and_then(|owner| owner.get("name").and_then(Value::as_str));
+    let name = owner.or_else(|| {
+        metadata
+            .get("annotations")
+            .and_then(|annotations| annotations.get(DOMAIN_ANNOTATION))
+            .and_then(Value::as_str)
+    })?;
+    Some(VmiRef {
+        namespace,
+        name: name.to_owned(),
+        uid,
+    })
+}
+
+/// Whether `request` is a Pod CREATE that virt-sizer sizes (a launcher Pod,
+/// or a Pod of a Kata class the policy knows): the requests whose profile
+/// can depend on the namespace's labels.
+#[must_use]
+pub fn is_sized_pod(policy: &ValidPolicy, request: &AdmissionRequest) -> bool {
+    let Some(pod) = request.object.as_ref() else {
+        return false;
+    };
+    request.operation == "CREATE"
+        && request.kind.group.is_empty()
+        && request.kind.kind == "Pod"
+        && (is_launcher(pod) || kata_class_of_policy(policy, pod).is_some())
+}
+
+pub(crate) fn is_launcher(pod: &Value) -> bool {
+    pod.pointer("/metadata/labels/kubevirt.io")
+        .and_then(Value::as_str)
+        == Some("virt-launcher")
+}
+
+/// Why an object is not sized: its kind, or what it lacks to be a target.
+pub(crate) fn not_a_target(kind: &GroupVersionKind, object: &Value) -> String {
+    match (kind.group.as_str(), kind.kind.as_str()) {
+        ("", "Pod") => match object
+            .pointer("/spec/runtimeClassName")
+            .and_then(Value::as_str)
+        {
+            Some(class) => format!(
+                "not a launcher Pod (label kubevirt.io=virt-launcher missing), and runtimeClassName \
+                 {class:?} is not in the policy's kata.runtimeClasses"
+            ),
+            None => "not a launcher Pod: label kubevirt.io=virt-launcher missing".to_owned(),
+        },
+        ("node.k8s.io", "RuntimeClass") => match object.get("handler").and_then(Value::as_str) {
+            Some(handler) => {
+                format!("handler {handler:?} is not in the policy's kata.runtimeClasses")
+            }
+            None => "the RuntimeClass has no handler".to_owned(),
+        },
+        ("", kind) => format!("kind {kind} is not sized (only Pods and RuntimeClasses)"),
+        (group, kind) => format!("kind {kind}.{group} is not sized (only Pods and RuntimeClasses)"),
+    }
+}
+
+pub(crate) fn kata_class_of<'p>(env: &Environment<'p>, pod: &Value) -> Option<&'p KataClass> {
+    kata_class_of_policy(env.policy, pod)
+}
+
+pub(crate) fn kata_class_of_policy<'p>(
+    policy: &'p ValidPolicy,
+    pod: &Value,
+) -> Option<&'p KataClass> {
+    let class_name = pod
+        .pointer("/spec/runtimeClassName")
+        .and_then(Value::as_str)?;
+    policy.kata.runtime_classes.get(class_name)
+}
