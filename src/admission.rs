@@ -32,7 +32,7 @@ use crate::sizing::policy::{
 use crate::sizing::vmi::{VmiFacts, quantity_map, string_map};
 use crate::sizing::{Format, Quantity, SizingError};
 
-pub use decision::{Decision, Delta, Outcome, encode_response, failed, patched_object};
+pub use decision::{Decision, Delta, Outcome, OutcomeLabel, encode_response, failed, patched_object};
 pub use patch::Change;
 pub use wire::{SYNTHETIC_UID, request_for_object};
 pub use target::{TargetKind, VmiRef, is_sized_pod, launcher_vmi};
@@ -81,18 +81,15 @@ pub struct Environment<'a> {
 /// deliberate response carrying the request's uid.
 #[must_use]
 pub fn review(env: &Environment<'_>, request: &AdmissionRequest) -> Decision {
-    let mut decision = empty_decision(&request.uid, env.policy);
     let operation = request.operation.as_str();
     if operation != "CREATE" && operation != "UPDATE" {
-        decision.skip_reason = Some(format!(
-            "{operation} is not sized (only CREATE, and UPDATE of RuntimeClasses)"
-        ));
-        return decision;
+        let reason = format!("{operation} is not sized (only CREATE, and UPDATE of RuntimeClasses)");
+        return skipped(&request.uid, env.policy, reason);
     }
     let Some(object) = request.object.as_ref() else {
-        decision.skip_reason = Some("the request carries no object".to_owned());
-        return decision;
+        return skipped(&request.uid, env.policy, "the request carries no object".to_owned());
     };
+    let mut decision = skipped(&request.uid, env.policy, String::new());
     let kind = &request.kind;
     decision.target = match (kind.group.as_str(), kind.kind.as_str()) {
         ("", "Pod") if is_launcher(object) => TargetKind::LauncherPod,
@@ -105,16 +102,13 @@ pub fn review(env: &Environment<'_>, request: &AdmissionRequest) -> Decision {
         {
             TargetKind::RuntimeClass
         }
-        _ => {
-            decision.skip_reason = Some(not_a_target(kind, object));
-            return decision;
-        }
+        _ => return skipped(&request.uid, env.policy, not_a_target(kind, object)),
     };
     // Pods are sized on CREATE only: their resources are immutable afterwards
     // (KubeVirt's own launcher webhook is CREATE-only too). RuntimeClasses
     // are sized on UPDATE as well.
     if decision.target != TargetKind::RuntimeClass && operation != "CREATE" {
-        decision.skip_reason = Some("Pods are sized on CREATE only".to_owned());
+        decision.outcome = Outcome::Skipped("Pods are sized on CREATE only".to_owned());
         return decision;
     }
 

@@ -1,16 +1,31 @@
 //! virt-sizer sizes the Pods that carry virtual machines.
 //!
 //! ```text
-//!            ┌──────────────── shell (I/O) ────────────────┐
-//!  CLI ──▶   │ commands::{review, test, policy, plan}       │
-//!  HTTPS ──▶ │ server: TLS, reload, metrics, VMI source     │
-//!            └───────────────┬─────────────────────────────┘
-//!                            ▼  plain data in, decision out
-//!            ┌──────────────── pure core ──────────────────┐
-//!            │ admission: AdmissionReview → response+patch  │
-//!            │ sizing:    quantity, policy, kubevirt, kata  │
-//!            └──────────────────────────────────────────────┘
+//!     CLI                                        HTTPS
+//!       │                                        │
+//! ┌─────┼─────── shell (I/O) ────────────────────┼───────────────────┐
+//! │     ▼                                        ▼                   │
+//! │  commands ─────────── serve ──────────────▶  server              │
+//! │  review, test, policy, plan                  extract → handlers  │
+//! │     │  │                                     reload: policy, tls │
+//! │     │  └──▶ documents ◀───────────────────── vmi_source, watch   │
+//! │     │       (JSON/YAML files)                limits, cluster     │
+//! │     │                                        kubevirt_cr         │
+//! │     │       cli, telemetry, metrics          │                   │
+//! └─────┼────────────────────────────────────────┼───────────────────┘
+//!       ▼   plain data in, decision out          ▼
+//! ┌───────────────────────── pure core ──────────────────────────────┐
+//! │  admission: wire, facts → target → launcher | kata → decision    │
+//! │     │                                                  → patch   │
+//! │     ▼                                                            │
+//! │  sizing: quantity, policy, kubevirt, kata, vmi, gofloat          │
+//! └──────────────────────────────────────────────────────────────────┘
 //! ```
+//!
+//! Arrows point from a module to what it uses, and none points back:
+//! [`commands`] runs the [`server`] (`serve`) and the core (`review`,
+//! `test`); both read files through [`documents`]; nothing under `server`
+//! imports `commands`.
 //!
 //! The core ([`sizing`], [`admission`]) performs no I/O, reads no clock and
 //! logs nothing: it returns a decision together with its explanation, and the

@@ -27,6 +27,7 @@ pub mod watch;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -38,8 +39,8 @@ use axum::routing::{get, post};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -411,15 +412,47 @@ async fn serve_with(
     let dropping = CancellationToken::new();
     let connections = TaskTracker::new();
     tokio::pin!(shutdown);
+    while let Some((slot, tcp, peer)) = accept(&listener, &slots, &options, shutdown.as_mut()).await
+    {
+        let connection = Connection {
+            protocols: protocols.clone(),
+            router: router.clone(),
+            options,
+            draining: draining.clone(),
+            dropping: dropping.clone(),
+            peer,
+        };
+        connections.spawn(connection.start(slot, tcp, acceptor.clone()));
+    }
+    drop(listener);
+    draining.cancel();
+    connections.close();
+    tokio::select! {
+        () = connections.wait() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(options.drain_timeout) => {
+            tracing::warn!(timeout = ?options.drain_timeout, "drain timed out; closing the remaining connections");
+            dropping.cancel();
+        }
+    }
+}
+
+/// The next connection and its slot (waiting for a free one first);
+/// `None` once `shutdown` completes.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    options: &ServeOptions,
+    mut shutdown: Pin<&mut impl Future<Output = ()>>,
+) -> Option<(OwnedSemaphorePermit, TcpStream, SocketAddr)> {
     loop {
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => slot,
-            () = &mut shutdown => break,
+            () = &mut shutdown => return None,
         };
-        let Ok(slot) = slot else { break };
+        let slot = slot.ok()?;
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = &mut shutdown => break,
+            () = &mut shutdown => return None,
         };
         let (tcp, peer) = match accepted {
             Ok(accepted) => accepted,
@@ -437,51 +470,7 @@ async fn serve_with(
             );
         }
         let _ = tcp.set_nodelay(true);
-        let connection = Connection {
-            protocols: protocols.clone(),
-            router: router.clone(),
-            options,
-            draining: draining.clone(),
-            dropping: dropping.clone(),
-            peer,
-        };
-        let acceptor = acceptor.clone();
-        connections.spawn(async move {
-            let _slot = slot;
-            let Some(acceptor) = acceptor else {
-                connection.serve(TokioIo::new(tcp), false).await;
-                return;
-            };
-            let handshake = tokio::time::timeout(options.handshake_timeout, acceptor.accept(tcp));
-            let stream = tokio::select! {
-                handshake = handshake => handshake,
-                () = connection.dropping.cancelled() => return,
-            };
-            let stream = match stream {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => {
-                    tracing::debug!(%peer, %error, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            // HTTP/2 only when ALPN chose it; no ALPN or http/1.1 is HTTP/1.1.
-            let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-            connection.serve(TokioIo::new(stream), http2).await;
-        });
-    }
-    drop(listener);
-    draining.cancel();
-    connections.close();
-    tokio::select! {
-        () = connections.wait() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(options.drain_timeout) => {
-            tracing::warn!(timeout = ?options.drain_timeout, "drain timed out; closing the remaining connections");
-            dropping.cancel();
-        }
+        return Some((slot, tcp, peer));
     }
 }
 
@@ -492,13 +481,48 @@ struct Connection {
     options: ServeOptions,
     draining: CancellationToken,
     dropping: CancellationToken,
-    peer: std::net::SocketAddr,
+    peer: SocketAddr,
 }
 
 /// How long a connection told to close (idle) may take to do so.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 impl Connection {
+    /// The TLS handshake (bounded), then [`Connection::serve`]; `slot` is
+    /// held until the connection ends.
+    async fn start(
+        self,
+        slot: OwnedSemaphorePermit,
+        tcp: TcpStream,
+        acceptor: Option<TlsAcceptor>,
+    ) {
+        let _slot = slot;
+        let Some(acceptor) = acceptor else {
+            self.serve(TokioIo::new(tcp), false).await;
+            return;
+        };
+        let handshake = tokio::time::timeout(self.options.handshake_timeout, acceptor.accept(tcp));
+        let stream = tokio::select! {
+            handshake = handshake => handshake,
+            () = self.dropping.cancelled() => return,
+        };
+        let peer = self.peer;
+        let stream = match stream {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                tracing::debug!(%peer, %error, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
+        // HTTP/2 only when ALPN chose it; no ALPN or http/1.1 is HTTP/1.1.
+        let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+        self.serve(TokioIo::new(stream), http2).await;
+    }
+
     async fn serve<I>(self, io: I, http2: bool)
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,

@@ -1,37 +1,82 @@
-//! The decision for one request: how it ended, what changed, why, and the
-//! one place the wire response is made from it.
+//! The decision for one request: how it ended, what changed and why, and
+//! the one place the wire response is made from it
+//! ([`Decision::response`]).
 
 use super::*;
 
-/// How a request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a request ended, with what each ending carries.
+#[derive(Debug, Clone)]
 pub enum Outcome {
-    /// Allowed with a patch.
-    Patched,
-    /// Allowed, already sized: empty patch.
+    /// Allowed with this patch.
+    Patched(json_patch::Patch),
+    /// Allowed, already sized: no patch.
     Unchanged,
-    /// Shadow mode: decided and reported, no patch.
+    /// Shadow mode: decided and reported, no patch; what the scheduler would
+    /// reserve differently.
+    Shadow(Delta),
+    /// Not ours (other kind, operation or object): allowed unchanged, for
+    /// this reason (not in the response: skipped requests are answered
+    /// `allowed`, nothing else).
+    Skipped(String),
+    /// Could not be sized: allowed unchanged with a warning (`onError:
+    /// Allow`) or denied (`onError: Deny`).
+    Failed {
+        /// Why.
+        error: SizingError,
+        /// Denied rather than allowed.
+        denied: bool,
+    },
+}
+
+/// The closed set of [`Outcome`]s, as metrics and logs label them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutcomeLabel {
+    /// [`Outcome::Patched`].
+    Patched,
+    /// [`Outcome::Unchanged`].
+    Unchanged,
+    /// [`Outcome::Shadow`].
     Shadow,
-    /// Not ours (other kind, operation or object): allowed unchanged;
-    /// [`Decision::skip_reason`] says why.
+    /// [`Outcome::Skipped`].
     Skipped,
-    /// Could not be sized; allowed unchanged per `onError: Allow`.
+    /// [`Outcome::Failed`], allowed.
     ErrorAllowed,
-    /// Could not be sized; denied per `onError: Deny`.
+    /// [`Outcome::Failed`], denied.
     ErrorDenied,
 }
 
 impl Outcome {
-    /// Label for metrics and logs.
+    /// Its label.
+    #[must_use]
+    pub fn label(&self) -> OutcomeLabel {
+        match self {
+            Outcome::Patched(_) => OutcomeLabel::Patched,
+            Outcome::Unchanged => OutcomeLabel::Unchanged,
+            Outcome::Shadow(_) => OutcomeLabel::Shadow,
+            Outcome::Skipped(_) => OutcomeLabel::Skipped,
+            Outcome::Failed { denied: false, .. } => OutcomeLabel::ErrorAllowed,
+            Outcome::Failed { denied: true, .. } => OutcomeLabel::ErrorDenied,
+        }
+    }
+
+    /// The label's spelling in metrics and logs.
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        self.label().as_str()
+    }
+}
+
+impl OutcomeLabel {
+    /// The spelling in metrics and logs.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::Patched => "patched",
-            Outcome::Unchanged => "unchanged",
-            Outcome::Shadow => "shadow",
-            Outcome::Skipped => "skipped",
-            Outcome::ErrorAllowed => "error_allowed",
-            Outcome::ErrorDenied => "error_denied",
+            OutcomeLabel::Patched => "patched",
+            OutcomeLabel::Unchanged => "unchanged",
+            OutcomeLabel::Shadow => "shadow",
+            OutcomeLabel::Skipped => "skipped",
+            OutcomeLabel::ErrorAllowed => "error_allowed",
+            OutcomeLabel::ErrorDenied => "error_denied",
         }
     }
 }
@@ -48,8 +93,8 @@ pub struct Delta {
 /// The whole decision for one request.
 #[derive(Debug, Clone)]
 pub struct Decision {
-    /// The response to send (uid copied).
-    pub response: AdmissionResponse,
+    /// The request's uid, which the response carries.
+    pub uid: String,
     /// How it ended.
     pub outcome: Outcome,
     /// What the object was.
@@ -62,23 +107,86 @@ pub struct Decision {
     pub changes: Vec<Change>,
     /// The formula behind each value.
     pub explanation: Vec<String>,
-    /// Operator-facing warnings (also in the response).
+    /// Operator-facing warnings (the response's, ASCII).
     pub warnings: Vec<String>,
-    /// The JSON Patch, if one is sent.
-    pub patch: Option<json_patch::Patch>,
-    /// Why it could not be sized.
-    pub error: Option<SizingError>,
-    /// Requests delta, for shadow-mode metrics.
-    pub delta: Delta,
-    /// Why the request was [`Outcome::Skipped`] (`Pods are sized on CREATE
-    /// only`, …). Not in the response: skipped requests are answered
-    /// `allowed`, nothing else.
-    pub skip_reason: Option<String>,
+    /// The response's audit annotations.
+    pub audit_annotations: BTreeMap<String, String>,
     /// Digest of the policy that decided.
     pub policy_digest: String,
 }
 
 impl Decision {
+    /// The AdmissionResponse: made here and nowhere else. Each warning,
+    /// message and audit annotation is cut at
+    /// [`MAX_LOG_FIELD_CHARS`](crate::telemetry::MAX_LOG_FIELD_CHARS)
+    /// characters with a marker, so no answer echoes megabytes of a client's
+    /// values while a decision's own long warnings (two uids, a formula)
+    /// stay whole.
+    #[must_use]
+    pub fn response(&self) -> AdmissionResponse {
+        let capped = |text: &str| {
+            crate::telemetry::capped_to(text, crate::telemetry::MAX_LOG_FIELD_CHARS).into_owned()
+        };
+        let mut response = match &self.outcome {
+            Outcome::Failed {
+                error,
+                denied: true,
+            } => {
+                return AdmissionResponse::deny(&self.uid, 403, capped(&failure_message(error)));
+            }
+            _ => AdmissionResponse::allow(&self.uid),
+        };
+        if let Outcome::Patched(patch) = &self.outcome {
+            // A Patch of string-keyed JSON always serialises.
+            let bytes = serde_json::to_vec(patch).unwrap_or_default();
+            response.patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+            response.patch_type = Some("JSONPatch".into());
+        }
+        response.audit_annotations = self
+            .audit_annotations
+            .iter()
+            .map(|(key, value)| (key.clone(), capped(value)))
+            .collect();
+        response.warnings = self.warnings.iter().map(|warning| capped(warning)).collect();
+        response
+    }
+
+    /// The JSON Patch, if one is sent.
+    #[must_use]
+    pub fn patch(&self) -> Option<&json_patch::Patch> {
+        match &self.outcome {
+            Outcome::Patched(patch) => Some(patch),
+            _ => None,
+        }
+    }
+
+    /// Why it could not be sized.
+    #[must_use]
+    pub fn error(&self) -> Option<&SizingError> {
+        match &self.outcome {
+            Outcome::Failed { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Why it was skipped.
+    #[must_use]
+    pub fn skip_reason(&self) -> Option<&str> {
+        match &self.outcome {
+            Outcome::Skipped(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// What shadow mode would have changed in the scheduler's reservation.
+    #[must_use]
+    pub fn shadow_delta(&self) -> Option<Delta> {
+        match &self.outcome {
+            Outcome::Shadow(delta) => Some(*delta),
+            _ => None,
+        }
+    }
+
     /// The multi-line explanation printed by `--explain` and logged.
     #[must_use]
     pub fn explain(&self) -> String {
@@ -88,7 +196,7 @@ impl Decision {
             self.outcome.as_str(),
             self.target.as_str()
         ));
-        if let Some(reason) = &self.skip_reason {
+        if let Some(reason) = self.skip_reason() {
             out.push_str(&format!(": {reason}"));
         }
         out.push('\n');
@@ -100,7 +208,7 @@ impl Decision {
             out.push('\n');
         }
         out.push_str(&format!("policy: {}\n", self.policy_digest));
-        if let Some(error) = &self.error {
+        if let Some(error) = self.error() {
             out.push_str(&format!("error: {error}\n"));
         }
         if !self.explanation.is_empty() {
@@ -133,7 +241,7 @@ impl Decision {
 /// panic, say): the policy's `onError`, with the request's uid.
 #[must_use]
 pub fn failed(uid: &str, policy: &ValidPolicy, error: SizingError) -> Decision {
-    let mut decision = empty_decision(uid, policy);
+    let mut decision = skipped(uid, policy, String::new());
     fail(&mut decision, error, policy.on_error);
     decision
 }
@@ -147,25 +255,24 @@ pub fn encode_response(decision: &Decision) -> serde_json::Result<Vec<u8>> {
     serde_json::to_vec(&wire::AdmissionReviewOut {
         api_version: wire::ADMISSION_API_VERSION,
         kind: "AdmissionReview",
-        response: &decision.response,
+        response: &decision.response(),
     })
 }
 
-pub(crate) fn empty_decision(uid: &str, policy: &ValidPolicy) -> Decision {
+/// A decision that skips the request for `reason` (refined as the request
+/// is classified and sized).
+pub(crate) fn skipped(uid: &str, policy: &ValidPolicy, reason: String) -> Decision {
     Decision {
-        response: AdmissionResponse::allow(uid),
-        outcome: Outcome::Skipped,
+        uid: uid.to_owned(),
+        outcome: Outcome::Skipped(reason),
         target: TargetKind::NotATarget,
         profile: None,
         selected_by: None,
         changes: Vec::new(),
         explanation: Vec::new(),
         warnings: Vec::new(),
-        patch: None,
-        error: None,
-        delta: Delta::default(),
+        audit_annotations: BTreeMap::new(),
         policy_digest: policy.digest.clone(),
-        skip_reason: None,
     }
 }
 
@@ -191,7 +298,6 @@ pub(crate) fn finish(
         explanation,
         mut warnings,
     } = sized;
-    decision.delta = delta(&builder.changes);
     let resource_changes: Vec<&Change> = builder
         .changes
         .iter()
@@ -230,26 +336,18 @@ pub(crate) fn finish(
             resource_changes.len() - MAX_CHANGE_WARNINGS
         ));
     }
-    let response = &mut decision.response;
+    let audit = &mut decision.audit_annotations;
     if let Some(profile) = &profile {
-        response
-            .audit_annotations
-            .insert("profile".into(), profile.clone());
+        audit.insert("profile".into(), profile.clone());
     }
     if let Some(selected_by) = &selected_by {
-        response
-            .audit_annotations
-            .insert("selected-by".into(), ascii(selected_by));
+        audit.insert("selected-by".into(), ascii(selected_by));
     }
-    response
-        .audit_annotations
-        .insert("policy-digest".into(), policy.digest.clone());
+    audit.insert("policy-digest".into(), policy.digest.clone());
     if let Some(digest) = policy.settings_digest() {
-        response
-            .audit_annotations
-            .insert("kubevirt-digest".into(), digest.to_owned());
+        audit.insert("kubevirt-digest".into(), digest.to_owned());
     }
-    response.audit_annotations.insert(
+    audit.insert(
         "mode".into(),
         if shadow { "Shadow" } else { "Enforce" }.into(),
     );
@@ -266,41 +364,21 @@ pub(crate) fn finish(
             })
             .collect::<Vec<_>>()
             .join("; ");
-        response
-            .audit_annotations
-            .insert("changes".into(), ascii(&summary));
+        audit.insert("changes".into(), ascii(&summary));
     }
     // Warnings travel in HTTP Warning headers: keep them ASCII.
-    response.warnings = warnings.iter().map(|warning| ascii(warning)).collect();
-
+    decision.warnings = warnings.iter().map(|warning| ascii(warning)).collect();
     decision.outcome = if shadow {
-        Outcome::Shadow
+        Outcome::Shadow(delta(&builder.changes))
     } else if builder.ops.is_empty() {
         Outcome::Unchanged
     } else {
-        let patch = json_patch::Patch(builder.ops);
-        match serde_json::to_vec(&patch) {
-            Ok(bytes) => {
-                response.patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
-                response.patch_type = Some("JSONPatch".into());
-                decision.patch = Some(patch);
-                Outcome::Patched
-            }
-            Err(error) => {
-                fail(
-                    decision,
-                    SizingError::Invariant(format!("patch does not serialise: {error}")),
-                    policy.on_error,
-                );
-                return;
-            }
-        }
+        Outcome::Patched(json_patch::Patch(builder.ops))
     };
     decision.profile = profile;
     decision.selected_by = selected_by;
     decision.changes = builder.changes;
     decision.explanation = explanation;
-    decision.warnings.clone_from(&decision.response.warnings);
 }
 
 /// Replaces the few non-ASCII symbols the explanations use.
@@ -308,29 +386,26 @@ pub(crate) fn ascii(text: &str) -> String {
     text.replace('→', "->").replace('×', "x").replace('≠', "!=")
 }
 
+/// What `onError` makes of a request that could not be sized: allowed
+/// unchanged with a warning, or denied.
 pub(crate) fn fail(decision: &mut Decision, error: SizingError, on_error: OnError) {
-    let uid = decision.response.uid.clone();
-    let message = format!("virt-sizer could not size this object: {error}");
-    decision.response = match on_error {
-        OnError::Allow => {
-            let mut response = AdmissionResponse::allow(&uid);
-            response.warnings.push(ascii(&format!(
-                "{message}; admitted unchanged (onError: Allow)"
-            )));
-            response
-                .audit_annotations
-                .insert("error".into(), error.to_string());
-            decision.outcome = Outcome::ErrorAllowed;
-            response
-        }
-        OnError::Deny => {
-            decision.outcome = Outcome::ErrorDenied;
-            AdmissionResponse::deny(&uid, 403, message)
-        }
-    };
-    decision.warnings.clone_from(&decision.response.warnings);
-    decision.patch = None;
-    decision.error = Some(error);
+    let denied = on_error == OnError::Deny;
+    decision.audit_annotations.clear();
+    decision.warnings.clear();
+    if !denied {
+        decision.warnings.push(ascii(&format!(
+            "{}; admitted unchanged (onError: Allow)",
+            failure_message(&error)
+        )));
+        decision
+            .audit_annotations
+            .insert("error".into(), error.to_string());
+    }
+    decision.outcome = Outcome::Failed { error, denied };
+}
+
+fn failure_message(error: &SizingError) -> String {
+    format!("virt-sizer could not size this object: {error}")
 }
 
 /// The formula part of an explanation line that starts with `label`:
@@ -374,7 +449,7 @@ pub fn patched_object(
     let Some(mut object) = request.object.clone() else {
         return Ok(None);
     };
-    if let Some(patch) = &decision.patch {
+    if let Some(patch) = decision.patch() {
         json_patch::patch(&mut object, patch)?;
     }
     Ok(Some(object))

@@ -36,7 +36,7 @@ pub fn run(args: &ReviewArgs) -> anyhow::Result<ExitCode> {
     // Standard output carries the server's bytes unchanged (or the patched
     // object); what only the offline CLI can say (a flag to pass, why
     // nothing happened) goes to --explain or standard error.
-    let hint = match &decision.error {
+    let hint = match decision.error() {
         Some(SizingError::VmiNotFound { namespace, name }) if args.vmis.is_empty() => {
             Some(format!(
                 "hint: the Pod belongs to VirtualMachineInstance {namespace}/{name}: pass --vmi FILE with it"
@@ -66,7 +66,7 @@ pub fn run(args: &ReviewArgs) -> anyhow::Result<ExitCode> {
         }
         stdout.flush()?;
         let mut stderr = std::io::stderr().lock();
-        if let Some(reason) = &decision.skip_reason {
+        if let Some(reason) = decision.skip_reason() {
             let _ = writeln!(stderr, "virt-sizer: skipped: {reason}");
         }
         if let Some(hint) = &hint {

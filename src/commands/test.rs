@@ -483,7 +483,7 @@ fn run_case(file: &Path, case: &Case, kubevirt: Option<&Path>) -> anyhow::Result
 
     let mut problems = check(case, base, &request, &decision, &patched)?;
     if !problems.is_empty()
-        && let Some(SizingError::VmiNotFound { namespace, name }) = &decision.error
+        && let Some(SizingError::VmiNotFound { namespace, name }) = decision.error()
     {
         problems.push(format!(
             "hint: the Pod belongs to VirtualMachineInstance {namespace}/{name}; name its file in `vmi:`"
@@ -518,24 +518,23 @@ fn check(
         ));
     }
     if let Some(allowed) = expect.allowed
-        && decision.response.allowed != allowed
+        && decision.response().allowed != allowed
     {
         problems.push(format!(
             "allowed: expected {allowed}, got {}{}",
-            decision.response.allowed,
+            decision.response().allowed,
             decision
-                .error
-                .as_ref()
+                .error()
                 .map(|error| format!(" ({error})"))
                 .unwrap_or_default()
         ));
     }
     if let Some(unchanged) = expect.unchanged
-        && unchanged == decision.patch.is_some()
+        && unchanged == decision.patch().is_some()
     {
         problems.push(format!(
             "unchanged: expected {unchanged}, got a patch of {} operation(s)",
-            decision.patch.as_ref().map_or(0, |patch| patch.0.len())
+            decision.patch().map_or(0, |patch| patch.0.len())
         ));
     }
     let containers = expect
@@ -599,8 +598,8 @@ fn check(
         }
     }
     if let Some(substring) = &expect.message {
-        let message = decision
-            .response
+        let response = decision.response();
+        let message = response
             .status
             .as_ref()
             .map_or("", |status| status.message.as_str());

@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::admission::{self, AdmissionRequest, AdmissionResponse, Decision, Environment, Outcome};
+use crate::admission::{self, AdmissionRequest, AdmissionResponse, Decision, Environment};
 use crate::metrics::{KindLabels, Operation, RequestLabels, ShadowLabels};
 use crate::server::AppState;
 use crate::server::cluster::CacheHealth;
@@ -34,31 +34,8 @@ pub(crate) async fn mutate(
     let operation = request.operation.clone();
     let namespace = request.namespace.clone();
     let name = request.name.clone();
-    // The decision runs in its own task so that a panic anywhere in it (the
-    // VMI lookup included) is caught, counted and answered per onError.
-    let mut decision = match tokio::spawn(decide(state.clone(), policy.clone(), request)).await {
-        Ok(decision) => decision,
-        Err(error) => {
-            metrics.panics.inc();
-            tracing::error!(%uid, %error, "panic while deciding");
-            admission::failed(
-                &uid,
-                &policy,
-                SizingError::Invariant("internal error while deciding; see the server log".into()),
-            )
-        }
-    };
-    cap_echoes(&mut decision.response);
-    let body = match admission::encode_response(&decision) {
-        Ok(body) => body,
-        Err(error) => {
-            // Not reachable with string-keyed maps; answered per onError anyway.
-            tracing::error!(%uid, %error, "response does not serialise");
-            let fallback =
-                admission::failed(&uid, &policy, SizingError::Invariant(error.to_string()));
-            admission::encode_response(&fallback).unwrap_or_default()
-        }
-    };
+    let decision = decide_caught(&state, &policy, request).await;
+    let body = encode(&uid, &decision, &policy);
     let elapsed = started.elapsed();
     metrics.in_flight.dec();
     record(
@@ -77,10 +54,10 @@ pub(crate) async fn mutate(
         profile = decision.profile.as_deref().unwrap_or(""),
         selected_by = decision.selected_by.as_deref().unwrap_or("").replace('→', "->"),
         outcome = decision.outcome.as_str(),
-        skip_reason = decision.skip_reason.as_deref().unwrap_or(""),
-        patch_ops = decision.patch.as_ref().map_or(0, |patch| patch.0.len()),
+        skip_reason = decision.skip_reason().unwrap_or(""),
+        patch_ops = decision.patch().map_or(0, |patch| patch.0.len()),
         changes = %logged_changes(&decision),
-        error = decision.error.as_ref().map(ToString::to_string).unwrap_or_default(),
+        error = decision.error().map(ToString::to_string).unwrap_or_default(),
         policy = %decision.policy_digest,
         latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         "admission decision"
@@ -88,23 +65,36 @@ pub(crate) async fn mutate(
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// Warnings and messages quote client values (an annotation, a quantity):
-/// each warning, message and audit annotation is cut at the log field cap
-/// (1,024 characters, with a marker), so no answer echoes megabytes while a
-/// decision's own long warnings (two uids, a formula) stay whole.
-fn cap_echoes(response: &mut AdmissionResponse) {
-    let long = |text: &mut String| {
-        if let std::borrow::Cow::Owned(cut) =
-            telemetry::capped_to(text, telemetry::MAX_LOG_FIELD_CHARS)
-        {
-            *text = cut;
+/// [`decide`] in its own task, so that a panic anywhere in it (the VMI
+/// lookup included) is caught, counted and answered per onError.
+async fn decide_caught(
+    state: &AppState,
+    policy: &Arc<ValidPolicy>,
+    request: AdmissionRequest,
+) -> Decision {
+    let uid = request.uid.clone();
+    match tokio::spawn(decide(state.clone(), policy.clone(), request)).await {
+        Ok(decision) => decision,
+        Err(error) => {
+            state.metrics().panics.inc();
+            tracing::error!(%uid, %error, "panic while deciding");
+            admission::failed(
+                &uid,
+                policy,
+                SizingError::Invariant("internal error while deciding; see the server log".into()),
+            )
         }
-    };
-    response.warnings.iter_mut().for_each(long);
-    if let Some(status) = response.status.as_mut() {
-        long(&mut status.message);
     }
-    response.audit_annotations.values_mut().for_each(long);
+}
+
+/// The AdmissionReview answering `decision` (JSON).
+fn encode(uid: &str, decision: &Decision, policy: &ValidPolicy) -> Vec<u8> {
+    admission::encode_response(decision).unwrap_or_else(|error| {
+        // Not reachable with string-keyed maps; answered per onError anyway.
+        tracing::error!(%uid, %error, "response does not serialise");
+        let fallback = admission::failed(uid, policy, SizingError::Invariant(error.to_string()));
+        admission::encode_response(&fallback).unwrap_or_default()
+    })
 }
 
 /// The decision log line's `changes`: a JSON array of `{field, old, new}`
@@ -271,13 +261,13 @@ fn record(state: &AppState, decision: &Decision, operation: &str, namespace: &st
     };
     metrics.requests.get_or_create(&labels).inc();
     metrics.latency.get_or_create(&labels).observe(seconds);
-    if decision.patch.is_some() {
+    if decision.patch().is_some() {
         metrics.patches.get_or_create(&KindLabels { kind }).inc();
     }
-    if let Some(error) = &decision.error {
+    if let Some(error) = decision.error() {
         metrics.error(error.metric_label());
     }
-    if decision.outcome == Outcome::Shadow {
+    if let Some(delta) = decision.shadow_delta() {
         let labels = ShadowLabels {
             namespace: metrics.shadow_namespace(namespace),
             profile: decision.profile.clone().unwrap_or_default(),
@@ -288,11 +278,11 @@ fn record(state: &AppState, decision: &Decision, operation: &str, namespace: &st
         metrics
             .shadow_cpu_millicores
             .get_or_create(&labels)
-            .inc_by(clamp(decision.delta.cpu_millicores));
+            .inc_by(clamp(delta.cpu_millicores));
         metrics
             .shadow_memory_bytes
             .get_or_create(&labels)
-            .inc_by(clamp(decision.delta.memory_bytes));
+            .inc_by(clamp(delta.memory_bytes));
     }
 }
 

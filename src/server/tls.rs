@@ -111,8 +111,8 @@ impl Loader for PairFiles {
     }
 
     fn read(&self) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
-        let cert_pem =
-            std::fs::read(&self.cert).with_context(|| format!("reading {}", self.cert.display()))?;
+        let cert_pem = std::fs::read(&self.cert)
+            .with_context(|| format!("reading {}", self.cert.display()))?;
         let key_pem =
             std::fs::read(&self.key).with_context(|| format!("reading {}", self.key.display()))?;
         Ok((cert_pem, key_pem))
@@ -306,9 +306,7 @@ impl ClientCertVerifier for ReloadingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0
-            .current()
-            .verify_tls12_signature(message, cert, dss)
+        self.0.current().verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -317,9 +315,7 @@ impl ClientCertVerifier for ReloadingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0
-            .current()
-            .verify_tls13_signature(message, cert, dss)
+        self.0.current().verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::sizing::policy::{LimitsRatio, OverheadRatio, Profile, ValidPolicy};
+use crate::sizing::policy::{
+    GuestOverhead, LimitsRatio, OverheadRatio, Profile, Release, ValidPolicy,
+};
+use crate::sizing::quantity::Format;
 
 const MIB: i64 = 1 << 20;
 const GIB: i64 = 1 << 30;

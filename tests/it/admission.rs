@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use rstest::rstest;
 use serde_json::{Value, json};
-use virt_sizer::admission::{Outcome, TargetKind};
+use virt_sizer::admission::{OutcomeLabel, TargetKind};
 use virt_sizer::sizing::Quantity;
 use virt_sizer::sizing::policy::ValidPolicy;
 
@@ -120,24 +120,24 @@ fn service() -> Value {
 fn non_targets_are_allowed_unchanged(#[case] object: Value, #[case] operation: &str) {
     let request = request(object, operation);
     let decision = review(&team(), Some(&vmi()), &request);
-    assert_eq!(decision.outcome, Outcome::Skipped);
+    assert_eq!(decision.outcome.label(), OutcomeLabel::Skipped);
     assert_eq!(decision.target, TargetKind::NotATarget);
-    assert!(decision.skip_reason.is_some(), "a skip says why");
-    assert!(decision.response.allowed);
-    assert_eq!(decision.response.uid, UID);
-    assert!(decision.patch.is_none());
-    assert!(decision.response.patch.is_none());
-    assert!(decision.response.patch_type.is_none());
-    assert!(decision.response.warnings.is_empty());
+    assert!(decision.skip_reason().is_some(), "a skip says why");
+    assert!(decision.response().allowed);
+    assert_eq!(decision.response().uid, UID);
+    assert!(decision.patch().is_none());
+    assert!(decision.response().patch.is_none());
+    assert!(decision.response().patch_type.is_none());
+    assert!(decision.response().warnings.is_empty());
 }
 
 #[test]
 fn a_launcher_pod_update_is_skipped_as_a_launcher_pod_with_the_reason() {
     let decision = review(&team(), Some(&vmi()), &request(kubevirt_pod(), "UPDATE"));
-    assert_eq!(decision.outcome, Outcome::Skipped);
+    assert_eq!(decision.outcome.label(), OutcomeLabel::Skipped);
     assert_eq!(decision.target, TargetKind::LauncherPod);
     assert_eq!(
-        decision.skip_reason.as_deref(),
+        decision.skip_reason().as_deref(),
         Some("Pods are sized on CREATE only")
     );
     assert!(
@@ -145,9 +145,9 @@ fn a_launcher_pod_update_is_skipped_as_a_launcher_pod_with_the_reason() {
             .explain()
             .starts_with("outcome: skipped (launcher_pod): Pods are sized on CREATE only\n")
     );
-    assert!(decision.response.allowed);
-    assert!(decision.response.patch.is_none());
-    assert!(decision.response.warnings.is_empty());
+    assert!(decision.response().allowed);
+    assert!(decision.response().patch.is_none());
+    assert!(decision.response().warnings.is_empty());
 }
 
 #[test]
@@ -155,8 +155,8 @@ fn delete_without_an_object_is_skipped() {
     let mut request = request(kubevirt_pod(), "DELETE");
     request.old_object = request.object.take();
     let decision = review(&team(), Some(&vmi()), &request);
-    assert_eq!(decision.outcome, Outcome::Skipped);
-    assert_eq!(decision.response.uid, UID);
+    assert_eq!(decision.outcome.label(), OutcomeLabel::Skipped);
+    assert_eq!(decision.response().uid, UID);
 }
 
 /// kata-qemu, Go runtime, `guestMemory: Account`: podFixed.memory = vmm
@@ -170,7 +170,7 @@ fn update_of_a_known_runtime_class_is_sized() {
         "UPDATE",
     );
     let decision = review(&team(), None, &request);
-    assert_eq!(decision.outcome, Outcome::Patched, "{}", decision.explain());
+    assert_eq!(decision.outcome.label(), OutcomeLabel::Patched, "{}", decision.explain());
     assert_eq!(decision.target, TargetKind::RuntimeClass);
     // cpu is already 250m: only memory changes.
     assert_eq!(op_paths(&decision), ["/overhead/podFixed/memory"]);
@@ -221,39 +221,40 @@ fn runtime_class_without_overhead_gets_the_maps_first() {
 fn missing_vmi_with_on_error_deny_is_denied() {
     let request = request(kubevirt_pod(), "CREATE");
     let decision = review(&deny_policy(), None, &request);
-    assert_eq!(decision.outcome, Outcome::ErrorDenied);
-    assert!(!decision.response.allowed);
-    assert_eq!(decision.response.uid, UID);
-    let status = decision.response.status.as_ref().expect("a status");
+    assert_eq!(decision.outcome.label(), OutcomeLabel::ErrorDenied);
+    assert!(!decision.response().allowed);
+    assert_eq!(decision.response().uid, UID);
+    let response = decision.response();
+    let status = response.status.as_ref().expect("a status");
     assert_eq!(status.code, 403);
     assert!(
         status.message.contains(&format!("{NAMESPACE}/{VM}")),
         "{}",
         status.message
     );
-    assert!(decision.patch.is_none());
-    assert!(decision.response.patch.is_none());
+    assert!(decision.patch().is_none());
+    assert!(decision.response().patch.is_none());
 }
 
 #[test]
 fn missing_vmi_with_on_error_allow_is_allowed_with_a_warning() {
     let request = request(kubevirt_pod(), "CREATE");
     let decision = review(&team(), None, &request);
-    assert_eq!(decision.outcome, Outcome::ErrorAllowed);
-    assert!(decision.response.allowed);
-    assert_eq!(decision.response.uid, UID);
-    assert!(decision.response.status.is_none());
+    assert_eq!(decision.outcome.label(), OutcomeLabel::ErrorAllowed);
+    assert!(decision.response().allowed);
+    assert_eq!(decision.response().uid, UID);
+    assert!(decision.response().status.is_none());
     assert!(
         decision
-            .response
+            .response()
             .warnings
             .iter()
             .any(|warning| warning.contains("not found") && warning.contains(VM)),
         "{:?}",
-        decision.response.warnings
+        decision.response().warnings
     );
-    assert!(decision.patch.is_none());
-    assert!(decision.response.patch.is_none());
+    assert!(decision.patch().is_none());
+    assert!(decision.response().patch.is_none());
 }
 
 #[test]
@@ -266,7 +267,8 @@ fn the_vmi_is_named_by_the_domain_annotation_without_an_owner_reference() {
         json!("other-vm"),
     );
     let decision = review(&deny_policy(), None, &request(pod, "CREATE"));
-    let message = &decision.response.status.as_ref().expect("denied").message;
+    let response = decision.response();
+    let message = &response.status.as_ref().expect("denied").message;
     assert!(
         message.contains(&format!("{NAMESPACE}/other-vm")),
         "{message}"
@@ -316,19 +318,19 @@ fn unsizable_pods_name_the_field(#[case] damage: fn(&mut Value), #[case] expecte
     let mut pod = kubevirt_pod();
     damage(&mut pod);
     let decision = review(&team(), Some(&vmi()), &request(pod, "CREATE"));
-    assert_eq!(decision.outcome, Outcome::ErrorAllowed);
-    let error = decision.error.as_ref().expect("an error").to_string();
+    assert_eq!(decision.outcome.label(), OutcomeLabel::ErrorAllowed);
+    let error = decision.error().as_ref().expect("an error").to_string();
     assert!(error.contains(expected), "{error}");
     assert!(
         decision
-            .response
+            .response()
             .warnings
             .iter()
             .any(|warning| warning.contains(expected)),
         "{:?}",
-        decision.response.warnings
+        decision.response().warnings
     );
-    assert!(decision.response.patch.is_none());
+    assert!(decision.response().patch.is_none());
 }
 
 #[test]
@@ -336,7 +338,7 @@ fn bad_quantity_in_the_vmi_names_the_vmi_field() {
     let mut vmi = vmi();
     set(&mut vmi, "/spec/domain/memory/guest", json!("1.5.5Gi"));
     let decision = review(&team(), Some(&vmi), &request(kubevirt_pod(), "CREATE"));
-    let error = decision.error.as_ref().expect("an error").to_string();
+    let error = decision.error().as_ref().expect("an error").to_string();
     assert!(
         error.contains("spec.domain.memory.guest: invalid quantity \"1.5.5Gi\""),
         "{error}"
@@ -378,8 +380,8 @@ fn equal_values_written_differently_get_no_op() {
         Some(&vmi()),
         &crate::support::request(pod, "CREATE"),
     );
-    assert_eq!(again.outcome, Outcome::Unchanged);
-    assert!(again.response.patch.is_none());
+    assert_eq!(again.outcome.label(), OutcomeLabel::Unchanged);
+    assert!(again.response().patch.is_none());
 }
 
 #[test]
@@ -390,7 +392,7 @@ fn missing_maps_are_added_before_their_entries() {
     let request = request(pod, "CREATE");
     let policy = team();
     let decision = review(&policy, Some(&vmi()), &request);
-    assert_eq!(decision.outcome, Outcome::Patched);
+    assert_eq!(decision.outcome.label(), OutcomeLabel::Patched);
     assert_eq!(
         patch_ops(&decision),
         [
@@ -485,7 +487,7 @@ fn unknown_fields_survive_the_patch() {
     let policy = policy_with_default("1.9", &["cpuAllocationRatio: 4"]);
     let request = request(pod.clone(), "CREATE");
     let decision = review(&policy, Some(&vmi()), &request);
-    assert_eq!(decision.outcome, Outcome::Patched);
+    assert_eq!(decision.outcome.label(), OutcomeLabel::Patched);
     let after = patched(&request, &decision);
     assert_eq!(container_resources(&after, 0).0["cpu"], q("250m"));
     for pointer in [
@@ -541,23 +543,24 @@ fn shadow_mode_reports_without_patching() {
     // 100m: a delta of 50 − 100 = −50 millicores; memory unchanged.
     let policy = policy_with_default("1.9", &["cpuAllocationRatio: 20", "mode: Shadow"]);
     let decision = review(&policy, Some(&vmi()), &request(kubevirt_pod(), "CREATE"));
-    assert_eq!(decision.outcome, Outcome::Shadow);
-    assert!(decision.response.allowed);
-    assert!(decision.patch.is_none());
-    assert!(decision.response.patch.is_none());
-    assert!(decision.response.patch_type.is_none());
-    assert_eq!(decision.delta.cpu_millicores, 50 - 100);
-    assert_eq!(decision.delta.memory_bytes, 0);
+    assert_eq!(decision.outcome.label(), OutcomeLabel::Shadow);
+    assert!(decision.response().allowed);
+    assert!(decision.patch().is_none());
+    assert!(decision.response().patch.is_none());
+    assert!(decision.response().patch_type.is_none());
+    let delta = decision.shadow_delta().expect("a shadow decision");
+    assert_eq!(delta.cpu_millicores, 50 - 100);
+    assert_eq!(delta.memory_bytes, 0);
     assert!(
         decision
-            .response
+            .response()
             .warnings
             .iter()
             .any(|warning| warning.contains("shadow") && warning.contains("50m")),
         "{:?}",
-        decision.response.warnings
+        decision.response().warnings
     );
-    assert_eq!(decision.response.audit_annotations["mode"], "Shadow");
+    assert_eq!(decision.response().audit_annotations["mode"], "Shadow");
     assert!(
         decision
             .changes
@@ -608,12 +611,12 @@ fn refused_opt_in_warns_and_keeps_the_namespace_profile() {
     assert_eq!(decision.profile.as_deref(), Some("dev"));
     assert!(
         decision
-            .response
+            .response()
             .warnings
             .iter()
             .any(|warning| warning.contains("batch") && warning.contains("refused")),
         "{:?}",
-        decision.response.warnings
+        decision.response().warnings
     );
     let (requests, limits) = container_resources(&patched(&request, &decision), 0);
     assert_eq!(requests["cpu"], q("50m"));
@@ -634,7 +637,7 @@ fn opt_in_without_a_matching_rule_is_refused() {
     assert_eq!(decision.profile.as_deref(), Some("default"));
     assert!(
         decision
-            .response
+            .response()
             .warnings
             .iter()
             .any(|w| w.contains("refused"))
@@ -656,7 +659,7 @@ fn overhead_margin_rewrites_the_annotation_and_keeps_the_original() {
     let policy = policy_with_default("1.9", &["overheadMargin: 64Mi"]);
     let request = request(pod, "CREATE");
     let decision = review(&policy, Some(&vmi()), &request);
-    assert_eq!(decision.outcome, Outcome::Patched);
+    assert_eq!(decision.outcome.label(), OutcomeLabel::Patched);
     let after = patched(&request, &decision);
     let annotations = &after["metadata"]["annotations"];
     assert_eq!(
@@ -677,8 +680,8 @@ fn overhead_margin_rewrites_the_annotation_and_keeps_the_original() {
         Some(&vmi()),
         &crate::support::request(after, "CREATE"),
     );
-    assert_eq!(again.outcome, Outcome::Unchanged, "{}", again.explain());
-    assert!(again.response.patch.is_none());
+    assert_eq!(again.outcome.label(), OutcomeLabel::Unchanged, "{}", again.explain());
+    assert!(again.response().patch.is_none());
 }
 
 #[test]
@@ -897,7 +900,7 @@ fn kubevirt_vectors(
     let pod = launcher_pod(&vmi.name, resources.clone());
     let request = request(pod, "CREATE");
     let decision = review(&policy, Some(&vmi.to_json()), &request);
-    assert_eq!(decision.outcome, Outcome::Patched, "{}", decision.explain());
+    assert_eq!(decision.outcome.label(), OutcomeLabel::Patched, "{}", decision.explain());
     let after = patched(&request, &decision);
     let (requests, limits) = container_resources(&after, 0);
 
@@ -995,7 +998,7 @@ fn issue_10_founding_example_requests_exactly_16gi() {
     let pod = launcher_pod("founding", compute_resources(&[], &[]));
     let request = request(pod, "CREATE");
     let decision = review(&ValidPolicy::builtin(), Some(&vmi), &request);
-    assert_eq!(decision.outcome, Outcome::Patched, "{}", decision.explain());
+    assert_eq!(decision.outcome.label(), OutcomeLabel::Patched, "{}", decision.explain());
     let after = patched(&request, &decision);
     let (requests, limits) = container_resources(&after, 0);
     assert_eq!(whole(requests["memory"]), 16 * GI);
@@ -1072,7 +1075,7 @@ fn issue_10_reported_passt_memory_is_not_multiplied_by_overhead_ratio() {
     );
     let request = request(pod, "CREATE");
     let decision = review(&policy, Some(&vmi), &request);
-    assert_eq!(decision.outcome, Outcome::Patched, "{}", decision.explain());
+    assert_eq!(decision.outcome.label(), OutcomeLabel::Patched, "{}", decision.explain());
     let after = patched(&request, &decision);
     let (requests, _) = container_resources(&after, 0);
     let overhead = 281_018_368 + 140_509_000 + 262_144_000;
@@ -1093,7 +1096,7 @@ fn issue_10_reported_passt_memory_is_not_multiplied_by_overhead_ratio() {
         Some(&vmi),
         &crate::support::request(after, "CREATE"),
     );
-    assert_eq!(again.outcome, Outcome::Unchanged, "{}", again.explain());
+    assert_eq!(again.outcome.label(), OutcomeLabel::Unchanged, "{}", again.explain());
 }
 
 #[test]

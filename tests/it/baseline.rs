@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
-use virt_sizer::admission::{self, Outcome};
+use virt_sizer::admission::{self, OutcomeLabel};
 use virt_sizer::server::policy_store::PolicyStore;
 use virt_sizer::server::vmi_source::NoVmis;
 use virt_sizer::server::{self, AppState, StaticNamespaces};
@@ -171,8 +171,8 @@ const HEADER: &str = "apiVersion: virt-sizer.io/v1alpha1\nkind: SizingPolicy\n";
 #[test]
 fn a_release_newer_than_the_table_admits_an_unreported_pod_unchanged() {
     let decision = review_under_release("v1.10.0", HEADER, None);
-    assert_eq!(decision.outcome, Outcome::Unchanged);
-    assert!(decision.patch.is_none());
+    assert_eq!(decision.outcome.label(), OutcomeLabel::Unchanged);
+    assert!(decision.patch().is_none());
     assert!(
         decision.warnings.iter().any(|warning| warning.contains(
             "KubeVirt v1.10.0 is newer than virt-sizer's overhead table and this Pod does not report \
@@ -190,7 +190,7 @@ fn a_release_newer_than_the_table_sizes_around_the_reported_overhead() {
     // 2404Mi: what the Pod already requests, so nothing changes but the
     // decision annotation, and the decision says which formulas were used.
     let decision = review_under_release("v1.10.0", HEADER, Some("373293056"));
-    assert_eq!(decision.outcome, Outcome::Patched);
+    assert_eq!(decision.outcome.label(), OutcomeLabel::Patched);
     let ops = support::patch_ops(&decision);
     assert_eq!(ops.len(), 1, "{ops:?}");
     assert_eq!(
@@ -211,7 +211,7 @@ fn a_release_newer_than_the_table_sizes_around_the_reported_overhead() {
         &format!("{HEADER}kubevirt: {{newerRelease: NewestKnown}}\n"),
         None,
     );
-    assert_eq!(decision.outcome, Outcome::Patched);
+    assert_eq!(decision.outcome.label(), OutcomeLabel::Patched);
     let memory = decision
         .changes
         .iter()

@@ -1,13 +1,14 @@
 //! The deployment artefacts: `manifests/` (base and overlays), `certs/` and
 //! the `Dockerfile`.
 //!
-//! Every Kubernetes document under `manifests/` must be an object of a known
-//! `apiVersion`/`kind` with no field its type does not have (a typo such as
-//! `readinessprobe` is silently dropped by the apiserver, so it is caught
-//! here), and the rules that make the webhook safe must hold: what the
-//! webhook intercepts and how it fails, how the Deployment is hardened, what
-//! RBAC allows, and that the shipped policy is valid. k8s-openapi's types
-//! ignore unknown fields, so the schema checks below are written out.
+//! Every Kubernetes document under `manifests/` must decode strictly into the
+//! type its `apiVersion`/`kind` name (k8s-openapi's, or a small one in
+//! [`kinds`] for cert-manager, the Prometheus Operator and kustomize), with
+//! no field its type does not have: a typo such as `readinessprobe` is
+//! silently dropped by the apiserver, so it is caught here. And the rules
+//! that make the webhook safe must hold: what the webhook intercepts and how
+//! it fails, how the Deployment is hardened, what RBAC allows, and that the
+//! shipped policy is valid.
 //!
 //! With `kubectl` on the PATH the base and every overlay are also rendered
 //! (`kubectl kustomize`) and the rendered output is held to the same rules.
@@ -22,6 +23,8 @@ use serde_json::Value;
 use virt_sizer::cli::{Cli, Command as Verb};
 use virt_sizer::commands::parse_documents;
 use virt_sizer::sizing::policy::ValidPolicy;
+
+mod kinds;
 
 // === What the manifests promise ===
 
@@ -211,250 +214,46 @@ impl Check {
     }
 }
 
-// === Schemas: the Kubernetes types, for the fields these manifests use ===
-//
-// Each type lists its fields as `name:type`; `!name` is required. A type is
-// `string`, `int` (non-negative), `bool`, `intstr` (int or string),
-// `strings` (map of strings), `any` (not checked), `enum:A|B`, `[]T` (a list
-// of T), or the name of another entry. Objects reject fields not listed. The
-// document types are named `apiVersion/kind`.
+// === Types: each object decodes strictly into its kind ===
 
-#[rustfmt::skip]
-const SCHEMA: &[(&str, &[&str])] = &[
-    // --- shared ---
-    ("ObjectMeta", &["!name:string", "namespace:string", "labels:strings", "annotations:strings", "finalizers:[]string"]),
-    ("LabelSelector", &["matchLabels:strings", "matchExpressions:[]LabelSelectorRequirement"]),
-    ("LabelSelectorRequirement", &["!key:string", "!operator:enum:In|NotIn|Exists|DoesNotExist", "values:[]string"]),
-    // --- core/v1 ---
-    ("v1/Namespace", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "spec:any"]),
-    ("v1/ServiceAccount", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "automountServiceAccountToken:bool", "imagePullSecrets:[]any"]),
-    ("v1/ConfigMap", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "data:strings", "binaryData:strings", "immutable:bool"]),
-    ("v1/Secret", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "data:strings", "stringData:strings", "type:string", "immutable:bool"]),
-    ("v1/ResourceQuota", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "!spec:ResourceQuotaSpec"]),
-    ("ResourceQuotaSpec", &["hard:strings", "scopes:[]string", "scopeSelector:ScopeSelector"]),
-    ("ScopeSelector", &["matchExpressions:[]ScopedResourceSelectorRequirement"]),
-    ("ScopedResourceSelectorRequirement", &["!scopeName:string", "!operator:enum:In|NotIn|Exists|DoesNotExist", "values:[]string"]),
-    ("v1/Service", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "!spec:ServiceSpec"]),
-    ("ServiceSpec", &["type:enum:ClusterIP|NodePort|LoadBalancer|ExternalName", "selector:strings", "!ports:[]ServicePort", "clusterIP:string", "ipFamilyPolicy:string", "internalTrafficPolicy:string", "sessionAffinity:string", "trafficDistribution:string"]),
-    ("ServicePort", &["name:string", "!port:int", "targetPort:intstr", "protocol:enum:TCP|UDP|SCTP", "appProtocol:string"]),
-    // --- apps/v1 ---
-    ("apps/v1/Deployment", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "!spec:DeploymentSpec"]),
-    ("DeploymentSpec", &["replicas:int", "!selector:LabelSelector", "!template:PodTemplateSpec", "strategy:DeploymentStrategy", "minReadySeconds:int", "revisionHistoryLimit:int", "progressDeadlineSeconds:int"]),
-    ("DeploymentStrategy", &["type:enum:RollingUpdate|Recreate", "rollingUpdate:RollingUpdateDeployment"]),
-    ("RollingUpdateDeployment", &["maxUnavailable:intstr", "maxSurge:intstr"]),
-    ("PodTemplateSpec", &["metadata:TemplateMeta", "!spec:PodSpec"]),
-    ("TemplateMeta", &["labels:strings", "annotations:strings"]),
-    ("PodSpec", &[
-        "serviceAccountName:string", "automountServiceAccountToken:bool", "enableServiceLinks:bool",
-        "priorityClassName:string", "terminationGracePeriodSeconds:int",
-        "securityContext:PodSecurityContext", "affinity:Affinity",
-        "topologySpreadConstraints:[]TopologySpreadConstraint", "!containers:[]Container",
-        "volumes:[]Volume", "nodeSelector:strings", "tolerations:[]Toleration",
-        "imagePullSecrets:[]any", "hostNetwork:bool", "hostPID:bool", "hostIPC:bool",
-    ]),
-    ("PodSecurityContext", &["runAsNonRoot:bool", "runAsUser:int", "runAsGroup:int", "fsGroup:int", "fsGroupChangePolicy:string", "supplementalGroups:[]int", "seccompProfile:SeccompProfile"]),
-    ("SeccompProfile", &["!type:enum:RuntimeDefault|Localhost|Unconfined", "localhostProfile:string"]),
-    ("Affinity", &["podAntiAffinity:PodAntiAffinity", "podAffinity:any", "nodeAffinity:any"]),
-    ("PodAntiAffinity", &["preferredDuringSchedulingIgnoredDuringExecution:[]WeightedPodAffinityTerm", "requiredDuringSchedulingIgnoredDuringExecution:[]PodAffinityTerm"]),
-    ("WeightedPodAffinityTerm", &["!weight:int", "!podAffinityTerm:PodAffinityTerm"]),
-    ("PodAffinityTerm", &["!topologyKey:string", "labelSelector:LabelSelector", "namespaces:[]string", "namespaceSelector:LabelSelector", "matchLabelKeys:[]string"]),
-    ("TopologySpreadConstraint", &["!maxSkew:int", "!topologyKey:string", "!whenUnsatisfiable:enum:DoNotSchedule|ScheduleAnyway", "labelSelector:LabelSelector", "minDomains:int", "matchLabelKeys:[]string", "nodeAffinityPolicy:string", "nodeTaintsPolicy:string"]),
-    ("Toleration", &["key:string", "operator:enum:Exists|Equal", "value:string", "effect:string", "tolerationSeconds:int"]),
-    ("Container", &[
-        "!name:string", "!image:string", "imagePullPolicy:enum:Always|IfNotPresent|Never",
-        "command:[]string", "args:[]string", "env:[]EnvVar", "ports:[]ContainerPort",
-        "readinessProbe:Probe", "livenessProbe:Probe", "startupProbe:Probe",
-        "resources:ResourceRequirements", "securityContext:SecurityContext",
-        "volumeMounts:[]VolumeMount", "terminationMessagePolicy:string",
-    ]),
-    ("EnvVar", &["!name:string", "value:string", "valueFrom:any"]),
-    ("ContainerPort", &["name:string", "!containerPort:int", "protocol:enum:TCP|UDP|SCTP"]),
-    ("Probe", &["httpGet:HTTPGetAction", "tcpSocket:any", "grpc:any", "exec:any", "initialDelaySeconds:int", "periodSeconds:int", "timeoutSeconds:int", "failureThreshold:int", "successThreshold:int"]),
-    ("HTTPGetAction", &["path:string", "!port:intstr", "scheme:enum:HTTP|HTTPS", "host:string", "httpHeaders:[]any"]),
-    ("ResourceRequirements", &["requests:ResourceList", "limits:ResourceList"]),
-    ("ResourceList", &["cpu:intstr", "memory:intstr", "ephemeral-storage:intstr"]),
-    ("SecurityContext", &["runAsNonRoot:bool", "runAsUser:int", "runAsGroup:int", "readOnlyRootFilesystem:bool", "allowPrivilegeEscalation:bool", "privileged:bool", "capabilities:Capabilities", "seccompProfile:SeccompProfile"]),
-    ("Capabilities", &["add:[]string", "drop:[]string"]),
-    ("VolumeMount", &["!name:string", "!mountPath:string", "readOnly:bool", "subPath:string", "subPathExpr:string", "mountPropagation:string"]),
-    ("Volume", &["!name:string", "configMap:ConfigMapVolumeSource", "secret:SecretVolumeSource", "projected:ProjectedVolumeSource", "emptyDir:any"]),
-    ("ConfigMapVolumeSource", &["!name:string", "items:[]KeyToPath", "defaultMode:int", "optional:bool"]),
-    ("SecretVolumeSource", &["!secretName:string", "items:[]KeyToPath", "defaultMode:int", "optional:bool"]),
-    ("ProjectedVolumeSource", &["!sources:[]VolumeProjection", "defaultMode:int"]),
-    ("VolumeProjection", &["configMap:ConfigMapProjection", "secret:ConfigMapProjection", "serviceAccountToken:any", "downwardAPI:any"]),
-    ("ConfigMapProjection", &["!name:string", "items:[]KeyToPath", "optional:bool"]),
-    ("KeyToPath", &["!key:string", "!path:string", "mode:int"]),
-    // --- policy/v1 ---
-    ("policy/v1/PodDisruptionBudget", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "!spec:PodDisruptionBudgetSpec"]),
-    ("PodDisruptionBudgetSpec", &["minAvailable:intstr", "maxUnavailable:intstr", "!selector:LabelSelector", "unhealthyPodEvictionPolicy:enum:IfHealthyBudget|AlwaysAllow"]),
-    // --- rbac.authorization.k8s.io/v1 ---
-    ("rbac.authorization.k8s.io/v1/ClusterRole", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "rules:[]PolicyRule", "aggregationRule:any"]),
-    ("PolicyRule", &["apiGroups:[]string", "resources:[]string", "!verbs:[]string", "resourceNames:[]string", "nonResourceURLs:[]string"]),
-    ("rbac.authorization.k8s.io/v1/ClusterRoleBinding", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "!roleRef:RoleRef", "subjects:[]Subject"]),
-    ("RoleRef", &["!apiGroup:string", "!kind:enum:ClusterRole|Role", "!name:string"]),
-    ("Subject", &["!kind:enum:ServiceAccount|User|Group", "!name:string", "namespace:string", "apiGroup:string"]),
-    // --- admissionregistration.k8s.io/v1 ---
-    ("admissionregistration.k8s.io/v1/MutatingWebhookConfiguration", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "webhooks:[]MutatingWebhook"]),
-    ("MutatingWebhook", &[
-        "!name:string", "!admissionReviewVersions:[]string", "!clientConfig:WebhookClientConfig",
-        "rules:[]RuleWithOperations", "failurePolicy:enum:Ignore|Fail", "matchPolicy:enum:Exact|Equivalent",
-        "namespaceSelector:LabelSelector", "objectSelector:LabelSelector",
-        "!sideEffects:enum:None|NoneOnDryRun|Some|Unknown", "timeoutSeconds:int",
-        "reinvocationPolicy:enum:Never|IfNeeded", "matchConditions:[]MatchCondition",
-    ]),
-    ("admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "webhooks:[]ValidatingWebhook"]),
-    ("ValidatingWebhook", &[
-        "!name:string", "!admissionReviewVersions:[]string", "!clientConfig:WebhookClientConfig",
-        "rules:[]RuleWithOperations", "failurePolicy:enum:Ignore|Fail", "matchPolicy:enum:Exact|Equivalent",
-        "namespaceSelector:LabelSelector", "objectSelector:LabelSelector",
-        "!sideEffects:enum:None|NoneOnDryRun|Some|Unknown", "timeoutSeconds:int",
-        "matchConditions:[]MatchCondition",
-    ]),
-    ("WebhookClientConfig", &["service:ServiceReference", "url:string", "caBundle:string"]),
-    ("ServiceReference", &["!name:string", "!namespace:string", "path:string", "port:int"]),
-    ("RuleWithOperations", &["!apiGroups:[]string", "!apiVersions:[]string", "!operations:[]enum:CREATE|UPDATE|DELETE|CONNECT|*", "!resources:[]string", "scope:enum:Cluster|Namespaced|*"]),
-    ("MatchCondition", &["!name:string", "!expression:string"]),
-    // --- cert-manager.io/v1 ---
-    ("cert-manager.io/v1/Issuer", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "!spec:IssuerSpec"]),
-    ("IssuerSpec", &["selfSigned:any", "ca:CAIssuer", "acme:any", "vault:any", "venafi:any"]),
-    ("CAIssuer", &["!secretName:string", "crlDistributionPoints:[]string", "ocspServers:[]string"]),
-    ("cert-manager.io/v1/Certificate", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "!spec:CertificateSpec"]),
-    ("CertificateSpec", &[
-        "!secretName:string", "secretTemplate:any", "commonName:string", "dnsNames:[]string",
-        "ipAddresses:[]string", "uris:[]string", "isCA:bool", "duration:string", "renewBefore:string",
-        "usages:[]string", "privateKey:CertificatePrivateKey", "!issuerRef:IssuerRef", "subject:any",
-        "revisionHistoryLimit:int",
-    ]),
-    ("CertificatePrivateKey", &["algorithm:enum:RSA|ECDSA|Ed25519", "size:int", "encoding:enum:PKCS1|PKCS8", "rotationPolicy:enum:Never|Always"]),
-    ("IssuerRef", &["!name:string", "kind:enum:Issuer|ClusterIssuer", "group:string"]),
-    // --- networking.k8s.io/v1 ---
-    ("networking.k8s.io/v1/NetworkPolicy", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "!spec:NetworkPolicySpec"]),
-    ("NetworkPolicySpec", &["!podSelector:LabelSelector", "policyTypes:[]enum:Ingress|Egress", "ingress:[]NetworkPolicyIngressRule", "egress:[]NetworkPolicyEgressRule"]),
-    ("NetworkPolicyIngressRule", &["from:[]NetworkPolicyPeer", "ports:[]NetworkPolicyPort"]),
-    ("NetworkPolicyEgressRule", &["to:[]NetworkPolicyPeer", "ports:[]NetworkPolicyPort"]),
-    ("NetworkPolicyPeer", &["podSelector:LabelSelector", "namespaceSelector:LabelSelector", "ipBlock:IPBlock"]),
-    ("IPBlock", &["!cidr:string", "except:[]string"]),
-    ("NetworkPolicyPort", &["port:intstr", "endPort:int", "protocol:enum:TCP|UDP|SCTP"]),
-    // --- monitoring.coreos.com/v1 (the Prometheus Operator) ---
-    ("monitoring.coreos.com/v1/ServiceMonitor", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "!spec:ServiceMonitorSpec"]),
-    ("ServiceMonitorSpec", &["!selector:LabelSelector", "!endpoints:[]ServiceMonitorEndpoint", "namespaceSelector:any", "jobLabel:string", "targetLabels:[]string", "podTargetLabels:[]string"]),
-    ("ServiceMonitorEndpoint", &["!port:string", "scheme:enum:http|https", "path:string", "interval:string", "scrapeTimeout:string", "honorLabels:bool", "tlsConfig:any", "relabelings:[]any", "metricRelabelings:[]any"]),
-    ("monitoring.coreos.com/v1/PrometheusRule", &["!apiVersion:string", "!kind:string", "!metadata:ObjectMeta", "!spec:PrometheusRuleSpec"]),
-    ("PrometheusRuleSpec", &["!groups:[]RuleGroup"]),
-    ("RuleGroup", &["!name:string", "interval:string", "!rules:[]Rule"]),
-    ("Rule", &["alert:string", "record:string", "!expr:string", "for:string", "keep_firing_for:string", "labels:strings", "annotations:strings"]),
-];
-
-/// Kinds without a namespace.
-const CLUSTER_SCOPED: &[&str] = &[
-    "Namespace",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "MutatingWebhookConfiguration",
-    "ValidatingWebhookConfiguration",
-];
-
-fn schema(name: &str) -> Option<&'static [&'static str]> {
-    SCHEMA
-        .iter()
-        .find(|(type_name, _)| *type_name == name)
-        .map(|(_, fields)| *fields)
-}
-
-/// Checks `value` against the type `kind` (see [`SCHEMA`]).
-fn check_value(check: &mut Check, value: &Value, kind: &str, at: &str) {
-    if let Some(element) = kind.strip_prefix("[]") {
-        match value.as_array() {
-            Some(items) => {
-                for (index, item) in items.iter().enumerate() {
-                    check_value(check, item, element, &format!("{at}[{index}]"));
-                }
-            }
-            None => check.fail(at, format!("expected a list, found {value}")),
-        }
-        return;
-    }
-    if let Some(allowed) = kind.strip_prefix("enum:") {
-        let ok = value
-            .as_str()
-            .is_some_and(|text| allowed.split('|').any(|option| option == text));
-        check.expect(ok, at, format!("expected one of {allowed}, found {value}"));
-        return;
-    }
-    let ok = match kind {
-        "any" => true,
-        "string" => value.is_string(),
-        "int" => value.is_u64(),
-        "bool" => value.is_boolean(),
-        "intstr" => value.is_u64() || value.is_string(),
-        "strings" => value
-            .as_object()
-            .is_some_and(|map| map.values().all(Value::is_string)),
-        _ => {
-            check_object(check, value, kind, at);
-            true
-        }
-    };
-    check.expect(ok, at, format!("expected {kind}, found {value}"));
-}
-
-fn check_object(check: &mut Check, value: &Value, kind: &str, at: &str) {
-    let Some(fields) = schema(kind) else {
-        check.fail(at, format!("no schema for {kind}"));
-        return;
-    };
-    let Some(object) = value.as_object() else {
-        check.fail(at, format!("expected a {kind} object, found {value}"));
-        return;
-    };
-    let fields: Vec<(bool, &str, &str)> = fields
-        .iter()
-        .map(|field| {
-            let (name, field_kind) = field.split_once(':').expect("name:type");
-            match name.strip_prefix('!') {
-                Some(name) => (true, name, field_kind),
-                None => (false, name, field_kind),
-            }
-        })
-        .collect();
-    for (key, field_value) in object {
-        match fields.iter().find(|(_, name, _)| name == key) {
-            Some((_, _, field_kind)) => {
-                check_value(check, field_value, field_kind, &format!("{at}.{key}"));
-            }
-            None => check.fail(at, format!("unknown field {key:?} for {kind}")),
-        }
-    }
-    for (required, name, _) in &fields {
-        check.expect(
-            !required || object.contains_key(*name),
-            at,
-            format!("missing required field {name:?} of {kind}"),
-        );
-    }
-}
-
-/// Checks one complete object against the type its apiVersion/kind name.
+/// Checks one complete object: it decodes strictly into the type its
+/// apiVersion/kind name ([`kinds::kind_of`]), has a name, a spec where
+/// required, a namespace exactly when its kind is namespaced, and a base64
+/// caBundle.
 fn check_type(check: &mut Check, doc: &Doc) {
     let at = format!("{} ({} {})", doc.origin, doc.kind(), doc.name());
     let api_version = str_at(&doc.value, "/apiVersion").unwrap_or_default();
-    let type_name = format!("{api_version}/{}", doc.kind());
-    if schema(&type_name).is_none() {
-        check.fail(&at, format!("unexpected type {type_name}"));
+    let Some(kind) = kinds::kind_of(api_version, doc.kind()) else {
+        check.fail(&at, format!("unexpected type {api_version}/{}", doc.kind()));
         return;
+    };
+    if let Err(problems) = (kind.decode)(&doc.value) {
+        for problem in problems {
+            check.fail(&at, problem);
+        }
     }
-    check_object(check, &doc.value, &type_name, &at);
+    check.expect(
+        !doc.name().is_empty(),
+        &at,
+        "missing required field \"name\" of ObjectMeta",
+    );
+    check.expect(
+        !kind.spec_required || doc.value.get("spec").is_some(),
+        &at,
+        format!("missing required field \"spec\" of {}", doc.kind()),
+    );
     let namespace = str_at(&doc.value, "/metadata/namespace");
-    if CLUSTER_SCOPED.contains(&doc.kind()) {
-        check.expect(
-            namespace.is_none(),
-            &at,
-            "a cluster-scoped object with a namespace",
-        );
-    } else {
+    if kind.namespaced {
         check.expect(
             namespace.is_some(),
             &at,
             "a namespaced object without a namespace",
+        );
+    } else {
+        check.expect(
+            namespace.is_none(),
+            &at,
+            "a cluster-scoped object with a namespace",
         );
     }
     if let Some(bundle) = str_at(&doc.value, "/webhooks/0/clientConfig/caBundle") {
@@ -1289,6 +1088,106 @@ fn every_manifest_is_a_well_formed_object_of_its_kind() {
     check.finish("manifests/");
 }
 
+/// A Deployment that decodes cleanly when `KEY` is `readinessProbe`.
+const DEPLOYMENT_WITH_A_PROBE: &str = "
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: virt-sizer, namespace: virt-sizer}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: virt-sizer}}
+  template:
+    metadata: {labels: {app: virt-sizer}}
+    spec:
+      containers:
+        - name: virt-sizer
+          image: ghcr.io/virt-sizer/virt-sizer:0.1.0
+          KEY: {httpGet: {path: /readyz, port: 8081}}
+";
+
+/// A Deployment that decodes cleanly when `KEY` is a number.
+const DEPLOYMENT_WITH_REPLICAS: &str = "
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: virt-sizer, namespace: virt-sizer}
+spec:
+  replicas: KEY
+  selector: {matchLabels: {app: virt-sizer}}
+  template: {spec: {containers: [{name: virt-sizer, image: virt-sizer}]}}
+";
+
+/// A cert-manager Certificate that decodes cleanly when `KEY` is `dnsNames`.
+const CERTIFICATE: &str = "
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: virt-sizer-serving, namespace: virt-sizer}
+spec:
+  secretName: virt-sizer-tls
+  KEY: [virt-sizer.virt-sizer.svc]
+  issuerRef: {name: virt-sizer-ca, kind: Issuer}
+";
+
+/// What [`check_type`] finds wrong with `template` once `KEY` is `key`.
+fn type_problems(template: &str, key: &str) -> Vec<String> {
+    let docs = parse_text(&template.replace("KEY", key), "inline");
+    let mut check = Check::default();
+    check_type(&mut check, &docs[0]);
+    check.problems
+}
+
+/// The strict decode catches what the apiserver would drop or refuse, and
+/// names where: `right` passes, `wrong` fails with `expected` in a problem.
+#[rstest::rstest]
+#[case::misspelled_field_of_a_k8s_openapi_kind(
+    DEPLOYMENT_WITH_A_PROBE,
+    "readinessProbe",
+    "readinessprobe",
+    "unknown field spec.template.spec.containers[0].readinessprobe"
+)]
+#[case::wrong_type_of_a_k8s_openapi_kind(
+    DEPLOYMENT_WITH_REPLICAS,
+    "2",
+    "two",
+    "spec.replicas: invalid type: string \"two\""
+)]
+#[case::misspelled_field_of_a_cert_manager_kind(
+    CERTIFICATE,
+    "dnsNames",
+    "dnsName",
+    "unknown field spec.dnsName"
+)]
+fn a_manifest_mistake_is_caught_with_its_path(
+    #[case] template: &str,
+    #[case] right: &str,
+    #[case] wrong: &str,
+    #[case] expected: &str,
+) {
+    assert_eq!(type_problems(template, right), Vec::<String>::new());
+    let problems = type_problems(template, wrong);
+    assert!(
+        problems.iter().any(|problem| problem.contains(expected)),
+        "{expected:?} not in {problems:#?}"
+    );
+}
+
+#[test]
+fn a_misspelled_kustomization_field_is_caught_with_its_path() {
+    let decode = |key: &str| {
+        let text = format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n{key}: [base]\n"
+        );
+        kinds::decode_strict::<kinds::Kustomization>(&parse_text(&text, "inline")[0].value)
+    };
+    assert_eq!(
+        decode("resources").map(|kustomization| kustomization.resources),
+        Ok(vec!["base".to_owned()])
+    );
+    assert_eq!(
+        decode("resource").map(|kustomization| kustomization.resources),
+        Err(vec!["unknown field resource".to_owned()])
+    );
+}
+
 #[test]
 fn base_satisfies_every_rule() {
     check_rules(
@@ -1312,7 +1211,15 @@ fn every_kustomization_names_files_that_exist_and_base_lists_every_file() {
         let at = file.display().to_string();
         let docs = read_docs(&file);
         check.expect(docs.len() == 1, &at, "one document");
-        let value = &docs[0].value;
+        let kustomization = match kinds::decode_strict::<kinds::Kustomization>(&docs[0].value) {
+            Ok(kustomization) => kustomization,
+            Err(problems) => {
+                for problem in problems {
+                    check.fail(&at, problem);
+                }
+                continue;
+            }
+        };
         // A directory under components/ is a kustomize Component (added to
         // an overlay with `components:`); everything else a Kustomization.
         let is_component = dir.strip_prefix(manifests_dir().join("components")).is_ok();
@@ -1322,23 +1229,28 @@ fn every_kustomization_names_files_that_exist_and_base_lists_every_file() {
             ("kustomize.config.k8s.io/v1beta1", "Kustomization")
         };
         check.expect(
-            str_at(value, "/apiVersion") == Some(api_version)
-                && str_at(value, "/kind") == Some(kind),
+            kustomization.api_version == api_version && kustomization.kind == kind,
             &at,
             format!("a {api_version} {kind}"),
         );
-        let mut referenced: Vec<&str> = strings(value.get("resources"));
-        referenced.extend(strings(value.get("components")));
+        let mut referenced: Vec<&str> = kustomization
+            .resources
+            .iter()
+            .chain(&kustomization.components)
+            .map(String::as_str)
+            .collect();
         referenced.extend(
-            list(value.get("patches"))
+            kustomization
+                .patches
                 .iter()
-                .filter_map(|patch| str_at(patch, "/path")),
+                .filter_map(|patch| patch.path.as_deref()),
         );
-        for generator in list(value.get("configMapGenerator")) {
+        for generator in &kustomization.config_map_generator {
             referenced.extend(
-                strings(generator.get("files"))
-                    .into_iter()
-                    .map(|file| file.split_once('=').map_or(file, |(_, path)| path)),
+                generator
+                    .files
+                    .iter()
+                    .map(|file| file.split_once('=').map_or(file.as_str(), |(_, path)| path)),
             );
         }
         for path in referenced {
@@ -1350,18 +1262,17 @@ fn every_kustomization_names_files_that_exist_and_base_lists_every_file() {
                 format!("{path} does not exist"),
             );
         }
-        for deprecated in [
-            "bases",
-            "patchesStrategicMerge",
-            "patchesJson6902",
-            "commonLabels",
-            "vars",
+        for (deprecated, present) in [
+            ("bases", kustomization.bases.is_some()),
+            (
+                "patchesStrategicMerge",
+                kustomization.patches_strategic_merge.is_some(),
+            ),
+            ("patchesJson6902", kustomization.patches_json6902.is_some()),
+            ("commonLabels", kustomization.common_labels.is_some()),
+            ("vars", kustomization.vars.is_some()),
         ] {
-            check.expect(
-                value.get(deprecated).is_none(),
-                &at,
-                format!("deprecated field {deprecated}"),
-            );
+            check.expect(!present, &at, format!("deprecated field {deprecated}"));
         }
     }
     let base = manifests_dir().join("base");
@@ -1929,9 +1840,9 @@ fn assert_policy_changes_nothing(text: &str, what: &str) {
         let request = virt_sizer::admission::request_for_object(object, "dev-a", "CREATE");
         let decision = crate::support::review_in(&policy, None, &BTreeMap::new(), &request);
         assert!(
-            decision.response.patch.is_none() && decision.changes.is_empty(),
+            decision.response().patch.is_none() && decision.changes.is_empty(),
             "{what}: {:?} {:?}",
-            decision.outcome,
+            decision.outcome.label(),
             decision.changes
         );
     }
@@ -2014,7 +1925,8 @@ fn check_namespace(check: &mut Check, docs: &[Doc], namespace: &str) {
     );
     for doc in docs {
         let at = format!("{} ({} {})", doc.origin, doc.kind(), doc.name());
-        if !CLUSTER_SCOPED.contains(&doc.kind()) {
+        let api_version = str_at(&doc.value, "/apiVersion").unwrap_or_default();
+        if kinds::kind_of(api_version, doc.kind()).is_none_or(|kind| kind.namespaced) {
             let found = str_at(&doc.value, "/metadata/namespace");
             check.expect(
                 found == Some(namespace),

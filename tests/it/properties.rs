@@ -15,7 +15,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use serde_json::{Value, json};
 use virt_sizer::admission::{
-    self, AdmissionRequest, AdmissionReview, Decision, Environment, GroupVersionKind, Outcome,
+    self, AdmissionRequest, AdmissionReview, Decision, Environment, GroupVersionKind, OutcomeLabel,
 };
 use virt_sizer::sizing::Quantity;
 use virt_sizer::sizing::policy::ValidPolicy;
@@ -542,7 +542,7 @@ impl Run {
 
     /// Sized (the properties apply), as opposed to refused with an error.
     fn sized(&self) -> bool {
-        matches!(self.decision.outcome, Outcome::Patched | Outcome::Unchanged)
+        matches!(self.decision.outcome.label(), OutcomeLabel::Patched | OutcomeLabel::Unchanged)
     }
 
     fn patched(&self) -> Value {
@@ -621,9 +621,9 @@ proptest! {
         if run.sized() {
             let again = request(run.patched(), "CREATE");
             let second = review(&run.policy, Some(&run.vmi), &again);
-            prop_assert_eq!(second.outcome, Outcome::Unchanged, "{}", second.explain());
-            prop_assert!(second.patch.is_none());
-            prop_assert!(second.response.patch.is_none());
+            prop_assert_eq!(second.outcome.label(), OutcomeLabel::Unchanged, "{}", second.explain());
+            prop_assert!(second.patch().is_none());
+            prop_assert!(second.response().patch.is_none());
         }
     }
 
@@ -696,22 +696,23 @@ proptest! {
     fn response_is_well_formed(case in arb_case()) {
         let run = Run::of(&case);
         let decision = &run.decision;
-        prop_assert_eq!(&decision.response.uid, UID);
+        prop_assert_eq!(&decision.response().uid, UID);
         prop_assert!(admission::patched_object(&run.request, decision).is_ok());
         let bytes = admission::encode_response(decision).expect("encodes");
         let back: AdmissionReview = serde_json::from_slice(&bytes).expect("decodes as AdmissionReview");
         prop_assert_eq!(back.api_version.as_str(), "admission.k8s.io/v1");
         prop_assert_eq!(back.kind.as_str(), "AdmissionReview");
-        prop_assert_eq!(back.response.as_ref(), Some(&decision.response));
+        prop_assert_eq!(back.response.as_ref(), Some(&decision.response()));
         let ops = patch_ops(decision);
-        match &decision.patch {
+        let response = decision.response();
+        match decision.patch() {
             Some(patch) => {
-                prop_assert_eq!(decision.response.patch_type.as_deref(), Some("JSONPatch"));
+                prop_assert_eq!(response.patch_type.as_deref(), Some("JSONPatch"));
                 prop_assert_eq!(Value::Array(ops), serde_json::to_value(patch).expect("serialises"));
             }
             None => {
-                prop_assert!(decision.response.patch.is_none());
-                prop_assert!(decision.response.patch_type.is_none());
+                prop_assert!(response.patch.is_none());
+                prop_assert!(response.patch_type.is_none());
             }
         }
     }
@@ -793,10 +794,10 @@ proptest! {
         if cpu_limit_millis.is_some_and(|limit| cpu_request_millis > limit) {
             // KubeVirt itself renders request > limit here (an explicit
             // request above the automatic limit): refused, not admitted.
-            prop_assert_eq!(run.decision.outcome, Outcome::ErrorAllowed);
+            prop_assert_eq!(run.decision.outcome.label(), OutcomeLabel::ErrorAllowed);
             return Ok(());
         }
-        prop_assert_eq!(run.decision.outcome, Outcome::Patched, "{}", run.decision.explain());
+        prop_assert_eq!(run.decision.outcome.label(), OutcomeLabel::Patched, "{}", run.decision.explain());
 
         let overhead = start
             .overhead_annotation
@@ -919,7 +920,7 @@ proptest! {
         let pod = start.pod(&vmi.name);
         let request = request(pod, "CREATE");
         let decision = review(&policy(&profile.yaml()), Some(&vmi_json), &request);
-        if matches!(decision.outcome, Outcome::Patched | Outcome::Unchanged) {
+        if matches!(decision.outcome.label(), OutcomeLabel::Patched | OutcomeLabel::Unchanged) {
             let pod = patched(&request, &decision);
             let explicit = vmi.requests_memory.as_ref().expect("explicit request").bytes;
             let (requests, _) = container_resources(&pod, 0);
@@ -947,8 +948,8 @@ fn generated_cases_are_mostly_sizable() {
     for _ in 0..total {
         let case = strategy.new_tree(&mut runner).expect("generates").current();
         let run = Run::of(&case);
-        *outcomes.entry(run.decision.outcome.as_str()).or_default() += 1;
-        if let Some(error) = &run.decision.error {
+        *outcomes.entry(run.decision.outcome.label().as_str()).or_default() += 1;
+        if let Some(error) = run.decision.error() {
             errors.push(error.to_string());
         }
         if run.sized() {
@@ -1213,14 +1214,14 @@ proptest! {
             vmi_unavailable: unavailable,
         };
         let decision = admission::review(&env, &request);
-        prop_assert_eq!(&decision.response.uid, &request.uid);
+        prop_assert_eq!(&decision.response().uid, &request.uid);
         prop_assert!(admission::encode_response(&decision).is_ok());
         // A scalar where the patch would add a map entry (`resources: "x"`,
         // `metadata.annotations: "x"`, a RuntimeClass's `overhead: "x"`) is
         // refused with an error naming the field, so every patch applies.
         let applied = admission::patched_object(&request, &decision);
         prop_assert!(applied.is_ok(), "{:?}\n{}", applied, serde_json::to_string(&request.object).unwrap_or_default());
-        prop_assert_eq!(decision.response.allowed, decision.outcome != Outcome::ErrorDenied);
+        prop_assert_eq!(decision.response().allowed, decision.outcome.label() != OutcomeLabel::ErrorDenied);
         let _ = decision.explain();
     }
 }

@@ -644,7 +644,7 @@ pub(crate) fn review_in(
 /// (empty without a patch).
 #[must_use]
 pub(crate) fn patch_ops(decision: &Decision) -> Vec<Value> {
-    let Some(encoded) = &decision.response.patch else {
+    let Some(encoded) = &decision.response().patch else {
         return Vec::new();
     };
     let bytes = base64::engine::general_purpose::STANDARD
