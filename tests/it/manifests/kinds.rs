@@ -40,7 +40,7 @@ pub(super) fn decode_strict<T: DeserializeOwned>(value: &Value) -> Result<T, Vec
     let mut problems = Vec::new();
     let decoded = {
         let mut unknown = |path: serde_ignored::Path<'_>| {
-            problems.push(format!("unknown field {}", dotted(&path)))
+            problems.push(format!("unknown field {}", dotted(&path)));
         };
         serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut unknown))
     };
