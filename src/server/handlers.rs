@@ -1,7 +1,8 @@
-//! HTTP handlers. Client mistakes are answered with 400 (bad content type or
-//! body, no request, no uid) or 413 (body over the cap, by the router's
-//! limit); never 500. Everything after decoding is a deliberate
-//! AdmissionResponse carrying the request's uid.
+//! HTTP handlers. Client mistakes never reach the webhook handlers: the
+//! `ReviewRequest` extractor (`extract.rs`) answers them with 400 (bad
+//! content type or body, wrong envelope, no request, no uid), and the
+//! request bounds with 413 or 408; never 500. Everything after decoding is a
+//! deliberate AdmissionResponse carrying the request's uid.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
