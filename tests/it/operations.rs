@@ -383,6 +383,7 @@ fn bad_requests_are_logged_at_warn_at_most_every_ten_seconds() {
             .map(|m| m.starts_with("bad request")),
         Some(true)
     );
+    assert_eq!(log["reason"], "Content-Type must be application/json");
     assert_eq!(log["status"], 400);
     assert_eq!(log["not_logged_since_last"], 0);
     assert_eq!(
