@@ -307,7 +307,7 @@ pub(super) fn bad_request(state: &AppState, message: String) -> Response {
     };
     if let Some(suppressed) = suppressed {
         tracing::warn!(
-            %message,
+            reason = %message,
             status = 400,
             not_logged_since_last = suppressed,
             "bad request (logged at most every 10 s; virt_sizer_admission_errors_total{{reason=\"bad_request\"}} counts all)"
