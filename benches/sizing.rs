@@ -72,9 +72,7 @@ fn benches(c: &mut Criterion) {
         let environment = Environment {
             policy: &policy,
             namespace_labels: &labels,
-            quota: None,
-            vmi: Some(&vmi_value),
-            vmi_unavailable: None,
+            vmi: admission::VmiLookup::of(Some(&vmi_value)),
         };
         b.iter(|| admission::review(&environment, black_box(&decoded_request)));
     });
@@ -90,9 +88,7 @@ fn benches(c: &mut Criterion) {
                 let environment = Environment {
                     policy: &policy,
                     namespace_labels: &labels,
-                    quota: None,
-                    vmi: Some(&vmi_value),
-                    vmi_unavailable: None,
+                    vmi: admission::VmiLookup::of(Some(&vmi_value)),
                 };
                 let decision = admission::review(&environment, &request);
                 admission::encode_response(&decision).expect("encodes")

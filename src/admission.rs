@@ -27,7 +27,7 @@ use serde_json::Value;
 use crate::sizing::kata::{ContainerResources, KataClass, KataPodInput};
 use crate::sizing::kubevirt::{self, AutoLimits, LauncherInput};
 use crate::sizing::policy::{
-    Mode, NewerRelease, OnError, PROFILE_ANNOTATION, Release, Target as PolicyTarget, ValidPolicy,
+    Mode, NewerRelease, OnError, PROFILE_ANNOTATION, Release, Subject, ValidPolicy,
 };
 use crate::sizing::vmi::{VmiFacts, quantity_map, string_map};
 use crate::sizing::{Format, Quantity, SizingError};
@@ -65,62 +65,54 @@ pub const COMPUTE_CONTAINER: &str = "compute";
 pub struct Environment<'a> {
     /// The policy in force.
     pub policy: &'a ValidPolicy,
-    /// Labels of the request's namespace (empty if unknown).
+    /// Labels of the request's namespace (empty if it has none).
     pub namespace_labels: &'a BTreeMap<String, String>,
-    /// ResourceQuota limits known to be in force; `None` infers them from
-    /// the limits KubeVirt already rendered into the Pod.
-    pub quota: Option<AutoLimits>,
-    /// The launcher Pod's VirtualMachineInstance, if found.
-    pub vmi: Option<&'a Value>,
-    /// Why the VMI could not be looked up (timeout, API error), when `vmi`
-    /// is `None` for a reason other than "does not exist".
-    pub vmi_unavailable: Option<&'a str>,
+    /// The launcher Pod's VirtualMachineInstance, as the lookup found it
+    /// ([`launcher_vmi`] says which to look up).
+    pub vmi: VmiLookup<'a>,
+}
+
+/// What looking up a launcher Pod's VirtualMachineInstance gave.
+#[derive(Debug, Clone, Copy)]
+pub enum VmiLookup<'a> {
+    /// The VMI.
+    Found(&'a Value),
+    /// It does not exist (or nothing was looked up).
+    NotFound,
+    /// It could not be looked up (timeout, API error): why.
+    Unavailable(&'a str),
+}
+
+impl<'a> VmiLookup<'a> {
+    /// [`VmiLookup::Found`] or [`VmiLookup::NotFound`].
+    #[must_use]
+    pub fn of(found: Option<&'a Value>) -> VmiLookup<'a> {
+        found.map_or(VmiLookup::NotFound, VmiLookup::Found)
+    }
 }
 
 /// Decides one AdmissionReview request. Never fails: every error becomes a
 /// deliberate response carrying the request's uid.
 #[must_use]
 pub fn review(env: &Environment<'_>, request: &AdmissionRequest) -> Decision {
-    let operation = request.operation.as_str();
-    if operation != "CREATE" && operation != "UPDATE" {
-        let reason = format!("{operation} is not sized (only CREATE, and UPDATE of RuntimeClasses)");
-        return skipped(&request.uid, env.policy, reason);
-    }
-    let Some(object) = request.object.as_ref() else {
-        return skipped(&request.uid, env.policy, "the request carries no object".to_owned());
+    let (target, object) = match classify(env, request) {
+        Ok(classified) => classified,
+        Err((kind, reason)) => {
+            let mut decision = skipped(&request.uid, env.policy, reason);
+            decision.target = kind;
+            return decision;
+        }
     };
     let mut decision = skipped(&request.uid, env.policy, String::new());
-    let kind = &request.kind;
-    decision.target = match (kind.group.as_str(), kind.kind.as_str()) {
-        ("", "Pod") if is_launcher(object) => TargetKind::LauncherPod,
-        ("", "Pod") if kata_class_of(env, object).is_some() => TargetKind::KataPod,
-        ("node.k8s.io", "RuntimeClass")
-            if object
-                .get("handler")
-                .and_then(Value::as_str)
-                .is_some_and(|handler| env.policy.kata.runtime_classes.contains_key(handler)) =>
-        {
-            TargetKind::RuntimeClass
-        }
-        _ => return skipped(&request.uid, env.policy, not_a_target(kind, object)),
-    };
-    // Pods are sized on CREATE only: their resources are immutable afterwards
-    // (KubeVirt's own launcher webhook is CREATE-only too). RuntimeClasses
-    // are sized on UPDATE as well.
-    if decision.target != TargetKind::RuntimeClass && operation != "CREATE" {
-        decision.outcome = Outcome::Skipped("Pods are sized on CREATE only".to_owned());
-        return decision;
-    }
-
+    decision.target = target.kind();
     let mut builder = PatchBuilder::new(object);
-    let sized = match decision.target {
-        TargetKind::LauncherPod => size_launcher_pod(env, request, object, &mut builder),
-        TargetKind::KataPod => size_kata_pod(env, object, &mut builder),
-        TargetKind::RuntimeClass => size_runtime_class(env, object, &mut builder),
-        TargetKind::NotATarget => return decision,
+    let computed = match target {
+        Target::LauncherPod => size_launcher_pod(env, request, object, &mut builder),
+        Target::KataPod(class) => size_kata_pod(env, class, object, &mut builder),
+        Target::RuntimeClass(class) => size_runtime_class(class, object, &mut builder),
     };
-    match sized {
-        Ok(sized) => finish(&mut decision, sized, builder, env.policy),
+    match computed {
+        Ok(computed) => finish(&mut decision, computed, builder, env.policy),
         Err(error) => fail(&mut decision, error, env.policy.on_error),
     }
     decision

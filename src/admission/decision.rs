@@ -277,7 +277,7 @@ pub(crate) fn skipped(uid: &str, policy: &ValidPolicy, reason: String) -> Decisi
 }
 
 /// What a sizing path hands back to [`finish`].
-pub(crate) struct Sized {
+pub(crate) struct Computed {
     pub(crate) profile: Option<String>,
     pub(crate) selected_by: Option<String>,
     pub(crate) mode: Mode,
@@ -287,11 +287,11 @@ pub(crate) struct Sized {
 
 pub(crate) fn finish(
     decision: &mut Decision,
-    sized: Sized,
+    sized: Computed,
     builder: PatchBuilder<'_>,
     policy: &ValidPolicy,
 ) {
-    let Sized {
+    let Computed {
         profile,
         selected_by,
         mode,

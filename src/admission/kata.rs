@@ -4,13 +4,10 @@ use super::*;
 
 pub(crate) fn size_kata_pod(
     env: &Environment<'_>,
+    class: &KataClass,
     pod: &Value,
     builder: &mut PatchBuilder<'_>,
-) -> Result<Sized, SizingError> {
-    let class = kata_class_of(env, pod).ok_or_else(|| SizingError::InvalidField {
-        field: "spec.runtimeClassName".into(),
-        message: "not a Kata class of the policy".into(),
-    })?;
+) -> Result<Computed, SizingError> {
     let containers = containers_of(pod)?;
     let mut input = KataPodInput {
         containers: Vec::with_capacity(containers.len()),
@@ -57,7 +54,7 @@ pub(crate) fn size_kata_pod(
             .iter()
             .map(|change| format!("{} limit {} = {}", change.resource, change.new, change.why)),
     );
-    Ok(Sized {
+    Ok(Computed {
         profile: None,
         selected_by: Some(format!("runtimeClassName {}", class.handler)),
         mode: Mode::Enforce,
@@ -67,23 +64,11 @@ pub(crate) fn size_kata_pod(
 }
 
 pub(crate) fn size_runtime_class(
-    env: &Environment<'_>,
+    class: &KataClass,
     runtime_class: &Value,
     builder: &mut PatchBuilder<'_>,
-) -> Result<Sized, SizingError> {
-    let handler = runtime_class
-        .get("handler")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let class = env
-        .policy
-        .kata
-        .runtime_classes
-        .get(handler)
-        .ok_or_else(|| SizingError::InvalidField {
-            field: "handler".into(),
-            message: format!("{handler} is not a Kata class of the policy"),
-        })?;
+) -> Result<Computed, SizingError> {
+    let handler = &class.handler;
     // Validate what is there before patching next to it.
     expect_map(runtime_class.get("overhead"), "overhead")?;
     quantity_map(
@@ -99,7 +84,7 @@ pub(crate) fn size_runtime_class(
         Some(sizing.pod_fixed.memory),
         "overhead memory",
     );
-    Ok(Sized {
+    Ok(Computed {
         profile: None,
         selected_by: Some(format!("handler {handler}")),
         mode: Mode::Enforce,

@@ -8,7 +8,7 @@ pub(crate) fn size_launcher_pod(
     request: &AdmissionRequest,
     pod: &Value,
     builder: &mut PatchBuilder<'_>,
-) -> Result<Sized, SizingError> {
+) -> Result<Computed, SizingError> {
     let containers = containers_of(pod)?;
     let index = containers
         .iter()
@@ -33,23 +33,28 @@ pub(crate) fn size_launcher_pod(
     )?;
 
     let vmi_ref = launcher_vmi(request);
-    let vmi_value = env.vmi.ok_or_else(|| {
-        let namespace = vmi_ref
-            .as_ref()
-            .map_or_else(|| request.namespace.clone(), |r| r.namespace.clone());
-        let name = vmi_ref.map_or_else(
-            || "(unnamed: no owner reference or kubevirt.io/domain)".into(),
-            |r| r.name,
-        );
-        match env.vmi_unavailable {
-            Some(reason) => SizingError::VmiUnavailable {
-                namespace,
-                name,
-                reason: reason.to_owned(),
-            },
-            None => SizingError::VmiNotFound { namespace, name },
+    let vmi_value = match env.vmi {
+        VmiLookup::Found(vmi) => vmi,
+        lookup => {
+            let (namespace, name) = vmi_ref.map_or_else(
+                || {
+                    (
+                        request.namespace.clone(),
+                        "(unnamed: no owner reference or kubevirt.io/domain)".to_owned(),
+                    )
+                },
+                |r| (r.namespace, r.name),
+            );
+            return Err(match lookup {
+                VmiLookup::Unavailable(reason) => SizingError::VmiUnavailable {
+                    namespace,
+                    name,
+                    reason: reason.to_owned(),
+                },
+                _ => SizingError::VmiNotFound { namespace, name },
+            });
         }
-    })?;
+    };
     let vmi = VmiFacts::from_value(vmi_value)?;
 
     let pod_labels = string_map(pod.pointer("/metadata/labels"));
@@ -64,7 +69,7 @@ pub(crate) fn size_launcher_pod(
         .filter(|namespace| !namespace.is_empty())
         .unwrap_or(&request.namespace);
     let policy = env.policy;
-    let selection = policy.select(&PolicyTarget {
+    let selection = policy.select(&Subject {
         namespace,
         namespace_labels: env.namespace_labels,
         vm_labels: &pod_labels,
@@ -85,7 +90,7 @@ pub(crate) fn size_launcher_pod(
             && !vmi.limits.contains_key("memory")
             && current_limits.contains_key("memory"),
     };
-    let mut auto_limits = env.quota.unwrap_or(inferred);
+    let mut auto_limits = inferred;
     auto_limits.cpu |= auto_cpu_by_selector;
 
     let reported_text = annotations
@@ -132,7 +137,7 @@ pub(crate) fn size_launcher_pod(
                  NewestKnown to size it with the {} line's formulas)",
                 Release::NEWEST.as_str()
             ));
-            return Ok(Sized {
+            return Ok(Computed {
                 profile: Some(profile.name.clone()),
                 selected_by: Some(selection.reason),
                 mode: profile.mode,
@@ -238,7 +243,7 @@ pub(crate) fn size_launcher_pod(
         policy.kubevirt.release_text,
     )];
     explanation.extend(sizing.explanation);
-    Ok(Sized {
+    Ok(Computed {
         profile: Some(profile.name.clone()),
         selected_by: Some(selection.reason),
         mode: profile.mode,

@@ -16,6 +16,71 @@ pub struct VmiRef {
     pub uid: Option<String>,
 }
 
+/// What a request is about, once classified: what to size it with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target<'p> {
+    /// A KubeVirt virt-launcher Pod.
+    LauncherPod,
+    /// A Pod running under this Kata class of the policy.
+    KataPod(&'p KataClass),
+    /// A RuntimeClass whose handler is this Kata class of the policy.
+    RuntimeClass(&'p KataClass),
+}
+
+impl Target<'_> {
+    /// Its kind, for metrics and logs.
+    pub(crate) fn kind(self) -> TargetKind {
+        match self {
+            Target::LauncherPod => TargetKind::LauncherPod,
+            Target::KataPod(_) => TargetKind::KataPod,
+            Target::RuntimeClass(_) => TargetKind::RuntimeClass,
+        }
+    }
+}
+
+/// Classifies a request, once: what to size and the object, or why it is
+/// skipped (with its kind when it is a target on another operation).
+pub(crate) fn classify<'p, 'r>(
+    env: &Environment<'p>,
+    request: &'r AdmissionRequest,
+) -> Result<(Target<'p>, &'r Value), (TargetKind, String)> {
+    let operation = request.operation.as_str();
+    if operation != "CREATE" && operation != "UPDATE" {
+        let reason = format!("{operation} is not sized (only CREATE, and UPDATE of RuntimeClasses)");
+        return Err((TargetKind::NotATarget, reason));
+    }
+    let Some(object) = request.object.as_ref() else {
+        return Err((TargetKind::NotATarget, "the request carries no object".to_owned()));
+    };
+    let kind = &request.kind;
+    let classes = &env.policy.kata.runtime_classes;
+    let target = match (kind.group.as_str(), kind.kind.as_str()) {
+        ("", "Pod") if is_launcher(object) => Target::LauncherPod,
+        ("", "Pod") => match kata_class_of(env, object) {
+            Some(class) => Target::KataPod(class),
+            None => return Err((TargetKind::NotATarget, not_a_target(kind, object))),
+        },
+        ("node.k8s.io", "RuntimeClass") => {
+            match object
+                .get("handler")
+                .and_then(Value::as_str)
+                .and_then(|handler| classes.get(handler))
+            {
+                Some(class) => Target::RuntimeClass(class),
+                None => return Err((TargetKind::NotATarget, not_a_target(kind, object))),
+            }
+        }
+        _ => return Err((TargetKind::NotATarget, not_a_target(kind, object))),
+    };
+    // Pods are sized on CREATE only: their resources are immutable afterwards
+    // (KubeVirt's own launcher webhook is CREATE-only too). RuntimeClasses
+    // are sized on UPDATE as well.
+    if !matches!(target, Target::RuntimeClass(_)) && operation != "CREATE" {
+        return Err((target.kind(), "Pods are sized on CREATE only".to_owned()));
+    }
+    Ok((target, object))
+}
+
 /// What kind of object a request was about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetKind {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::admission::{self, Environment};
+use crate::admission::{self, Environment, VmiLookup};
 use crate::cli::ReviewArgs;
 use crate::commands::{VmiSet, load_policy_over, parse_labels, request_from_document};
 use crate::documents::read_document;
@@ -27,9 +27,7 @@ pub fn run(args: &ReviewArgs) -> anyhow::Result<ExitCode> {
     let environment = Environment {
         policy: &policy,
         namespace_labels: &namespace_labels,
-        quota: None,
-        vmi,
-        vmi_unavailable: None,
+        vmi: VmiLookup::of(vmi),
     };
     let decision = admission::review(&environment, &request);
 

@@ -21,7 +21,7 @@ use anyhow::{Context as _, bail};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::admission::{self, COMPUTE_CONTAINER, Environment};
+use crate::admission::{self, COMPUTE_CONTAINER, Environment, VmiLookup};
 use crate::cli::{TestArgs, TestOutput};
 use crate::commands::{VmiSet, load_policy_over, request_from_document};
 use crate::documents::{read_document, read_documents};
@@ -471,9 +471,7 @@ fn run_case(file: &Path, case: &Case, kubevirt: Option<&Path>) -> anyhow::Result
         &Environment {
             policy: &policy,
             namespace_labels: &case.namespace.labels,
-            quota: None,
-            vmi,
-            vmi_unavailable: None,
+            vmi: VmiLookup::of(vmi),
         },
         &request,
     );

@@ -12,7 +12,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::admission::{self, AdmissionRequest, AdmissionResponse, Decision, Environment};
+use crate::admission::{
+    self, AdmissionRequest, AdmissionResponse, Decision, Environment, VmiLookup,
+};
 use crate::metrics::{KindLabels, Operation, RequestLabels, ShadowLabels};
 use crate::server::AppState;
 use crate::server::cluster::CacheHealth;
@@ -245,9 +247,11 @@ async fn decide(state: AppState, policy: Arc<ValidPolicy>, request: AdmissionReq
     let environment = Environment {
         policy: &policy,
         namespace_labels: &namespace_labels,
-        quota: None,
-        vmi: vmi.as_deref(),
-        vmi_unavailable: unavailable.as_deref(),
+        vmi: match (vmi.as_deref(), unavailable.as_deref()) {
+            (Some(found), _) => VmiLookup::Found(found),
+            (None, Some(reason)) => VmiLookup::Unavailable(reason),
+            (None, None) => VmiLookup::NotFound,
+        },
     };
     admission::review(&environment, &request)
 }

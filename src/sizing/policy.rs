@@ -350,7 +350,7 @@ pub enum SelectorOperator {
 
 /// What profile selection looks at for one Pod.
 #[derive(Debug, Clone, Copy)]
-pub struct Target<'a> {
+pub struct Subject<'a> {
     /// The Pod's namespace.
     pub namespace: &'a str,
     /// The Namespace's labels.

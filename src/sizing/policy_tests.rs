@@ -189,7 +189,7 @@ fn spec_example_selects_as_described() {
     let none = BTreeMap::new();
     let dev_ns = labels(&[("tier", "dev")]);
     let batch = labels(&[("class", "batch")]);
-    let target = |namespace, ns_labels, vm_labels, requested| Target {
+    let target = |namespace, ns_labels, vm_labels, requested| Subject {
         namespace,
         namespace_labels: ns_labels,
         vm_labels,
@@ -422,7 +422,7 @@ rules:
     );
     let none = BTreeMap::new();
     let pick = |namespace| {
-        let selection = policy.select(&Target {
+        let selection = policy.select(&Subject {
             namespace,
             namespace_labels: &none,
             vm_labels: &none,
@@ -454,7 +454,7 @@ fn namespace_globs(#[case] pattern: &str, #[case] namespace: &str, #[case] match
         "rules:\n  - {{namespaces: [\"{pattern}\"], profile: default}}\n"
     ));
     let none = BTreeMap::new();
-    let target = Target {
+    let target = Subject {
         namespace,
         namespace_labels: &none,
         vm_labels: &none,
@@ -468,7 +468,7 @@ fn any_of_several_namespaces_matches() {
     let policy = parse("rules:\n  - {namespaces: [a, \"b-*\"], profile: default}\n");
     let rule = &policy.rules[0];
     let none = BTreeMap::new();
-    let target = |namespace| Target {
+    let target = |namespace| Subject {
         namespace,
         namespace_labels: &none,
         vm_labels: &none,
@@ -546,7 +546,7 @@ rules:
     let dev = labels(&[("tier", "dev")]);
     let batch = labels(&[("class", "batch")]);
     let none = BTreeMap::new();
-    let target = |namespace, ns, vm| Target {
+    let target = |namespace, ns, vm| Subject {
         namespace,
         namespace_labels: ns,
         vm_labels: vm,
@@ -582,7 +582,7 @@ fn opt_in(
     let policy = parse(OPT_IN);
     let ns_labels = labels(&[("tier", tier)]);
     let none = BTreeMap::new();
-    let selection = policy.select(&Target {
+    let selection = policy.select(&Subject {
         namespace,
         namespace_labels: &ns_labels,
         vm_labels: &none,
@@ -671,7 +671,7 @@ fn hand_built_policy_without_profiles_falls_back_to_kubevirt_defaults() {
     let mut policy = ValidPolicy::builtin();
     policy.profiles.clear();
     let none = BTreeMap::new();
-    let selection = policy.select(&Target {
+    let selection = policy.select(&Subject {
         namespace: "a",
         namespace_labels: &none,
         vm_labels: &none,
@@ -1286,7 +1286,7 @@ fn builtin_is_kubevirt_defaults() {
 fn builtin_selects_default_for_everything() {
     let builtin = ValidPolicy::builtin();
     let none = BTreeMap::new();
-    let selection = builtin.select(&Target {
+    let selection = builtin.select(&Subject {
         namespace: "anything",
         namespace_labels: &none,
         vm_labels: &none,

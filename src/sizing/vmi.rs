@@ -13,6 +13,10 @@
 //!   threads = 1` (`Value()` rounds up: `1500m` gives 2 sockets);
 //! * guest memory: unset ⇒ `requests.memory`, else `limits.memory`, else the
 //!   hugepage size.
+//!
+//! What sizing reads of the `spec` is one table (`SIZING_SPEC`): the reader
+//! reads the spec only through it, and [`retain_sizing_fields`] trims a
+//! cached VMI to it.
 
 use std::collections::BTreeMap;
 
@@ -126,112 +130,135 @@ pub struct VmiFacts {
     pub interfaces: Vec<InterfaceBinding>,
 }
 
+// === What sizing reads of a VMI ===
+
+/// The parts of a VMI's `spec` that sizing reads, the one list of them:
+/// [`VmiFacts::from_value`] reads the spec only through this table's
+/// [`Shape::keep`], and [`retain_sizing_fields`] keeps exactly it, so a
+/// field the reader needs and the table lacks is missing everywhere (and
+/// the tests see it), never only in the cluster cache.
+const SIZING_SPEC: Shape = Shape::Fields(&[
+    ("architecture", Shape::All),
+    (
+        "domain",
+        Shape::Fields(&[
+            // sockets, cores, threads, dedicatedCpuPlacement,
+            // isolateEmulatorThread
+            ("cpu", Shape::All),
+            // guest, maxGuest, hugepages.pageSize,
+            // reservedOverhead.addedOverhead
+            ("memory", Shape::All),
+            // requests, limits, overcommitGuestOverhead
+            ("resources", Shape::All),
+            // supplementalPoolThreadCount
+            ("ioThreads", Shape::All),
+            // sev, snp
+            ("launchSecurity", Shape::All),
+            (
+                "devices",
+                Shape::Fields(&[
+                    ("interfaces", Shape::Items(&INTERFACE)),
+                    ("hostDevices", Shape::All),
+                    ("gpus", Shape::All),
+                    ("autoattachGraphicsDevice", Shape::All),
+                    ("tpm", Shape::All),
+                ]),
+            ),
+        ]),
+    ),
+    ("volumes", Shape::ItemsWith("downwardMetrics")),
+    ("livenessProbe", Shape::Fields(&[("exec", Shape::All)])),
+    ("readinessProbe", Shape::Fields(&[("exec", Shape::All)])),
+]);
+
+/// What [`interface_binding`] reads of one interface.
+const INTERFACE: Shape = Shape::Fields(&[
+    ("passtBinding", Shape::All),
+    ("sriov", Shape::All),
+    ("binding", Shape::All),
+]);
+
+/// Which parts of a JSON value to keep.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    /// The whole value.
+    All,
+    /// Only these keys of a map, each with its own shape.
+    Fields(&'static [(&'static str, Shape)]),
+    /// Every item of a list, each with this shape.
+    Items(&'static Shape),
+    /// Only the items of a list that have this key, whole.
+    ItemsWith(&'static str),
+}
+
+impl Shape {
+    /// The part of `value` this shape keeps, in `value`'s key order. A value
+    /// of another type than the shape expects is kept whole: the reader
+    /// then treats it as it would in the full object.
+    fn keep(self, value: &Value) -> Value {
+        match (self, value) {
+            (Shape::Fields(fields), Value::Object(object)) => Value::Object(
+                object
+                    .iter()
+                    .filter_map(|(key, item)| {
+                        let (_, shape) = fields.iter().find(|(name, _)| name == key)?;
+                        Some((key.clone(), shape.keep(item)))
+                    })
+                    .collect(),
+            ),
+            (Shape::Items(shape), Value::Array(items)) => {
+                Value::Array(items.iter().map(|item| shape.keep(item)).collect())
+            }
+            (Shape::ItemsWith(key), Value::Array(items)) => Value::Array(
+                items
+                    .iter()
+                    .filter(|item| item.get(key).is_some())
+                    .cloned()
+                    .collect(),
+            ),
+            _ => value.clone(),
+        }
+    }
+}
+
 impl VmiFacts {
-    /// Reads a VMI from its raw JSON (or YAML converted to JSON).
+    /// Reads a VMI from its raw JSON (or YAML converted to JSON). Of the
+    /// `spec` it sees only what the table of sizing fields keeps (the
+    /// module's `SIZING_SPEC`, which [`retain_sizing_fields`] keeps too).
     ///
     /// # Errors
     /// A quantity that does not parse, or a field of the wrong type, named by
     /// its path (`spec.domain.memory.guest: invalid quantity "1.5.5Gi": …`).
     pub fn from_value(vmi: &Value) -> Result<VmiFacts, SizingError> {
-        let kind = vmi.get("kind").and_then(Value::as_str).unwrap_or("");
-        if !kind.is_empty() && kind != "VirtualMachineInstance" {
-            return Err(SizingError::InvalidField {
-                field: "kind".into(),
-                message: format!("expected VirtualMachineInstance, got {kind}"),
-            });
-        }
-        let metadata = vmi.get("metadata");
-        let spec = vmi.get("spec").unwrap_or(&Value::Null);
-        let domain = spec.get("domain").unwrap_or(&Value::Null);
-        let resources = domain.get("resources").unwrap_or(&Value::Null);
-        let memory = domain.get("memory").unwrap_or(&Value::Null);
-        let devices = domain.get("devices").unwrap_or(&Value::Null);
-        let cpu = domain.get("cpu").unwrap_or(&Value::Null);
+        check_kind(vmi)?;
+        let metadata = vmi.get("metadata").unwrap_or(&Value::Null);
+        let spec = SIZING_SPEC.keep(vmi.get("spec").unwrap_or(&Value::Null));
+        let domain = field(&spec, "domain");
+        let (resources, cpu) = (field(domain, "resources"), field(domain, "cpu"));
+        let (memory, devices) = (field(domain, "memory"), field(domain, "devices"));
 
-        let mut requests =
-            quantity_map(resources.get("requests"), "spec.domain.resources.requests")?;
-        let limits = quantity_map(resources.get("limits"), "spec.domain.resources.limits")?;
+        let (requests, limits) = read_resources(resources)?;
         let explicit_memory_request = requests.get("memory").copied();
-
-        // virt-api: a CPU limit without a request becomes the request.
-        if let (Some(limit), false) = (limits.get("cpu"), requests.contains_key("cpu")) {
-            requests.insert("cpu".into(), *limit);
-        }
-
-        let mut topology = CpuTopology {
-            sockets: uint(cpu, "sockets", "spec.domain.cpu.sockets")?,
-            cores: uint(cpu, "cores", "spec.domain.cpu.cores")?,
-            threads: uint(cpu, "threads", "spec.domain.cpu.threads")?,
-        };
-        if topology == CpuTopology::default() {
-            let from_resources = limits.get("cpu").or_else(|| requests.get("cpu"));
-            let sockets = from_resources.map_or(1, Quantity::value);
-            topology = CpuTopology {
-                sockets: u32::try_from(sockets.max(1)).map_err(|_| SizingError::InvalidField {
-                    field: "spec.domain.resources.limits.cpu".into(),
-                    message: format!("{sockets} CPUs is out of range"),
-                })?,
-                cores: 1,
-                threads: 1,
-            };
-        }
-
+        let topology = read_topology(cpu, &requests, &limits)?;
         let hugepages_page_size = memory
             .get("hugepages")
             .and_then(|hugepages| hugepages.get("pageSize"))
             .map(|size| string(size, "spec.domain.memory.hugepages.pageSize"))
             .transpose()?;
-        let mut guest = optional_quantity(memory.get("guest"), "spec.domain.memory.guest")?;
-        if guest.is_none() {
-            guest = match (requests.get("memory"), limits.get("memory")) {
-                (Some(request), _) => Some(*request),
-                (None, Some(limit)) => Some(*limit),
-                (None, None) => hugepages_page_size
-                    .as_deref()
-                    .map(|size| {
-                        Quantity::parse(size).map_err(|source| SizingError::InvalidQuantity {
-                            field: "spec.domain.memory.hugepages.pageSize".into(),
-                            source,
-                        })
-                    })
-                    .transpose()?,
-            };
-        }
-
+        let guest = read_guest(memory, &requests, &limits, hugepages_page_size.as_deref())?;
         let interfaces: Vec<InterfaceBinding> = devices
             .get("interfaces")
             .and_then(Value::as_array)
             .map(|list| list.iter().map(interface_binding).collect())
             .unwrap_or_default();
-        let has_list = |value: &Value, key: &str| {
-            value
-                .get(key)
-                .and_then(Value::as_array)
-                .is_some_and(|list| !list.is_empty())
-        };
-        let launch_security = domain.get("launchSecurity").unwrap_or(&Value::Null);
-        let volumes = spec.get("volumes").and_then(Value::as_array);
-        // KubeVirt's `HasDownwardMetricDisk` reads volumes only; the
-        // virtio-serial `devices.downwardMetrics` device adds no overhead.
-        let downward_metrics = volumes.is_some_and(|volumes| {
-            volumes
-                .iter()
-                .any(|volume| volume.get("downwardMetrics").is_some())
-        });
+        let launch_security = field(domain, "launchSecurity");
 
+        // Struct fields evaluate in order: the first bad field is reported.
         Ok(VmiFacts {
-            name: metadata
-                .and_then(|meta| meta.get("name"))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            namespace: metadata
-                .and_then(|meta| meta.get("namespace"))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            labels: string_map(metadata.and_then(|meta| meta.get("labels"))),
-            annotations: string_map(metadata.and_then(|meta| meta.get("annotations"))),
+            name: text(metadata, "name"),
+            namespace: text(metadata, "namespace"),
+            labels: string_map(metadata.get("labels")),
+            annotations: string_map(metadata.get("annotations")),
             requests,
             limits,
             explicit_memory_request,
@@ -240,7 +267,7 @@ impl VmiFacts {
             dedicated_cpus: flag(cpu, "dedicatedCpuPlacement"),
             isolate_emulator_thread: flag(cpu, "isolateEmulatorThread"),
             io_thread_supplemental: uint(
-                domain.get("ioThreads").unwrap_or(&Value::Null),
+                field(domain, "ioThreads"),
                 "supplementalPoolThreadCount",
                 "spec.domain.ioThreads.supplementalPoolThreadCount",
             )?,
@@ -262,21 +289,14 @@ impl VmiFacts {
                 .get("autoattachGraphicsDevice")
                 .and_then(Value::as_bool)
                 .unwrap_or(true),
-            vfio: has_list(devices, "hostDevices")
-                || has_list(devices, "gpus")
+            vfio: has_items(devices, "hostDevices")
+                || has_items(devices, "gpus")
                 || interfaces.contains(&InterfaceBinding::Sriov),
-            downward_metrics,
-            exec_liveness_probe: spec
-                .get("livenessProbe")
-                .is_some_and(|probe| probe.get("exec").is_some()),
-            exec_readiness_probe: spec
-                .get("readinessProbe")
-                .is_some_and(|probe| probe.get("exec").is_some()),
+            downward_metrics: has_downward_metrics_volume(&spec),
+            exec_liveness_probe: has_exec_probe(&spec, "livenessProbe"),
+            exec_readiness_probe: has_exec_probe(&spec, "readinessProbe"),
             sev: launch_security.get("sev").is_some() || launch_security.get("snp").is_some(),
-            tpm: devices.get("tpm").is_some_and(|tpm| {
-                // `tpm: {enabled: false}` disables it; `tpm: {}` enables it.
-                tpm.get("enabled").and_then(Value::as_bool) != Some(false)
-            }),
+            tpm: has_tpm(devices),
             interfaces,
         })
     }
@@ -307,6 +327,113 @@ impl VmiFacts {
     }
 }
 
+// === Reading steps ===
+
+/// Refuses an object that says it is something other than a VMI (a missing
+/// `kind` is accepted: a bare spec in a test case).
+fn check_kind(vmi: &Value) -> Result<(), SizingError> {
+    let kind = vmi.get("kind").and_then(Value::as_str).unwrap_or("");
+    if !kind.is_empty() && kind != "VirtualMachineInstance" {
+        return Err(SizingError::InvalidField {
+            field: "kind".into(),
+            message: format!("expected VirtualMachineInstance, got {kind}"),
+        });
+    }
+    Ok(())
+}
+
+/// `spec.domain.resources.requests` and `limits`, with virt-api's default:
+/// a CPU limit without a request becomes the request.
+fn read_resources(
+    resources: &Value,
+) -> Result<(BTreeMap<String, Quantity>, BTreeMap<String, Quantity>), SizingError> {
+    let mut requests = quantity_map(resources.get("requests"), "spec.domain.resources.requests")?;
+    let limits = quantity_map(resources.get("limits"), "spec.domain.resources.limits")?;
+    if let (Some(limit), false) = (limits.get("cpu"), requests.contains_key("cpu")) {
+        requests.insert("cpu".into(), *limit);
+    }
+    Ok((requests, limits))
+}
+
+/// `spec.domain.cpu`'s topology, with virt-api's default: sockets, cores
+/// and threads all zero ⇒ `sockets = limits.cpu.Value()` (else
+/// `requests.cpu.Value()`, else 1), `cores = threads = 1`.
+fn read_topology(
+    cpu: &Value,
+    requests: &BTreeMap<String, Quantity>,
+    limits: &BTreeMap<String, Quantity>,
+) -> Result<CpuTopology, SizingError> {
+    let topology = CpuTopology {
+        sockets: uint(cpu, "sockets", "spec.domain.cpu.sockets")?,
+        cores: uint(cpu, "cores", "spec.domain.cpu.cores")?,
+        threads: uint(cpu, "threads", "spec.domain.cpu.threads")?,
+    };
+    if topology != CpuTopology::default() {
+        return Ok(topology);
+    }
+    let from_resources = limits.get("cpu").or_else(|| requests.get("cpu"));
+    let sockets = from_resources.map_or(1, Quantity::value);
+    Ok(CpuTopology {
+        sockets: u32::try_from(sockets.max(1)).map_err(|_| SizingError::InvalidField {
+            field: "spec.domain.resources.limits.cpu".into(),
+            message: format!("{sockets} CPUs is out of range"),
+        })?,
+        cores: 1,
+        threads: 1,
+    })
+}
+
+/// `spec.domain.memory.guest`, with virt-api's default: unset ⇒
+/// `requests.memory`, else `limits.memory`, else the hugepage size.
+fn read_guest(
+    memory: &Value,
+    requests: &BTreeMap<String, Quantity>,
+    limits: &BTreeMap<String, Quantity>,
+    hugepages_page_size: Option<&str>,
+) -> Result<Option<Quantity>, SizingError> {
+    if let Some(guest) = optional_quantity(memory.get("guest"), "spec.domain.memory.guest")? {
+        return Ok(Some(guest));
+    }
+    match (requests.get("memory"), limits.get("memory")) {
+        (Some(request), _) => Ok(Some(*request)),
+        (None, Some(limit)) => Ok(Some(*limit)),
+        (None, None) => hugepages_page_size
+            .map(|size| {
+                Quantity::parse(size).map_err(|source| SizingError::InvalidQuantity {
+                    field: "spec.domain.memory.hugepages.pageSize".into(),
+                    source,
+                })
+            })
+            .transpose(),
+    }
+}
+
+/// A `downwardMetrics` volume (KubeVirt's `HasDownwardMetricDisk` reads
+/// volumes only; the virtio-serial `devices.downwardMetrics` device adds no
+/// overhead).
+fn has_downward_metrics_volume(spec: &Value) -> bool {
+    spec.get("volumes")
+        .and_then(Value::as_array)
+        .is_some_and(|volumes| {
+            volumes
+                .iter()
+                .any(|volume| volume.get("downwardMetrics").is_some())
+        })
+}
+
+/// `spec.<probe>.exec` is set.
+fn has_exec_probe(spec: &Value, probe: &str) -> bool {
+    spec.get(probe)
+        .is_some_and(|probe| probe.get("exec").is_some())
+}
+
+/// A TPM device: `tpm: {enabled: false}` disables it; `tpm: {}` enables it.
+fn has_tpm(devices: &Value) -> bool {
+    devices
+        .get("tpm")
+        .is_some_and(|tpm| tpm.get("enabled").and_then(Value::as_bool) != Some(false))
+}
+
 fn interface_binding(interface: &Value) -> InterfaceBinding {
     if interface.get("passtBinding").is_some() {
         InterfaceBinding::Passt
@@ -321,6 +448,28 @@ fn interface_binding(interface: &Value) -> InterfaceBinding {
     } else {
         InterfaceBinding::Other
     }
+}
+
+/// `object.key`, or null.
+fn field<'v>(object: &'v Value, key: &str) -> &'v Value {
+    object.get(key).unwrap_or(&Value::Null)
+}
+
+/// A string field, or `""`.
+fn text(object: &Value, key: &str) -> String {
+    object
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `object.key` is a non-empty list.
+fn has_items(object: &Value, key: &str) -> bool {
+    object
+        .get(key)
+        .and_then(Value::as_array)
+        .is_some_and(|list| !list.is_empty())
 }
 
 fn flag(object: &Value, key: &str) -> bool {
@@ -419,52 +568,11 @@ pub(crate) fn quantity_map(
 
 /// Removes from a VMI's `spec` everything [`VmiFacts::from_value`] does not
 /// read, so caches of thousands of VMIs hold only what sizing needs (disks,
-/// networks, cloud-init user data and the like go). The facts read from the
-/// result are the facts read from the original.
+/// networks, cloud-init user data and the like go): it keeps the table of
+/// sizing fields (`SIZING_SPEC`) the reader reads through, so the facts
+/// read from the result are the facts read from the original.
 pub fn retain_sizing_fields(spec: &mut Value) {
-    let Some(spec) = spec.as_object_mut() else {
-        return;
-    };
-    spec.retain(|key, _| {
-        matches!(
-            key.as_str(),
-            "architecture" | "domain" | "volumes" | "livenessProbe" | "readinessProbe"
-        )
-    });
-    for probe in ["livenessProbe", "readinessProbe"] {
-        if let Some(Value::Object(probe)) = spec.get_mut(probe) {
-            probe.retain(|key, _| key == "exec");
-        }
-    }
-    if let Some(Value::Array(volumes)) = spec.get_mut("volumes") {
-        volumes.retain(|volume| volume.get("downwardMetrics").is_some());
-    }
-    let Some(Value::Object(domain)) = spec.get_mut("domain") else {
-        return;
-    };
-    domain.retain(|key, _| {
-        matches!(
-            key.as_str(),
-            "cpu" | "memory" | "resources" | "ioThreads" | "launchSecurity" | "devices"
-        )
-    });
-    if let Some(Value::Object(devices)) = domain.get_mut("devices") {
-        devices.retain(|key, _| {
-            matches!(
-                key.as_str(),
-                "interfaces" | "hostDevices" | "gpus" | "autoattachGraphicsDevice" | "tpm"
-            )
-        });
-        if let Some(Value::Array(interfaces)) = devices.get_mut("interfaces") {
-            for interface in interfaces {
-                if let Some(interface) = interface.as_object_mut() {
-                    interface.retain(|key, _| {
-                        matches!(key.as_str(), "passtBinding" | "sriov" | "binding")
-                    });
-                }
-            }
-        }
-    }
+    *spec = SIZING_SPEC.keep(spec);
 }
 
 #[cfg(test)]

@@ -158,9 +158,7 @@ fn review_under_release(
         &admission::Environment {
             policy: &policy,
             namespace_labels: &labels,
-            quota: None,
-            vmi: Some(&vmi),
-            vmi_unavailable: None,
+            vmi: admission::VmiLookup::of(Some(&vmi)),
         },
         &request,
     )

@@ -1209,9 +1209,10 @@ proptest! {
         let env = Environment {
             policy: &policy,
             namespace_labels: &labels,
-            quota: None,
-            vmi: vmi.as_ref(),
-            vmi_unavailable: unavailable,
+            vmi: match (vmi.as_ref(), unavailable) {
+                (None, Some(reason)) => admission::VmiLookup::Unavailable(reason),
+                (found, _) => admission::VmiLookup::of(found),
+            },
         };
         let decision = admission::review(&env, &request);
         prop_assert_eq!(&decision.response().uid, &request.uid);

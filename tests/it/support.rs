@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
-use virt_sizer::admission::{self, AdmissionRequest, Decision, Environment};
+use virt_sizer::admission::{self, AdmissionRequest, Decision, Environment, VmiLookup};
 use virt_sizer::sizing::Quantity;
 use virt_sizer::sizing::policy::ValidPolicy;
 
@@ -633,9 +633,7 @@ pub(crate) fn review_in(
     let env = Environment {
         policy,
         namespace_labels,
-        quota: None,
-        vmi,
-        vmi_unavailable: None,
+        vmi: VmiLookup::of(vmi),
     };
     admission::review(&env, request)
 }

@@ -9,7 +9,7 @@ impl ValidPolicy {
     /// the matched rule's `allowedProfiles` contains it; a refused request
     /// yields a warning.
     #[must_use]
-    pub fn select(&self, target: &Target<'_>) -> Selection<'_> {
+    pub fn select(&self, target: &Subject<'_>) -> Selection<'_> {
         let matched = self.rules.iter().find(|rule| rule.matches(target));
         let (mut chosen, source) = match matched {
             Some(rule) => (rule.profile.as_str(), rule.describe()),
@@ -80,7 +80,7 @@ impl Rule {
     /// Whether every selector of this rule matches `target` (the
     /// annotation plays no part in matching).
     #[must_use]
-    pub fn matches(&self, target: &Target<'_>) -> bool {
+    pub fn matches(&self, target: &Subject<'_>) -> bool {
         (self.namespaces.is_empty() || self.namespaces.iter().any(|p| p.matches(target.namespace)))
             && self
                 .namespace_selector
