@@ -18,12 +18,11 @@ use serde_json::Value;
 
 use crate::admission::wire::{self, Whole};
 use crate::admission::{AdmissionRequest, VmiRef};
+use crate::documents::{read_document, read_documents};
 use crate::sizing::policy::{KubevirtBaseline, ValidPolicy};
 
 // Kept for tests/it/manifests.rs and tests/it/e2e/webhook.rs until they
 // import `documents` themselves; nothing under src/ uses these paths.
-#[doc(hidden)]
-pub use crate::documents::{parse_documents, read_document, read_documents};
 
 /// Whether `error` is a write to a closed pipe (`virt-sizer … | head`): the
 /// reader chose to stop, so the verb ends quietly with success (as ripgrep

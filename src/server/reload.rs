@@ -64,9 +64,12 @@ pub struct Reloadable<L: Loader> {
     current: ArcSwap<L::Value>,
     /// `None` for a value held in memory, never reloaded.
     loader: Option<L>,
-    /// The contents last handled; held while the value in force is replaced,
-    /// so that replacements never race.
+    /// The contents of the value in force; held while the value in force
+    /// is replaced, so that replacements never race.
     loaded: Mutex<Option<L::Contents>>,
+    /// Contents already rejected (not retried unless the files change; see
+    /// [`Loader::RETRIES_REJECTED`]).
+    rejected: Mutex<Option<L::Contents>>,
     last_error: Mutex<Option<String>>,
 }
 
@@ -88,6 +91,7 @@ impl<L: Loader> Reloadable<L> {
             current: ArcSwap::from_pointee(value),
             loader,
             loaded: Mutex::new(Some(contents)),
+            rejected: Mutex::new(None),
             last_error: Mutex::new(None),
         }
     }
@@ -98,6 +102,7 @@ impl<L: Loader> Reloadable<L> {
             current: ArcSwap::from_pointee(value),
             loader: None,
             loaded: Mutex::new(None),
+            rejected: Mutex::new(None),
             last_error: Mutex::new(None),
         }
     }
@@ -128,19 +133,26 @@ impl<L: Loader> Reloadable<L> {
         };
         let mut loaded = lock(&self.loaded);
         if loaded.as_ref() == Some(&contents) {
+            // Back to what is in force (after a rejected file or a failed
+            // read): nothing is wrong any more.
+            *lock(&self.last_error) = None;
+            *lock(&self.rejected) = None;
+            return Reload::Unchanged;
+        }
+        let mut rejected = lock(&self.rejected);
+        if !L::RETRIES_REJECTED && rejected.as_ref() == Some(&contents) {
             return Reload::Unchanged;
         }
         match loader.load(&contents, Some(&self.current.load())) {
             Ok(value) => {
                 self.current.store(Arc::new(value));
                 *loaded = Some(contents);
+                *rejected = None;
                 *lock(&self.last_error) = None;
                 Reload::Reloaded
             }
             Err(error) => {
-                if !L::RETRIES_REJECTED {
-                    *loaded = Some(contents);
-                }
+                *rejected = Some(contents);
                 self.fail(format!("{error:#}"))
             }
         }
@@ -182,5 +194,53 @@ impl<L: Loader> std::fmt::Debug for Reloadable<L> {
         f.debug_struct("Reloadable")
             .field("files", &self.files())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A "file" in memory; the text `bad` does not load, `gone` is unreadable.
+    struct Memory(Arc<Mutex<&'static str>>);
+
+    impl Loader for Memory {
+        type Value = String;
+        type Contents = String;
+        fn files(&self) -> Vec<PathBuf> {
+            Vec::new()
+        }
+        fn read(&self) -> anyhow::Result<String> {
+            match *lock(&self.0) {
+                "gone" => anyhow::bail!("unreadable"),
+                text => Ok(text.to_owned()),
+            }
+        }
+        fn load(&self, contents: &String, _: Option<&String>) -> anyhow::Result<String> {
+            anyhow::ensure!(contents != "bad", "bad contents");
+            Ok(contents.clone())
+        }
+    }
+
+    #[test]
+    fn going_back_to_the_value_in_force_clears_the_error() {
+        let file = Arc::new(Mutex::new("good"));
+        let value = Reloadable::from_files(Memory(file.clone())).expect("loads");
+        for broken in ["bad", "gone"] {
+            *lock(&file) = broken;
+            assert!(matches!(value.reload(), Reload::Failed(_)), "{broken}");
+            assert!(value.last_error().is_some());
+            assert_eq!(*value.current(), "good", "the last good value stays");
+            *lock(&file) = "good";
+            assert_eq!(value.reload(), Reload::Unchanged);
+            assert_eq!(value.last_error(), None, "after {broken}");
+        }
+        // A rejected text is reported once, not on every poll.
+        *lock(&file) = "bad";
+        assert!(matches!(value.reload(), Reload::Failed(_)));
+        assert_eq!(value.reload(), Reload::Unchanged);
+        *lock(&file) = "new";
+        assert_eq!(value.reload(), Reload::Reloaded);
+        assert_eq!(*value.current(), "new");
     }
 }

@@ -137,7 +137,7 @@ fn a_launcher_pod_update_is_skipped_as_a_launcher_pod_with_the_reason() {
     assert_eq!(decision.outcome.label(), OutcomeLabel::Skipped);
     assert_eq!(decision.target, TargetKind::LauncherPod);
     assert_eq!(
-        decision.skip_reason().as_deref(),
+        decision.skip_reason(),
         Some("Pods are sized on CREATE only")
     );
     assert!(
@@ -170,7 +170,12 @@ fn update_of_a_known_runtime_class_is_sized() {
         "UPDATE",
     );
     let decision = review(&team(), None, &request);
-    assert_eq!(decision.outcome.label(), OutcomeLabel::Patched, "{}", decision.explain());
+    assert_eq!(
+        decision.outcome.label(),
+        OutcomeLabel::Patched,
+        "{}",
+        decision.explain()
+    );
     assert_eq!(decision.target, TargetKind::RuntimeClass);
     // cpu is already 250m: only memory changes.
     assert_eq!(op_paths(&decision), ["/overhead/podFixed/memory"]);
@@ -680,7 +685,12 @@ fn overhead_margin_rewrites_the_annotation_and_keeps_the_original() {
         Some(&vmi()),
         &crate::support::request(after, "CREATE"),
     );
-    assert_eq!(again.outcome.label(), OutcomeLabel::Unchanged, "{}", again.explain());
+    assert_eq!(
+        again.outcome.label(),
+        OutcomeLabel::Unchanged,
+        "{}",
+        again.explain()
+    );
     assert!(again.response().patch.is_none());
 }
 
@@ -900,7 +910,12 @@ fn kubevirt_vectors(
     let pod = launcher_pod(&vmi.name, resources.clone());
     let request = request(pod, "CREATE");
     let decision = review(&policy, Some(&vmi.to_json()), &request);
-    assert_eq!(decision.outcome.label(), OutcomeLabel::Patched, "{}", decision.explain());
+    assert_eq!(
+        decision.outcome.label(),
+        OutcomeLabel::Patched,
+        "{}",
+        decision.explain()
+    );
     let after = patched(&request, &decision);
     let (requests, limits) = container_resources(&after, 0);
 
@@ -998,7 +1013,12 @@ fn issue_10_founding_example_requests_exactly_16gi() {
     let pod = launcher_pod("founding", compute_resources(&[], &[]));
     let request = request(pod, "CREATE");
     let decision = review(&ValidPolicy::builtin(), Some(&vmi), &request);
-    assert_eq!(decision.outcome.label(), OutcomeLabel::Patched, "{}", decision.explain());
+    assert_eq!(
+        decision.outcome.label(),
+        OutcomeLabel::Patched,
+        "{}",
+        decision.explain()
+    );
     let after = patched(&request, &decision);
     let (requests, limits) = container_resources(&after, 0);
     assert_eq!(whole(requests["memory"]), 16 * GI);
@@ -1075,7 +1095,12 @@ fn issue_10_reported_passt_memory_is_not_multiplied_by_overhead_ratio() {
     );
     let request = request(pod, "CREATE");
     let decision = review(&policy, Some(&vmi), &request);
-    assert_eq!(decision.outcome.label(), OutcomeLabel::Patched, "{}", decision.explain());
+    assert_eq!(
+        decision.outcome.label(),
+        OutcomeLabel::Patched,
+        "{}",
+        decision.explain()
+    );
     let after = patched(&request, &decision);
     let (requests, _) = container_resources(&after, 0);
     let overhead = 281_018_368 + 140_509_000 + 262_144_000;
@@ -1096,7 +1121,12 @@ fn issue_10_reported_passt_memory_is_not_multiplied_by_overhead_ratio() {
         Some(&vmi),
         &crate::support::request(after, "CREATE"),
     );
-    assert_eq!(again.outcome.label(), OutcomeLabel::Unchanged, "{}", again.explain());
+    assert_eq!(
+        again.outcome.label(),
+        OutcomeLabel::Unchanged,
+        "{}",
+        again.explain()
+    );
 }
 
 #[test]

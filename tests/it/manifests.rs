@@ -21,7 +21,7 @@ use std::sync::Arc;
 use clap::Parser as _;
 use serde_json::Value;
 use virt_sizer::cli::{Cli, Command as Verb};
-use virt_sizer::commands::parse_documents;
+use virt_sizer::documents::parse_documents;
 use virt_sizer::sizing::policy::ValidPolicy;
 
 mod kinds;
@@ -1781,8 +1781,8 @@ fn size_fixture_launcher(
 ) -> virt_sizer::admission::Decision {
     let case = repo().join("tests/fixtures/cases/dev-namespace");
     let mut pod =
-        virt_sizer::commands::read_document(&case.join("launcher-pod.yaml")).expect("launcher Pod");
-    let mut vmi = virt_sizer::commands::read_document(&case.join("vmi.yaml")).expect("VMI");
+        virt_sizer::documents::read_document(&case.join("launcher-pod.yaml")).expect("launcher Pod");
+    let mut vmi = virt_sizer::documents::read_document(&case.join("vmi.yaml")).expect("VMI");
     pod["metadata"]["namespace"] = Value::from(namespace);
     vmi["metadata"]["namespace"] = Value::from(namespace);
     let labels: BTreeMap<String, String> = labels

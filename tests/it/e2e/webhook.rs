@@ -261,7 +261,7 @@ impl VirtSizer {
         );
         let text = String::from_utf8(output.stdout).expect("utf-8");
         let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&self.pem.ca_pem);
-        let mut configurations: Vec<Value> = virt_sizer::commands::parse_documents(&text)
+        let mut configurations: Vec<Value> = virt_sizer::documents::parse_documents(&text)
             .expect("kustomize output parses")
             .into_iter()
             .filter(|document| {
