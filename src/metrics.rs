@@ -155,7 +155,7 @@ impl Reloads {
         let reloads = Reloads::default();
         registry.register(
             format!("{name}_reloads"),
-            format!("{what} reloads by result"),
+            format!("Reloads of the {what}, by result"),
             reloads.results.clone(),
         );
         registry.register(
@@ -344,9 +344,9 @@ impl Metrics {
             "Panics caught while deciding",
             panics.clone(),
         );
-        let policy_reloads = Reloads::register(&mut registry, "policy", "Policy");
+        let policy_reloads = Reloads::register(&mut registry, "policy", "policy");
         let certificate_reloads =
-            Reloads::register(&mut registry, "certificate", "Serving certificate");
+            Reloads::register(&mut registry, "certificate", "serving certificate");
         let shadow_cpu_millicores = Family::<ShadowLabels, MilliCores>::default();
         registry.register(
             "shadow_cpu_request_delta_cores",
