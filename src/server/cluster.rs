@@ -581,29 +581,24 @@ impl<T: Send + Sync + 'static> Fallback<T> {
 
 // === VMIs ===
 
-/// Looks a VMI up directly, bypassing the cache.
-pub trait VmiGetter: Send + Sync + 'static {
-    /// `Ok(None)` when it does not exist.
-    fn get(&self, namespace: &str, name: &str) -> SharedBoxFuture<'static, Fetched<Value>>;
-}
-
-/// A direct GET through the Kubernetes API.
+/// VMIs read directly through the Kubernetes API, one GET each: what the
+/// cache falls back to.
 #[derive(Clone)]
-pub struct ApiGetter {
+pub struct ApiVmis {
     client: Client,
     resource: ApiResource,
 }
 
-impl VmiGetter for ApiGetter {
-    fn get(&self, namespace: &str, name: &str) -> SharedBoxFuture<'static, Fetched<Value>> {
+impl VmiSource for ApiVmis {
+    fn get<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<Value>>, String>> {
         let api =
             Api::<DynamicObject>::namespaced_with(self.client.clone(), namespace, &self.resource);
-        let name = name.to_owned();
-        async move {
-            let found = api
-                .get_opt(&name)
-                .await
-                .map_err(|error| error.to_string())?;
+        Box::pin(async move {
+            let found = api.get_opt(name).await.map_err(|error| error.to_string())?;
             found
                 .map(|object| {
                     serde_json::to_value(object)
@@ -611,36 +606,41 @@ impl VmiGetter for ApiGetter {
                         .map_err(|error| error.to_string())
                 })
                 .transpose()
-        }
-        .boxed()
+        })
+    }
+    fn is_ready(&self) -> bool {
+        true
+    }
+    fn describe(&self) -> String {
+        "direct GETs".to_owned()
     }
 }
 
-/// VMIs from a watch cache, with a direct GET when the cache has no VMI
-/// with the claimed uid.
-pub struct CachedVmis<G> {
+/// VMIs from a watch cache, with a direct lookup in `S` (the API in a
+/// cluster) when the cache has no VMI with the claimed uid.
+pub struct CachedVmis<S> {
     store: Store<DynamicObject>,
     resource: ApiResource,
     health: Arc<CacheHealth>,
-    getter: G,
+    direct: Arc<S>,
     fallback: Fallback<Value>,
 }
 
-impl<G: VmiGetter> CachedVmis<G> {
+impl<S: VmiSource> CachedVmis<S> {
     /// A cache over `store`, whose watch reports to `health`, falling back
-    /// to `getter`.
+    /// to `direct`.
     pub fn new(
         store: Store<DynamicObject>,
         health: Arc<CacheHealth>,
-        getter: G,
+        direct: S,
         options: CacheOptions,
-    ) -> CachedVmis<G> {
+    ) -> CachedVmis<S> {
         CachedVmis {
             store,
             resource: vmi_resource(),
             fallback: Fallback::new(options, health.clone()),
             health,
-            getter,
+            direct: Arc::new(direct),
         }
     }
 
@@ -650,15 +650,17 @@ impl<G: VmiGetter> CachedVmis<G> {
     }
 
     async fn fetch(&self, namespace: &str, name: &str) -> Fetched<Value> {
+        let (direct, owned_namespace, owned_name) =
+            (self.direct.clone(), namespace.to_owned(), name.to_owned());
         self.fallback
-            .get(format!("{namespace}/{name}"), || {
-                self.getter.get(namespace, name)
+            .get(format!("{namespace}/{name}"), move || {
+                async move { direct.get(&owned_namespace, &owned_name).await }.boxed()
             })
             .await
     }
 }
 
-impl<G: VmiGetter> VmiSource for CachedVmis<G> {
+impl<S: VmiSource> VmiSource for CachedVmis<S> {
     fn get<'a>(
         &'a self,
         namespace: &'a str,
@@ -850,7 +852,7 @@ pub fn connect(
     let vmis = CachedVmis::new(
         vmi_store,
         vmi_health,
-        ApiGetter {
+        ApiVmis {
             client: client.clone(),
             resource,
         },

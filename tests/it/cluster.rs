@@ -12,13 +12,9 @@ use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
-use futures::FutureExt as _;
-use futures::future::BoxFuture;
-use virt_sizer::server::cluster::{
-    CacheHealth, CacheOptions, CachedVmis, VmiGetter, trim_vmi, vmi_resource,
-};
+use virt_sizer::server::cluster::{CacheHealth, CacheOptions, CachedVmis, trim_vmi, vmi_resource};
 use virt_sizer::server::policy_store::PolicyStore;
-use virt_sizer::server::vmi_source::VmiSource;
+use virt_sizer::server::vmi_source::{BoxFuture, VmiSource};
 use virt_sizer::server::{self, AppState, StaticNamespaces};
 
 const EXAMPLE_REVIEW: &str = include_str!("../../examples/launcher-pod-dev.json");
@@ -31,22 +27,27 @@ struct FakeGetter {
     delay: Duration,
 }
 
-impl VmiGetter for FakeGetter {
-    fn get(
-        &self,
-        _namespace: &str,
-        _name: &str,
-    ) -> BoxFuture<'static, Result<Option<Arc<Value>>, String>> {
+impl VmiSource for FakeGetter {
+    fn get<'a>(
+        &'a self,
+        _namespace: &'a str,
+        _name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<Value>>, String>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let (hang, delay, vmi) = (self.hang, self.delay, self.vmi.clone());
-        async move {
+        Box::pin(async move {
             if hang {
                 std::future::pending::<()>().await;
             }
             tokio::time::sleep(delay).await;
             Ok(vmi.map(Arc::new))
-        }
-        .boxed()
+        })
+    }
+    fn is_ready(&self) -> bool {
+        true
+    }
+    fn describe(&self) -> String {
+        "a fake API".to_owned()
     }
 }
 
@@ -305,11 +306,17 @@ async fn a_cached_vmi_with_another_uid_is_a_miss_and_the_get_decides() {
         .writer
         .apply_watcher_event(&Event::Apply(dynamic(&older_incarnation())));
     let body = review(&harness.router).await;
-    assert_eq!(harness.calls.load(Ordering::SeqCst), 1, "a GET, not the cache");
+    assert_eq!(
+        harness.calls.load(Ordering::SeqCst),
+        1,
+        "a GET, not the cache"
+    );
     // Sized from the 12-vCPU VMI: 12 / 10 = 1200m, what the Pod requests,
     // so no CPU change is announced; the 1-vCPU VMI would give 100m.
     assert!(
-        warnings(&body).iter().all(|warning| !warning.contains("100m")),
+        warnings(&body)
+            .iter()
+            .all(|warning| !warning.contains("100m")),
         "{body}"
     );
     assert!(body["response"]["patch"].is_string(), "{body}");
@@ -327,9 +334,11 @@ async fn a_get_that_still_disagrees_follows_on_error_naming_both_uids() {
     assert!(body["response"].get("patch").is_none(), "{body}");
     let warnings = warnings(&body);
     assert!(
-        warnings.iter().any(|warning| warning.contains(POD_OWNER_UID)
-            && warning.contains(OLD_UID)
-            && warning.contains("admitted unchanged (onError: Allow)")),
+        warnings
+            .iter()
+            .any(|warning| warning.contains(POD_OWNER_UID)
+                && warning.contains(OLD_UID)
+                && warning.contains("admitted unchanged (onError: Allow)")),
         "{warnings:?}"
     );
 }
@@ -339,7 +348,11 @@ async fn concurrent_misses_share_one_get() {
     let harness = harness_with(Some(example_vmi()), false, Duration::from_millis(100));
     let reviews = (0..8).map(|_| review(&harness.router));
     let bodies = futures::future::join_all(reviews).await;
-    assert!(bodies.iter().all(|body| body["response"]["patch"].is_string()));
+    assert!(
+        bodies
+            .iter()
+            .all(|body| body["response"]["patch"].is_string())
+    );
     assert_eq!(harness.calls.load(Ordering::SeqCst), 1);
 }
 
