@@ -329,6 +329,9 @@ impl VmiFacts {
 
 // === Reading steps ===
 
+/// A `ResourceList`: resource name → quantity.
+type ResourceList = BTreeMap<String, Quantity>;
+
 /// Refuses an object that says it is something other than a VMI (a missing
 /// `kind` is accepted: a bare spec in a test case).
 fn check_kind(vmi: &Value) -> Result<(), SizingError> {
@@ -344,9 +347,7 @@ fn check_kind(vmi: &Value) -> Result<(), SizingError> {
 
 /// `spec.domain.resources.requests` and `limits`, with virt-api's default:
 /// a CPU limit without a request becomes the request.
-fn read_resources(
-    resources: &Value,
-) -> Result<(BTreeMap<String, Quantity>, BTreeMap<String, Quantity>), SizingError> {
+fn read_resources(resources: &Value) -> Result<(ResourceList, ResourceList), SizingError> {
     let mut requests = quantity_map(resources.get("requests"), "spec.domain.resources.requests")?;
     let limits = quantity_map(resources.get("limits"), "spec.domain.resources.limits")?;
     if let (Some(limit), false) = (limits.get("cpu"), requests.contains_key("cpu")) {
@@ -360,8 +361,8 @@ fn read_resources(
 /// `requests.cpu.Value()`, else 1), `cores = threads = 1`.
 fn read_topology(
     cpu: &Value,
-    requests: &BTreeMap<String, Quantity>,
-    limits: &BTreeMap<String, Quantity>,
+    requests: &ResourceList,
+    limits: &ResourceList,
 ) -> Result<CpuTopology, SizingError> {
     let topology = CpuTopology {
         sockets: uint(cpu, "sockets", "spec.domain.cpu.sockets")?,
@@ -387,8 +388,8 @@ fn read_topology(
 /// `requests.memory`, else `limits.memory`, else the hugepage size.
 fn read_guest(
     memory: &Value,
-    requests: &BTreeMap<String, Quantity>,
-    limits: &BTreeMap<String, Quantity>,
+    requests: &ResourceList,
+    limits: &ResourceList,
     hugepages_page_size: Option<&str>,
 ) -> Result<Option<Quantity>, SizingError> {
     if let Some(guest) = optional_quantity(memory.get("guest"), "spec.domain.memory.guest")? {
@@ -577,7 +578,48 @@ pub fn retain_sizing_fields(spec: &mut Value) {
 
 #[cfg(test)]
 mod retain_tests {
+    use serde_json::json;
+
     use super::*;
+
+    /// Trimming keeps the sizing fields, in their order, and drops the rest:
+    /// interfaces keep only their binding, volumes only the
+    /// `downwardMetrics` ones, probes only `exec`.
+    #[test]
+    fn trimming_keeps_only_the_sizing_spec() {
+        let mut spec = json!({
+            "domain": {
+                "cpu": {"cores": 2},
+                "firmware": {"bootloader": {"efi": {}}},
+                "devices": {
+                    "disks": [{"name": "rootdisk"}],
+                    "interfaces": [{"name": "default", "masquerade": {}}, {"name": "p", "passtBinding": {}}],
+                    "tpm": {},
+                },
+                "resources": {"requests": {"memory": "1Gi"}},
+            },
+            "volumes": [{"name": "rootdisk", "containerDisk": {}}, {"name": "m", "downwardMetrics": {}}],
+            "livenessProbe": {"exec": {"command": ["true"]}, "initialDelaySeconds": 3},
+            "networks": [{"name": "default", "pod": {}}],
+            "architecture": "arm64",
+        });
+        let facts = VmiFacts::from_value(&json!({"spec": spec}));
+        retain_sizing_fields(&mut spec);
+        assert_eq!(
+            spec,
+            json!({
+                "domain": {
+                    "cpu": {"cores": 2},
+                    "devices": {"interfaces": [{}, {"passtBinding": {}}], "tpm": {}},
+                    "resources": {"requests": {"memory": "1Gi"}},
+                },
+                "volumes": [{"name": "m", "downwardMetrics": {}}],
+                "livenessProbe": {"exec": {"command": ["true"]}},
+                "architecture": "arm64",
+            })
+        );
+        assert_eq!(VmiFacts::from_value(&json!({"spec": spec})), facts);
+    }
 
     /// Every VMI in the fixtures and examples gives the same facts after
     /// trimming.
