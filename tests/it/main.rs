@@ -11,6 +11,7 @@ mod baseline;
 mod bad_input;
 mod cli;
 mod cluster;
+mod docs;
 mod e2e;
 mod fuzz;
 mod hardening;

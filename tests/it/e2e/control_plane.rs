@@ -73,8 +73,8 @@ pub(crate) async fn session() -> Option<Session> {
         Err(reason) => {
             eprintln!(
                 "e2e skipped: {reason}. Set KUBEBUILDER_ASSETS to a directory holding etcd, \
-                 kube-apiserver and kubectl (README: \"End-to-end tests against a real \
-                 apiserver\"); \
+                 kube-apiserver and kubectl (docs/development.md: \"End-to-end tests \
+                 against a real apiserver\"); \
                  {REQUIRED_VARIABLE}=required turns this skip into a failure."
             );
             return None;
