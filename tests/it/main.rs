@@ -7,8 +7,8 @@
 )]
 
 mod admission;
-mod baseline;
 mod bad_input;
+mod baseline;
 mod cli;
 mod cluster;
 mod docs;
