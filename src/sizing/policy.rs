@@ -1,4 +1,4 @@
-//! The sizing policy (`SizingPolicy`, SPEC §2): strict parsing, whole-file
+//! The sizing policy (`SizingPolicy`): strict parsing, whole-file
 //! validation, profile inheritance and profile selection.
 //!
 //! A policy is one YAML document. [`ValidPolicy::from_yaml`] reads it in
@@ -68,7 +68,7 @@ pub const DEFAULT_PROFILE: &str = "default";
 
 /// Pod annotation through which a VM opts into one of its rule's
 /// `allowedProfiles` (KubeVirt copies VMI annotations onto the
-/// virt-launcher Pod, reference §1.9).
+/// virt-launcher Pod).
 pub const PROFILE_ANNOTATION: &str = "virt-sizer.io/profile";
 
 /// The built-in policy text (`default-policy.yaml`): one `default` profile
@@ -156,7 +156,7 @@ pub struct KubevirtSettings {
     /// `bindingPlugins`: network binding plugin name → its
     /// `computeResourceOverhead.requests.memory` (KubeVirt CR
     /// `network.binding.<name>.computeResourceOverhead`), added once per
-    /// plugin used (reference §1.5).
+    /// plugin used (KubeVirt's `CalculateMemoryOverhead`).
     pub binding_plugins: BTreeMap<String, Quantity>,
     /// `autoCPULimitNamespaceLabelSelector` (mirrors the KubeVirt CR field):
     /// namespaces whose labels match get automatic CPU limits (reference
@@ -393,7 +393,8 @@ pub struct PolicyErrors(pub Vec<FieldError>);
 static KUBEVIRT_DEFAULT_PROFILE: LazyLock<Profile> =
     LazyLock::new(|| Profile::kubevirt_defaults(DEFAULT_PROFILE));
 
-/// KubeVirt's own settings (reference §1.10) on the v1.6–v1.9 line, amd64.
+/// KubeVirt's own settings (its `developerConfiguration` defaults) on the
+/// v1.6–v1.9 line, amd64.
 static KUBEVIRT_DEFAULT_SETTINGS: LazyLock<KubevirtSettings> = LazyLock::new(|| KubevirtSettings {
     release: Release::V1_9,
     release_text: "1.9".to_owned(),
@@ -567,7 +568,7 @@ impl Release {
 }
 
 impl Profile {
-    /// A profile equal to KubeVirt's defaults (reference §1.10):
+    /// A profile equal to KubeVirt's defaults:
     /// `cpuAllocationRatio` 10, `memoryOvercommit` 100, overhead requested,
     /// overhead ratio `"1.0"`, margin 0, no limits, no limit ratios, enforce.
     #[must_use]
