@@ -16,8 +16,8 @@ pub mod facts;
 mod kata;
 mod launcher;
 pub mod patch;
-pub mod wire;
 mod target;
+pub mod wire;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -32,17 +32,19 @@ use crate::sizing::policy::{
 use crate::sizing::vmi::{VmiFacts, quantity_map, string_map};
 use crate::sizing::{Format, Quantity, SizingError};
 
-pub use decision::{Decision, Delta, Outcome, OutcomeLabel, encode_response, failed, patched_object};
-pub use patch::Change;
-pub use wire::{SYNTHETIC_UID, request_for_object};
+pub use decision::{
+    Decision, Delta, Outcome, OutcomeLabel, encode_response, failed, patched_object,
+};
+pub use patch::{Change, ResourceField, Section, Written, shown};
 pub use target::{TargetKind, VmiRef, is_sized_pod, launcher_vmi};
+pub use wire::{SYNTHETIC_UID, request_for_object};
 
 use decision::*;
 use facts::*;
 use kata::*;
 use launcher::*;
-pub use wire::{AdmissionRequest, AdmissionResponse, AdmissionReview, GroupVersionKind, Status};
 use target::*;
+pub use wire::{AdmissionRequest, AdmissionResponse, AdmissionReview, GroupVersionKind, Status};
 
 use patch::PatchBuilder;
 

@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::admission::{OutcomeLabel, TargetKind};
 use prometheus_client::encoding::{
     EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder,
 };
@@ -25,12 +26,24 @@ use prometheus_client::registry::Registry;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct RequestLabels {
     /// `launcher_pod`, `kata_pod`, `runtime_class`, `other`.
-    pub kind: String,
+    pub kind: TargetKind,
     /// CREATE, UPDATE, DELETE, CONNECT, or `other`: never the client's
     /// string.
     pub operation: Operation,
     /// `patched`, `unchanged`, `shadow`, `skipped`, `error_allowed`, `error_denied`.
-    pub outcome: String,
+    pub outcome: OutcomeLabel,
+}
+
+impl EncodeLabelValue for TargetKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+impl EncodeLabelValue for OutcomeLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
 }
 
 /// An admission operation as a label: the four the apiserver sends, and
@@ -93,7 +106,7 @@ pub const OTHER_NAMESPACES: &str = "_other";
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct KindLabels {
     /// Target kind.
-    pub kind: String,
+    pub kind: TargetKind,
 }
 
 /// Labels of an error.

@@ -147,7 +147,11 @@ impl Decision {
             .iter()
             .map(|(key, value)| (key.clone(), capped(value)))
             .collect();
-        response.warnings = self.warnings.iter().map(|warning| capped(warning)).collect();
+        response.warnings = self
+            .warnings
+            .iter()
+            .map(|warning| capped(warning))
+            .collect();
         response
     }
 
@@ -225,8 +229,8 @@ impl Decision {
                 out.push_str(&format!(
                     "  {}: {} → {}\n",
                     change.field,
-                    change.old.as_deref().unwrap_or("(none)"),
-                    change.new.as_deref().unwrap_or("(removed)")
+                    shown(change.old.as_ref(), "(none)"),
+                    shown(change.new.as_ref(), "(removed)")
                 ));
             }
         }
@@ -326,8 +330,8 @@ pub(crate) fn finish(
                 .unwrap_or_default(),
             if shadow { " shadow, not applied" } else { "" },
             change.label,
-            change.old.as_deref().unwrap_or("none"),
-            change.new.as_deref().unwrap_or("none"),
+            shown(change.old.as_ref(), "none"),
+            shown(change.new.as_ref(), "none"),
         ));
     }
     if resource_changes.len() > MAX_CHANGE_WARNINGS {
@@ -358,8 +362,8 @@ pub(crate) fn finish(
                 format!(
                     "{} {}→{}",
                     change.field,
-                    change.old.as_deref().unwrap_or("none"),
-                    change.new.as_deref().unwrap_or("none")
+                    shown(change.old.as_ref(), "none"),
+                    shown(change.new.as_ref(), "none")
                 )
             })
             .collect::<Vec<_>>()
@@ -417,20 +421,24 @@ pub(crate) fn formula_for(line: &str, label: &str) -> Option<String> {
     Some(formula.to_owned())
 }
 
+/// What the changes to requests add to what the scheduler reserves.
 pub(crate) fn delta(changes: &[Change]) -> Delta {
     let mut delta = Delta::default();
     for change in changes {
-        let parse = |value: &Option<String>| {
+        let Some(field) = &change.resource else {
+            continue;
+        };
+        let nanos = |value: &Option<Written>| {
             value
-                .as_deref()
-                .and_then(|text| Quantity::parse(text).ok())
+                .as_ref()
+                .and_then(Written::quantity)
                 .map_or(0, |quantity| quantity.nanos())
         };
-        let diff = parse(&change.new) - parse(&change.old);
-        if change.field.ends_with("requests.cpu") {
-            delta.cpu_millicores += diff / 1_000_000;
-        } else if change.field.ends_with("requests.memory") {
-            delta.memory_bytes += diff / 1_000_000_000;
+        let diff = nanos(&change.new) - nanos(&change.old);
+        match (field.section, field.name.as_str()) {
+            (Section::Requests, "cpu") => delta.cpu_millicores += diff / 1_000_000,
+            (Section::Requests, "memory") => delta.memory_bytes += diff / 1_000_000_000,
+            _ => {}
         }
     }
     delta

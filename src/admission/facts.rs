@@ -30,8 +30,8 @@
 use std::cell::Cell;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserializer;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Map;
 
 use super::*;
@@ -261,7 +261,9 @@ impl<'de> Visitor<'de> for Kept<'_> {
 }
 
 /// The kept part of `request.object` (see [`OBJECT`]).
-pub(crate) fn sizing_object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+pub(crate) fn sizing_object<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Value>, D::Error> {
     let budget = Cell::new(MAX_KEPT_VALUES);
     let kept = Kept {
         shape: OBJECT,

@@ -14,17 +14,76 @@ use serde_json::{Map, Value};
 use crate::sizing::Quantity;
 use crate::sizing::vmi::quantity_at;
 
-/// A value change, for the explanation and the warnings.
+/// A value change, for the explanation, the warnings and shadow metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     /// Dotted field path, e.g. `spec.containers[0].resources.requests.memory`.
     pub field: String,
     /// Short name for warnings, e.g. `memory request`.
     pub label: String,
-    /// The value before (as written in the object), if any.
-    pub old: Option<String>,
+    /// Which resource field this is (`None`: an annotation).
+    pub resource: Option<ResourceField>,
+    /// The value before, as written in the object (a quantity when it is
+    /// one), if any.
+    pub old: Option<Written>,
     /// The value after, if any.
-    pub new: Option<String>,
+    pub new: Option<Written>,
+}
+
+/// A resource field a change writes: the section and the resource name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceField {
+    /// `requests`, `limits` or `podFixed` (a RuntimeClass's overhead).
+    pub section: Section,
+    /// `cpu`, `memory`, `hugepages-2Mi`, …
+    pub name: String,
+}
+
+/// The map a resource field sits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    /// A container's `resources.requests`.
+    Requests,
+    /// A container's `resources.limits`.
+    Limits,
+    /// A RuntimeClass's `overhead.podFixed`.
+    PodFixed,
+}
+
+/// A value a change reads or writes, rendered only where it is shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// A quantity, with the text it was written as (`None`: as virt-sizer
+    /// writes it, its canonical form).
+    Quantity(Quantity, Option<String>),
+    /// Anything else (an annotation, a value that is not a quantity).
+    Text(String),
+}
+
+impl Written {
+    /// The quantity, if it is one.
+    #[must_use]
+    pub fn quantity(&self) -> Option<Quantity> {
+        match self {
+            Written::Quantity(quantity, _) => Some(*quantity),
+            Written::Text(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Written {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Written::Quantity(_, Some(text)) | Written::Text(text) => f.write_str(text),
+            Written::Quantity(quantity, None) => write!(f, "{quantity}"),
+        }
+    }
+}
+
+/// A change's value shown, or `missing`.
+#[must_use]
+pub fn shown(value: Option<&Written>, missing: &str) -> String {
+    value.map_or_else(|| missing.to_owned(), ToString::to_string)
 }
 
 /// Collects operations against one object.
@@ -96,18 +155,31 @@ impl<'a> PatchBuilder<'a> {
         }
         let mut path: Vec<&str> = parent.to_vec();
         path.push(name);
-        let old = current.map(display_value);
+        let old = current.map(|value| match current_quantity {
+            Some(quantity) => Written::Quantity(quantity, Some(display_value(value))),
+            None => Written::Text(display_value(value)),
+        });
         match desired {
             Some(quantity) => self.put(parent, &path, current.is_some(), quantity.to_string()),
             None => self.ops.push(PatchOperation::Remove(RemoveOperation {
                 path: pointer(&path),
             })),
         }
+        let section = match parent.last() {
+            Some(&"requests") => Some(Section::Requests),
+            Some(&"limits") => Some(Section::Limits),
+            Some(&"podFixed") => Some(Section::PodFixed),
+            _ => None,
+        };
         self.changes.push(Change {
             field: dotted(&path),
             label: label.to_owned(),
+            resource: section.map(|section| ResourceField {
+                section,
+                name: name.to_owned(),
+            }),
             old,
-            new: desired.map(|quantity| quantity.to_string()),
+            new: desired.map(|quantity| Written::Quantity(quantity, None)),
         });
     }
 
@@ -141,8 +213,9 @@ impl<'a> PatchBuilder<'a> {
         self.changes.push(Change {
             field: dotted(&path),
             label: label.to_owned(),
-            old: current.map(display_value),
-            new: Some(desired.to_owned()),
+            resource: None,
+            old: current.map(|value| Written::Text(display_value(value))),
+            new: Some(Written::Text(desired.to_owned())),
         });
     }
 }

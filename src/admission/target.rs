@@ -46,11 +46,15 @@ pub(crate) fn classify<'p, 'r>(
 ) -> Result<(Target<'p>, &'r Value), (TargetKind, String)> {
     let operation = request.operation.as_str();
     if operation != "CREATE" && operation != "UPDATE" {
-        let reason = format!("{operation} is not sized (only CREATE, and UPDATE of RuntimeClasses)");
+        let reason =
+            format!("{operation} is not sized (only CREATE, and UPDATE of RuntimeClasses)");
         return Err((TargetKind::NotATarget, reason));
     }
     let Some(object) = request.object.as_ref() else {
-        return Err((TargetKind::NotATarget, "the request carries no object".to_owned()));
+        return Err((
+            TargetKind::NotATarget,
+            "the request carries no object".to_owned(),
+        ));
     };
     let kind = &request.kind;
     let classes = &env.policy.kata.runtime_classes;
@@ -82,7 +86,7 @@ pub(crate) fn classify<'p, 'r>(
 }
 
 /// What kind of object a request was about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TargetKind {
     /// A KubeVirt virt-launcher Pod.
     LauncherPod,

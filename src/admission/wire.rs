@@ -420,7 +420,10 @@ mod tests {
     fn wrong_types_are_kept_whole_and_bad_json_still_fails() {
         let body = r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
             "request": {"uid": "u", "object": {"spec": {"containers": {"compute": 1}}, "metadata": "x"}}}"#;
-        let object = decode::<Sizing>(body.as_bytes()).expect("decodes").object.expect("object");
+        let object = decode::<Sizing>(body.as_bytes())
+            .expect("decodes")
+            .object
+            .expect("object");
         assert_eq!(
             object,
             json!({"spec": {"containers": {"compute": 1}}, "metadata": "x"})
@@ -434,11 +437,12 @@ mod tests {
 
     #[test]
     fn the_envelope_is_checked_once_for_every_caller() {
-        let review = |api_version: &str, kind: &str, uid: &str| {
-            json!({"apiVersion": api_version, "kind": kind, "request": {"uid": uid}})
-        };
+        let review = |api_version: &str, kind: &str, uid: &str| json!({"apiVersion": api_version, "kind": kind, "request": {"uid": uid}});
         let ok = review(ADMISSION_API_VERSION, "AdmissionReview", "u");
-        assert_eq!(decode::<Sizing>(ok.to_string().as_bytes()).expect("ok").uid, "u");
+        assert_eq!(
+            decode::<Sizing>(ok.to_string().as_bytes()).expect("ok").uid,
+            "u"
+        );
         assert_eq!(decode_value::<Whole>(ok).expect("ok").uid, "u");
         for (bad, expected) in [
             (
@@ -455,22 +459,28 @@ mod tests {
                     kind: "Pod".into(),
                 },
             ),
-            (review(ADMISSION_API_VERSION, "AdmissionReview", ""), WireError::NoUid),
+            (
+                review(ADMISSION_API_VERSION, "AdmissionReview", ""),
+                WireError::NoUid,
+            ),
             (
                 json!({"apiVersion": ADMISSION_API_VERSION, "kind": "AdmissionReview"}),
                 WireError::NoRequest,
             ),
         ] {
-            assert_eq!(decode::<Sizing>(bad.to_string().as_bytes()), Err(expected.clone()));
+            assert_eq!(
+                decode::<Sizing>(bad.to_string().as_bytes()),
+                Err(expected.clone())
+            );
             assert_eq!(decode_value::<Whole>(bad), Err(expected));
         }
         assert_eq!(
             decode_value::<Whole>(json!({"apiVersion": ADMISSION_API_VERSION,
                 "kind": "AdmissionReview", "request": {"uid": "u", "kind": "Pod"}})),
             Err(WireError::Undecodable(
-                "request.kind: invalid type: string \"Pod\", expected struct GroupVersionKind".into()
+                "request.kind: invalid type: string \"Pod\", expected struct GroupVersionKind"
+                    .into()
             ))
         );
     }
 }
-

@@ -12,6 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::admission::wire::{self, Sizing, Whole};
 use crate::admission::{
     self, AdmissionRequest, AdmissionResponse, Decision, Environment, VmiLookup,
 };
@@ -19,7 +20,6 @@ use crate::metrics::{KindLabels, Operation, RequestLabels, ShadowLabels};
 use crate::server::AppState;
 use crate::server::cluster::CacheHealth;
 use crate::server::extract::ReviewRequest;
-use crate::admission::wire::{self, Sizing, Whole};
 use crate::sizing::SizingError;
 use crate::sizing::policy::ValidPolicy;
 use crate::telemetry;
@@ -105,9 +105,10 @@ fn encode(uid: &str, decision: &Decision, policy: &ValidPolicy) -> Vec<u8> {
 /// `{"more": N}`. JSON logs carry it as an array (see
 /// [`telemetry::JSON_FIELDS`]), text logs as its JSON text.
 fn logged_changes(decision: &Decision) -> String {
-    let cap = |text: &Option<String>| {
-        text.as_deref()
-            .map(|text| telemetry::capped_to(text, telemetry::MAX_LOG_FIELD_CHARS).into_owned())
+    let cap = |value: &Option<admission::Written>| {
+        value.as_ref().map(|value| {
+            telemetry::capped_to(&value.to_string(), telemetry::MAX_LOG_FIELD_CHARS).into_owned()
+        })
     };
     let mut changes: Vec<Value> = decision
         .changes
@@ -258,11 +259,11 @@ async fn decide(state: AppState, policy: Arc<ValidPolicy>, request: AdmissionReq
 
 fn record(state: &AppState, decision: &Decision, operation: &str, namespace: &str, seconds: f64) {
     let metrics = state.metrics();
-    let kind = decision.target.as_str().to_owned();
+    let kind = decision.target;
     let labels = RequestLabels {
-        kind: kind.clone(),
+        kind,
         operation: Operation::from_request(operation),
-        outcome: decision.outcome.as_str().to_owned(),
+        outcome: decision.outcome.label(),
     };
     metrics.requests.get_or_create(&labels).inc();
     metrics.latency.get_or_create(&labels).observe(seconds);

@@ -1780,8 +1780,8 @@ fn size_fixture_launcher(
     labels: &[(&str, &str)],
 ) -> virt_sizer::admission::Decision {
     let case = repo().join("tests/fixtures/cases/dev-namespace");
-    let mut pod =
-        virt_sizer::documents::read_document(&case.join("launcher-pod.yaml")).expect("launcher Pod");
+    let mut pod = virt_sizer::documents::read_document(&case.join("launcher-pod.yaml"))
+        .expect("launcher Pod");
     let mut vmi = virt_sizer::documents::read_document(&case.join("vmi.yaml")).expect("VMI");
     pod["metadata"]["namespace"] = Value::from(namespace);
     vmi["metadata"]["namespace"] = Value::from(namespace);
@@ -1875,8 +1875,8 @@ fn example_policy_overlay_sizes_prod_and_dev_namespaces() {
             .iter()
             .find(|change| change.field.ends_with("resources.requests.cpu"));
         assert_eq!(
-            cpu_change.and_then(|change| change.new.as_deref()),
-            Some(cpu),
+            cpu_change.and_then(|change| change.new.as_ref().map(ToString::to_string)),
+            Some(cpu.to_owned()),
             "{namespace}: {:?}",
             decision.changes
         );

@@ -542,7 +542,10 @@ impl Run {
 
     /// Sized (the properties apply), as opposed to refused with an error.
     fn sized(&self) -> bool {
-        matches!(self.decision.outcome.label(), OutcomeLabel::Patched | OutcomeLabel::Unchanged)
+        matches!(
+            self.decision.outcome.label(),
+            OutcomeLabel::Patched | OutcomeLabel::Unchanged
+        )
     }
 
     fn patched(&self) -> Value {
@@ -948,7 +951,9 @@ fn generated_cases_are_mostly_sizable() {
     for _ in 0..total {
         let case = strategy.new_tree(&mut runner).expect("generates").current();
         let run = Run::of(&case);
-        *outcomes.entry(run.decision.outcome.label().as_str()).or_default() += 1;
+        *outcomes
+            .entry(run.decision.outcome.label().as_str())
+            .or_default() += 1;
         if let Some(error) = run.decision.error() {
             errors.push(error.to_string());
         }
