@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use rstest::rstest;
 
 use super::*;
+use crate::sizing::spelling::Spelled as _;
 
 const MIB: i128 = 1 << 20;
 
