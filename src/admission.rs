@@ -37,7 +37,6 @@ pub use decision::{
 };
 pub use patch::{Change, ResourceField, Section, Written, shown};
 pub use target::{TargetKind, VmiRef, is_sized_pod, launcher_vmi};
-pub use wire::{SYNTHETIC_UID, request_for_object};
 
 use decision::*;
 use facts::*;

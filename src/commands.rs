@@ -17,8 +17,8 @@ use anyhow::{Context as _, bail};
 use serde_json::Value;
 
 use crate::admission::wire::{self, Whole};
-use crate::admission::{AdmissionRequest, VmiRef};
-use crate::documents::{read_document, read_documents};
+use crate::admission::{AdmissionRequest, GroupVersionKind, VmiRef};
+use crate::documents::{PolicyFile, read_document, read_documents};
 use crate::sizing::policy::{KubevirtBaseline, ValidPolicy};
 
 // Kept for tests/it/manifests.rs and tests/it/e2e/webhook.rs until they
@@ -44,10 +44,7 @@ pub fn load_policy(path: Option<&Path>) -> anyhow::Result<ValidPolicy> {
     let Some(path) = path else {
         return Ok(ValidPolicy::builtin());
     };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading policy {}", path.display()))?;
-    ValidPolicy::from_yaml(&text)
-        .map_err(|errors| anyhow::anyhow!("invalid policy {}:\n{errors}", path.display()))
+    PolicyFile::new(path).load()
 }
 
 /// Loads a policy as [`load_policy`] does, over the KubeVirt CR in
@@ -175,7 +172,57 @@ pub fn request_from_document(
     if document.get("kind").and_then(Value::as_str) == Some("AdmissionReview") {
         return wire::decode_value::<Whole>(document).map_err(anyhow::Error::from);
     }
-    Ok(crate::admission::request_for_object(
-        document, namespace, operation,
-    ))
+    Ok(request_for_object(document, namespace, operation))
+}
+
+/// The uid given to reviews made up from a bare object.
+pub const SYNTHETIC_UID: &str = "00000000-0000-0000-0000-000000000000";
+
+/// Wraps a bare object (Pod, RuntimeClass) in an admission request, as the
+/// apiserver would send it: `kind` from the object's `apiVersion`/`kind`,
+/// its namespace (else `namespace`), the given `operation`.
+#[must_use]
+pub fn request_for_object(object: Value, namespace: &str, operation: &str) -> AdmissionRequest {
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("v1");
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let kind = GroupVersionKind {
+        group: group.to_owned(),
+        version: version.to_owned(),
+        kind: object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let metadata = object.get("metadata");
+    let object_namespace = metadata
+        .and_then(|meta| meta.get("namespace"))
+        .and_then(Value::as_str)
+        .filter(|namespace| !namespace.is_empty());
+    let cluster_scoped = kind.kind == "RuntimeClass";
+    AdmissionRequest {
+        uid: SYNTHETIC_UID.to_owned(),
+        resource: Value::Null,
+        sub_resource: None,
+        name: metadata
+            .and_then(|meta| meta.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        namespace: if cluster_scoped {
+            String::new()
+        } else {
+            object_namespace.unwrap_or(namespace).to_owned()
+        },
+        operation: operation.to_owned(),
+        user_info: Value::Null,
+        object: Some(object),
+        old_object: None,
+        dry_run: Value::Null,
+        options: Value::Null,
+        kind,
+    }
 }

@@ -1,13 +1,17 @@
 //! Reading Kubernetes-style documents: JSON, or YAML with one or several
 //! `---` documents, from a file or standard input, as JSON values. The CLI
 //! verbs, the server's VMI directory and the tests all read files this way.
+//! And the one reader of a policy file ([`PolicyFile`]), for `serve`,
+//! `policy check` and every verb that takes `--policy`.
 
 use std::io::Read as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use serde::Deserialize as _;
 use serde_json::Value;
+
+use crate::sizing::policy::ValidPolicy;
 
 /// Reads a JSON or YAML file (`-` is standard input) into JSON values, one
 /// per YAML document.
@@ -58,5 +62,48 @@ pub fn read_document(path: &Path) -> anyhow::Result<Value> {
         1 => Ok(documents.remove(0)),
         0 => bail!("{}: empty document", path.display()),
         n => bail!("{}: expected one document, found {n}", path.display()),
+    }
+}
+
+/// A policy file.
+#[derive(Debug, Clone)]
+pub struct PolicyFile {
+    /// Where it is.
+    pub path: PathBuf,
+}
+
+impl PolicyFile {
+    /// The policy at `path`.
+    #[must_use]
+    pub fn new(path: &Path) -> PolicyFile {
+        PolicyFile {
+            path: path.to_owned(),
+        }
+    }
+
+    /// Its text.
+    ///
+    /// # Errors
+    /// Unreadable, naming the file.
+    pub fn read(&self) -> anyhow::Result<String> {
+        std::fs::read_to_string(&self.path)
+            .with_context(|| format!("reading policy {}", self.path.display()))
+    }
+
+    /// The policy in `text` (read from this file).
+    ///
+    /// # Errors
+    /// Every problem with its field path, naming the file.
+    pub fn parse(&self, text: &str) -> anyhow::Result<ValidPolicy> {
+        ValidPolicy::from_yaml(text)
+            .map_err(|errors| anyhow::anyhow!("invalid policy {}:\n{errors}", self.path.display()))
+    }
+
+    /// Reads and parses it.
+    ///
+    /// # Errors
+    /// As [`PolicyFile::read`] and [`PolicyFile::parse`].
+    pub fn load(&self) -> anyhow::Result<ValidPolicy> {
+        self.parse(&self.read()?)
     }
 }

@@ -3,9 +3,8 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-
 use crate::cli::PolicyCommand;
+use crate::documents::PolicyFile;
 use crate::sizing::policy::{BUILTIN_POLICY_YAML, ValidPolicy};
 
 /// Runs `virt-sizer policy …`. An invalid policy prints every problem with
@@ -21,8 +20,7 @@ pub fn run(command: &PolicyCommand) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         }
         PolicyCommand::Check { file } => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("reading {}", file.display()))?;
+            let text = PolicyFile::new(file).read()?;
             match ValidPolicy::from_yaml(&text) {
                 Ok(policy) => {
                     writeln!(

@@ -6,20 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context as _;
-
+use crate::documents::PolicyFile;
 use crate::server::reload::{Loader, Reload, Reloadable};
 use crate::sizing::policy::{KubevirtBaseline, ValidPolicy};
 
 /// The current policy and where it comes from.
 #[derive(Debug)]
 pub struct PolicyStore(Reloadable<PolicyFile>);
-
-/// A policy file: its text, checked by [`ValidPolicy::from_yaml`].
-#[derive(Debug)]
-struct PolicyFile {
-    path: PathBuf,
-}
 
 impl Loader for PolicyFile {
     type Value = ValidPolicy;
@@ -30,18 +23,14 @@ impl Loader for PolicyFile {
     }
 
     fn read(&self) -> anyhow::Result<String> {
-        std::fs::read_to_string(&self.path)
-            .with_context(|| format!("reading {}", self.path.display()))
+        PolicyFile::read(self)
     }
 
     /// A reload keeps the baseline of the policy in force.
     fn load(&self, text: &String, current: Option<&ValidPolicy>) -> anyhow::Result<ValidPolicy> {
-        let policy = ValidPolicy::from_yaml(text);
         match current {
-            None => policy.map_err(|errors| {
-                anyhow::anyhow!("invalid policy {}:\n{errors}", self.path.display())
-            }),
-            Some(current) => policy
+            None => self.parse(text),
+            Some(current) => ValidPolicy::from_yaml(text)
                 .map(|policy| policy.with_baseline(current.baseline.clone()))
                 .map_err(|errors| anyhow::anyhow!("{errors}")),
         }
@@ -60,17 +49,7 @@ impl PolicyStore {
     /// # Errors
     /// Unreadable or invalid file, with every problem.
     pub fn from_file(path: &Path) -> anyhow::Result<PolicyStore> {
-        let file = PolicyFile {
-            path: path.to_owned(),
-        };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading policy {}", path.display()))?;
-        let policy = file.load(&text, None)?;
-        Ok(PolicyStore(Reloadable::with_contents(
-            Some(file),
-            policy,
-            text,
-        )))
+        Ok(PolicyStore(Reloadable::from_files(PolicyFile::new(path))?))
     }
 
     /// The policy for one request: a cheap reference-counted snapshot.

@@ -1789,7 +1789,7 @@ fn size_fixture_launcher(
         .iter()
         .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
         .collect();
-    let request = virt_sizer::admission::request_for_object(pod, namespace, "CREATE");
+    let request = virt_sizer::commands::request_for_object(pod, namespace, "CREATE");
     crate::support::review_in(policy, Some(&vmi), &labels, &request)
 }
 
@@ -1837,7 +1837,7 @@ fn assert_policy_changes_nothing(text: &str, what: &str) {
         crate::support::runtime_class("kata-qemu", Some(("250m", "160Mi"))),
         crate::support::plain_pod(Some("kata-qemu")),
     ] {
-        let request = virt_sizer::admission::request_for_object(object, "dev-a", "CREATE");
+        let request = virt_sizer::commands::request_for_object(object, "dev-a", "CREATE");
         let decision = crate::support::review_in(&policy, None, &BTreeMap::new(), &request);
         assert!(
             decision.response().patch.is_none() && decision.changes.is_empty(),

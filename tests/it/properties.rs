@@ -1161,8 +1161,10 @@ fn arb_request() -> BoxedStrategy<AdmissionRequest> {
     )
         .prop_map(|(kind, operation, object, uid, namespace)| {
             let mut request = match &object {
-                Some(object) => admission::request_for_object(object.clone(), namespace, operation),
-                None => admission::request_for_object(json!({}), namespace, operation),
+                Some(object) => {
+                    virt_sizer::commands::request_for_object(object.clone(), namespace, operation)
+                }
+                None => virt_sizer::commands::request_for_object(json!({}), namespace, operation),
             };
             request.object = object;
             request.uid = uid;

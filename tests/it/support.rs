@@ -580,7 +580,7 @@ pub(crate) fn remove(object: &mut Value, path: &str) {
 /// [`NAMESPACE`], with uid [`UID`].
 #[must_use]
 pub(crate) fn request(object: Value, operation: &str) -> AdmissionRequest {
-    let mut request = admission::request_for_object(object, NAMESPACE, operation);
+    let mut request = virt_sizer::commands::request_for_object(object, NAMESPACE, operation);
     request.uid = UID.to_owned();
     request
 }
