@@ -19,11 +19,12 @@ pub mod patch;
 mod target;
 pub mod wire;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use serde_json::Value;
 
+use crate::sizing::explain::Explanation;
 use crate::sizing::kata::{ContainerResources, KataClass, KataPodInput};
 use crate::sizing::kubevirt::{self, AutoLimits, LauncherInput};
 use crate::sizing::policy::{

@@ -10,6 +10,7 @@
 #![deny(clippy::float_arithmetic)]
 
 pub mod error;
+pub mod explain;
 pub mod gofloat;
 pub mod kata;
 pub mod kubevirt;

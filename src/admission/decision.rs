@@ -285,7 +285,7 @@ pub(crate) struct Computed {
     pub(crate) profile: Option<String>,
     pub(crate) selected_by: Option<String>,
     pub(crate) mode: Mode,
-    pub(crate) explanation: Vec<String>,
+    pub(crate) explanation: Explanation,
     pub(crate) warnings: Vec<String>,
 }
 
@@ -308,20 +308,13 @@ pub(crate) fn finish(
         .filter(|change| !change.field.starts_with("metadata."))
         .collect();
     let shadow = mode == Mode::Shadow;
-    // One formula per distinct label (a Kata Pod can have thousands of
-    // changes, all "memory limit").
-    let mut formulas: HashMap<&str, String> = HashMap::new();
     for change in resource_changes.iter().take(MAX_CHANGE_WARNINGS) {
-        let formula = formulas
-            .entry(change.label.as_str())
-            .or_insert_with(|| {
-                explanation
-                    .iter()
-                    .find_map(|line| formula_for(line, &change.label))
-                    .map(|formula| format!(" ({formula})"))
-                    .unwrap_or_default()
-            })
-            .clone();
+        let formula = change
+            .resource
+            .as_ref()
+            .and_then(|field| explanation.formula_for(field))
+            .map(|formula| format!(" ({formula})"))
+            .unwrap_or_default();
         warnings.push(format!(
             "virt-sizer{}{}: {} {} → {}{formula}",
             profile
@@ -382,7 +375,7 @@ pub(crate) fn finish(
     decision.profile = profile;
     decision.selected_by = selected_by;
     decision.changes = builder.changes;
-    decision.explanation = explanation;
+    decision.explanation = explanation.into_lines();
 }
 
 /// Replaces the few non-ASCII symbols the explanations use.
@@ -410,15 +403,6 @@ pub(crate) fn fail(decision: &mut Decision, error: SizingError, on_error: OnErro
 
 fn failure_message(error: &SizingError) -> String {
     format!("virt-sizer could not size this object: {error}")
-}
-
-/// The formula part of an explanation line that starts with `label`:
-/// `memory request 986Mi = guest 1Gi × 100/150 + overhead 268Mi` → the text
-/// after ` = `.
-pub(crate) fn formula_for(line: &str, label: &str) -> Option<String> {
-    let rest = line.strip_prefix(label)?.strip_prefix(' ')?;
-    let (_, formula) = rest.split_once(" = ").or_else(|| rest.split_once(": "))?;
-    Some(formula.to_owned())
 }
 
 /// What the changes to requests add to what the scheduler reserves.

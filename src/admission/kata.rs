@@ -47,13 +47,15 @@ pub(crate) fn size_kata_pod(
     for (key, value) in &sizing.annotation_changes {
         builder.set_string(&["metadata", "annotations"], key, value, key);
     }
-    let mut explanation = sizing.explanation;
-    explanation.extend(
-        sizing
-            .limit_changes
-            .iter()
-            .map(|change| format!("{} limit {} = {}", change.resource, change.new, change.why)),
-    );
+    let mut explanation = Explanation::from(sizing.explanation);
+    for change in &sizing.limit_changes {
+        explanation.formula(
+            ResourceField::new(Section::Limits, &change.resource),
+            &format!("{} limit {}", change.resource, change.new),
+            " = ",
+            &change.why,
+        );
+    }
     Ok(Computed {
         profile: None,
         selected_by: Some(format!("runtimeClassName {}", class.handler)),

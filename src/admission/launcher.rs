@@ -141,9 +141,9 @@ pub(crate) fn size_launcher_pod(
                 profile: Some(profile.name.clone()),
                 selected_by: Some(selection.reason),
                 mode: profile.mode,
-                explanation: vec![format!(
+                explanation: Explanation::from(vec![format!(
                     "KubeVirt {release}: newer than the overhead table; not sized"
-                )],
+                )]),
                 warnings,
             });
         }
@@ -233,7 +233,7 @@ pub(crate) fn size_launcher_pod(
     );
 
     warnings.extend(sizing.warnings);
-    let mut explanation = vec![format!(
+    let mut explanation = Explanation::from(vec![format!(
         "VMI {}/{}: {} vCPU, guest {}, KubeVirt {} model",
         vmi.namespace,
         vmi.name,
@@ -241,8 +241,8 @@ pub(crate) fn size_launcher_pod(
         vmi.guest
             .map_or_else(|| "unset".to_owned(), |guest| guest.to_string()),
         policy.kubevirt.release_text,
-    )];
-    explanation.extend(sizing.explanation);
+    )]);
+    explanation.append(sizing.explanation);
     Ok(Computed {
         profile: Some(profile.name.clone()),
         selected_by: Some(selection.reason),

@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 
 use crate::sizing::Quantity;
+pub use crate::sizing::explain::{ResourceField, Section};
 use crate::sizing::vmi::quantity_at;
 
 /// A value change, for the explanation, the warnings and shadow metrics.
@@ -28,26 +29,6 @@ pub struct Change {
     pub old: Option<Written>,
     /// The value after, if any.
     pub new: Option<Written>,
-}
-
-/// A resource field a change writes: the section and the resource name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResourceField {
-    /// `requests`, `limits` or `podFixed` (a RuntimeClass's overhead).
-    pub section: Section,
-    /// `cpu`, `memory`, `hugepages-2Mi`, …
-    pub name: String,
-}
-
-/// The map a resource field sits in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Section {
-    /// A container's `resources.requests`.
-    Requests,
-    /// A container's `resources.limits`.
-    Limits,
-    /// A RuntimeClass's `overhead.podFixed`.
-    PodFixed,
 }
 
 /// A value a change reads or writes, rendered only where it is shown.
@@ -174,10 +155,7 @@ impl<'a> PatchBuilder<'a> {
         self.changes.push(Change {
             field: dotted(&path),
             label: label.to_owned(),
-            resource: section.map(|section| ResourceField {
-                section,
-                name: name.to_owned(),
-            }),
+            resource: section.map(|section| ResourceField::new(section, name)),
             old,
             new: desired.map(|quantity| Written::Quantity(quantity, None)),
         });

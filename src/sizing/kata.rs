@@ -24,6 +24,7 @@
 
 use std::collections::BTreeMap;
 
+use super::explain::{Explanation, ResourceField, Section};
 use super::quantity::{Format, Quantity};
 use super::spelling::spelled;
 
@@ -177,7 +178,7 @@ pub struct RuntimeClassSizing {
     /// The value to set as `overhead.podFixed`.
     pub pod_fixed: PodFixed,
     /// Human-readable derivation, one line per term or remark.
-    pub explanation: Vec<String>,
+    pub explanation: Explanation,
 }
 
 /// One container's resources as read from the Pod spec.
@@ -351,44 +352,67 @@ impl Default for KataSettings {
 /// hand-built class saturate.
 #[must_use]
 pub fn size_runtime_class(class: &KataClass) -> RuntimeClassSizing {
-    let mut explanation = vec![
-        format!(
-            "runtime class {}: runtime {}, {}",
-            class.handler,
-            class.runtime,
-            cgroup_remark(class.sandbox_cgroup_only)
-        ),
-        format!("cpu {} = vmm {}", class.vmm.cpu, class.vmm.cpu),
-    ];
+    let mut explanation = Explanation::new();
+    explanation.note(format!(
+        "runtime class {}: runtime {}, {}",
+        class.handler,
+        class.runtime,
+        cgroup_remark(class.sandbox_cgroup_only)
+    ));
+    let cpu = class.vmm.cpu;
+    explanation.formula(
+        ResourceField::new(Section::PodFixed, "cpu"),
+        &format!("cpu {cpu}"),
+        " = ",
+        &format!("vmm {cpu}"),
+    );
+    let pod_fixed_memory = ResourceField::new(Section::PodFixed, "memory");
     let memory = match class.guest_memory {
         GuestMemory::Ignore => {
-            explanation.push(format!(
-                "memory {} = vmm {} (guestMemory Ignore: guest memory not covered by container limits is \
-                 not accounted, as kata-deploy ships)",
-                class.vmm.memory, class.vmm.memory
-            ));
+            explanation.formula(
+                pod_fixed_memory,
+                &format!("memory {}", class.vmm.memory),
+                " = ",
+                &format!(
+                    "vmm {} (guestMemory Ignore: guest memory not covered by container limits is \
+                     not accounted, as kata-deploy ships)",
+                    class.vmm.memory
+                ),
+            );
             class.vmm.memory
         }
         GuestMemory::Account if class.runtime.is_go() => {
             let (default_mib, remark) = class.effective_default_memory_mib();
-            explanation.extend(remark);
+            if let Some(remark) = remark {
+                explanation.note(remark);
+            }
             let total = add_bytes(class.vmm.memory, mib_quantity(default_mib));
             // Kata's default_memory is a MiB count: print it as such.
-            explanation.push(format!(
-                "memory {total} = vmm {} + default_memory {default_mib}Mi (guest memory not covered by \
-                 container limits; kata#6533)",
-                class.vmm.memory
-            ));
+            explanation.formula(
+                pod_fixed_memory,
+                &format!("memory {total}"),
+                " = ",
+                &format!(
+                    "vmm {} + default_memory {default_mib}Mi (guest memory not covered by \
+                     container limits; kata#6533)",
+                    class.vmm.memory
+                ),
+            );
             total
         }
         GuestMemory::Account => {
             let overhead = class.effective_overhead_memory();
             let total = add_bytes(class.vmm.memory, overhead);
-            explanation.push(format!(
-                "memory {total} = vmm {} + overhead_memory {overhead} (runtime-rs 4.x boots overhead_memory \
-                 on top of the container limits; kata#6533)",
-                class.vmm.memory
-            ));
+            explanation.formula(
+                pod_fixed_memory,
+                &format!("memory {total}"),
+                " = ",
+                &format!(
+                    "vmm {} + overhead_memory {overhead} (runtime-rs 4.x boots overhead_memory \
+                     on top of the container limits; kata#6533)",
+                    class.vmm.memory
+                ),
+            );
             total
         }
     };

@@ -44,6 +44,7 @@
 //! ([`reported_base_overhead`]); the network-binding memory is added back
 //! as is, as `CalculateMemoryOverhead` adds it.
 
+use super::explain::{Explanation, ResourceField, Section};
 use std::collections::BTreeMap;
 
 use super::error::SizingError;
@@ -111,7 +112,7 @@ pub struct LauncherSizing {
     /// KubeVirt's own overhead (reported or computed) before the profile.
     pub kubevirt_overhead: Quantity,
     /// One line per computed value, with the formula's terms.
-    pub explanation: Vec<String>,
+    pub explanation: Explanation,
     /// Things an operator should know (refused profile features, …).
     pub warnings: Vec<String>,
 }
@@ -196,7 +197,7 @@ fn apply_limits_policy(
     vmi: &VmiFacts,
     requests: &BTreeMap<String, Quantity>,
     limits: &mut BTreeMap<String, Quantity>,
-    explanation: &mut Vec<String>,
+    explanation: &mut Explanation,
 ) -> Result<(), SizingError> {
     for (resource, ratio, unit_nanos) in [
         ("cpu", profile.limits_ratio.cpu, 1_000_000_i128),
@@ -211,10 +212,12 @@ fn apply_limits_policy(
         let limit = match profile.limits {
             LimitsPolicy::None => continue,
             LimitsPolicy::EqualRequests => {
-                explanation.push(format!(
-                    "{resource} limit {request} = request (profile {}: limits EqualRequests)",
-                    profile.name
-                ));
+                explanation.formula(
+                    ResourceField::new(Section::Limits, resource),
+                    &format!("{resource} limit {request}"),
+                    " = ",
+                    &format!("request (profile {}: limits EqualRequests)", profile.name),
+                );
                 request
             }
             LimitsPolicy::Ratio => {
@@ -227,10 +230,15 @@ fn apply_limits_policy(
                 let nanos = ceil_div(product, 1_000_000_000);
                 let nanos = ceil_div(nanos, unit_nanos) * unit_nanos;
                 let limit = Quantity::from_nanos(nanos, request.format());
-                explanation.push(format!(
-                    "{resource} limit {limit} = request {request} × limitsRatio {ratio} (profile {})",
-                    profile.name
-                ));
+                explanation.formula(
+                    ResourceField::new(Section::Limits, resource),
+                    &format!("{resource} limit {limit}"),
+                    " = ",
+                    &format!(
+                        "request {request} × limitsRatio {ratio} (profile {})",
+                        profile.name
+                    ),
+                );
                 limit
             }
         };

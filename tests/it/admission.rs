@@ -194,6 +194,36 @@ fn update_of_a_known_runtime_class_is_sized() {
     );
 }
 
+/// A RuntimeClass's warnings quote the formula of each value, as a launcher
+/// Pod's do. (They used to quote none: the warnings looked formulas up by
+/// the change's label, "overhead cpu", and Kata's lines start `cpu … = vmm`.)
+#[test]
+fn runtime_class_warnings_carry_their_formula() {
+    let request = request(runtime_class("kata-qemu", None), "CREATE");
+    let decision = review(&team(), None, &request);
+    let warnings = decision.response().warnings;
+    // The explanation line `cpu 250m = vmm 250m`: the formula is `vmm 250m`.
+    assert!(
+        warnings.contains(&"virt-sizer: overhead cpu none -> 250m (vmm 250m)".to_owned()),
+        "{warnings:?}"
+    );
+    // `memory 2208Mi = vmm 160Mi + default_memory 2048Mi (…)`.
+    assert!(
+        warnings.iter().any(|warning| warning.starts_with(
+            "virt-sizer: overhead memory none -> 2208Mi (vmm 160Mi + default_memory 2048Mi"
+        )),
+        "{warnings:?}"
+    );
+    assert!(
+        decision
+            .explanation
+            .iter()
+            .any(|line| line == "cpu 250m = vmm 250m"),
+        "{:?}",
+        decision.explanation
+    );
+}
+
 #[test]
 fn runtime_class_without_overhead_gets_the_maps_first() {
     let request = request(runtime_class("kata-qemu", None), "CREATE");

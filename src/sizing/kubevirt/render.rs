@@ -13,6 +13,7 @@ use super::{
     cpu_request_for_ratio, is_managed_resource, overflow,
 };
 use crate::sizing::error::SizingError;
+use crate::sizing::explain::{Explanation, ResourceField, Section};
 use crate::sizing::gofloat;
 use crate::sizing::policy::{GuestOverhead, Profile, Release};
 use crate::sizing::quantity::{Format, Quantity};
@@ -33,7 +34,7 @@ pub(super) struct Renderer<'a> {
     vm_limits: BTreeMap<String, Quantity>,
     calculated_requests: BTreeMap<String, Quantity>,
     calculated_limits: BTreeMap<String, Quantity>,
-    explanation: Vec<String>,
+    explanation: Explanation,
     warnings: Vec<String>,
 }
 
@@ -41,7 +42,7 @@ pub(super) struct Renderer<'a> {
 pub(super) struct Rendered {
     pub(super) requests: BTreeMap<String, Quantity>,
     pub(super) limits: BTreeMap<String, Quantity>,
-    pub(super) explanation: Vec<String>,
+    pub(super) explanation: Explanation,
     pub(super) warnings: Vec<String>,
 }
 
@@ -56,7 +57,7 @@ impl<'a> Renderer<'a> {
             vm_limits: input.vmi.limits.clone(),
             calculated_requests: BTreeMap::new(),
             calculated_limits: BTreeMap::new(),
-            explanation: Vec::new(),
+            explanation: Explanation::new(),
             warnings: Vec::new(),
         }
     }
@@ -150,9 +151,12 @@ impl<'a> Renderer<'a> {
             cpu_note.push_str(&format!(" + {emulator} emulator thread"));
         }
         if let Some(cpu) = self.vm_requests.get("cpu") {
-            self.explanation.push(format!(
-                "cpu request = limit {cpu}: {cpu_note} (dedicated CPUs are never overcommitted)"
-            ));
+            self.explanation.formula(
+                ResourceField::new(Section::Requests, "cpu"),
+                &format!("cpu request = limit {cpu}"),
+                ": ",
+                &format!("{cpu_note} (dedicated CPUs are never overcommitted)"),
+            );
         }
         if let Some(memory) = self.vm_requests.get("memory").copied() {
             self.vm_limits.insert("memory".into(), memory);
@@ -225,16 +229,30 @@ impl<'a> Renderer<'a> {
         } else {
             format!("{total} vCPU")
         };
-        self.explanation.push(match self.vm_requests.get("cpu") {
-            Some(explicit) => format!(
-                "cpu request {explicit}: the VMI's own request beats {terms} / cpuAllocationRatio {ratio} = {computed}"
+        let cpu_request = ResourceField::new(Section::Requests, "cpu");
+        match self.vm_requests.get("cpu") {
+            Some(explicit) => self.explanation.formula(
+                cpu_request,
+                &format!(
+                    "cpu request {explicit}: the VMI's own request beats {terms} / cpuAllocationRatio {ratio}"
+                ),
+                " = ",
+                &computed.to_string(),
             ),
-            None => format!("cpu request {computed} = {terms} / cpuAllocationRatio {ratio}"),
-        });
+            None => self.explanation.formula(
+                cpu_request,
+                &format!("cpu request {computed}"),
+                " = ",
+                &format!("{terms} / cpuAllocationRatio {ratio}"),
+            ),
+        }
         if with_cpu_limits {
-            self.explanation.push(format!(
-                "cpu limit {total}: KubeVirt's automatic CPU limit (namespace quota or autoCPULimitNamespaceLabelSelector)"
-            ));
+            self.explanation.formula(
+                ResourceField::new(Section::Limits, "cpu"),
+                &format!("cpu limit {total}"),
+                ": ",
+                "KubeVirt's automatic CPU limit (namespace quota or autoCPULimitNamespaceLabelSelector)",
+            );
         }
         Ok(())
     }
@@ -286,7 +304,7 @@ impl<'a> Renderer<'a> {
         let overhead = kubevirt_overhead
             .checked_add(profile.overhead_margin)
             .ok_or_else(|| overflow("memory overhead"))?;
-        self.explanation.push(if profile.overhead_margin.is_zero() {
+        self.explanation.note(if profile.overhead_margin.is_zero() {
             format!(
                 "overhead {overhead} = {overhead_terms} (KubeVirt {})",
                 settings.release.as_str()
@@ -315,9 +333,12 @@ impl<'a> Renderer<'a> {
         let amount = self.hugepages_amount(page_size, &resource)?;
         self.calculated_requests.insert(resource.clone(), amount);
         self.calculated_limits.insert(resource.clone(), amount);
-        self.explanation.push(format!(
-            "{resource} request = limit {amount}: {memory_base} in {page_size} pages (never overcommitted)"
-        ));
+        self.explanation.formula(
+            ResourceField::new(Section::Requests, &resource),
+            &format!("{resource} request = limit {amount}"),
+            ": ",
+            &format!("{memory_base} in {page_size} pages (never overcommitted)"),
+        );
 
         let guest = self.vmi.guest;
         let request_above_guest = above_guest(self.vm_requests.get("memory").copied(), guest)?;
@@ -326,14 +347,19 @@ impl<'a> Renderer<'a> {
             .checked_add(overhead)
             .ok_or_else(|| overflow("memory"))?;
         self.vm_requests.insert("memory".into(), request);
-        self.explanation.push(format!(
-            "memory request {request} = overhead {overhead}{} (guest memory is in hugepages)",
-            if request_above_guest.is_zero() {
-                String::new()
-            } else {
-                format!(" + request above guest {request_above_guest}")
-            }
-        ));
+        self.explanation.formula(
+            ResourceField::new(Section::Requests, "memory"),
+            &format!("memory request {request}"),
+            " = ",
+            &format!(
+                "overhead {overhead}{} (guest memory is in hugepages)",
+                if request_above_guest.is_zero() {
+                    String::new()
+                } else {
+                    format!(" + request above guest {request_above_guest}")
+                }
+            ),
+        );
         if self.vm_limits.contains_key("memory") {
             let limit = limit_above_guest
                 .checked_add(overhead)
@@ -422,9 +448,9 @@ impl<'a> Renderer<'a> {
         };
         let request = self.hotplug_floor(request, overhead)?;
         self.vm_requests.insert("memory".into(), request);
-        self.explanation.push(if omit && request == base {
+        let formula = if omit && request == base {
             format!(
-                "memory request {request} = {memory_base} (overhead not requested: {})",
+                "{memory_base} (overhead not requested: {})",
                 if self.vmi.overcommit_guest_overhead {
                     "VMI overcommitGuestOverhead"
                 } else {
@@ -432,16 +458,25 @@ impl<'a> Renderer<'a> {
                 }
             )
         } else {
-            format!("memory request {request} = {memory_base} + overhead {overhead}")
-        });
+            format!("{memory_base} + overhead {overhead}")
+        };
+        self.explanation.formula(
+            ResourceField::new(Section::Requests, "memory"),
+            &format!("memory request {request}"),
+            " = ",
+            &formula,
+        );
         if let Some(limit) = self.vm_limits.get("memory").copied() {
             let limit = limit
                 .checked_add(overhead)
                 .ok_or_else(|| overflow("memory"))?;
             self.vm_limits.insert("memory".into(), limit);
-            self.explanation.push(format!(
-                "memory limit {limit} = limit + overhead {overhead}"
-            ));
+            self.explanation.formula(
+                ResourceField::new(Section::Limits, "memory"),
+                &format!("memory limit {limit}"),
+                " = ",
+                &format!("limit + overhead {overhead}"),
+            );
         }
         Ok(())
     }
@@ -502,9 +537,12 @@ impl<'a> Renderer<'a> {
             .ok_or_else(|| overflow("auto memory limit"))?;
         let limit = Quantity::from_int(value, request.format());
         self.calculated_limits.insert("memory".into(), limit);
-        self.explanation.push(format!(
-            "memory limit {limit} = request × {ratio_text} (KubeVirt's automatic memory limit)"
-        ));
+        self.explanation.formula(
+            ResourceField::new(Section::Limits, "memory"),
+            &format!("memory limit {limit}"),
+            " = ",
+            &format!("request × {ratio_text} (KubeVirt's automatic memory limit)"),
+        );
         Ok(())
     }
 
