@@ -1,0 +1,277 @@
+//! Rules, globs, selectors and opt-in by annotation.
+
+use super::*;
+
+// === rules, globs, selectors ===
+
+#[test]
+fn first_matching_rule_wins() {
+    let policy = parse(
+        r#"
+profiles: {a: {}, b: {}, c: {}}
+rules:
+  - {namespaces: [team-x], profile: a}
+  - {namespaces: ["team-*"], profile: b}
+  - {profile: c}
+"#,
+    );
+    let none = BTreeMap::new();
+    let pick = |namespace| {
+        let selection = policy.select(&Subject {
+            namespace,
+            namespace_labels: &none,
+            vm_labels: &none,
+            requested_profile: None,
+        });
+        (selection.profile.name.clone(), selection.rule)
+    };
+    assert_eq!(pick("team-x"), ("a".to_owned(), Some(0)));
+    assert_eq!(pick("team-y"), ("b".to_owned(), Some(1)));
+    // a rule without selectors matches everything
+    assert_eq!(pick("kube-public"), ("c".to_owned(), Some(2)));
+    assert_eq!(policy.rules[2].describe(), "rules[2] (matches everything)");
+}
+
+#[rstest]
+#[case::exact("prod", "prod", true)]
+#[case::exact_other("prod", "prod-a", false)]
+#[case::star("prod-*", "prod-eu-1", true)]
+#[case::star_empty("prod-*", "prod-", true)]
+#[case::star_prefix_only("prod-*", "preprod-a", false)]
+#[case::question("team-?", "team-a", true)]
+#[case::question_one_char("team-?", "team-ab", false)]
+#[case::class("[ab]-ns", "b-ns", true)]
+#[case::class_miss("[ab]-ns", "c-ns", false)]
+#[case::negated_class("[!ab]-ns", "c-ns", true)]
+#[case::range("ns-[0-9]", "ns-7", true)]
+fn namespace_globs(#[case] pattern: &str, #[case] namespace: &str, #[case] matches: bool) {
+    let policy = parse(&format!(
+        "rules:\n  - {{namespaces: [\"{pattern}\"], profile: default}}\n"
+    ));
+    let none = BTreeMap::new();
+    let target = Subject {
+        namespace,
+        namespace_labels: &none,
+        vm_labels: &none,
+        requested_profile: None,
+    };
+    assert_eq!(policy.rules[0].matches(&target), matches);
+}
+
+#[test]
+fn any_of_several_namespaces_matches() {
+    let policy = parse("rules:\n  - {namespaces: [a, \"b-*\"], profile: default}\n");
+    let rule = &policy.rules[0];
+    let none = BTreeMap::new();
+    let target = |namespace| Subject {
+        namespace,
+        namespace_labels: &none,
+        vm_labels: &none,
+        requested_profile: None,
+    };
+    assert!(rule.matches(&target("a")));
+    assert!(rule.matches(&target("b-1")));
+    assert!(!rule.matches(&target("c")));
+    assert_eq!(rule.describe(), "rules[0] (namespaces a,b-*)");
+}
+
+fn selector(yaml: &str) -> LabelSelector {
+    let policy = parse(&format!(
+        "rules:\n  - profile: default\n    vmSelector: {yaml}\n"
+    ));
+    policy.rules[0].vm_selector.clone().unwrap()
+}
+
+#[rstest]
+#[case::empty_matches_all("{}", &[("any", "thing")], true)]
+#[case::empty_matches_no_labels("{}", &[], true)]
+#[case::match_labels("{matchLabels: {app: db}}", &[("app", "db"), ("x", "y")], true)]
+#[case::match_labels_wrong_value("{matchLabels: {app: db}}", &[("app", "web")], false)]
+#[case::match_labels_missing("{matchLabels: {app: db}}", &[], false)]
+#[case::in_hit("{matchExpressions: [{key: env, operator: In, values: [a, b]}]}", &[("env", "b")], true)]
+#[case::in_miss("{matchExpressions: [{key: env, operator: In, values: [a, b]}]}", &[("env", "c")], false)]
+#[case::in_absent("{matchExpressions: [{key: env, operator: In, values: [a]}]}", &[], false)]
+#[case::notin_hit("{matchExpressions: [{key: env, operator: NotIn, values: [a]}]}", &[("env", "a")], false)]
+#[case::notin_other("{matchExpressions: [{key: env, operator: NotIn, values: [a]}]}", &[("env", "b")], true)]
+#[case::notin_absent("{matchExpressions: [{key: env, operator: NotIn, values: [a]}]}", &[], true)]
+#[case::exists("{matchExpressions: [{key: gpu, operator: Exists}]}", &[("gpu", "")], true)]
+#[case::exists_absent("{matchExpressions: [{key: gpu, operator: Exists}]}", &[], false)]
+#[case::does_not_exist("{matchExpressions: [{key: gpu, operator: DoesNotExist}]}", &[], true)]
+#[case::does_not_exist_present("{matchExpressions: [{key: gpu, operator: DoesNotExist}]}", &[("gpu", "1")], false)]
+#[case::all_terms_needed(
+    "{matchLabels: {app: db}, matchExpressions: [{key: env, operator: In, values: [prod]}]}",
+    &[("app", "db"), ("env", "dev")],
+    false
+)]
+#[case::all_terms_hold(
+    "{matchLabels: {app: db}, matchExpressions: [{key: env, operator: In, values: [prod]}]}",
+    &[("app", "db"), ("env", "prod")],
+    true
+)]
+fn label_selectors(#[case] yaml: &str, #[case] pairs: &[(&str, &str)], #[case] matches: bool) {
+    assert_eq!(selector(yaml).matches(&labels(pairs)), matches);
+}
+
+#[test]
+fn selectors_print_like_kubernetes() {
+    let selector = selector(
+        "{matchLabels: {app: db}, matchExpressions: [{key: env, operator: In, values: [a, b]}, \
+         {key: zone, operator: NotIn, values: [x]}, {key: gpu, operator: Exists}, \
+         {key: legacy, operator: DoesNotExist}]}",
+    );
+    assert_eq!(
+        selector.to_string(),
+        "app=db,env in (a,b),zone notin (x),gpu,!legacy"
+    );
+    assert_eq!(LabelSelector::default().to_string(), "{}");
+}
+
+#[test]
+fn namespace_and_vm_selectors_both_apply() {
+    let policy = parse(
+        r#"
+rules:
+  - namespaces: ["team-*"]
+    namespaceSelector: {matchLabels: {tier: dev}}
+    vmSelector: {matchExpressions: [{key: class, operator: In, values: [batch]}]}
+    profile: default
+"#,
+    );
+    let rule = &policy.rules[0];
+    let dev = labels(&[("tier", "dev")]);
+    let batch = labels(&[("class", "batch")]);
+    let none = BTreeMap::new();
+    let target = |namespace, ns, vm| Subject {
+        namespace,
+        namespace_labels: ns,
+        vm_labels: vm,
+        requested_profile: None,
+    };
+    assert!(rule.matches(&target("team-a", &dev, &batch)));
+    assert!(!rule.matches(&target("other", &dev, &batch)));
+    assert!(!rule.matches(&target("team-a", &none, &batch)));
+    assert!(!rule.matches(&target("team-a", &dev, &none)));
+    assert_eq!(
+        rule.describe(),
+        "rules[0] (namespaces team-*, namespaceSelector tier=dev, vmSelector class in (batch))"
+    );
+}
+
+// === opt-in by annotation ===
+
+const OPT_IN: &str = r#"
+profiles: {dev: {cpuAllocationRatio: 20}, production: {cpuAllocationRatio: 1}, gold: {}}
+rules:
+  - namespaces: ["prod-*"]
+    profile: production
+  - namespaceSelector: {matchLabels: {tier: dev}}
+    profile: dev
+    allowedProfiles: [dev, production]
+"#;
+
+pub(super) fn opt_in(
+    namespace: &str,
+    tier: &str,
+    requested: Option<&str>,
+) -> (String, Option<usize>, String, Vec<String>) {
+    let policy = parse(OPT_IN);
+    let ns_labels = labels(&[("tier", tier)]);
+    let none = BTreeMap::new();
+    let selection = policy.select(&Subject {
+        namespace,
+        namespace_labels: &ns_labels,
+        vm_labels: &none,
+        requested_profile: requested,
+    });
+    (
+        selection.profile.name.clone(),
+        selection.rule,
+        selection.reason,
+        selection.warnings,
+    )
+}
+
+#[test]
+fn opt_in_allowed_profile_is_applied() {
+    let (profile, rule, reason, warnings) = opt_in("team-a", "dev", Some("production"));
+    assert_eq!(profile, "production");
+    assert_eq!(rule, Some(1));
+    assert_eq!(
+        reason,
+        "rules[1] (namespaceSelector tier=dev) → production (requested by annotation \
+         virt-sizer.io/profile, in allowedProfiles)"
+    );
+    assert!(warnings.is_empty());
+}
+
+#[test]
+fn opt_in_of_the_selected_profile_is_quiet() {
+    let (profile, _, reason, warnings) = opt_in("team-a", "dev", Some("dev"));
+    assert_eq!(profile, "dev");
+    assert_eq!(
+        reason,
+        "rules[1] (namespaceSelector tier=dev) → dev (also requested by annotation virt-sizer.io/profile)"
+    );
+    assert!(warnings.is_empty());
+}
+
+#[rstest]
+#[case::not_allowed(
+    "team-a",
+    "dev",
+    "gold",
+    "dev",
+    "profile \"gold\" requested by annotation virt-sizer.io/profile refused: not in allowedProfiles of \
+     rules[1] (namespaceSelector tier=dev); using dev"
+)]
+#[case::unknown(
+    "team-a",
+    "dev",
+    "platinum",
+    "dev",
+    "profile \"platinum\" requested by annotation virt-sizer.io/profile refused: not in allowedProfiles of \
+     rules[1] (namespaceSelector tier=dev); using dev"
+)]
+#[case::rule_without_allowed_profiles(
+    "prod-a",
+    "x",
+    "dev",
+    "production",
+    "profile \"dev\" requested by annotation virt-sizer.io/profile refused: not in allowedProfiles of \
+     rules[0] (namespaces prod-*); using production"
+)]
+#[case::no_rule_matched(
+    "kube-public",
+    "x",
+    "production",
+    "default",
+    "profile \"production\" requested by annotation virt-sizer.io/profile refused: no rule matched, so no \
+     profile may be requested; using default"
+)]
+fn opt_in_refused(
+    #[case] namespace: &str,
+    #[case] tier: &str,
+    #[case] requested: &str,
+    #[case] applied: &str,
+    #[case] warning: &str,
+) {
+    let (profile, _, reason, warnings) = opt_in(namespace, tier, Some(requested));
+    assert_eq!(profile, applied);
+    assert!(reason.ends_with(&format!("→ {applied}")), "{reason}");
+    assert_eq!(warnings, [warning]);
+}
+
+#[test]
+fn hand_built_policy_without_profiles_falls_back_to_kubevirt_defaults() {
+    let mut policy = ValidPolicy::builtin();
+    policy.profiles.clear();
+    let none = BTreeMap::new();
+    let selection = policy.select(&Subject {
+        namespace: "a",
+        namespace_labels: &none,
+        vm_labels: &none,
+        requested_profile: None,
+    });
+    assert_eq!(selection.profile, &Profile::kubevirt_defaults("default"));
+    assert_eq!(selection.warnings.len(), 1);
+}
