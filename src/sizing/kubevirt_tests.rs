@@ -413,6 +413,8 @@ fn reported_overhead_is_authoritative() {
     assert_eq!(bytes(sizing.requests.get("memory")), GIB + 300 * MIB);
 }
 
+/// The profile of the issue-10 reproducers: KubeVirt's defaults (ratio 10,
+/// overcommit 100) with `overheadRatio: "1.5"`.
 fn overhead_ratio_1_5(profile: &mut Profile) {
     profile.overhead_ratio.text = "1.5".into();
     profile.overhead_ratio.value = gofloat::parse("1.5").expect("valid");

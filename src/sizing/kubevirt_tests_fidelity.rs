@@ -4,9 +4,6 @@ use super::*;
 
 // === Issue 10: fidelity ===
 
-/// The profile of the issue-10 reproducers: KubeVirt's defaults (ratio 10,
-/// overcommit 100) with `overheadRatio: "1.5"`.
-
 fn passt_vmi() -> Value {
     json!({"domain": {"memory": {"guest": "1Gi"},
         "devices": {"interfaces": [{"name": "default", "passtBinding": {}}]}},
