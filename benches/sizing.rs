@@ -18,8 +18,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::Value;
-use virt_sizer::admission::{self, AdmissionReview, Environment};
 use virt_sizer::admission::wire::{self, Sizing};
+use virt_sizer::admission::{self, AdmissionReview, Environment};
 use virt_sizer::sizing::Quantity;
 use virt_sizer::sizing::kata;
 use virt_sizer::sizing::kubevirt::{self, AutoLimits, LauncherInput};

@@ -184,4 +184,3 @@ impl fmt::Display for LabelSelectorRequirement {
         }
     }
 }
-
