@@ -90,6 +90,15 @@ fn harness(fallback_vmi: Option<Value>, hang: bool) -> Harness {
 }
 
 fn harness_with(fallback_vmi: Option<Value>, hang: bool, delay: Duration) -> Harness {
+    harness_with_options(fallback_vmi, hang, delay, CacheOptions::default())
+}
+
+fn harness_with_options(
+    fallback_vmi: Option<Value>,
+    hang: bool,
+    delay: Duration,
+    options: CacheOptions,
+) -> Harness {
     let writer = Writer::<DynamicObject>::new(vmi_resource());
     let health = CacheHealth::new("virtualmachineinstances", Duration::from_secs(120));
     let calls = Arc::new(AtomicUsize::new(0));
@@ -102,7 +111,7 @@ fn harness_with(fallback_vmi: Option<Value>, hang: bool, delay: Duration) -> Har
             hang,
             delay,
         },
-        CacheOptions::default(),
+        options,
     ));
     let state = AppState::new(
         PolicyStore::builtin(),
@@ -368,4 +377,54 @@ async fn an_absent_vmi_is_remembered_briefly() {
         1,
         "one GET; the other four within the negative TTL"
     );
+}
+
+#[tokio::test]
+async fn direct_gets_are_rate_limited_and_counted() {
+    // 2 GETs a second, "does not exist" not remembered: a stream of
+    // launcher Pods naming absent VMIs costs the apiserver at most the
+    // bucket (2) plus what refills while they arrive.
+    let options = CacheOptions {
+        gets_per_second: 2,
+        negative_ttl: Duration::ZERO,
+        ..CacheOptions::default()
+    };
+    let harness = harness_with_options(None, false, Duration::ZERO, options);
+    let mut limited = 0;
+    for _ in 0..10 {
+        let body = review(&harness.router).await;
+        assert_eq!(body["response"]["allowed"], true, "onError: Allow");
+        if warnings(&body)
+            .iter()
+            .any(|warning| warning.contains("direct GETs are rate limited (2/s)"))
+        {
+            limited += 1;
+        }
+    }
+    let calls = harness.calls.load(Ordering::SeqCst);
+    assert!(calls >= 2 && calls < 10, "{calls} GETs");
+    assert_eq!(calls + limited, 10, "every miss is a GET or refused");
+    let metrics = virt_sizer_metrics(&harness.router).await;
+    assert!(
+        metrics.contains(&format!(
+            "virt_sizer_cache_fallback_limited_total{{resource=\"virtualmachineinstances\"}} {limited}"
+        )),
+        "{metrics}"
+    );
+}
+
+async fn virt_sizer_metrics(router: &axum::Router) -> String {
+    let response = router
+        .clone()
+        .oneshot(
+            Request::get("/metrics")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    String::from_utf8(bytes.to_vec()).expect("utf-8")
 }
