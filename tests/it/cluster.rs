@@ -402,7 +402,7 @@ async fn direct_gets_are_rate_limited_and_counted() {
         }
     }
     let calls = harness.calls.load(Ordering::SeqCst);
-    assert!(calls >= 2 && calls < 10, "{calls} GETs");
+    assert!((2..10).contains(&calls), "{calls} GETs");
     assert_eq!(calls + limited, 10, "every miss is a GET or refused");
     let metrics = virt_sizer_metrics(&harness.router).await;
     assert!(
