@@ -18,7 +18,10 @@
 //!
 //! Both sides share the machine's 2 cores with the load generator, so the
 //! absolute figures are pessimistic; the ratio to the null webhook is the
-//! comparison that matters.
+//! comparison that matters. Server CPU per review is the CPU time of the
+//! server runtime's threads (named `bench-server`, read from
+//! /proc/self/task/*/stat, 10 ms ticks) over the reviews answered; for the
+//! binary, of its whole process.
 #![expect(
     clippy::expect_used,
     clippy::cast_precision_loss,
@@ -29,6 +32,9 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "support/null_webhook.rs"]
+mod null_webhook;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -37,7 +43,6 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::routing::post;
 use http_body_util::{BodyExt as _, Full};
 use hyper::Request;
 use rustls_pki_types::CertificateDer;
@@ -45,9 +50,9 @@ use rustls_pki_types::pem::PemObject as _;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use virt_sizer::server::policy_store::PolicyStore;
-use virt_sizer::server::tls::{self, CertStore, SelfSigned};
+use virt_sizer::server::tls::{self, SelfSigned};
 use virt_sizer::server::vmi_source::VmiDirectory;
-use virt_sizer::server::{self, AppState, ServeOptions, StaticNamespaces};
+use virt_sizer::server::{self, AppState, StaticNamespaces};
 
 const REVIEW: &str = include_str!("../examples/launcher-pod-dev.json");
 
@@ -98,50 +103,64 @@ fn main() {
         REVIEW.len()
     );
     println!(
-        "{:<12} {:<22} {:>10} {:>9} {:>9} {:>9} {:>7}",
-        "server", "load", "req/s", "p50 µs", "p99 µs", "p99.9 µs", "errors"
+        "{:<12} {:<22} {:>10} {:>9} {:>9} {:>9} {:>10} {:>7}",
+        "server", "load", "req/s", "p50 µs", "p99 µs", "p99.9 µs", "CPU µs/req", "errors"
     );
     let mut results: BTreeMap<(&str, &str), Run> = BTreeMap::new();
     for (name, make) in [
-        ("null", Box::new(null_app) as Box<dyn Fn() -> Router>),
+        (
+            "null",
+            Box::new(|| null_webhook::router(Arc::default())) as Box<dyn Fn() -> Router>,
+        ),
         ("virt-sizer", Box::new(|| sizer_app(&vmi_dir))),
     ] {
-        let server_runtime = runtime(2);
-        let address = server_runtime.block_on(start(make(), &pem));
+        let server_runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(SERVER_THREAD)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let address = server_runtime.block_on(null_webhook::start(make(), &pem));
         let client_runtime = runtime(2);
-        for (load, run) in [
-            (
-                "h1 x16 saturation",
-                client_runtime.block_on(closed_loop(address, &pem, false, 16, options.seconds)),
-            ),
-            (
-                "h2 x64 saturation",
-                client_runtime.block_on(closed_loop(address, &pem, true, 64, options.seconds)),
-            ),
-            (
-                "h2 fixed rate",
-                client_runtime.block_on(fixed_rate(address, &pem, options.rate, options.seconds)),
-            ),
-        ] {
+        for load in Load::ALL {
+            let ticks_before = server_cpu_ticks();
+            let mut run = client_runtime.block_on(async {
+                match load {
+                    Load::H1Saturation => {
+                        closed_loop(address, &pem, false, 16, options.seconds).await
+                    }
+                    Load::H2Saturation => {
+                        closed_loop(address, &pem, true, 64, options.seconds).await
+                    }
+                    Load::H2FixedRate => {
+                        fixed_rate(address, &pem, options.rate, options.seconds).await
+                    }
+                }
+            });
+            run.cpu_ticks = server_cpu_ticks().saturating_sub(ticks_before);
             println!(
-                "{:<12} {:<22} {:>10.0} {:>9} {:>9} {:>9} {:>7}",
+                "{:<12} {:<22} {:>10.0} {:>9} {:>9} {:>9} {:>10.1} {:>7}",
                 name,
-                load,
+                load.name(),
                 run.throughput(),
                 run.percentile(50.0),
                 run.percentile(99.0),
                 run.percentile(99.9),
+                run.cpu_us_per_request(),
                 run.errors
             );
-            results.insert((name, load), run);
+            results.insert((name, load.name()), run);
         }
         drop(client_runtime);
         drop(server_runtime);
     }
-    for load in ["h1 x16 saturation", "h2 x64 saturation"] {
-        let ratio =
-            results[&("virt-sizer", load)].throughput() / results[&("null", load)].throughput();
-        println!("throughput ratio virt-sizer / null, {load}: {ratio:.3}");
+    for load in Load::ALL.map(Load::name) {
+        let (sizer, null) = (&results[&("virt-sizer", load)], &results[&("null", load)]);
+        println!(
+            "virt-sizer / null, {load}: throughput {:.3}, server CPU per review {:.2}",
+            sizer.throughput() / null.throughput(),
+            sizer.cpu_us_per_request() / null.cpu_us_per_request()
+        );
     }
 
     rss_of_the_binary(&vmi_dir, &pem, options.seconds);
@@ -219,64 +238,47 @@ fn sizer_app(vmi_dir: &Path) -> Router {
     server::app(state)
 }
 
-/// The null webhook: same router type, reads the body, answers allowed.
-fn null_app() -> Router {
-    #[derive(serde::Deserialize)]
-    struct Review {
-        request: Uid,
-    }
-    #[derive(serde::Deserialize)]
-    struct Uid {
-        uid: String,
-    }
-    async fn allow(body: Bytes) -> ([(axum::http::HeaderName, &'static str); 1], Vec<u8>) {
-        let uid = serde_json::from_slice::<Review>(&body)
-            .map_or_else(|_| String::new(), |review| review.request.uid);
-        let response = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "response": {"uid": uid, "allowed": true}});
-        (
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            serde_json::to_vec(&response).expect("json"),
-        )
-    }
-    Router::new()
-        .route("/mutate", post(allow))
-        .layer(axum::extract::DefaultBodyLimit::max(server::MAX_BODY_BYTES))
+/// The loads each server gets, in this order.
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    /// HTTP/1.1, 16 keep-alive connections, closed loop.
+    H1Saturation,
+    /// HTTP/2, one connection, 64 streams, closed loop.
+    H2Saturation,
+    /// HTTP/2, one connection, open loop at `--rate`.
+    H2FixedRate,
 }
 
-async fn start(router: Router, pem: &SelfSigned) -> SocketAddr {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let store = Arc::new(
-        CertStore::from_pem(
-            pem.cert_pem.as_bytes(),
-            pem.key_pem.as_bytes(),
-            provider.clone(),
-        )
-        .expect("pair"),
-    );
-    let config = tls::server_config(store, None, provider).expect("config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(server::serve(
-        listener,
-        Arc::new(config),
-        router,
-        ServeOptions::default(),
-        std::future::pending(),
-    ));
-    address
+impl Load {
+    const ALL: [Load; 3] = [Load::H1Saturation, Load::H2Saturation, Load::H2FixedRate];
+
+    fn name(self) -> &'static str {
+        match self {
+            Load::H1Saturation => "h1 x16 saturation",
+            Load::H2Saturation => "h2 x64 saturation",
+            Load::H2FixedRate => "h2 fixed rate",
+        }
+    }
 }
 
-/// Latencies of one run.
+/// The name of the server runtime's threads, whose CPU time is the
+/// server's.
+const SERVER_THREAD: &str = "bench-server";
+/// Kernel clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// Latencies of one run, and the server CPU it took.
 struct Run {
     latencies_us: Vec<u64>,
     errors: usize,
     elapsed: Duration,
+    cpu_ticks: u64,
 }
 
 impl Run {
+    fn cpu_us_per_request(&self) -> f64 {
+        self.cpu_ticks as f64 * 1e6 / TICKS_PER_SECOND / self.latencies_us.len().max(1) as f64
+    }
     fn throughput(&self) -> f64 {
         self.latencies_us.len() as f64 / self.elapsed.as_secs_f64()
     }
@@ -418,6 +420,7 @@ async fn closed_loop(
         latencies_us: Vec::new(),
         errors: 0,
         elapsed: Duration::ZERO,
+        cpu_ticks: 0,
     };
     for task in tasks {
         let (latencies, errors) = task.await.expect("task");
@@ -452,6 +455,7 @@ async fn fixed_rate(address: SocketAddr, pem: &SelfSigned, rate: u64, seconds: u
         latencies_us: Vec::new(),
         errors: 0,
         elapsed: Duration::ZERO,
+        cpu_ticks: 0,
     };
     for task in tasks {
         let (success, latency) = task.await.expect("task");
@@ -463,6 +467,45 @@ async fn fixed_rate(address: SocketAddr, pem: &SelfSigned, rate: u64, seconds: u
     }
     run.elapsed = started.elapsed();
     run
+}
+
+/// utime + stime of a /proc `stat` line, in clock ticks.
+fn stat_ticks(stat: &str) -> u64 {
+    // Fields after the command name, which may hold spaces: state is
+    // field 3, utime 14 and stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let field = |index: usize| -> u64 {
+        fields
+            .get(index - 3)
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0)
+    };
+    field(14) + field(15)
+}
+
+/// CPU ticks used so far by this process's server runtime threads.
+fn server_cpu_ticks() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.trim_end() == SERVER_THREAD)
+        })
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .map(|stat| stat_ticks(&stat))
+        .sum()
+}
+
+/// CPU ticks used so far by process `pid`.
+fn process_cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(0, |stat| stat_ticks(&stat))
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -514,12 +557,16 @@ fn rss_of_the_binary(vmi_dir: &Path, pem: &SelfSigned, seconds: u64) {
     }
     std::thread::sleep(Duration::from_millis(500));
     let idle = rss_kib(child.id());
-    let run = client_runtime.block_on(closed_loop(address, pem, true, 64, seconds));
+    let ticks_before = process_cpu_ticks(child.id());
+    let mut run = client_runtime.block_on(closed_loop(address, pem, true, 64, seconds));
+    run.cpu_ticks = process_cpu_ticks(child.id()).saturating_sub(ticks_before);
     let loaded = rss_kib(child.id());
     println!(
-        "binary (JSON logs to /dev/null), h2 x64 saturation: {:.0} req/s, p99 {} µs, errors {}",
+        "binary (JSON logs to /dev/null), h2 x64 saturation: {:.0} req/s, p99 {} µs, \
+         CPU {:.1} µs/req, errors {}",
         run.throughput(),
         run.percentile(99.0),
+        run.cpu_us_per_request(),
         run.errors
     );
     println!(

@@ -7,6 +7,9 @@
 //! ends, the pipe closes and the supervisor stops both servers and removes
 //! their data directory. (A static is never dropped, so a Drop guard cannot
 //! do this for a control plane shared by several tests.)
+//!
+//! `benches/apiserver.rs` includes this file too (`#[path]`), so it names
+//! nothing else of the test crate.
 
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Output, Stdio};
@@ -267,7 +270,7 @@ impl ControlPlane {
             }
             std::thread::sleep(Duration::from_millis(300));
         }
-        let crds = super::webhook::fixture("crds.yaml");
+        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e-fixtures/crds.yaml");
         for args in [
             vec!["apply", "-f", crds.to_str().expect("utf-8 path")],
             vec![

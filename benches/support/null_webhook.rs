@@ -1,0 +1,67 @@
+//! The null webhook the benches compare virt-sizer with: the same axum +
+//! rustls + hyper stack and the same server loop, a handler that reads the
+//! body, takes the uid and answers allowed with no patch. Included by
+//! `benches/load.rs` and `benches/apiserver.rs` (`#[path]`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::routing::post;
+use virt_sizer::server::tls::{self, CertStore, SelfSigned};
+use virt_sizer::server::{self, ServeOptions};
+
+/// `POST /mutate` answering allowed; counts its answers in `answered`.
+pub(crate) fn router(answered: Arc<AtomicUsize>) -> Router {
+    #[derive(serde::Deserialize)]
+    struct Review {
+        request: Uid,
+    }
+    #[derive(serde::Deserialize)]
+    struct Uid {
+        uid: String,
+    }
+    let allow = move |body: Bytes| async move {
+        let uid = serde_json::from_slice::<Review>(&body)
+            .map_or_else(|_| String::new(), |review| review.request.uid);
+        let response = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "response": {"uid": uid, "allowed": true}});
+        answered.fetch_add(1, Ordering::Relaxed);
+        (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            serde_json::to_vec(&response).expect("json"),
+        )
+    };
+    Router::new()
+        .route("/mutate", post(allow))
+        .layer(axum::extract::DefaultBodyLimit::max(server::MAX_BODY_BYTES))
+}
+
+/// Serves `router` over HTTPS with `pem` on 127.0.0.1 (a free port), on the
+/// calling runtime, until the process ends.
+pub(crate) async fn start(router: Router, pem: &SelfSigned) -> SocketAddr {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let store = Arc::new(
+        CertStore::from_pem(
+            pem.cert_pem.as_bytes(),
+            pem.key_pem.as_bytes(),
+            provider.clone(),
+        )
+        .expect("pair"),
+    );
+    let config = tls::server_config(store, None, provider).expect("config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(server::serve(
+        listener,
+        Arc::new(config),
+        router,
+        ServeOptions::default(),
+        std::future::pending(),
+    ));
+    address
+}
