@@ -52,6 +52,64 @@ fn text(value: Option<&Value>) -> &str {
     value.and_then(Value::as_str).unwrap_or_default()
 }
 
+/// Where the CR's settings live; the paths in messages start with it.
+const CONFIG: &str = "spec.configuration";
+
+/// `autoCPULimitNamespaceLabelSelector`, checked as a policy selector.
+fn auto_cpu_limit_selector(checker: &mut Checker, value: &Value) -> Option<LabelSelector> {
+    let path = format!("{CONFIG}.autoCPULimitNamespaceLabelSelector");
+    match yaml_serde::from_value::<RawLabelSelector>(value.clone()) {
+        Ok(raw) => Some(checker.selector(&path, &raw)),
+        Err(error) => {
+            checker.error(&path, error.to_string());
+            None
+        }
+    }
+}
+
+/// `network.binding.<name>.computeResourceOverhead.requests.memory` of
+/// each binding plugin that declares it.
+fn binding_plugins(checker: &mut Checker, bindings: Option<&Value>) -> BTreeMap<String, Quantity> {
+    let mut plugins = BTreeMap::new();
+    let Some(Value::Mapping(bindings)) = bindings else {
+        return plugins;
+    };
+    for (name, binding) in bindings {
+        let Some(name) = name.as_str() else { continue };
+        let memory = ["computeResourceOverhead", "requests", "memory"]
+            .iter()
+            .try_fold(binding, |value, key| value.get(*key));
+        let path =
+            format!("{CONFIG}.network.binding.{name}.computeResourceOverhead.requests.memory");
+        if let Some(memory) = memory
+            && let Some(memory) = checker.quantity(&path, memory, QuantityKind::Memory)
+        {
+            plugins.insert(name.to_owned(), memory);
+        }
+    }
+    plugins
+}
+
+/// `status.observedKubeVirtVersion`, if reported: a release virt-sizer can
+/// size.
+fn observed_release(checker: &mut Checker, cr: &Value) -> Option<ReleaseName> {
+    let observed = text(
+        cr.get("status")
+            .and_then(|status| status.get("observedKubeVirtVersion")),
+    );
+    if observed.is_empty() {
+        return None;
+    }
+    let release = parse_release(observed);
+    if release.is_none() {
+        checker.error(
+            "status.observedKubeVirtVersion",
+            format!("{observed:?} is not a KubeVirt release virt-sizer can size (v1.5 or later)"),
+        );
+    }
+    release
+}
+
 impl KubevirtBaseline {
     /// Reads a KubeVirt CR (as YAML or JSON, parsed), checking each field as
     /// the policy checker checks the policy field it stands for.
@@ -83,7 +141,6 @@ impl KubevirtBaseline {
                 .try_fold(configuration?, |value, key| value.get(*key))
                 .filter(|value| !value.is_null())
         };
-        const CONFIG: &str = "spec.configuration";
 
         let cpu_allocation_ratio =
             at(&["developerConfiguration", "cpuAllocationRatio"]).and_then(|value| {
@@ -107,52 +164,10 @@ impl KubevirtBaseline {
                 value,
             )
         });
-        let selector_path = format!("{CONFIG}.autoCPULimitNamespaceLabelSelector");
         let auto_cpu_limit_namespace_selector = at(&["autoCPULimitNamespaceLabelSelector"])
-            .and_then(
-                |value| match yaml_serde::from_value::<RawLabelSelector>(value.clone()) {
-                    Ok(raw) => Some(checker.selector(&selector_path, &raw)),
-                    Err(error) => {
-                        checker.error(&selector_path, error.to_string());
-                        None
-                    }
-                },
-            );
-        let mut binding_plugins = BTreeMap::new();
-        if let Some(Value::Mapping(bindings)) = at(&["network", "binding"]) {
-            for (name, binding) in bindings {
-                let Some(name) = name.as_str() else { continue };
-                let memory = ["computeResourceOverhead", "requests", "memory"]
-                    .iter()
-                    .try_fold(binding, |value, key| value.get(*key));
-                let path = format!(
-                    "{CONFIG}.network.binding.{name}.computeResourceOverhead.requests.memory"
-                );
-                if let Some(memory) = memory
-                    && let Some(memory) = checker.quantity(&path, memory, QuantityKind::Memory)
-                {
-                    binding_plugins.insert(name.to_owned(), memory);
-                }
-            }
-        }
-        let observed = text(
-            cr.get("status")
-                .and_then(|status| status.get("observedKubeVirtVersion")),
-        );
-        let release = if observed.is_empty() {
-            None
-        } else {
-            let release = parse_release(observed);
-            if release.is_none() {
-                checker.error(
-                    "status.observedKubeVirtVersion",
-                    format!(
-                        "{observed:?} is not a KubeVirt release virt-sizer can size (v1.5 or later)"
-                    ),
-                );
-            }
-            release
-        };
+            .and_then(|value| auto_cpu_limit_selector(&mut checker, value));
+        let binding_plugins = binding_plugins(&mut checker, at(&["network", "binding"]));
+        let release = observed_release(&mut checker, cr);
         if !checker.errors.is_empty() {
             return Err(PolicyErrors(checker.errors));
         }

@@ -393,104 +393,109 @@ impl Checker {
         }
     }
 
+    /// `rules`, in file order.
     pub(super) fn rules(
         &mut self,
         raw: &[RawRule],
         profiles: &BTreeMap<String, ProfileOverrides>,
     ) -> Vec<Rule> {
-        let known = || {
-            profiles
-                .keys()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
+        raw.iter()
+            .enumerate()
+            .map(|(index, rule)| self.rule(index, rule, profiles))
+            .collect()
+    }
+
+    /// One rule: what it matches (namespace globs, namespace and VM
+    /// selectors) and the profiles it names, which must exist.
+    fn rule(
+        &mut self,
+        index: usize,
+        raw: &RawRule,
+        profiles: &BTreeMap<String, ProfileOverrides>,
+    ) -> Rule {
+        let base = format!("rules[{index}]");
+        let namespaces = match &raw.namespaces {
+            Some(list) => self.namespace_globs(&base, list),
+            None => Vec::new(),
         };
-        let mut rules = Vec::with_capacity(raw.len());
-        for (index, rule) in raw.iter().enumerate() {
-            let base = format!("rules[{index}]");
-            let mut namespaces = Vec::new();
-            if let Some(list) = &rule.namespaces {
-                if list.is_empty() {
-                    self.error(
-                        format!("{base}.namespaces"),
-                        "must not be empty (leave the field out to match every namespace)",
-                    );
-                }
-                for (i, value) in list.iter().enumerate() {
-                    let path = format!("{base}.namespaces[{i}]");
-                    let Some(text) = self.string(&path, value) else {
-                        continue;
-                    };
-                    if text.is_empty() {
-                        self.error(&path, "must not be empty");
-                        continue;
-                    }
-                    match glob::Pattern::new(&text) {
-                        Ok(pattern) => namespaces.push(pattern),
-                        Err(error) => self.error(
-                            &path,
-                            format!(
-                                "invalid glob {text:?}: {} at position {}",
-                                error.msg, error.pos
-                            ),
-                        ),
-                    }
-                }
+        let namespace_selector = raw
+            .namespace_selector
+            .as_ref()
+            .map(|s| self.selector(&format!("{base}.namespaceSelector"), s));
+        let vm_selector = raw
+            .vm_selector
+            .as_ref()
+            .map(|s| self.selector(&format!("{base}.vmSelector"), s));
+        let profile = match &raw.profile {
+            None => {
+                self.error(format!("{base}.profile"), "required");
+                String::new()
             }
-            let namespace_selector = rule
-                .namespace_selector
-                .as_ref()
-                .map(|s| self.selector(&format!("{base}.namespaceSelector"), s));
-            let vm_selector = rule
-                .vm_selector
-                .as_ref()
-                .map(|s| self.selector(&format!("{base}.vmSelector"), s));
-            let profile = match &rule.profile {
-                None => {
-                    self.error(format!("{base}.profile"), "required");
-                    String::new()
+            Some(value) => {
+                let name = self
+                    .string(&format!("{base}.profile"), value)
+                    .unwrap_or_default();
+                if !name.is_empty() && !profiles.contains_key(&name) {
+                    self.error(format!("{base}.profile"), unknown_profile(&name, profiles));
                 }
-                Some(value) => {
-                    let name = self
-                        .string(&format!("{base}.profile"), value)
-                        .unwrap_or_default();
-                    if !name.is_empty() && !profiles.contains_key(&name) {
-                        self.error(
-                            format!("{base}.profile"),
-                            format!("unknown profile {name:?} (profiles: {})", known()),
-                        );
-                    }
-                    name
-                }
-            };
-            let mut allowed_profiles = Vec::new();
-            for (i, value) in rule.allowed_profiles.iter().flatten().enumerate() {
-                let path = format!("{base}.allowedProfiles[{i}]");
-                let Some(name) = self.string(&path, value) else {
-                    continue;
-                };
-                if profiles.contains_key(&name) {
-                    allowed_profiles.push(name);
-                } else {
-                    self.error(
-                        &path,
-                        format!("unknown profile {name:?} (profiles: {})", known()),
-                    );
-                }
+                name
             }
-            let mut rule = Rule {
-                index,
-                namespaces,
-                namespace_selector,
-                vm_selector,
-                profile,
-                allowed_profiles,
-                description: String::new(),
+        };
+        let mut allowed_profiles = Vec::new();
+        for (i, value) in raw.allowed_profiles.iter().flatten().enumerate() {
+            let path = format!("{base}.allowedProfiles[{i}]");
+            let Some(name) = self.string(&path, value) else {
+                continue;
             };
-            rule.description = rule.render_description();
-            rules.push(rule);
+            if profiles.contains_key(&name) {
+                allowed_profiles.push(name);
+            } else {
+                self.error(&path, unknown_profile(&name, profiles));
+            }
         }
-        rules
+        let mut rule = Rule {
+            index,
+            namespaces,
+            namespace_selector,
+            vm_selector,
+            profile,
+            allowed_profiles,
+            description: String::new(),
+        };
+        rule.description = rule.render_description();
+        rule
+    }
+
+    /// A rule's `namespaces`: non-empty, each a non-empty glob.
+    fn namespace_globs(&mut self, base: &str, list: &[Value]) -> Vec<glob::Pattern> {
+        if list.is_empty() {
+            self.error(
+                format!("{base}.namespaces"),
+                "must not be empty (leave the field out to match every namespace)",
+            );
+        }
+        let mut namespaces = Vec::new();
+        for (i, value) in list.iter().enumerate() {
+            let path = format!("{base}.namespaces[{i}]");
+            let Some(text) = self.string(&path, value) else {
+                continue;
+            };
+            if text.is_empty() {
+                self.error(&path, "must not be empty");
+                continue;
+            }
+            match glob::Pattern::new(&text) {
+                Ok(pattern) => namespaces.push(pattern),
+                Err(error) => self.error(
+                    &path,
+                    format!(
+                        "invalid glob {text:?}: {} at position {}",
+                        error.msg, error.pos
+                    ),
+                ),
+            }
+        }
+        namespaces
     }
 
     /// A `metav1.LabelSelector` with Kubernetes' validation
@@ -643,22 +648,7 @@ impl Checker {
             .and_then(|v| self.keyword(&path("guestMemory"), v));
 
         let runtime = runtime?;
-        if runtime != KataRuntime::RuntimeRs {
-            for (field, value) in [
-                ("overheadVcpus", &raw.overhead_vcpus),
-                ("overheadMemory", &raw.overhead_memory),
-            ] {
-                if value.is_some() {
-                    self.error(
-                        path(field),
-                        format!(
-                            "only valid with runtime: runtime-rs (4.x), not {}",
-                            runtime.as_str()
-                        ),
-                    );
-                }
-            }
-        }
+        self.runtime_rs_only(base, runtime, raw);
         let mut class = KataClass::with_defaults(handler, runtime, vmm?);
         if let Some(q) = default_vcpus {
             class.default_vcpus = q;
@@ -677,6 +667,27 @@ impl Checker {
             class.guest_memory = mode;
         }
         Some(class)
+    }
+
+    /// `overheadVcpus` and `overheadMemory` exist only on runtime-rs 4.x.
+    fn runtime_rs_only(&mut self, base: &str, runtime: KataRuntime, raw: &RawKataClass) {
+        if runtime == KataRuntime::RuntimeRs {
+            return;
+        }
+        for (field, value) in [
+            ("overheadVcpus", &raw.overhead_vcpus),
+            ("overheadMemory", &raw.overhead_memory),
+        ] {
+            if value.is_some() {
+                self.error(
+                    format!("{base}.{field}"),
+                    format!(
+                        "only valid with runtime: runtime-rs (4.x), not {}",
+                        runtime.as_str()
+                    ),
+                );
+            }
+        }
     }
 
     /// `vmm`: required, with both `cpu` and `memory`.
@@ -705,4 +716,14 @@ impl Checker {
     }
 
     // --- leaf conversions ---
+}
+
+/// The message for a rule naming a profile the policy does not define.
+fn unknown_profile(name: &str, profiles: &BTreeMap<String, ProfileOverrides>) -> String {
+    let known = profiles
+        .keys()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("unknown profile {name:?} (profiles: {known})")
 }
