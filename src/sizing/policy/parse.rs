@@ -36,17 +36,89 @@ pub(super) struct RawKubevirt {
     pub(super) newer_release: Option<Value>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", expecting = "a profile mapping")]
-pub(super) struct RawProfile {
-    pub(super) cpu_allocation_ratio: Option<Value>,
-    pub(super) memory_overcommit_percent: Option<Value>,
-    pub(super) guest_overhead: Option<Value>,
-    pub(super) overhead_ratio: Option<Value>,
-    pub(super) overhead_margin: Option<Value>,
-    pub(super) limits: Option<Value>,
-    pub(super) limits_ratio: Option<RawLimitsRatio>,
-    pub(super) mode: Option<Value>,
+/// The fields of a profile, each written once: its YAML name, its type and
+/// how the checker reads it. From this list come the raw shape
+/// ([`RawProfile`]), a profile's own values ([`ProfileOverrides`]), the
+/// checker's reading of them, in the order listed (`Checker::profile_fields`),
+/// and inheritance (`ProfileOverrides::over`). `limitsRatio`, a nested map
+/// whose two values inherit separately, is written out in the macro, at its
+/// place in the list.
+macro_rules! profile_fields {
+    (
+        [$($field:ident: $type:ty = $yaml:literal, |$checker:ident, $path:ident, $value:ident| $read:expr;)+]
+        limitsRatio;
+        [$($after:ident: $after_type:ty = $after_yaml:literal, |$after_checker:ident, $after_path:ident, $after_value:ident| $after_read:expr;)*]
+    ) => {
+        #[derive(Deserialize)]
+        #[serde(expecting = "a profile mapping")]
+        pub(super) struct RawProfile {
+            $(#[serde(rename = $yaml)] pub(super) $field: Option<Value>,)+
+            #[serde(rename = "limitsRatio")]
+            pub(super) limits_ratio: Option<RawLimitsRatio>,
+            $(#[serde(rename = $after_yaml)] pub(super) $after: Option<Value>,)*
+        }
+
+        /// A profile's own (not inherited) values, each `None` when absent
+        /// or invalid.
+        #[derive(Debug, Clone, PartialEq, Default)]
+        pub(super) struct ProfileOverrides {
+            $(pub(super) $field: Option<$type>,)+
+            pub(super) limits_ratio_cpu: Option<Quantity>,
+            pub(super) limits_ratio_memory: Option<Quantity>,
+            $(pub(super) $after: Option<$after_type>,)*
+        }
+
+        impl Checker {
+            /// Reads each field the profile at `base` has, in the order listed.
+            fn profile_fields(&mut self, base: &str, raw: &RawProfile, own: &mut ProfileOverrides) {
+                $(if let Some($value) = &raw.$field {
+                    let $path = &format!("{base}.{}", $yaml);
+                    let $checker = &mut *self;
+                    own.$field = $read;
+                })+
+                if let Some(ratio) = &raw.limits_ratio {
+                    if let Some(v) = &ratio.cpu {
+                        own.limits_ratio_cpu = self.ratio_decimal(&format!("{base}.limitsRatio.cpu"), v);
+                    }
+                    if let Some(v) = &ratio.memory {
+                        own.limits_ratio_memory =
+                            self.ratio_decimal(&format!("{base}.limitsRatio.memory"), v);
+                    }
+                }
+                $(if let Some($after_value) = &raw.$after {
+                    let $after_path = &format!("{base}.{}", $after_yaml);
+                    let $after_checker = &mut *self;
+                    own.$after = $after_read;
+                })*
+            }
+        }
+
+        impl ProfileOverrides {
+            /// The profile `name`: these values over `base`'s.
+            pub(super) fn over(&self, name: &str, base: &Profile) -> Profile {
+                Profile {
+                    name: name.to_owned(),
+                    $($field: self.$field.clone().unwrap_or_else(|| base.$field.clone()),)+
+                    limits_ratio: LimitsRatio {
+                        cpu: self.limits_ratio_cpu.or(base.limits_ratio.cpu),
+                        memory: self.limits_ratio_memory.or(base.limits_ratio.memory),
+                    },
+                    $($after: self.$after.clone().unwrap_or_else(|| base.$after.clone()),)*
+                }
+            }
+        }
+    };
+}
+
+profile_fields! {
+    [cpu_allocation_ratio: u32 = "cpuAllocationRatio", |c, path, v| c.integer_at_least(path, v, 1);
+    memory_overcommit_percent: u32 = "memoryOvercommitPercent", |c, path, v| c.integer_at_least(path, v, 10);
+    guest_overhead: GuestOverhead = "guestOverhead", |c, path, v| c.keyword(path, v);
+    overhead_ratio: OverheadRatio = "overheadRatio", |c, path, v| c.overhead_ratio(path, v);
+    overhead_margin: Quantity = "overheadMargin", |c, path, v| c.quantity(path, v, QuantityKind::Memory);
+    limits: LimitsPolicy = "limits", |c, path, v| c.keyword(path, v);]
+    limitsRatio;
+    [mode: Mode = "mode", |c, path, v| c.keyword(path, v);]
 }
 
 #[derive(Deserialize)]
@@ -116,21 +188,6 @@ pub(super) struct RawVmm {
 pub(super) struct RawKataPods {
     pub(super) fill_limits: Option<Value>,
     pub(super) min_memory: Option<Value>,
-}
-
-/// A profile's own (not inherited) values, each `None` when absent or
-/// invalid.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub(super) struct ProfileOverrides {
-    pub(super) cpu_allocation_ratio: Option<u32>,
-    pub(super) memory_overcommit_percent: Option<u32>,
-    pub(super) guest_overhead: Option<GuestOverhead>,
-    pub(super) overhead_ratio: Option<OverheadRatio>,
-    pub(super) overhead_margin: Option<Quantity>,
-    pub(super) limits: Option<LimitsPolicy>,
-    pub(super) limits_ratio_cpu: Option<Quantity>,
-    pub(super) limits_ratio_memory: Option<Quantity>,
-    pub(super) mode: Option<Mode>,
 }
 
 /// What kind of quantity a field holds, for its checks.
@@ -311,38 +368,8 @@ impl Checker {
     }
 
     pub(super) fn profile_overrides(&mut self, base: &str, raw: &RawProfile) -> ProfileOverrides {
-        let path = |field: &str| format!("{base}.{field}");
         let mut own = ProfileOverrides::default();
-        if let Some(v) = &raw.cpu_allocation_ratio {
-            own.cpu_allocation_ratio = self.integer_at_least(&path("cpuAllocationRatio"), v, 1);
-        }
-        if let Some(v) = &raw.memory_overcommit_percent {
-            own.memory_overcommit_percent =
-                self.integer_at_least(&path("memoryOvercommitPercent"), v, 10);
-        }
-        if let Some(v) = &raw.guest_overhead {
-            own.guest_overhead = self.keyword(&path("guestOverhead"), v);
-        }
-        if let Some(v) = &raw.overhead_ratio {
-            own.overhead_ratio = self.overhead_ratio(&path("overheadRatio"), v);
-        }
-        if let Some(v) = &raw.overhead_margin {
-            own.overhead_margin = self.quantity(&path("overheadMargin"), v, QuantityKind::Memory);
-        }
-        if let Some(v) = &raw.limits {
-            own.limits = self.keyword(&path("limits"), v);
-        }
-        if let Some(ratio) = &raw.limits_ratio {
-            if let Some(v) = &ratio.cpu {
-                own.limits_ratio_cpu = self.ratio_decimal(&path("limitsRatio.cpu"), v);
-            }
-            if let Some(v) = &ratio.memory {
-                own.limits_ratio_memory = self.ratio_decimal(&path("limitsRatio.memory"), v);
-            }
-        }
-        if let Some(v) = &raw.mode {
-            own.mode = self.keyword(&path("mode"), v);
-        }
+        self.profile_fields(base, raw, &mut own);
         own
     }
 

@@ -36,27 +36,7 @@ impl ValidPolicy {
 
 /// Applies a profile's own values over `base`.
 pub(super) fn resolve(name: &str, base: &Profile, own: &ProfileOverrides) -> Profile {
-    Profile {
-        name: name.to_owned(),
-        cpu_allocation_ratio: own
-            .cpu_allocation_ratio
-            .unwrap_or(base.cpu_allocation_ratio),
-        memory_overcommit_percent: own
-            .memory_overcommit_percent
-            .unwrap_or(base.memory_overcommit_percent),
-        guest_overhead: own.guest_overhead.unwrap_or(base.guest_overhead),
-        overhead_ratio: own
-            .overhead_ratio
-            .clone()
-            .unwrap_or_else(|| base.overhead_ratio.clone()),
-        overhead_margin: own.overhead_margin.unwrap_or(base.overhead_margin),
-        limits: own.limits.unwrap_or(base.limits),
-        limits_ratio: LimitsRatio {
-            cpu: own.limits_ratio_cpu.or(base.limits_ratio.cpu),
-            memory: own.limits_ratio_memory.or(base.limits_ratio.memory),
-        },
-        mode: own.mode.unwrap_or(base.mode),
-    }
+    own.over(name, base)
 }
 
 /// One resolution against the KubeVirt CR, if any: what to warn about, and
