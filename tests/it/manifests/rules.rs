@@ -1,0 +1,363 @@
+//! The rules every rendering must satisfy: each object decodes strictly
+//! into its kind, and the webhooks are wired as promised.
+
+use super::*;
+
+mod deployment;
+
+use deployment::{check_deployment, check_pdb_and_service, check_policy, check_rbac};
+
+// === Types: each object decodes strictly into its kind ===
+
+/// Checks one complete object: it decodes strictly into the type its
+/// apiVersion/kind name ([`kinds::kind_of`]), has a name, a spec where
+/// required, a namespace exactly when its kind is namespaced, and a base64
+/// caBundle.
+pub(super) fn check_type(check: &mut Check, doc: &Doc) {
+    let at = format!("{} ({} {})", doc.origin, doc.kind(), doc.name());
+    let api_version = str_at(&doc.value, "/apiVersion").unwrap_or_default();
+    let Some(kind) = kinds::kind_of(api_version, doc.kind()) else {
+        check.fail(&at, format!("unexpected type {api_version}/{}", doc.kind()));
+        return;
+    };
+    if let Err(problems) = (kind.decode)(&doc.value) {
+        for problem in problems {
+            check.fail(&at, problem);
+        }
+    }
+    check.expect(
+        !doc.name().is_empty(),
+        &at,
+        "missing required field \"name\" of ObjectMeta",
+    );
+    check.expect(
+        !kind.spec_required || doc.value.get("spec").is_some(),
+        &at,
+        format!("missing required field \"spec\" of {}", doc.kind()),
+    );
+    let namespace = str_at(&doc.value, "/metadata/namespace");
+    if kind.namespaced {
+        check.expect(
+            namespace.is_some(),
+            &at,
+            "a namespaced object without a namespace",
+        );
+    } else {
+        check.expect(
+            namespace.is_none(),
+            &at,
+            "a cluster-scoped object with a namespace",
+        );
+    }
+    if let Some(bundle) = str_at(&doc.value, "/webhooks/0/clientConfig/caBundle") {
+        use base64::Engine as _;
+        check.expect(
+            base64::engine::general_purpose::STANDARD
+                .decode(bundle)
+                .is_ok(),
+            &at,
+            "caBundle is not base64",
+        );
+    }
+}
+
+// === The rules ===
+
+/// What the webhook's caBundle must be in a given rendering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum CaBundle {
+    /// The base's placeholder.
+    Placeholder,
+    /// Absent: cert-manager's CA injector owns the field.
+    Injected,
+    /// Exactly this (base64 of the CA bundle PEM).
+    Exactly(String),
+}
+
+/// The policy ConfigMap is checked at apply time: the validating webhook
+/// selects it by label, calls `/validate-policy` on the Service, with the
+/// rendering's caBundle, and never blocks a repair (`Ignore`).
+fn check_policy_webhook(check: &mut Check, configuration: &Doc, configmap: &Doc, expect: &Expect) {
+    let at = &configuration.origin;
+    let webhooks = list(configuration.value.get("webhooks"));
+    check.expect(webhooks.len() == 1, at, "one policy webhook");
+    let Some(webhook) = webhooks.first() else {
+        return;
+    };
+    check.expect(
+        str_at(webhook, "/clientConfig/service/name") == Some(SERVICE)
+            && str_at(webhook, "/clientConfig/service/namespace") == Some(NAMESPACE)
+            && str_at(webhook, "/clientConfig/service/path") == Some("/validate-policy")
+            && str_at(webhook, "/objectSelector/matchLabels/virt-sizer.io~1policy") == Some("true")
+            && str_at(webhook, "/failurePolicy") == Some("Ignore")
+            && str_at(webhook, "/sideEffects") == Some("None"),
+        at,
+        "the policy webhook calls /validate-policy for ConfigMaps labelled virt-sizer.io/policy=true, failurePolicy Ignore",
+    );
+    let rules = list(webhook.get("rules"));
+    check.expect(
+        rules.iter().any(|rule| {
+            strings(rule.get("resources")) == ["configmaps"]
+                && strings(rule.get("operations")) == ["CREATE", "UPDATE"]
+        }),
+        at,
+        "the policy webhook sees ConfigMap CREATE and UPDATE",
+    );
+    let bundle = str_at(webhook, "/clientConfig/caBundle");
+    let annotation = str_at(
+        &configuration.value,
+        "/metadata/annotations/cert-manager.io~1inject-ca-from",
+    );
+    let bundle_ok = match &expect.ca_bundle {
+        CaBundle::Placeholder => bundle == Some(PLACEHOLDER_CA_BUNDLE) && annotation.is_none(),
+        CaBundle::Injected => {
+            bundle.is_none() && annotation == Some("virt-sizer/virt-sizer-serving")
+        }
+        CaBundle::Exactly(expected) => bundle == Some(expected.as_str()) && annotation.is_none(),
+    };
+    check.expect(
+        bundle_ok,
+        at,
+        format!(
+            "policy webhook caBundle {bundle:?} / inject-ca-from {annotation:?}, expected {:?}",
+            expect.ca_bundle
+        ),
+    );
+    check.expect(
+        str_at(&configmap.value, "/metadata/labels/virt-sizer.io~1policy") == Some("true"),
+        &configmap.origin,
+        "the policy ConfigMap is labelled virt-sizer.io/policy=true (checked at apply time)",
+    );
+}
+
+/// What one rendering (base, or an overlay) must satisfy.
+#[derive(Debug, Clone)]
+pub(super) struct Expect {
+    pub(super) failure_policy: &'static str,
+    pub(super) ca_bundle: CaBundle,
+}
+
+/// All the rules, over the complete objects of one rendering.
+pub(super) fn check_rules(docs: &[Doc], expect: &Expect, what: &str) {
+    let mut check = Check::default();
+    for doc in docs {
+        check_type(&mut check, doc);
+    }
+    check_webhooks(
+        &mut check,
+        one(docs, "MutatingWebhookConfiguration", WEBHOOK_CONFIGURATION),
+        expect,
+    );
+    check_policy_webhook(
+        &mut check,
+        one(
+            docs,
+            "ValidatingWebhookConfiguration",
+            POLICY_WEBHOOK_CONFIGURATION,
+        ),
+        one(docs, "ConfigMap", POLICY_CONFIGMAP),
+        expect,
+    );
+    let deployment = one(docs, "Deployment", "virt-sizer");
+    check_deployment(&mut check, deployment, docs);
+    check_rbac(&mut check, docs);
+    check_pdb_and_service(&mut check, docs, deployment);
+    check_policy(&mut check, one(docs, "ConfigMap", POLICY_CONFIGMAP));
+    let namespace = one(docs, "Namespace", NAMESPACE);
+    check.expect(
+        str_at(
+            &namespace.value,
+            "/metadata/labels/pod-security.kubernetes.io~1enforce",
+        ) == Some("restricted"),
+        &namespace.origin,
+        "the namespace enforces the restricted Pod Security Standard",
+    );
+    for doc in docs {
+        let namespace = str_at(&doc.value, "/metadata/namespace");
+        check.expect(
+            namespace.is_none() || namespace == Some(NAMESPACE),
+            &doc.origin,
+            format!("in namespace {namespace:?}, expected {NAMESPACE}"),
+        );
+    }
+    check.finish(what);
+}
+
+fn check_webhooks(check: &mut Check, configuration: &Doc, expect: &Expect) {
+    let at = &configuration.origin;
+    let webhooks = list(configuration.value.get("webhooks"));
+    let names: Vec<&str> = webhooks
+        .iter()
+        .filter_map(|webhook| str_at(webhook, "/name"))
+        .collect();
+    check.expect(
+        names == [LAUNCHER_WEBHOOK, KATA_WEBHOOK, RUNTIMECLASS_WEBHOOK],
+        at,
+        format!("webhooks {names:?}"),
+    );
+    let annotation = str_at(
+        &configuration.value,
+        "/metadata/annotations/cert-manager.io~1inject-ca-from",
+    );
+    match &expect.ca_bundle {
+        CaBundle::Injected => check.expect(
+            annotation == Some("virt-sizer/virt-sizer-serving"),
+            at,
+            format!("cert-manager.io/inject-ca-from is {annotation:?}"),
+        ),
+        _ => check.expect(
+            annotation.is_none(),
+            at,
+            "an inject-ca-from annotation without cert-manager",
+        ),
+    }
+
+    for webhook in webhooks {
+        let name = str_at(webhook, "/name").unwrap_or("?");
+        let at = format!("{at} webhook {name}");
+        check.expect(
+            str_at(webhook, "/sideEffects") == Some("None"),
+            &at,
+            "sideEffects must be None",
+        );
+        check.expect(
+            strings(webhook.get("admissionReviewVersions")) == ["v1"],
+            &at,
+            "admissionReviewVersions must be [v1]",
+        );
+        check.expect(
+            str_at(webhook, "/reinvocationPolicy") == Some("IfNeeded"),
+            &at,
+            "reinvocationPolicy must be IfNeeded",
+        );
+        let timeout = webhook.get("timeoutSeconds").and_then(Value::as_u64);
+        check.expect(
+            timeout.is_some_and(|seconds| (1..=3).contains(&seconds)),
+            &at,
+            format!("timeoutSeconds must be set and at most 3, is {timeout:?}"),
+        );
+        let failure_policy = str_at(webhook, "/failurePolicy");
+        check.expect(
+            failure_policy == Some(expect.failure_policy),
+            &at,
+            format!(
+                "failurePolicy {failure_policy:?}, expected {}",
+                expect.failure_policy
+            ),
+        );
+        check.expect(
+            str_at(webhook, "/clientConfig/service/name") == Some(SERVICE)
+                && str_at(webhook, "/clientConfig/service/namespace") == Some(NAMESPACE)
+                && str_at(webhook, "/clientConfig/service/path") == Some("/mutate")
+                && webhook
+                    .pointer("/clientConfig/service/port")
+                    .and_then(Value::as_u64)
+                    .is_none_or(|port| port == 443),
+            &at,
+            "clientConfig must call service virt-sizer/virt-sizer on 443 at /mutate",
+        );
+        check.expect(
+            webhook.pointer("/clientConfig/url").is_none(),
+            &at,
+            "no clientConfig.url",
+        );
+        let bundle = str_at(webhook, "/clientConfig/caBundle");
+        let bundle_ok = match &expect.ca_bundle {
+            CaBundle::Placeholder => bundle == Some(PLACEHOLDER_CA_BUNDLE),
+            CaBundle::Injected => bundle.is_none(),
+            CaBundle::Exactly(expected) => bundle == Some(expected.as_str()),
+        };
+        check.expect(
+            bundle_ok,
+            &at,
+            format!("caBundle {bundle:?}, expected {:?}", expect.ca_bundle),
+        );
+
+        let rules = list(webhook.get("rules"));
+        check.expect(rules.len() == 1, &at, "exactly one rule");
+        let rule = rules.first().cloned().unwrap_or_default();
+        let (group, resource, operations): (&str, &str, &[&str]) = match name {
+            RUNTIMECLASS_WEBHOOK => ("node.k8s.io", "runtimeclasses", &["CREATE", "UPDATE"]),
+            _ => ("", "pods", &["CREATE"]),
+        };
+        check.expect(
+            strings(rule.get("apiGroups")) == [group]
+                && strings(rule.get("apiVersions")) == ["v1"]
+                && strings(rule.get("resources")) == [resource]
+                && strings(rule.get("operations")) == operations,
+            &at,
+            format!("rule must be {group}/v1 {resource} {operations:?}, is {rule}"),
+        );
+
+        if name == RUNTIMECLASS_WEBHOOK {
+            // Cluster-scoped: a namespaceSelector would never match anything.
+            check.expect(
+                webhook.get("namespaceSelector").is_none(),
+                &at,
+                "no namespaceSelector on a cluster-scoped resource",
+            );
+        } else {
+            check.expect(
+                excludes_namespaces(webhook.get("namespaceSelector"), &["kube-system", NAMESPACE]),
+                &at,
+                "namespaceSelector must exclude kube-system and virt-sizer by kubernetes.io/metadata.name NotIn",
+            );
+        }
+        match name {
+            LAUNCHER_WEBHOOK => {
+                check.expect(
+                    webhook.pointer("/objectSelector/matchLabels")
+                        == Some(&serde_json::json!({"kubevirt.io": "virt-launcher"}))
+                        && webhook
+                            .pointer("/objectSelector/matchExpressions")
+                            .is_none(),
+                    &at,
+                    "objectSelector must be exactly matchLabels kubevirt.io: virt-launcher",
+                );
+                check.expect(
+                    webhook.get("matchConditions").is_none(),
+                    &at,
+                    "no matchConditions",
+                );
+            }
+            KATA_WEBHOOK => {
+                let expressions = list(webhook.pointer("/objectSelector/matchExpressions"));
+                check.expect(
+                    expressions.iter().any(|expression| {
+                        str_at(expression, "/key") == Some("kubevirt.io")
+                            && str_at(expression, "/operator") == Some("NotIn")
+                            && strings(expression.get("values")) == ["virt-launcher"]
+                    }),
+                    &at,
+                    "objectSelector must exclude launcher Pods (kubevirt.io NotIn [virt-launcher])",
+                );
+                let conditions: Vec<&str> = list(webhook.get("matchConditions"))
+                    .iter()
+                    .filter_map(|condition| str_at(condition, "/expression"))
+                    .collect();
+                check.expect(
+                    conditions == [KATA_CONDITION],
+                    &at,
+                    format!("matchConditions must be [{KATA_CONDITION}], are {conditions:?}"),
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The selector keeps out every namespace in `excluded` (and only does so
+/// with the immutable name label, which no tenant can change).
+pub(super) fn excludes_namespaces(selector: Option<&Value>, excluded: &[&str]) -> bool {
+    let Some(selector) = selector else {
+        return false;
+    };
+    list(selector.get("matchExpressions"))
+        .iter()
+        .any(|expression| {
+            let values = strings(expression.get("values"));
+            str_at(expression, "/key") == Some("kubernetes.io/metadata.name")
+                && str_at(expression, "/operator") == Some("NotIn")
+                && excluded.iter().all(|name| values.contains(name))
+        })
+}
