@@ -1,0 +1,112 @@
+//! Issue 11, section 3: Idle connections, connection count, NOFILE.
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_11_silent_tls_connection_is_closed_within_the_header_timeout() {
+    let options = short_options();
+    let running = Running::start(options, RequestLimits::default()).await;
+    for alpn in [&[b"http/1.1".as_slice()][..], &[b"h2"], &[]] {
+        let mut stream = tls_connect(running.address, &running.pem.ca_pem, alpn).await;
+        let began = Instant::now();
+        let (received, ended) = read_until_closed(&mut stream, Duration::from_secs(6)).await;
+        assert!(
+            received.is_empty() || !received.starts_with(b"HTTP/1.1 2"),
+            "{alpn:?}: {received:?}"
+        );
+        assert_closed_within(
+            &format!("silent TLS, ALPN {alpn:?}"),
+            ended - began,
+            options.header_read_timeout,
+        );
+    }
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_11_partial_http2_preface_is_closed_within_the_header_timeout() {
+    let options = short_options();
+    let running = Running::start(options, RequestLimits::default()).await;
+    let mut stream = tls_connect(running.address, &running.pem.ca_pem, &[b"h2"]).await;
+    let began = Instant::now();
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n")
+        .await
+        .expect("write");
+    let (_, ended) = read_until_closed(&mut stream, Duration::from_secs(6)).await;
+    assert_closed_within(
+        "partial preface",
+        ended - began,
+        options.header_read_timeout,
+    );
+    // Without ALPN the connection is HTTP/1.1: the preface is a bad request
+    // line, refused at once.
+    let mut stream = tls_connect(running.address, &running.pem.ca_pem, &[]).await;
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n")
+        .await
+        .expect("write");
+    read_until_closed(&mut stream, Duration::from_secs(6)).await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_11_idle_http2_connection_gets_goaway_after_the_idle_timeout() {
+    let options = short_options();
+    let running = Running::start(options, RequestLimits::default()).await;
+    let (mut sender, driver) = h2_client(&running).await;
+    let response = sender
+        .send_request(mutate_request(full(EXAMPLE_REVIEW)))
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    let _ = response.into_body().collect().await;
+    let began = Instant::now();
+    tokio::time::timeout(Duration::from_secs(8), driver)
+        .await
+        .expect("the server closed the idle connection")
+        .expect("driver");
+    assert_closed_within("idle HTTP/2", began.elapsed(), options.idle_timeout);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_11_connections_over_the_maximum_wait_for_a_free_slot() {
+    let options = ServeOptions {
+        max_connections: 2,
+        ..ServeOptions::default()
+    };
+    let running = Running::start(options, RequestLimits::default()).await;
+    let first = tls_connect(running.address, &running.pem.ca_pem, &[b"http/1.1"]).await;
+    let _second = tls_connect(running.address, &running.pem.ca_pem, &[b"http/1.1"]).await;
+    let third = tokio::spawn({
+        let (address, ca) = (running.address, running.pem.ca_pem.clone());
+        async move { tls_connect(address, &ca, &[b"http/1.1"]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served past the maximum of 2"
+    );
+    drop(first);
+    let third = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("a slot was freed")
+        .expect("task");
+    drop(third);
+    running.stop().await;
+}
+
+#[test]
+fn issue_11_open_files_soft_limit_is_raised_to_the_hard_limit() {
+    let binary = Binary::spawn(&[], Stdio::null(), Some("ulimit -Sn 256"));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", binary.pid())).expect("limits");
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("NOFILE line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (soft, hard) = (fields[3], fields[4]);
+    assert_eq!(soft, hard, "{line}");
+    assert_ne!(soft, "256", "{line}");
+}

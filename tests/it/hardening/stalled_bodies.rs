@@ -1,0 +1,74 @@
+//! Issue 11, section 2: Stalled bodies.
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_11_stalled_body_http1_is_answered_408_within_the_body_timeout() {
+    let timeout = Duration::from_millis(700);
+    let running = Running::start(
+        ServeOptions::default(),
+        RequestLimits::new(server::MAX_BODY_BYTES, timeout),
+    )
+    .await;
+    let mut stream = tls_connect(running.address, &running.pem.ca_pem, &[b"http/1.1"]).await;
+    let began = Instant::now();
+    stream
+        .write_all(
+            b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{\"apiVersion\"",
+        )
+        .await
+        .expect("write");
+    let (answer, ended) = read_until_closed(&mut stream, Duration::from_secs(8)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_closed_within("stalled HTTP/1.1 body", ended - began, timeout);
+    assert!(
+        running
+            .state
+            .metrics()
+            .render()
+            .contains("virt_sizer_admission_errors_total{reason=\"body_timeout\"} 1")
+    );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_11_stalled_body_http2_stream_is_reset_within_the_body_timeout() {
+    let timeout = Duration::from_millis(700);
+    let running = Running::start(
+        ServeOptions::default(),
+        RequestLimits::new(server::MAX_BODY_BYTES, timeout),
+    )
+    .await;
+    let (mut sender, _driver) = h2_client(&running).await;
+    // A first frame of the body, then nothing.
+    let stalled = http_body_util::StreamBody::new(futures::StreamExt::chain(
+        futures::stream::once(async {
+            Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from_static(
+                b"{\"apiVersion\"",
+            )))
+        }),
+        futures::stream::pending(),
+    ))
+    .boxed();
+    let began = Instant::now();
+    let response = tokio::time::timeout(
+        Duration::from_secs(8),
+        sender.send_request(mutate_request(stalled)),
+    )
+    .await
+    .expect("answered within the bound");
+    let elapsed = began.elapsed();
+    match response {
+        Ok(response) => assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT),
+        Err(error) => assert!(error.to_string().contains("reset"), "{error}"),
+    }
+    assert_closed_within("stalled HTTP/2 stream", elapsed, timeout);
+    // The connection itself still serves.
+    let response = sender
+        .send_request(mutate_request(full(EXAMPLE_REVIEW)))
+        .await
+        .expect("a second stream");
+    assert_eq!(response.status(), StatusCode::OK);
+    running.stop().await;
+}
