@@ -142,12 +142,7 @@ async fn run(options: &Options) {
         .expect("namespace created");
 
     let empty = Serve::start(&plane.kubeconfig).await;
-    let (rss, peak) = (empty.status_kib("VmRSS"), empty.status_kib("VmHWM"));
-    println!(
-        "serve, no VMIs: VmRSS {:.1} MiB, VmHWM {:.1} MiB",
-        mib(rss),
-        mib(peak)
-    );
+    println!("serve, no VMIs: {}", empty.memory());
     drop(empty);
 
     let started = Instant::now();
@@ -165,13 +160,7 @@ async fn run(options: &Options) {
         server.vmi_source().await
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (rss, peak) = (server.status_kib("VmRSS"), server.status_kib("VmHWM"));
-    println!(
-        "serve, {} VMIs cached: VmRSS {:.1} MiB, VmHWM {:.1} MiB",
-        uids.len(),
-        mib(rss),
-        mib(peak)
-    );
+    println!("serve, {} VMIs cached: {}", uids.len(), server.memory());
 
     let null_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -218,12 +207,7 @@ async fn run(options: &Options) {
     }
     webhooks.switch_to(Mode::NoWebhook).await;
     null_runtime.shutdown_background();
-    let (rss, peak) = (server.status_kib("VmRSS"), server.status_kib("VmHWM"));
-    println!(
-        "serve after the Pods: VmRSS {:.1} MiB, VmHWM {:.1} MiB",
-        mib(rss),
-        mib(peak)
-    );
+    println!("serve after the Pods: {}", server.memory());
 
     println!(
         "{:<28} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}",
@@ -257,10 +241,6 @@ async fn run(options: &Options) {
         inside.percentile(50.0),
         inside.percentile(99.0)
     );
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
 }
 
 /// Creates `vm-0` … `vm-{count-1}` and returns their uids, in order.
@@ -634,12 +614,15 @@ impl Serve {
         latencies
     }
 
-    /// A `kB` field of /proc/PID/status.
-    fn status_kib(&self, field: &str) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|status| {
-                status.lines().find_map(|line| {
+    /// VmRSS (of which anonymous memory and mapped files) and VmHWM (the
+    /// peak RSS), from /proc/PID/status.
+    fn memory(&self) -> String {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let mib = |field: &str| -> f64 {
+            let kib: u64 = status
+                .lines()
+                .find_map(|line| {
                     line.strip_prefix(field)?
                         .strip_prefix(':')?
                         .split_whitespace()
@@ -647,8 +630,16 @@ impl Serve {
                         .parse()
                         .ok()
                 })
-            })
-            .unwrap_or(0)
+                .unwrap_or(0);
+            kib as f64 / 1024.0
+        };
+        format!(
+            "VmRSS {:.1} MiB (anonymous {:.1}, files {:.1}), VmHWM {:.1} MiB",
+            mib("VmRSS"),
+            mib("RssAnon"),
+            mib("RssFile"),
+            mib("VmHWM")
+        )
     }
 }
 

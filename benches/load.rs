@@ -168,26 +168,24 @@ fn main() {
 }
 
 /// Memory of the cluster watch cache: `count` VMIs applied to a reflector
-/// store the way the watcher does (trimmed), measured as this process's
-/// RSS growth.
+/// store the way the watcher does (each deserialised into a trimmed
+/// [`CachedVmi`](virt_sizer::server::cluster::CachedVmi)), measured as this
+/// process's RSS growth.
 fn watch_cache_memory(count: usize) {
-    use kube::api::DynamicObject;
     use kube::runtime::reflector::store::Writer;
     use kube::runtime::watcher::Event;
-    use virt_sizer::server::cluster::{trim_vmi, vmi_resource};
+    use virt_sizer::server::cluster::CachedVmi;
 
     let template: serde_json::Value =
         yaml_serde::from_str(include_str!("../examples/vmi-dev.yaml")).expect("yaml");
     let before = rss_kib(std::process::id());
-    let mut writer = Writer::<DynamicObject>::new(vmi_resource());
+    let mut writer = Writer::<CachedVmi>::default();
     let store = writer.as_reader();
     writer.apply_watcher_event(&Event::Init);
     for index in 0..count {
         let mut vmi = template.clone();
         vmi["metadata"]["name"] = serde_json::Value::String(format!("vm-{index}"));
-        let mut object: DynamicObject = serde_json::from_value(vmi).expect("object");
-        trim_vmi(&mut object);
-        writer.apply_watcher_event(&Event::InitApply(object));
+        writer.apply_watcher_event(&Event::InitApply(CachedVmi::from_value(vmi)));
     }
     writer.apply_watcher_event(&Event::InitDone);
     let after = rss_kib(std::process::id());

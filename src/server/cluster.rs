@@ -22,8 +22,11 @@
 //! and logged at a bounded rate.
 //!
 //! Cached VMIs are trimmed to what sizing reads as events arrive, which
-//! keeps the cache small with thousands of VMIs.
+//! keeps the cache small with thousands of VMIs, and held as the JSON value
+//! sizing reads ([`CachedVmi`]): built once per watch event, shared by every
+//! lookup, never re-serialised per request.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -31,14 +34,17 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use futures::future::{BoxFuture as SharedBoxFuture, Shared};
 use futures::{FutureExt as _, StreamExt as _};
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, ApiResource};
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use serde_json::{Value, json};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value, json};
 
 use crate::admission::VmiRef;
 use crate::metrics::{CacheLabels, Metrics};
@@ -59,10 +65,7 @@ pub const WATCH_TIMEOUT_SECONDS: u32 = 50;
 /// The API resource of `kubevirt.io/v1` VirtualMachineInstances.
 #[must_use]
 pub fn vmi_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("kubevirt.io", "v1", "VirtualMachineInstance"),
-        "virtualmachineinstances",
-    )
+    ApiResource::erase::<CachedVmi>(&())
 }
 
 /// Bounds of the watch caches and their fallbacks.
@@ -95,11 +98,10 @@ impl Default for CacheOptions {
 // === VMIs ===
 
 /// VMIs read directly through the Kubernetes API, one GET each: what the
-/// cache falls back to.
+/// cache falls back to. Each is trimmed as the cache trims it.
 #[derive(Clone)]
 pub struct ApiVmis {
     client: Client,
-    resource: ApiResource,
 }
 
 impl VmiSource for ApiVmis {
@@ -108,17 +110,10 @@ impl VmiSource for ApiVmis {
         namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<Arc<Value>>, String>> {
-        let api =
-            Api::<DynamicObject>::namespaced_with(self.client.clone(), namespace, &self.resource);
+        let api = Api::<CachedVmi>::namespaced(self.client.clone(), namespace);
         Box::pin(async move {
             let found = api.get_opt(name).await.map_err(|error| error.to_string())?;
-            found
-                .map(|object| {
-                    serde_json::to_value(object)
-                        .map(Arc::new)
-                        .map_err(|error| error.to_string())
-                })
-                .transpose()
+            Ok(found.map(|cached| cached.vmi))
         })
     }
     fn is_ready(&self) -> bool {
@@ -132,8 +127,7 @@ impl VmiSource for ApiVmis {
 /// VMIs from a watch cache, with a direct lookup in `S` (the API in a
 /// cluster) when the cache has no VMI with the claimed uid.
 pub struct CachedVmis<S> {
-    store: Store<DynamicObject>,
-    resource: ApiResource,
+    store: Store<CachedVmi>,
     health: Arc<CacheHealth>,
     direct: Arc<S>,
     fallback: Fallback<Value>,
@@ -143,23 +137,21 @@ impl<S: VmiSource> CachedVmis<S> {
     /// A cache over `store`, whose watch reports to `health`, falling back
     /// to `direct`.
     pub fn new(
-        store: Store<DynamicObject>,
+        store: Store<CachedVmi>,
         health: Arc<CacheHealth>,
         direct: S,
         options: CacheOptions,
     ) -> CachedVmis<S> {
         CachedVmis {
             store,
-            resource: vmi_resource(),
             fallback: Fallback::new(options, health.clone()),
             health,
             direct: Arc::new(direct),
         }
     }
 
-    fn cached(&self, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
-        self.store
-            .get(&ObjectRef::new_with(name, self.resource.clone()).within(namespace))
+    fn cached(&self, namespace: &str, name: &str) -> Option<Arc<CachedVmi>> {
+        self.store.get(&ObjectRef::new(name).within(namespace))
     }
 
     async fn fetch(&self, namespace: &str, name: &str) -> Fetched<Value> {
@@ -180,9 +172,8 @@ impl<S: VmiSource> VmiSource for CachedVmis<S> {
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<Arc<Value>>, String>> {
         Box::pin(async move {
-            if let Some(object) = self.cached(namespace, name) {
-                let value = serde_json::to_value(&*object).map_err(|error| error.to_string())?;
-                return Ok(Some(Arc::new(value)));
+            if let Some(cached) = self.cached(namespace, name) {
+                return Ok(Some(cached.vmi.clone()));
             }
             self.fetch(namespace, name).await
         })
@@ -193,12 +184,10 @@ impl<S: VmiSource> VmiSource for CachedVmis<S> {
     ) -> BoxFuture<'a, Result<Option<Arc<Value>>, String>> {
         Box::pin(async move {
             let (namespace, name) = (&reference.namespace, &reference.name);
-            if let Some(object) = self.cached(namespace, name) {
-                let cached_uid = object.metadata.uid.as_deref();
+            if let Some(cached) = self.cached(namespace, name) {
+                let cached_uid = cached.metadata.uid.as_deref();
                 if reference.uid.is_none() || reference.uid.as_deref() == cached_uid {
-                    let value =
-                        serde_json::to_value(&*object).map_err(|error| error.to_string())?;
-                    return Ok(Some(Arc::new(value)));
+                    return Ok(Some(cached.vmi.clone()));
                 }
                 tracing::debug!(
                     %namespace, %name, cached_uid, claimed_uid = reference.uid.as_deref(),
@@ -307,20 +296,137 @@ impl<G: NamespaceGetter> NamespaceSource for CachedNamespaces<G> {
     }
 }
 
-/// Drops what sizing never reads, before the object enters the cache.
-pub fn trim_vmi(vmi: &mut DynamicObject) {
-    vmi.managed_fields_mut().clear();
-    vmi.annotations_mut()
-        .remove("kubectl.kubernetes.io/last-applied-configuration");
-    vmi.metadata.owner_references = None;
-    vmi.metadata.finalizers = None;
-    if let Some(data) = vmi.data.as_object_mut() {
-        data.remove("status");
-        if let Some(spec) = data.get_mut("spec") {
-            crate::sizing::vmi::retain_sizing_fields(spec);
+// === CachedVmi ===
+
+/// A VMI as the watch cache holds it: the object trimmed to what sizing
+/// reads ([`trim_vmi`]), as the JSON value sizing reads, built once when the
+/// watch delivers it (it deserialises straight into this) and shared by
+/// every lookup; and, for the store and the watcher, its name, namespace,
+/// uid and resourceVersion.
+#[derive(Debug, Clone)]
+pub struct CachedVmi {
+    metadata: ObjectMeta,
+    vmi: Arc<Value>,
+}
+
+impl CachedVmi {
+    /// `vmi` (a VirtualMachineInstance object), trimmed and compacted.
+    #[must_use]
+    pub fn from_value(mut vmi: Value) -> CachedVmi {
+        // Before trimming, which drops resourceVersion: the watch resumes
+        // from the last object's.
+        let text = |field: &str| {
+            vmi.get("metadata")
+                .and_then(|metadata| metadata.get(field))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let metadata = ObjectMeta {
+            name: text("name"),
+            namespace: text("namespace"),
+            uid: text("uid"),
+            resource_version: text("resourceVersion"),
+            ..ObjectMeta::default()
+        };
+        trim_vmi(&mut vmi);
+        CachedVmi {
+            metadata,
+            vmi: Arc::new(compact(vmi)),
         }
     }
+
+    /// The trimmed VMI.
+    #[must_use]
+    pub fn vmi(&self) -> &Arc<Value> {
+        &self.vmi
+    }
 }
+
+impl<'de> Deserialize<'de> for CachedVmi {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<CachedVmi, D::Error> {
+        Value::deserialize(deserializer).map(CachedVmi::from_value)
+    }
+}
+
+/// `kubevirt.io/v1` VirtualMachineInstances ([`vmi_resource`]).
+impl Resource for CachedVmi {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind((): &()) -> Cow<'_, str> {
+        "VirtualMachineInstance".into()
+    }
+    fn group((): &()) -> Cow<'_, str> {
+        "kubevirt.io".into()
+    }
+    fn version((): &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural((): &()) -> Cow<'_, str> {
+        "virtualmachineinstances".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// Drops what sizing never reads from a VMI object, before it enters the
+/// cache: all but `metadata` and `spec`; of the metadata, all but
+/// [`CACHED_METADATA`] and the last-applied annotation; of the spec, every
+/// field sizing does not read ([`crate::sizing::vmi::retain_sizing_fields`]).
+/// (With serde_json's `preserve_order`, a JSON value is 72 bytes and a map
+/// entry over 100 before its key's text: what stays is what a cache of
+/// thousands of VMIs is made of.)
+pub fn trim_vmi(vmi: &mut Value) {
+    let Some(object) = vmi.as_object_mut() else {
+        return;
+    };
+    object.retain(|key, _| key == "metadata" || key == "spec");
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.retain(|key, _| CACHED_METADATA.contains(&key.as_str()));
+        if let Some(annotations) = metadata
+            .get_mut("annotations")
+            .and_then(Value::as_object_mut)
+        {
+            annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
+    }
+    if let Some(spec) = object.get_mut("spec") {
+        crate::sizing::vmi::retain_sizing_fields(spec);
+    }
+}
+
+/// `value` rebuilt with every map and list allocated to its length: parsing
+/// and trimming leave spare capacity (up to half of each map), which a
+/// cache of thousands of VMIs would keep for as long as it holds them.
+fn compact(value: Value) -> Value {
+    match value {
+        Value::Object(object) => {
+            let mut compacted = Map::with_capacity(object.len());
+            for (key, item) in object {
+                compacted.insert(key, compact(item));
+            }
+            Value::Object(compacted)
+        }
+        Value::Array(items) => {
+            let mut compacted = Vec::with_capacity(items.len());
+            compacted.extend(items.into_iter().map(compact));
+            Value::Array(compacted)
+        }
+        Value::String(mut text) => {
+            text.shrink_to_fit();
+            Value::String(text)
+        }
+        scalar => scalar,
+    }
+}
+
+/// The metadata of a cached VMI: what sizing reads (name, namespace,
+/// labels, annotations) and the uid a launcher Pod's owner must match.
+pub const CACHED_METADATA: [&str; 5] = ["name", "namespace", "uid", "labels", "annotations"];
 
 fn trim_namespace(namespace: &mut Namespace) {
     namespace.managed_fields_mut().clear();
@@ -335,17 +441,17 @@ pub fn connect(
     client: &Client,
     options: CacheOptions,
 ) -> (Arc<dyn VmiSource>, Arc<dyn NamespaceSource>) {
-    let resource = vmi_resource();
-    let vmi_writer = Writer::<DynamicObject>::new(resource.clone());
+    let vmi_writer = Writer::<CachedVmi>::default();
     let vmi_store = vmi_writer.as_reader();
     let vmi_health = CacheHealth::new("virtualmachineinstances", options.stale_after);
     tokio::spawn(run_cache(
-        Api::<DynamicObject>::all_with(client.clone(), &resource),
+        Api::<CachedVmi>::all(client.clone()),
         vmi_writer,
         vmi_store.clone(),
         vmi_health.clone(),
         options,
-        trim_vmi,
+        // Trimmed as they deserialise.
+        |_| {},
         |_| {},
     ));
 
@@ -367,7 +473,6 @@ pub fn connect(
         vmi_health,
         ApiVmis {
             client: client.clone(),
-            resource,
         },
         options,
     );

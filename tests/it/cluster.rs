@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use kube::api::DynamicObject;
+use kube::ResourceExt as _;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
-use virt_sizer::server::cluster::{CacheHealth, CacheOptions, CachedVmis, trim_vmi, vmi_resource};
+use virt_sizer::server::cluster::{CacheHealth, CacheOptions, CachedVmi, CachedVmis};
 use virt_sizer::server::policy_store::PolicyStore;
 use virt_sizer::server::vmi_source::{BoxFuture, VmiSource};
 use virt_sizer::server::{self, AppState, StaticNamespaces};
@@ -73,12 +73,13 @@ fn older_incarnation() -> Value {
 const POD_OWNER_UID: &str = "3f0c9a52-6b1e-4d27-8c11-000000000201";
 const OLD_UID: &str = "11111111-2222-4333-8444-555555555555";
 
-fn dynamic(value: &Value) -> DynamicObject {
-    serde_json::from_value(value.clone()).expect("a DynamicObject")
+/// `value` as the watch delivers it to the cache (deserialised, trimmed).
+fn cached_vmi(value: &Value) -> CachedVmi {
+    serde_json::from_value(value.clone()).expect("a VMI object")
 }
 
 struct Harness {
-    writer: Writer<DynamicObject>,
+    writer: Writer<CachedVmi>,
     health: Arc<CacheHealth>,
     calls: Arc<AtomicUsize>,
     router: axum::Router,
@@ -99,7 +100,7 @@ fn harness_with_options(
     delay: Duration,
     options: CacheOptions,
 ) -> Harness {
-    let writer = Writer::<DynamicObject>::new(vmi_resource());
+    let writer = Writer::<CachedVmi>::default();
     let health = CacheHealth::new("virtualmachineinstances", Duration::from_secs(120));
     let calls = Arc::new(AtomicUsize::new(0));
     let source = Arc::new(CachedVmis::new(
@@ -153,7 +154,7 @@ async fn a_cached_vmi_is_served_without_a_direct_get() {
     harness.writer.apply_watcher_event(&Event::Init);
     harness
         .writer
-        .apply_watcher_event(&Event::InitApply(dynamic(&example_vmi())));
+        .apply_watcher_event(&Event::InitApply(cached_vmi(&example_vmi())));
     harness.writer.apply_watcher_event(&Event::InitDone);
     let body = review(&harness.router).await;
     assert!(body["response"]["patch"].is_string(), "{body}");
@@ -209,7 +210,7 @@ async fn a_hanging_get_times_out_and_follows_on_error() {
 #[tokio::test]
 async fn a_deleted_vmi_leaves_the_cache() {
     let mut harness = harness(None, false);
-    let vmi = dynamic(&example_vmi());
+    let vmi = cached_vmi(&example_vmi());
     harness
         .writer
         .apply_watcher_event(&Event::Apply(vmi.clone()));
@@ -271,7 +272,7 @@ async fn readiness_waits_for_the_first_list() {
 
 #[test]
 fn trimming_drops_status_managed_fields_and_last_applied() {
-    let mut vmi = dynamic(&json!({
+    let vmi = cached_vmi(&json!({
         "apiVersion": "kubevirt.io/v1",
         "kind": "VirtualMachineInstance",
         "metadata": {"name": "a", "namespace": "b",
@@ -280,8 +281,7 @@ fn trimming_drops_status_managed_fields_and_last_applied() {
         "spec": {"domain": {"memory": {"guest": "1Gi"}}},
         "status": {"phase": "Running", "interfaces": [{"ipAddress": "10.0.0.1"}]}
     }));
-    trim_vmi(&mut vmi);
-    let value = serde_json::to_value(&vmi).expect("json");
+    let value = vmi.vmi();
     assert!(value.get("status").is_none());
     assert!(
         value["metadata"]
@@ -290,6 +290,36 @@ fn trimming_drops_status_managed_fields_and_last_applied() {
     );
     assert_eq!(value["metadata"]["annotations"], json!({"keep": "me"}));
     assert_eq!(value["spec"]["domain"]["memory"]["guest"], "1Gi");
+}
+
+#[test]
+fn a_cached_vmi_keeps_what_the_store_and_the_watch_read() {
+    let vmi = cached_vmi(&json!({
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": {"name": "a", "namespace": "b", "uid": "u", "resourceVersion": "42",
+            "generation": 3, "creationTimestamp": "2026-09-01T08:00:00Z"},
+        "spec": {"domain": {"memory": {"guest": "1Gi"}}},
+    }));
+    assert_eq!(
+        (
+            vmi.name_any(),
+            vmi.namespace(),
+            vmi.uid(),
+            vmi.resource_version()
+        ),
+        (
+            "a".into(),
+            Some("b".into()),
+            Some("u".into()),
+            Some("42".into())
+        )
+    );
+    assert_eq!(
+        **vmi.vmi(),
+        json!({"metadata": {"name": "a", "namespace": "b", "uid": "u"},
+            "spec": {"domain": {"memory": {"guest": "1Gi"}}}})
+    );
 }
 
 // === The uid a launcher Pod claims ===
@@ -313,7 +343,7 @@ async fn a_cached_vmi_with_another_uid_is_a_miss_and_the_get_decides() {
     let mut harness = harness(Some(example_vmi()), false);
     harness
         .writer
-        .apply_watcher_event(&Event::Apply(dynamic(&older_incarnation())));
+        .apply_watcher_event(&Event::Apply(cached_vmi(&older_incarnation())));
     let body = review(&harness.router).await;
     assert_eq!(
         harness.calls.load(Ordering::SeqCst),
@@ -336,7 +366,7 @@ async fn a_get_that_still_disagrees_follows_on_error_naming_both_uids() {
     let mut harness = harness(Some(older_incarnation()), false);
     harness
         .writer
-        .apply_watcher_event(&Event::Apply(dynamic(&older_incarnation())));
+        .apply_watcher_event(&Event::Apply(cached_vmi(&older_incarnation())));
     let body = review(&harness.router).await;
     assert_eq!(harness.calls.load(Ordering::SeqCst), 1);
     assert_eq!(body["response"]["allowed"], true);
