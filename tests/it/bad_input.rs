@@ -26,7 +26,16 @@ use virt_sizer::sizing::Quantity;
 // `hardening.rs` reaches the router through this module.
 use crate::support::{EXAMPLE_REVIEW, EXAMPLE_RUNTIME_CLASS, check_answer, remove, set};
 pub(crate) use crate::support::{post, router};
+
+mod answers;
+mod bodies;
+
 use Expect::{CouldNotSize, Patched, Rejected, Skipped};
+use answers::judge;
+use bodies::{
+    bytes, example, kata_pod, launcher, memory_request, nested_arrays, object_review,
+    padded_example, review_edit,
+};
 
 /// The uid of [`EXAMPLE_REVIEW`].
 const EXAMPLE_UID: &str = "7f3b1c2a-0000-4000-8000-000000000001";
@@ -47,67 +56,6 @@ enum Expect {
     CouldNotSize(&'static str),
     /// 200, allowed, a patch, and a warning containing the text.
     Patched(&'static str),
-}
-
-fn example() -> Value {
-    serde_json::from_str(EXAMPLE_REVIEW).expect("example review")
-}
-
-fn bytes(review: &Value) -> Vec<u8> {
-    serde_json::to_vec(review).expect("serialises")
-}
-
-/// The example review, edited.
-fn review_edit(edit: impl FnOnce(&mut Value)) -> Vec<u8> {
-    let mut review = example();
-    edit(&mut review);
-    bytes(&review)
-}
-
-/// The example review with its launcher Pod edited.
-fn launcher(edit: impl FnOnce(&mut Value)) -> Vec<u8> {
-    review_edit(|review| edit(&mut review["request"]["object"]))
-}
-
-/// The example launcher Pod with the compute container's memory request
-/// set to `value`.
-fn memory_request(value: Value) -> Vec<u8> {
-    launcher(|pod| set(pod, "/spec/containers/0/resources/requests/memory", value))
-}
-
-/// A review of `object` (group, kind) in `dev-a` on `operation`.
-fn object_review(group: &str, kind: &str, object: Value, operation: &str) -> Vec<u8> {
-    review_edit(|review| {
-        let request = &mut review["request"];
-        request["kind"] = json!({"group": group, "version": "v1", "kind": kind});
-        request["operation"] = json!(operation);
-        request["object"] = object;
-    })
-}
-
-/// A Pod under the `kata-qemu` class with one container's resources.
-fn kata_pod(resources: Value) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "sandbox", "namespace": "dev-a", "labels": {"app": "web"}},
-        "spec": {
-            "runtimeClassName": "kata-qemu",
-            "containers": [{"name": "web", "image": "nginx:1.27", "resources": resources}],
-        },
-    })
-}
-
-/// The example review padded with trailing whitespace to `length` bytes.
-fn padded_example(length: usize) -> Vec<u8> {
-    let mut body = EXAMPLE_REVIEW.as_bytes().to_vec();
-    body.resize(length, b' ');
-    body
-}
-
-/// `depth` nested arrays, as JSON text.
-fn nested_arrays(depth: usize) -> String {
-    format!("{}{}", "[".repeat(depth), "]".repeat(depth))
 }
 
 /// One hostile body, sent alone to a fresh router: its exact answer, within
@@ -816,94 +764,4 @@ fn the_table_holds_at_least_40_hostile_inputs() {
         .count();
     assert!(n_cases >= 40, "only {n_cases} cases");
     eprintln!("bad_input: {n_cases} hostile inputs in the table");
-}
-
-/// Whether the answer (`status`, `answer`) to `body` is what `expect` says.
-fn judge(expect: Expect, body: &[u8], status: StatusCode, answer: &[u8]) -> Result<(), String> {
-    let text = String::from_utf8_lossy(answer);
-    let short = |text: &str| text.chars().take(600).collect::<String>();
-    if let Expect::Rejected(expected, message) = expect {
-        if status != expected {
-            return Err(format!(
-                "status {status}, expected {expected}: {}",
-                short(&text)
-            ));
-        }
-        if !text.contains(message) {
-            return Err(format!("body {:?} lacks {message:?}", short(&text)));
-        }
-        return Ok(());
-    }
-    if status != StatusCode::OK {
-        return Err(format!("status {status}, expected 200: {}", short(&text)));
-    }
-    let answer = check_answer(body, answer)?;
-    if !answer.verified {
-        return Err("the request could not be read back to check the answer".into());
-    }
-    let response = answer.response;
-    let warnings: Vec<String> = response["warnings"]
-        .as_array()
-        .map(|warnings| {
-            warnings
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    let has_patch = response.get("patch").is_some();
-    let failed = warnings
-        .iter()
-        .any(|warning| warning.contains("could not size"));
-    let warned = |needle: &str| warnings.iter().any(|warning| warning.contains(needle));
-    let problem = match expect {
-        _ if response["allowed"] != true => Some("not allowed"),
-        Expect::Rejected(..) => None,
-        Expect::Skipped if has_patch => Some("a patch"),
-        Expect::Skipped if !warnings.is_empty() => Some("warnings"),
-        Expect::CouldNotSize(needle) if !failed || !warned(needle) => {
-            Some("no matching could-not-size warning")
-        }
-        Expect::Patched(needle) if !has_patch || failed || !warned(needle) => {
-            Some("no patch or no matching warning")
-        }
-        _ => None,
-    };
-    match problem {
-        Some(problem) => Err(format!(
-            "{problem}; expected {expect:?}, got {}",
-            short(&response.to_string())
-        )),
-        None => Ok(()),
-    }
-}
-
-/// Every quantity the patched compute container holds is a valid quantity
-/// (a smoke check on the baseline that [`check_answer`] reads patches right).
-#[tokio::test]
-async fn the_baseline_patch_yields_valid_quantities() {
-    let (router, _) = router();
-    let (status, answer) = post(&router, JSON, EXAMPLE_REVIEW.into()).await;
-    assert_eq!(status, StatusCode::OK);
-    let response = check_answer(EXAMPLE_REVIEW.as_bytes(), &answer)
-        .expect("invariants")
-        .response;
-    assert_eq!(response["uid"], EXAMPLE_UID);
-    let ops = base64::engine::general_purpose::STANDARD
-        .decode(response["patch"].as_str().expect("a patch"))
-        .expect("base64");
-    let patch: json_patch::Patch = serde_json::from_slice(&ops).expect("patch");
-    let mut pod = example()["request"]["object"].clone();
-    json_patch::patch(&mut pod, &patch).expect("applies");
-    for section in ["requests", "limits"] {
-        for (name, value) in pod["spec"]["containers"][0]["resources"][section]
-            .as_object()
-            .into_iter()
-            .flatten()
-        {
-            let text = value.as_str().expect("a string quantity");
-            assert!(Quantity::parse(text).is_ok(), "{section}.{name}: {text}");
-        }
-    }
 }
