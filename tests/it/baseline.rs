@@ -345,6 +345,9 @@ fn serve(args: &[&str], env: &[(&str, &Path)]) -> Server {
 }
 
 async fn get_until_up(url: &str) -> reqwest::Response {
+    // reqwest builds its TLS from the process default provider, even for a
+    // plain-HTTP client: install it, whichever test runs first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
