@@ -3,15 +3,16 @@
 //! VMI of the cluster in its watch cache.
 //!
 //! `cargo bench --bench apiserver` (options after `--`: `--pods N`,
-//! `--vmis N`, `--concurrency N`). It needs the envtest assets
+//! `--vmis N`, `--concurrency N`, `--binary PATH` to serve another build of
+//! virt-sizer). It needs the envtest assets
 //! (`KUBEBUILDER_ASSETS`, see docs/development.md); without them it says so
 //! and exits 0.
 //!
 //! 1. etcd + kube-apiserver from the assets, started by the e2e tests' own
 //!    harness (`tests/it/e2e/control_plane.rs`, which installs the minimal
 //!    VMI CRD), namespace `dev-a` labelled `tier=dev`.
-//! 2. `virt-sizer serve --cluster true` (the bench-profile binary, JSON logs
-//!    to a file) with no VMIs: its RSS, for reference.
+//! 2. `virt-sizer serve --cluster true` (the bench-profile binary unless
+//!    `--binary`, JSON logs to a file) with no VMIs: its RSS, for reference.
 //! 3. `--vmis` VMIs (default 10,000: `examples/vmi-dev.yaml` renamed
 //!    `vm-N`), created 64 at a time.
 //! 4. `serve` again, until `/readyz` says its caches have synced: VmRSS and
@@ -76,6 +77,9 @@ struct Options {
     pods: usize,
     vmis: usize,
     concurrency: usize,
+    /// The `virt-sizer` to serve: the bench-profile build, or another
+    /// (`--binary PATH`, to compare two builds under the same harness).
+    binary: PathBuf,
 }
 
 fn options() -> Options {
@@ -83,6 +87,7 @@ fn options() -> Options {
         pods: 1000,
         vmis: 10_000,
         concurrency: 1,
+        binary: PathBuf::from(env!("CARGO_BIN_EXE_virt-sizer")),
     };
     let args: Vec<String> = std::env::args().collect();
     for pair in args.windows(2) {
@@ -90,6 +95,7 @@ fn options() -> Options {
             ("--pods", Some(value)) => options.pods = value,
             ("--vmis", Some(value)) => options.vmis = value,
             ("--concurrency", Some(value)) => options.concurrency = value,
+            ("--binary", _) => options.binary = PathBuf::from(&pair[1]),
             _ => {}
         }
     }
@@ -141,7 +147,7 @@ async fn run(options: &Options) {
         .await
         .expect("namespace created");
 
-    let empty = Serve::start(&plane.kubeconfig).await;
+    let empty = Serve::start(&options.binary, &plane.kubeconfig).await;
     println!("serve, no VMIs: {}", empty.memory());
     drop(empty);
 
@@ -153,7 +159,7 @@ async fn run(options: &Options) {
         started.elapsed().as_secs_f64()
     );
     let started = Instant::now();
-    let server = Serve::start(&plane.kubeconfig).await;
+    let server = Serve::start(&options.binary, &plane.kubeconfig).await;
     println!(
         "serve ready in {:.1} s: {}",
         started.elapsed().as_secs_f64(),
@@ -517,16 +523,16 @@ struct Serve {
 }
 
 impl Serve {
-    /// Starts it against the apiserver of `kubeconfig` and waits until
+    /// Starts `binary` against the apiserver of `kubeconfig` and waits until
     /// `/readyz` says ready (its caches synced).
-    async fn start(kubeconfig: &Path) -> Serve {
+    async fn start(binary: &Path, kubeconfig: &Path) -> Serve {
         let dir = tempfile::tempdir().expect("tempdir");
         let pem = generate_self_signed(&["127.0.0.1", "localhost"]).expect("certificates");
         std::fs::write(dir.path().join("tls.crt"), &pem.cert_pem).expect("write");
         std::fs::write(dir.path().join("tls.key"), &pem.key_pem).expect("write");
         let port = control_plane::free_port().expect("a free port");
         let log = dir.path().join("virt-sizer.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_virt-sizer"));
+        let mut command = Command::new(binary);
         command
             .args(["serve", "--log-format", "json", "--cluster", "true"])
             .arg(format!("--listen=127.0.0.1:{port}"))

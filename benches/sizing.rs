@@ -1,7 +1,7 @@
 //! Criterion benches of the pure core: quantity parse/format, one launcher
 //! decision, one RuntimeClass decision and one full review (JSON decode of
 //! a realistic launcher-Pod AdmissionReview, decision, patch encode,
-//! response encode). No sockets.
+//! response encode); and one hit of the cluster VMI cache. No sockets.
 //!
 //! `cargo bench --bench sizing`
 #![expect(
@@ -15,11 +15,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::watcher::Event;
 use serde_json::Value;
 use virt_sizer::admission::wire::{self, Sizing};
-use virt_sizer::admission::{self, AdmissionReview, Environment};
+use virt_sizer::admission::{self, AdmissionReview, Environment, VmiRef};
+use virt_sizer::server::cluster::{CacheHealth, CacheOptions, CachedVmi, CachedVmis};
+use virt_sizer::server::vmi_source::{NoVmis, VmiSource as _, uid_of};
 use virt_sizer::sizing::Quantity;
 use virt_sizer::sizing::kata;
 use virt_sizer::sizing::kubevirt::{self, AutoLimits, LauncherInput};
@@ -98,6 +103,32 @@ fn benches(c: &mut Criterion) {
     c.bench_function("review/decode only, server path", |b| {
         b.iter(|| wire::decode::<Sizing>(black_box(body)).expect("decodes"));
     });
+    c.bench_function(
+        "vmi cache/hit (a launcher Pod's VMI by name and uid)",
+        |b| {
+            let mut writer = Writer::<CachedVmi>::default();
+            writer.apply_watcher_event(&Event::Apply(CachedVmi::from_value(vmi_value.clone())));
+            let source = CachedVmis::new(
+                writer.as_reader(),
+                CacheHealth::new("virtualmachineinstances", Duration::from_secs(120)),
+                NoVmis,
+                CacheOptions::default(),
+            );
+            let reference = VmiRef {
+                namespace: "dev-a".into(),
+                name: "ci-runner-01".into(),
+                uid: uid_of(&vmi_value).map(str::to_owned),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            b.iter(|| {
+                runtime
+                    .block_on(source.lookup(black_box(&reference)))
+                    .expect("found")
+            });
+        },
+    );
 }
 
 criterion_group!(sizing, benches);

@@ -4,12 +4,14 @@
 //! request bounds with 413 or 408; never 500. Everything after decoding is a
 //! deliberate AdmissionResponse carrying the request's uid.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::FutureExt as _;
 use serde_json::{Value, json};
 
 use crate::admission::wire::{self, Sizing, Whole};
@@ -37,7 +39,7 @@ pub(crate) async fn mutate(
     let operation = request.operation.clone();
     let namespace = request.namespace.clone();
     let name = request.name.clone();
-    let decision = decide_caught(&state, &policy, request).await;
+    let decision = decide_caught(&state, &policy, &uid, request).await;
     let body = encode(&uid, &decision, &policy);
     let elapsed = started.elapsed();
     metrics.in_flight.dec();
@@ -68,21 +70,35 @@ pub(crate) async fn mutate(
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// [`decide`] in its own task, so that a panic anywhere in it (the VMI
-/// lookup included) is caught, counted and answered per onError.
+/// [`decide`], with a panic anywhere in it caught, counted and answered
+/// per onError: in the sizing core, or in a VMI or namespace source (a
+/// lookup is any [`VmiSource`](crate::server::vmi_source::VmiSource) and
+/// may panic). It is caught in this task, at each poll of the decision:
+/// no task per request just for that. `uid` is the request's.
 async fn decide_caught(
     state: &AppState,
     policy: &Arc<ValidPolicy>,
+    uid: &str,
     request: AdmissionRequest,
 ) -> Decision {
-    let uid = request.uid.clone();
-    match tokio::spawn(decide(state.clone(), policy.clone(), request)).await {
+    // Unwind safe: what a decision shares is atomics (metrics) and maps
+    // behind mutexes whose users recover from poisoning; nothing is left
+    // half-written for the next request.
+    match AssertUnwindSafe(decide(state.clone(), policy.clone(), request))
+        .catch_unwind()
+        .await
+    {
         Ok(decision) => decision,
-        Err(error) => {
+        Err(panic) => {
             state.metrics().panics.inc();
-            tracing::error!(%uid, %error, "panic while deciding");
+            let message = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(no message)");
+            tracing::error!(%uid, panic = message, "panic while deciding");
             admission::failed(
-                &uid,
+                uid,
                 policy,
                 SizingError::Invariant("internal error while deciding; see the server log".into()),
             )
