@@ -3,8 +3,8 @@
 //! VMI of the cluster in its watch cache.
 //!
 //! `cargo bench --bench apiserver` (options after `--`: `--pods N`,
-//! `--vmis N`, `--concurrency N`, `--binary PATH` to serve another build of
-//! virt-sizer). It needs the envtest assets
+//! `--vmis N`, `--concurrency N`, `--rounds N`, `--binary PATH` to serve
+//! another build of virt-sizer). It needs the envtest assets
 //! (`KUBEBUILDER_ASSETS`, see docs/development.md); without them it says so
 //! and exits 0.
 //!
@@ -19,16 +19,18 @@
 //!    VmHWM (peak) from /proc/PID/status with all of them cached.
 //! 5. `--pods` launcher Pods (default 1,000: the Pod of
 //!    `examples/launcher-pod-dev.json`, owned by VMI `vm-N`) created through
-//!    the apiserver three times, with the same kube client and the same Pods
-//!    under other names: with no webhook, with virt-sizer registered (by URL
-//!    and caBundle, launcher Pods only, failurePolicy Fail), and with the null
+//!    the apiserver four times, with the same kube client and the same Pods
+//!    under other names: with no webhook; with virt-sizer registered (by URL
+//!    and caBundle, launcher Pods only, failurePolicy Fail); with the null
 //!    webhook of `benches/load.rs` registered the same way (in this process,
-//!    on its own runtime: what any webhook costs). In the order A B C C B A,
-//!    half of the Pods each time, so that drift in the apiserver or etcd
-//!    falls on all three. Each switch is confirmed with dry-run CREATEs and
-//!    warmed with [`WARM_UP`] more. The latency is the client's, from sending
-//!    the CREATE to the stored Pod; virt-sizer's own time per decision is
-//!    read from its decision log (`latency_us`).
+//!    on its own runtime: what any webhook costs); and with the null webhook
+//!    answering the very patch virt-sizer answers for these Pods (what the
+//!    apiserver spends applying it). In the order A B C D D C B A, `--rounds`
+//!    times (default 4), each turn on the next slice of the Pods, so that
+//!    drift in the apiserver or etcd falls on all four alike. Each switch is confirmed with dry-run CREATEs and warmed
+//!    with [`WARM_UP`] more. The latency is the client's, from sending the
+//!    CREATE to the stored Pod; virt-sizer's own time per decision is read
+//!    from its decision log (`latency_us`).
 #![expect(
     clippy::expect_used,
     clippy::cast_precision_loss,
@@ -77,6 +79,8 @@ struct Options {
     pods: usize,
     vmis: usize,
     concurrency: usize,
+    /// How many times the modes take their turns (A B C D D C B A each).
+    rounds: usize,
     /// The `virt-sizer` to serve: the bench-profile build, or another
     /// (`--binary PATH`, to compare two builds under the same harness).
     binary: PathBuf,
@@ -87,6 +91,7 @@ fn options() -> Options {
         pods: 1000,
         vmis: 10_000,
         concurrency: 1,
+        rounds: 4,
         binary: PathBuf::from(env!("CARGO_BIN_EXE_virt-sizer")),
     };
     let args: Vec<String> = std::env::args().collect();
@@ -95,6 +100,7 @@ fn options() -> Options {
             ("--pods", Some(value)) => options.pods = value,
             ("--vmis", Some(value)) => options.vmis = value,
             ("--concurrency", Some(value)) => options.concurrency = value,
+            ("--rounds", Some(value)) => options.rounds = value,
             ("--binary", _) => options.binary = PathBuf::from(&pair[1]),
             _ => {}
         }
@@ -102,6 +108,7 @@ fn options() -> Options {
     // Every Pod is owned by its own VMI.
     options.vmis = options.vmis.max(options.pods);
     options.concurrency = options.concurrency.max(1);
+    options.rounds = options.rounds.clamp(1, options.pods.max(2) / 2);
     options
 }
 
@@ -131,12 +138,14 @@ async fn run(options: &Options) {
     let plane = session.plane;
     let client = session.client.clone();
     println!(
-        "machine: {} cores; control plane at {}; {} VMIs; {} Pods per mode, {} at a time",
+        "machine: {} cores; control plane at {}; {} VMIs; {} Pods per mode, {} at a time, \
+         in {} rounds",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         plane.server,
         options.vmis,
         options.pods,
-        options.concurrency
+        options.concurrency,
+        options.rounds
     );
     let namespace: Namespace = serde_json::from_value(json!({
         "metadata": {"name": NAMESPACE, "labels": {"tier": "dev"}}
@@ -175,9 +184,11 @@ async fn run(options: &Options) {
         .expect("runtime");
     let null_pem = generate_self_signed(&["127.0.0.1", "localhost"]).expect("certificates");
     let null_answered = Arc::new(AtomicUsize::new(0));
+    let probe = launcher_pod(0, &uids[0], "probe");
+    let patch = server.patch_for(&probe).await;
     let null_address = {
         let (router, pem) = (
-            null_webhook::router(null_answered.clone()),
+            null_webhook::router(null_answered.clone(), &patch),
             null_pem.clone(),
         );
         null_runtime
@@ -191,22 +202,26 @@ async fn run(options: &Options) {
         virt_sizer: (server.port, server.pem.ca_pem.clone()),
         null: (null_address.port(), null_pem.ca_pem.clone()),
         null_answered,
-        probe: launcher_pod(0, &uids[0], "probe"),
+        probe,
     };
-    let half = options.pods / 2;
-    let mut latencies = [
-        Latencies::default(),
-        Latencies::default(),
-        Latencies::default(),
-    ];
-    for (mode, range) in [
-        (Mode::NoWebhook, 0..half),
-        (Mode::VirtSizer, 0..half),
-        (Mode::NullWebhook, 0..half),
-        (Mode::NullWebhook, half..options.pods),
-        (Mode::VirtSizer, half..options.pods),
-        (Mode::NoWebhook, half..options.pods),
-    ] {
+    let mut latencies: [Latencies; 4] = Default::default();
+    // (A B C D D C B A) × rounds, each turn on the next slice of the Pods.
+    let n_slices = 2 * options.rounds;
+    let slice =
+        |index: usize| index * options.pods / n_slices..(index + 1) * options.pods / n_slices;
+    let turns = (0..options.rounds).flat_map(|round| {
+        let (first, second) = (slice(2 * round), slice(2 * round + 1));
+        Mode::ALL
+            .map(|mode| (mode, first.clone()))
+            .into_iter()
+            .chain(
+                Mode::ALL
+                    .map(|mode| (mode, second.clone()))
+                    .into_iter()
+                    .rev(),
+            )
+    });
+    for (mode, range) in turns {
         webhooks.switch_to(mode).await;
         let round = create_pods(&webhooks.pods, &uids, range, mode, options.concurrency).await;
         latencies[mode as usize].extend(round);
@@ -216,17 +231,26 @@ async fn run(options: &Options) {
     println!("serve after the Pods: {}", server.memory());
 
     println!(
-        "{:<28} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "{:<32} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "Pod CREATE", "pods", "sized", "mean µs", "p50 µs", "p90 µs", "p99 µs", "max µs"
     );
     for mode in Mode::ALL {
         latencies[mode as usize].report(mode.name());
     }
-    let [none, sizer, null] = &latencies;
+    let [none, sizer, null, patching_null] = &latencies;
     for (name, with, without) in [
         ("added by virt-sizer", sizer, none),
         ("added by the null webhook", null, none),
-        ("virt-sizer over the null webhook", sizer, null),
+        (
+            "added by the null webhook with the patch",
+            patching_null,
+            none,
+        ),
+        (
+            "virt-sizer over the null webhook with the patch",
+            sizer,
+            patching_null,
+        ),
     ] {
         println!(
             "{name}: p50 {:+} µs, p99 {:+} µs, mean {:+.0} µs",
@@ -321,16 +345,25 @@ enum Mode {
     VirtSizer,
     /// The null webhook (in this process): what any webhook costs.
     NullWebhook,
+    /// The null webhook answering with the patch virt-sizer computes for
+    /// these Pods: what any webhook making that change costs.
+    PatchingNull,
 }
 
 impl Mode {
-    const ALL: [Mode; 3] = [Mode::NoWebhook, Mode::VirtSizer, Mode::NullWebhook];
+    const ALL: [Mode; 4] = [
+        Mode::NoWebhook,
+        Mode::VirtSizer,
+        Mode::NullWebhook,
+        Mode::PatchingNull,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Mode::NoWebhook => "without a webhook",
             Mode::VirtSizer => "with virt-sizer",
             Mode::NullWebhook => "with the null webhook",
+            Mode::PatchingNull => "… answering virt-sizer's patch",
         }
     }
 
@@ -340,6 +373,7 @@ impl Mode {
             Mode::NoWebhook => "plain",
             Mode::VirtSizer => "sized",
             Mode::NullWebhook => "null",
+            Mode::PatchingNull => "patched",
         }
     }
 }
@@ -375,17 +409,18 @@ impl Webhooks {
         }
         let target = match mode {
             Mode::NoWebhook => None,
-            Mode::VirtSizer => Some(&self.virt_sizer),
-            Mode::NullWebhook => Some(&self.null),
+            Mode::VirtSizer => Some((&self.virt_sizer, "/mutate")),
+            Mode::NullWebhook => Some((&self.null, "/mutate")),
+            Mode::PatchingNull => Some((&self.null, "/mutate-patched")),
         };
-        if let Some((port, ca_pem)) = target {
+        if let Some(((port, ca_pem), path)) = target {
             let configuration: MutatingWebhookConfiguration = serde_json::from_value(json!({
                 "metadata": {"name": WEBHOOK},
                 "webhooks": [{
                     "name": "launcher-pods.virt-sizer.io",
                     "admissionReviewVersions": ["v1"],
                     "clientConfig": {
-                        "url": format!("https://127.0.0.1:{port}/mutate"),
+                        "url": format!("https://127.0.0.1:{port}{path}"),
                         "caBundle": base64::engine::general_purpose::STANDARD.encode(ca_pem),
                     },
                     "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
@@ -416,11 +451,13 @@ impl Webhooks {
                 .await
                 .expect("dry run");
             let null_called = self.null_answered.load(Ordering::SeqCst) > null_before;
-            let shown = match mode {
-                Mode::NoWebhook => !null_called && !is_sized(&created),
-                Mode::VirtSizer => is_sized(&created),
-                Mode::NullWebhook => null_called,
-            };
+            let shown = (null_called, is_sized(&created))
+                == match mode {
+                    Mode::NoWebhook => (false, false),
+                    Mode::VirtSizer => (false, true),
+                    Mode::NullWebhook => (true, false),
+                    Mode::PatchingNull => (true, true),
+                };
             if shown {
                 break;
             }
@@ -499,7 +536,7 @@ impl Latencies {
 
     fn report(&self, name: &str) {
         println!(
-            "{:<28} {:>6} {:>6} {:>9.0} {:>9} {:>9} {:>9} {:>9}",
+            "{:<32} {:>6} {:>6} {:>9.0} {:>9} {:>9} {:>9} {:>9}",
             name,
             self.micros.len(),
             self.n_sized,
@@ -576,22 +613,48 @@ impl Serve {
         server
     }
 
-    /// Whether `/readyz` says ready, and its body.
-    async fn readyz(&self) -> Option<(bool, Value)> {
-        let client = reqwest::Client::builder()
+    /// An HTTPS client that trusts its CA.
+    fn https_client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
             .tls_certs_only([
                 reqwest::Certificate::from_pem(self.pem.ca_pem.as_bytes()).expect("CA")
             ])
             .timeout(Duration::from_secs(5))
             .build()
-            .expect("client");
-        let response = client
+            .expect("client")
+    }
+
+    /// Whether `/readyz` says ready, and its body.
+    async fn readyz(&self) -> Option<(bool, Value)> {
+        let response = self
+            .https_client()
             .get(format!("https://127.0.0.1:{}/readyz", self.port))
             .send()
             .await
             .ok()?;
         let ready = response.status().is_success();
         Some((ready, response.json().await.ok()?))
+    }
+
+    /// The JSON Patch (base64) it answers for a CREATE of `pod`.
+    async fn patch_for(&self, pod: &DynamicObject) -> String {
+        let mut review: Value = serde_json::from_str(REVIEW).expect("review JSON");
+        review["request"]["object"] = serde_json::to_value(pod).expect("Pod JSON");
+        review["request"]["namespace"] = json!(NAMESPACE);
+        let response: Value = self
+            .https_client()
+            .post(format!("https://127.0.0.1:{}/mutate", self.port))
+            .json(&review)
+            .send()
+            .await
+            .expect("POST /mutate")
+            .json()
+            .await
+            .expect("an AdmissionReview");
+        response["response"]["patch"]
+            .as_str()
+            .expect("virt-sizer patches the Pod")
+            .to_owned()
     }
 
     /// `/readyz`'s account of the VMI source.

@@ -110,7 +110,7 @@ fn main() {
     for (name, make) in [
         (
             "null",
-            Box::new(|| null_webhook::router(Arc::default())) as Box<dyn Fn() -> Router>,
+            Box::new(|| null_webhook::router(Arc::default(), "")) as Box<dyn Fn() -> Router>,
         ),
         ("virt-sizer", Box::new(|| sizer_app(&vmi_dir))),
     ] {

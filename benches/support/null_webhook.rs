@@ -1,6 +1,7 @@
 //! The null webhook the benches compare virt-sizer with: the same axum +
 //! rustls + hyper stack and the same server loop, a handler that reads the
-//! body, takes the uid and answers allowed with no patch. Included by
+//! body, takes the uid and answers allowed with no patch (`POST /mutate`),
+//! or with a fixed one (`POST /mutate-patched`). Included by
 //! `benches/load.rs` and `benches/apiserver.rs` (`#[path]`).
 
 use std::net::SocketAddr;
@@ -13,8 +14,10 @@ use axum::routing::post;
 use virt_sizer::server::tls::{self, CertStore, SelfSigned};
 use virt_sizer::server::{self, ServeOptions};
 
-/// `POST /mutate` answering allowed; counts its answers in `answered`.
-pub(crate) fn router(answered: Arc<AtomicUsize>) -> Router {
+/// `POST /mutate` answering allowed, and `POST /mutate-patched` answering
+/// allowed with `patch` (a base64 JSON Patch; none when empty); counts its
+/// answers in `answered`.
+pub(crate) fn router(answered: Arc<AtomicUsize>, patch: &str) -> Router {
     #[derive(serde::Deserialize)]
     struct Review {
         request: Uid,
@@ -23,19 +26,29 @@ pub(crate) fn router(answered: Arc<AtomicUsize>) -> Router {
     struct Uid {
         uid: String,
     }
-    let allow = move |body: Bytes| async move {
-        let uid = serde_json::from_slice::<Review>(&body)
-            .map_or_else(|_| String::new(), |review| review.request.uid);
-        let response = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "response": {"uid": uid, "allowed": true}});
-        answered.fetch_add(1, Ordering::Relaxed);
-        (
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            serde_json::to_vec(&response).expect("json"),
-        )
+    let answer = move |patch: Option<Arc<str>>| {
+        let answered = answered.clone();
+        move |body: Bytes| async move {
+            let uid = serde_json::from_slice::<Review>(&body)
+                .map_or_else(|_| String::new(), |review| review.request.uid);
+            let mut response = serde_json::json!({"uid": uid, "allowed": true});
+            if let Some(patch) = patch {
+                response["patchType"] = "JSONPatch".into();
+                response["patch"] = (*patch).into();
+            }
+            answered.fetch_add(1, Ordering::Relaxed);
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                serde_json::to_vec(&serde_json::json!({"apiVersion": "admission.k8s.io/v1",
+                    "kind": "AdmissionReview", "response": response}))
+                .expect("json"),
+            )
+        }
     };
+    let patch = (!patch.is_empty()).then(|| Arc::<str>::from(patch));
     Router::new()
-        .route("/mutate", post(allow))
+        .route("/mutate", post(answer(None)))
+        .route("/mutate-patched", post(answer(patch)))
         .layer(axum::extract::DefaultBodyLimit::max(server::MAX_BODY_BYTES))
 }
 
