@@ -8,14 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
 use virt_sizer::admission::{self, OutcomeLabel};
-use virt_sizer::server::policy_store::PolicyStore;
-use virt_sizer::server::vmi_source::NoVmis;
-use virt_sizer::server::{self, AppState, StaticNamespaces};
 use virt_sizer::sizing::policy::{KubevirtBaseline, ValidPolicy};
 
 use crate::support::{self, MI, q, repo};
@@ -234,27 +229,14 @@ fn configmap(policy: &str) -> Value {
 }
 
 async fn validate(body: String) -> (StatusCode, Value) {
-    let state = AppState::new(
-        PolicyStore::builtin(),
-        None,
-        Arc::new(NoVmis),
-        Arc::new(StaticNamespaces::default()),
-        Duration::from_secs(1),
-    );
-    let response = server::app(state)
-        .oneshot(
-            Request::post("/validate-policy")
-                .header("content-type", "application/json")
-                .body(Body::from(body))
-                .expect("request"),
-        )
-        .await
-        .expect("answer");
-    let status = response.status();
-    let bytes = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .expect("body")
-        .to_bytes();
+    let (router, _) = support::router();
+    let (status, bytes) = support::post_to(
+        &router,
+        "/validate-policy",
+        Some("application/json"),
+        body.into_bytes(),
+    )
+    .await;
     (
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),

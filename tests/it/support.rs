@@ -18,7 +18,7 @@ use virt_sizer::sizing::policy::ValidPolicy;
 mod webhook;
 
 pub(crate) use webhook::{
-    Answer, EXAMPLE_REVIEW, EXAMPLE_RUNTIME_CLASS, check_answer, post, router,
+    Answer, EXAMPLE_REVIEW, EXAMPLE_RUNTIME_CLASS, check_answer, post, post_to, router,
 };
 
 /// 2^20 bytes.

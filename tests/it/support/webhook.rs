@@ -53,7 +53,17 @@ pub(crate) async fn post(
     content_type: Option<&str>,
     body: Vec<u8>,
 ) -> (StatusCode, Vec<u8>) {
-    let mut request = Request::post("/mutate");
+    post_to(router, "/mutate", content_type, body).await
+}
+
+/// Sends `body` to `POST path` with `content_type` (no header if `None`).
+pub(crate) async fn post_to(
+    router: &axum::Router,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, Vec<u8>) {
+    let mut request = Request::post(path);
     if let Some(content_type) = content_type {
         request = request.header("content-type", content_type);
     }
