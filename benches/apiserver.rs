@@ -37,8 +37,12 @@
     reason = "a benchmark over fixed inputs; float only for reporting"
 )]
 
+#[path = "support/args.rs"]
+mod args;
 #[path = "support/null_webhook.rs"]
 mod null_webhook;
+#[path = "support/serve.rs"]
+mod serve;
 
 #[path = "../tests/it/e2e/control_plane.rs"]
 #[allow(
@@ -47,8 +51,7 @@ mod null_webhook;
 )]
 mod control_plane;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -61,12 +64,17 @@ use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, PostParams};
 use serde_json::{Value, json};
 use virt_sizer::admission::DECISION_ANNOTATION;
 use virt_sizer::server::cluster::vmi_resource;
-use virt_sizer::server::tls::{SelfSigned, generate_self_signed};
+use virt_sizer::server::tls::generate_self_signed;
+
+use crate::args::option;
+use crate::serve::Serve;
 
 const NAMESPACE: &str = "dev-a";
 const WEBHOOK: &str = "virt-sizer-bench";
 const VMI: &str = include_str!("../examples/vmi-dev.yaml");
 const REVIEW: &str = include_str!("../examples/launcher-pod-dev.json");
+/// How `serve` runs here: in cluster mode.
+const CLUSTER: &[&str] = &["--cluster", "true"];
 /// VMIs created at once.
 const VMI_CONCURRENCY: usize = 64;
 /// Dry-run CREATEs before each measured round.
@@ -87,29 +95,15 @@ struct Options {
 }
 
 fn options() -> Options {
-    let mut options = Options {
-        pods: 1000,
-        vmis: 10_000,
-        concurrency: 1,
-        rounds: 4,
-        binary: PathBuf::from(env!("CARGO_BIN_EXE_virt-sizer")),
-    };
-    let args: Vec<String> = std::env::args().collect();
-    for pair in args.windows(2) {
-        match (pair[0].as_str(), pair[1].parse().ok()) {
-            ("--pods", Some(value)) => options.pods = value,
-            ("--vmis", Some(value)) => options.vmis = value,
-            ("--concurrency", Some(value)) => options.concurrency = value,
-            ("--rounds", Some(value)) => options.rounds = value,
-            ("--binary", _) => options.binary = PathBuf::from(&pair[1]),
-            _ => {}
-        }
+    let pods = option("--pods", 1000).max(1);
+    Options {
+        pods,
+        // Every Pod is owned by its own VMI.
+        vmis: option("--vmis", 10_000).max(pods),
+        concurrency: option("--concurrency", 1).max(1),
+        rounds: option("--rounds", 4).clamp(1, pods.max(2) / 2),
+        binary: option("--binary", PathBuf::from(env!("CARGO_BIN_EXE_virt-sizer"))),
     }
-    // Every Pod is owned by its own VMI.
-    options.vmis = options.vmis.max(options.pods);
-    options.concurrency = options.concurrency.max(1);
-    options.rounds = options.rounds.clamp(1, options.pods.max(2) / 2);
-    options
 }
 
 fn main() {
@@ -156,7 +150,7 @@ async fn run(options: &Options) {
         .await
         .expect("namespace created");
 
-    let empty = Serve::start(&options.binary, &plane.kubeconfig).await;
+    let empty = Serve::start(&options.binary, CLUSTER, Some(&plane.kubeconfig), false).await;
     println!("serve, no VMIs: {}", empty.memory());
     drop(empty);
 
@@ -168,11 +162,15 @@ async fn run(options: &Options) {
         started.elapsed().as_secs_f64()
     );
     let started = Instant::now();
-    let server = Serve::start(&options.binary, &plane.kubeconfig).await;
+    let server = Serve::start(&options.binary, CLUSTER, Some(&plane.kubeconfig), true).await;
+    let readyz = server.readyz().await.map(|(_, body)| body);
     println!(
         "serve ready in {:.1} s: {}",
         started.elapsed().as_secs_f64(),
-        server.vmi_source().await
+        readyz
+            .as_ref()
+            .and_then(|body| body["vmiSource"]["detail"].as_str())
+            .unwrap_or_default()
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     println!("serve, {} VMIs cached: {}", uids.len(), server.memory());
@@ -185,7 +183,7 @@ async fn run(options: &Options) {
     let null_pem = generate_self_signed(&["127.0.0.1", "localhost"]).expect("certificates");
     let null_answered = Arc::new(AtomicUsize::new(0));
     let probe = launcher_pod(0, &uids[0], "probe");
-    let patch = server.patch_for(&probe).await;
+    let patch = patch_for(&server, &probe).await;
     let null_address = {
         let (router, pem) = (
             null_webhook::router(null_answered.clone(), &patch),
@@ -262,7 +260,7 @@ async fn run(options: &Options) {
     // The log is written from a background thread, a moment after the
     // answer.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let inside = server.decision_latencies();
+    let inside = decision_latencies(&server);
     println!(
         "inside virt-sizer (its decision log's latency_us, {} decisions incl. dry runs): \
          mean {:.0} µs, p50 {} µs, p99 {} µs",
@@ -549,172 +547,39 @@ impl Latencies {
     }
 }
 
-/// `virt-sizer serve --cluster true` with the example policy, killed on
-/// drop.
-struct Serve {
-    child: Child,
-    port: u16,
-    pem: SelfSigned,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
+/// The JSON Patch (base64) `server` answers for a CREATE of `pod`.
+async fn patch_for(server: &Serve, pod: &DynamicObject) -> String {
+    let mut review: Value = serde_json::from_str(REVIEW).expect("review JSON");
+    review["request"]["object"] = serde_json::to_value(pod).expect("Pod JSON");
+    review["request"]["namespace"] = json!(NAMESPACE);
+    let response: Value = server
+        .https_client()
+        .post(format!("https://127.0.0.1:{}/mutate", server.port))
+        .json(&review)
+        .send()
+        .await
+        .expect("POST /mutate")
+        .json()
+        .await
+        .expect("an AdmissionReview");
+    response["response"]["patch"]
+        .as_str()
+        .expect("virt-sizer patches the Pod")
+        .to_owned()
 }
 
-impl Serve {
-    /// Starts `binary` against the apiserver of `kubeconfig` and waits until
-    /// `/readyz` says ready (its caches synced).
-    async fn start(binary: &Path, kubeconfig: &Path) -> Serve {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pem = generate_self_signed(&["127.0.0.1", "localhost"]).expect("certificates");
-        std::fs::write(dir.path().join("tls.crt"), &pem.cert_pem).expect("write");
-        std::fs::write(dir.path().join("tls.key"), &pem.key_pem).expect("write");
-        let port = control_plane::free_port().expect("a free port");
-        let log = dir.path().join("virt-sizer.log");
-        let mut command = Command::new(binary);
-        command
-            .args(["serve", "--log-format", "json", "--cluster", "true"])
-            .arg(format!("--listen=127.0.0.1:{port}"))
-            .arg("--policy")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy.yaml"))
-            .arg("--cert")
-            .arg(dir.path().join("tls.crt"))
-            .arg("--key")
-            .arg(dir.path().join("tls.key"))
-            .env("KUBECONFIG", kubeconfig)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"));
-        // Flags have `VIRT_SIZER_*` fallbacks: none from this shell.
-        for (name, _) in std::env::vars_os() {
-            if name
-                .to_str()
-                .is_some_and(|name| name.starts_with("VIRT_SIZER_"))
-            {
-                command.env_remove(name);
-            }
-        }
-        let server = Serve {
-            child: command.spawn().expect("virt-sizer serve starts"),
-            port,
-            pem,
-            log,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + TIMEOUT;
-        while server.readyz().await.is_none_or(|(ready, _)| !ready) {
-            assert!(
-                Instant::now() < deadline,
-                "virt-sizer not ready within {TIMEOUT:?}:\n{}",
-                std::fs::read_to_string(&server.log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        server
-    }
-
-    /// An HTTPS client that trusts its CA.
-    fn https_client(&self) -> reqwest::Client {
-        reqwest::Client::builder()
-            .tls_certs_only([
-                reqwest::Certificate::from_pem(self.pem.ca_pem.as_bytes()).expect("CA")
-            ])
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("client")
-    }
-
-    /// Whether `/readyz` says ready, and its body.
-    async fn readyz(&self) -> Option<(bool, Value)> {
-        let response = self
-            .https_client()
-            .get(format!("https://127.0.0.1:{}/readyz", self.port))
-            .send()
-            .await
-            .ok()?;
-        let ready = response.status().is_success();
-        Some((ready, response.json().await.ok()?))
-    }
-
-    /// The JSON Patch (base64) it answers for a CREATE of `pod`.
-    async fn patch_for(&self, pod: &DynamicObject) -> String {
-        let mut review: Value = serde_json::from_str(REVIEW).expect("review JSON");
-        review["request"]["object"] = serde_json::to_value(pod).expect("Pod JSON");
-        review["request"]["namespace"] = json!(NAMESPACE);
-        let response: Value = self
-            .https_client()
-            .post(format!("https://127.0.0.1:{}/mutate", self.port))
-            .json(&review)
-            .send()
-            .await
-            .expect("POST /mutate")
-            .json()
-            .await
-            .expect("an AdmissionReview");
-        response["response"]["patch"]
-            .as_str()
-            .expect("virt-sizer patches the Pod")
-            .to_owned()
-    }
-
-    /// `/readyz`'s account of the VMI source.
-    async fn vmi_source(&self) -> String {
-        self.readyz().await.map_or_else(String::new, |(_, body)| {
-            body["vmiSource"]["detail"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        })
-    }
-
-    /// The `latency_us` of every decision in its log so far.
-    fn decision_latencies(&self) -> Latencies {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let mut latencies = Latencies::default();
-        latencies.extend(Latencies {
-            micros: text
-                .lines()
-                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-                .filter(|line| line["message"] == "admission decision")
-                .filter_map(|line| line["latency_us"].as_u64())
-                .collect(),
-            n_sized: 0,
-        });
-        latencies
-    }
-
-    /// VmRSS (of which anonymous memory and mapped files) and VmHWM (the
-    /// peak RSS), from /proc/PID/status.
-    fn memory(&self) -> String {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        let mib = |field: &str| -> f64 {
-            let kib: u64 = status
-                .lines()
-                .find_map(|line| {
-                    line.strip_prefix(field)?
-                        .strip_prefix(':')?
-                        .split_whitespace()
-                        .next()?
-                        .parse()
-                        .ok()
-                })
-                .unwrap_or(0);
-            kib as f64 / 1024.0
-        };
-        format!(
-            "VmRSS {:.1} MiB (anonymous {:.1}, files {:.1}), VmHWM {:.1} MiB",
-            mib("VmRSS"),
-            mib("RssAnon"),
-            mib("RssFile"),
-            mib("VmHWM")
-        )
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The `latency_us` of every decision in `server`'s log so far.
+fn decision_latencies(server: &Serve) -> Latencies {
+    let mut latencies = Latencies::default();
+    latencies.extend(Latencies {
+        micros: server
+            .log_text()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| line["message"] == "admission decision")
+            .filter_map(|line| line["latency_us"].as_u64())
+            .collect(),
+        n_sized: 0,
+    });
+    latencies
 }

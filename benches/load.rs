@@ -32,8 +32,12 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "support/args.rs"]
+mod args;
 #[path = "support/null_webhook.rs"]
 mod null_webhook;
+#[path = "support/serve.rs"]
+mod serve;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -54,6 +58,9 @@ use virt_sizer::server::tls::{self, SelfSigned};
 use virt_sizer::server::vmi_source::VmiDirectory;
 use virt_sizer::server::{self, AppState, StaticNamespaces};
 
+use crate::args::option;
+use crate::serve::Serve;
+
 const REVIEW: &str = include_str!("../examples/launcher-pod-dev.json");
 
 struct Options {
@@ -63,22 +70,11 @@ struct Options {
 }
 
 fn options() -> Options {
-    let mut options = Options {
-        seconds: 5,
-        rate: 5000,
-        vmis: 10_000,
-    };
-    let args: Vec<String> = std::env::args().collect();
-    for pair in args.windows(2) {
-        let value = pair[1].parse().ok();
-        match (pair[0].as_str(), value) {
-            ("--seconds", Some(v)) => options.seconds = v,
-            ("--rate", Some(v)) => options.rate = v,
-            ("--vmis", Some(v)) => options.vmis = usize::try_from(v).expect("fits"),
-            _ => {}
-        }
+    Options {
+        seconds: option("--seconds", 5),
+        rate: option("--rate", 5000),
+        vmis: option("--vmis", 10_000),
     }
-    options
 }
 
 fn main() {
@@ -163,7 +159,7 @@ fn main() {
         );
     }
 
-    rss_of_the_binary(&vmi_dir, &pem, options.seconds);
+    rss_of_the_binary(&vmi_dir, options.seconds);
     watch_cache_memory(options.vmis);
 }
 
@@ -518,47 +514,24 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// RSS of the real binary with the VMI directory, idle and under load.
-fn rss_of_the_binary(vmi_dir: &Path, pem: &SelfSigned, seconds: u64) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("tls.crt"), &pem.cert_pem).expect("write");
-    std::fs::write(dir.path().join("tls.key"), &pem.key_pem).expect("write");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("port")
-        .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_virt-sizer"))
-        .args([
-            "serve",
-            "--log-format",
-            "json",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("--vmi-dir")
-        .arg(vmi_dir)
-        .arg("--policy")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy.yaml"))
-        .arg("--cert")
-        .arg(dir.path().join("tls.crt"))
-        .arg("--key")
-        .arg(dir.path().join("tls.key"))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("virt-sizer serve");
-    let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+/// RSS and CPU of the real binary with the VMI directory, idle and under
+/// load.
+fn rss_of_the_binary(vmi_dir: &Path, seconds: u64) {
     let client_runtime = runtime(2);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(address).is_err() {
-        assert!(Instant::now() < deadline, "the binary did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let idle = rss_kib(child.id());
-    let ticks_before = process_cpu_ticks(child.id());
-    let mut run = client_runtime.block_on(closed_loop(address, pem, true, 64, seconds));
-    run.cpu_ticks = process_cpu_ticks(child.id()).saturating_sub(ticks_before);
-    let loaded = rss_kib(child.id());
+    let vmi_dir = vmi_dir.to_str().expect("a UTF-8 path");
+    let server = client_runtime.block_on(Serve::start(
+        Path::new(env!("CARGO_BIN_EXE_virt-sizer")),
+        &["--vmi-dir", vmi_dir],
+        None,
+        false,
+    ));
+    let address: SocketAddr = format!("127.0.0.1:{}", server.port)
+        .parse()
+        .expect("address");
+    let idle = server.memory();
+    let ticks_before = process_cpu_ticks(server.pid());
+    let mut run = client_runtime.block_on(closed_loop(address, &server.pem, true, 64, seconds));
+    run.cpu_ticks = process_cpu_ticks(server.pid()).saturating_sub(ticks_before);
     println!(
         "binary (JSON logs to /dev/null), h2 x64 saturation: {:.0} req/s, p99 {} µs, \
          CPU {:.1} µs/req, errors {}",
@@ -568,11 +541,8 @@ fn rss_of_the_binary(vmi_dir: &Path, pem: &SelfSigned, seconds: u64) {
         run.errors
     );
     println!(
-        "RSS with {} VMI files: idle {} MiB, after load {} MiB",
+        "binary with {} VMI files: idle {idle}; after load {}",
         std::fs::read_dir(vmi_dir).map_or(0, Iterator::count),
-        idle / 1024,
-        loaded / 1024
+        server.memory()
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
