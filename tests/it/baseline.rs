@@ -328,8 +328,8 @@ fn serve(args: &[&str], env: &[(&str, &Path)]) -> Server {
 
 async fn get_until_up(url: &str) -> reqwest::Response {
     // reqwest builds its TLS from the process default provider, even for a
-    // plain-HTTP client: install it, whichever test runs first.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // plain-HTTP client.
+    support::install_provider();
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -343,7 +343,7 @@ async fn get_until_up(url: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn probes_and_scrapes_need_no_client_certificate_while_mutate_does() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    support::install_provider();
     let dir = tempfile::tempdir().expect("tempdir");
     let serving = virt_sizer::server::tls::generate_self_signed(&["127.0.0.1"]).expect("pair");
     let clients = virt_sizer::server::tls::generate_self_signed(&["client"]).expect("pair");

@@ -17,7 +17,7 @@ use virt_sizer::server::policy_store::PolicyStore;
 use virt_sizer::server::vmi_source::{BoxFuture, VmiSource};
 use virt_sizer::server::{self, AppState, StaticNamespaces};
 
-const EXAMPLE_REVIEW: &str = include_str!("../../examples/launcher-pod-dev.json");
+use crate::support::EXAMPLE_REVIEW;
 
 /// Counts direct GETs; answers from a fixed VMI (after `delay`), or hangs.
 struct FakeGetter {

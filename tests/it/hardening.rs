@@ -11,7 +11,7 @@ use std::io::{BufRead as _, Read as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -38,22 +38,7 @@ mod metric_labels;
 mod others;
 mod stalled_bodies;
 
-const EXAMPLE_REVIEW: &str = include_str!("../../examples/launcher-pod-dev.json");
-
-fn install_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn pair() -> SelfSigned {
-    tls::generate_self_signed(&["localhost", "127.0.0.1"]).expect("certificates")
-}
+use crate::support::{EXAMPLE_REVIEW, install_provider, pair, provider};
 
 // === In-process server ===
 

@@ -128,7 +128,7 @@ impl RunningServer {
 
     /// `POST /mutate` on the TLS port: the status and the body.
     pub(crate) fn post(&self, content_type: &str, body: Vec<u8>) -> (u16, String) {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::support::install_provider();
         let port = self.https.rsplit(':').next().expect("port");
         let client = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("CA")])

@@ -4,8 +4,8 @@
 use crate::support::repo;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -27,22 +27,7 @@ mod policy_reload;
 mod review_parity;
 mod router;
 
-const EXAMPLE_REVIEW: &str = include_str!("../../examples/launcher-pod-dev.json");
-
-fn install_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn pair() -> SelfSigned {
-    tls::generate_self_signed(&["localhost", "127.0.0.1"]).expect("certificates")
-}
+use crate::support::{EXAMPLE_REVIEW, install_provider, pair, provider};
 
 /// A running server and what the tests need to reach it.
 struct TestServer {

@@ -21,6 +21,26 @@ pub(crate) use webhook::{
     Answer, EXAMPLE_REVIEW, EXAMPLE_RUNTIME_CLASS, check_answer, post, post_to, router,
 };
 
+/// Installs ring as the process's rustls provider (reqwest and kube build
+/// their TLS from it), once, whichever test comes first.
+pub(crate) fn install_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// The crypto provider the server is built with.
+pub(crate) fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A self-signed serving pair for localhost and 127.0.0.1.
+pub(crate) fn pair() -> virt_sizer::server::tls::SelfSigned {
+    virt_sizer::server::tls::generate_self_signed(&["localhost", "127.0.0.1"])
+        .expect("certificates")
+}
+
 /// 2^20 bytes.
 pub(crate) const MI: u64 = 1 << 20;
 /// 2^30 bytes.
