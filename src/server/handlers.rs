@@ -35,19 +35,21 @@ pub(crate) async fn mutate(
     let started = Instant::now();
     metrics.in_flight.inc();
     let policy = state.policy().current();
-    let uid = request.uid.clone();
-    let operation = request.operation.clone();
-    let namespace = request.namespace.clone();
-    let name = request.name.clone();
-    let decision = decide_caught(&state, &policy, &uid, request).await;
-    let body = encode(&uid, &decision, &policy);
+    let decision = decide_caught(&state, &policy, &request).await;
+    let (uid, operation, namespace, name) = (
+        &request.uid,
+        &request.operation,
+        &request.namespace,
+        &request.name,
+    );
+    let body = encode(uid, &decision, &policy);
     let elapsed = started.elapsed();
     metrics.in_flight.dec();
     record(
         &state,
         &decision,
-        &operation,
-        &namespace,
+        operation,
+        namespace,
         elapsed.as_secs_f64(),
     );
     tracing::info!(
@@ -78,13 +80,13 @@ pub(crate) async fn mutate(
 async fn decide_caught(
     state: &AppState,
     policy: &Arc<ValidPolicy>,
-    uid: &str,
-    request: AdmissionRequest,
+    request: &AdmissionRequest,
 ) -> Decision {
+    let uid = &request.uid;
     // Unwind safe: what a decision shares is atomics (metrics) and maps
     // behind mutexes whose users recover from poisoning; nothing is left
     // half-written for the next request.
-    match AssertUnwindSafe(decide(state.clone(), policy.clone(), request))
+    match AssertUnwindSafe(decide(state, policy, request))
         .catch_unwind()
         .await
     {
@@ -202,11 +204,15 @@ pub(crate) async fn validate_policy(
 }
 
 /// Looks up what the request needs and decides.
-async fn decide(state: AppState, policy: Arc<ValidPolicy>, request: AdmissionRequest) -> Decision {
+async fn decide(state: &AppState, policy: &ValidPolicy, request: &AdmissionRequest) -> Decision {
     let inner = &state.inner;
     let mut unavailable: Option<String> = None;
     let mut vmi: Option<Arc<Value>> = None;
-    if let Some(reference) = admission::launcher_vmi(&request) {
+    // Only a Pod virt-sizer sizes (a launcher or Kata Pod CREATE) reads its
+    // VMI or its namespace's labels: nothing else costs a lookup (or, on a
+    // cache miss, a GET).
+    let sized = admission::is_sized_pod(policy, request);
+    if sized && let Some(reference) = admission::launcher_vmi(request) {
         let started = Instant::now();
         let lookup = inner.vmis.lookup(&reference);
         let result = match tokio::time::timeout(inner.vmi_lookup_timeout, lookup).await {
@@ -232,7 +238,7 @@ async fn decide(state: AppState, policy: Arc<ValidPolicy>, request: AdmissionReq
             .metrics
             .observe_vmi_lookup(result, started.elapsed().as_secs_f64());
     }
-    let labels = if request.namespace.is_empty() {
+    let labels = if !sized || request.namespace.is_empty() {
         Ok(Arc::default())
     } else {
         let lookup = inner.namespaces.labels(&request.namespace);
@@ -246,23 +252,22 @@ async fn decide(state: AppState, policy: Arc<ValidPolicy>, request: AdmissionReq
     };
     let namespace_labels = match labels {
         Ok(labels) => labels,
-        // Only a Pod virt-sizer sizes reads them: for one, unknown labels
-        // would silently select the wrong profile, so onError decides.
-        Err(reason) if admission::is_sized_pod(&policy, &request) => {
+        // Unknown labels would silently select the wrong profile: onError
+        // decides.
+        Err(reason) => {
             inner.metrics.error("namespace_lookup");
             return admission::failed(
                 &request.uid,
-                &policy,
+                policy,
                 SizingError::NamespaceUnavailable {
                     namespace: request.namespace.clone(),
                     reason,
                 },
             );
         }
-        Err(_) => Arc::default(),
     };
     let environment = Environment {
-        policy: &policy,
+        policy,
         namespace_labels: &namespace_labels,
         vmi: match (vmi.as_deref(), unavailable.as_deref()) {
             (Some(found), _) => VmiLookup::Found(found),
@@ -270,7 +275,7 @@ async fn decide(state: AppState, policy: Arc<ValidPolicy>, request: AdmissionReq
             (None, None) => VmiLookup::NotFound,
         },
     };
-    admission::review(&environment, &request)
+    admission::review(&environment, request)
 }
 
 fn record(state: &AppState, decision: &Decision, operation: &str, namespace: &str, seconds: f64) {

@@ -458,3 +458,23 @@ async fn virt_sizer_metrics(router: &axum::Router) -> String {
         .expect("body");
     String::from_utf8(bytes.to_vec()).expect("utf-8")
 }
+
+#[tokio::test]
+async fn a_request_that_is_not_sized_costs_no_lookup() {
+    // A launcher Pod UPDATE is answered "skipped" (Pods are sized on
+    // CREATE only): its VMI is neither looked up in the cache nor fetched.
+    let harness = harness(Some(example_vmi()), false);
+    let mut update: Value = serde_json::from_str(EXAMPLE_REVIEW).expect("json");
+    update["request"]["operation"] = json!("UPDATE");
+    let (status, body) = crate::support::post(
+        &harness.router,
+        Some("application/json"),
+        update.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let body: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(body["response"]["allowed"], true);
+    assert!(body["response"].get("patch").is_none(), "{body}");
+    assert_eq!(harness.calls.load(Ordering::SeqCst), 0, "no direct GET");
+}
