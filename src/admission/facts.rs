@@ -264,9 +264,34 @@ impl<'de> Visitor<'de> for Kept<'_> {
 pub(crate) fn sizing_object<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Value>, D::Error> {
+    kept_object(OBJECT, deserializer)
+}
+
+/// The ConfigMap key holding the policy (the file the Deployment mounts).
+pub const POLICY_KEY: &str = "policy.yaml";
+
+/// What the policy validating webhook reads of a ConfigMap: its `kind` and
+/// `data[POLICY_KEY]` (a string within [`MAX_KEPT_STRING_BYTES`]).
+const POLICY_CONFIGMAP: Shape = Shape::Fields(&[
+    ("kind", Shape::All),
+    ("data", Shape::Fields(&[(POLICY_KEY, Shape::All)])),
+]);
+
+/// The kept part of a policy ConfigMap under review (see
+/// [`POLICY_CONFIGMAP`]).
+pub(crate) fn policy_configmap_object<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Value>, D::Error> {
+    kept_object(POLICY_CONFIGMAP, deserializer)
+}
+
+fn kept_object<'de, D: Deserializer<'de>>(
+    shape: Shape,
+    deserializer: D,
+) -> Result<Option<Value>, D::Error> {
     let budget = Cell::new(MAX_KEPT_VALUES);
     let kept = Kept {
-        shape: OBJECT,
+        shape,
         field: "object",
         budget: &budget,
     };

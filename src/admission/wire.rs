@@ -17,7 +17,7 @@ use std::marker::PhantomData;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use super::facts::sizing_object;
+use super::facts::{policy_configmap_object, sizing_object};
 use crate::telemetry::capped;
 
 /// `admission.k8s.io/v1`.
@@ -196,6 +196,17 @@ pub enum Sizing {}
 /// All of it (the CLI, which prints the patched object).
 #[derive(Debug)]
 pub enum Whole {}
+
+/// A policy ConfigMap's `kind` and `data["policy.yaml"]` only (the policy
+/// validating webhook), within the same bounds as [`Sizing`].
+#[derive(Debug)]
+pub enum PolicyData {}
+
+impl Keep for PolicyData {
+    fn object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+        policy_configmap_object(deserializer)
+    }
+}
 
 impl Keep for Sizing {
     fn object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use futures::FutureExt as _;
 use serde_json::{Value, json};
 
-use crate::admission::wire::{self, Sizing, Whole};
+use crate::admission::wire::{self, PolicyData, Sizing};
 use crate::admission::{
     self, AdmissionRequest, AdmissionResponse, Decision, Environment, VmiLookup,
 };
@@ -153,15 +153,14 @@ const MAX_LOGGED_CHANGES: usize = 32;
 /// Label that marks a ConfigMap as a virt-sizer policy (the validating
 /// webhook's objectSelector).
 pub const POLICY_LABEL: &str = "virt-sizer.io/policy";
-/// The ConfigMap key holding the policy (the file the Deployment mounts).
-pub const POLICY_KEY: &str = "policy.yaml";
+pub use crate::admission::facts::POLICY_KEY;
 
 /// `POST /validate-policy`: the validating webhook for policy ConfigMaps.
 /// A broken policy is refused at `kubectl apply` with the checker's own
 /// messages (every problem with its path); a valid one is admitted, with
 /// its warnings.
 pub(crate) async fn validate_policy(
-    ReviewRequest { request, .. }: ReviewRequest<Whole>,
+    ReviewRequest { request, .. }: ReviewRequest<PolicyData>,
 ) -> Response {
     let object = request.object.as_ref();
     let is_configmap = object.and_then(|object| object.get("kind")) == Some(&json!("ConfigMap"));

@@ -455,3 +455,21 @@ async fn without_any_vmi_source_the_server_says_so() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn the_policy_webhook_keeps_only_what_it_reads() {
+    // Everything but `kind` and `data["policy.yaml"]` is parsed and skipped,
+    // not built: a million-element array elsewhere in the ConfigMap costs no
+    // memory and does not change the answer.
+    let mut object = configmap(HEADER);
+    object["metadata"]["ownerReferences"] = json!(vec![0; 1_000_000]);
+    object["data"]["other.yaml"] = json!("x".repeat(1 << 20));
+    let (status, answer) = validate(policy_review(object)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    // The policy itself is kept within the decode's string bound (256 KiB):
+    // a larger one is refused as undecodable, naming the bound.
+    let huge = format!("{HEADER}# {}\n", "x".repeat(300 * 1024));
+    let (status, answer) = validate(policy_review(configmap(&huge))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+}
