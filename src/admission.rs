@@ -32,6 +32,7 @@ use crate::sizing::policy::{
 };
 use crate::sizing::vmi::{VmiFacts, quantity_map, string_map};
 use crate::sizing::{Format, Quantity, SizingError};
+use crate::terms;
 
 pub use decision::{
     Decision, Delta, Outcome, OutcomeLabel, encode_response, failed, patched_object,

@@ -105,8 +105,9 @@ pub struct Decision {
     pub selected_by: Option<String>,
     /// Every field changed (or, in shadow mode, that would change).
     pub changes: Vec<Change>,
-    /// The formula behind each value.
-    pub explanation: Vec<String>,
+    /// The formula behind each value, as data: rendered only by
+    /// [`Decision::explain`] (`--explain`) and the warnings that quote it.
+    pub explanation: Explanation,
     /// Operator-facing warnings (the response's, ASCII).
     pub warnings: Vec<String>,
     /// The response's audit annotations.
@@ -217,7 +218,7 @@ impl Decision {
         }
         if !self.explanation.is_empty() {
             out.push_str("sizing:\n");
-            for line in &self.explanation {
+            for line in self.explanation.iter() {
                 out.push_str(&format!("  {line}\n"));
             }
         }
@@ -273,7 +274,7 @@ pub(crate) fn skipped(uid: &str, policy: &ValidPolicy, reason: String) -> Decisi
         profile: None,
         selected_by: None,
         changes: Vec::new(),
-        explanation: Vec::new(),
+        explanation: Explanation::new(),
         warnings: Vec::new(),
         audit_annotations: BTreeMap::new(),
         policy_digest: policy.digest.clone(),
@@ -375,12 +376,24 @@ pub(crate) fn finish(
     decision.profile = profile;
     decision.selected_by = selected_by;
     decision.changes = builder.changes;
-    decision.explanation = explanation.into_lines();
+    decision.explanation = explanation;
 }
 
-/// Replaces the few non-ASCII symbols the explanations use.
+/// Replaces the few non-ASCII symbols the explanations use, in one pass.
 pub(crate) fn ascii(text: &str) -> String {
-    text.replace('→', "->").replace('×', "x").replace('≠', "!=")
+    if text.is_ascii() {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    for symbol in text.chars() {
+        match symbol {
+            '→' => out.push_str("->"),
+            '×' => out.push('x'),
+            '≠' => out.push_str("!="),
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// What `onError` makes of a request that could not be sized: allowed

@@ -51,9 +51,9 @@ pub(crate) fn size_kata_pod(
     for change in &sizing.limit_changes {
         explanation.formula(
             ResourceField::new(Section::Limits, &change.resource),
-            &format!("{} limit {}", change.resource, change.new),
+            terms![change.resource.clone(), " limit ", change.new],
             " = ",
-            &change.why,
+            terms![change.why.clone()],
         );
     }
     Ok(Computed {

@@ -141,9 +141,11 @@ pub(crate) fn size_launcher_pod(
                 profile: Some(profile.name.clone()),
                 selected_by: Some(selection.reason),
                 mode: profile.mode,
-                explanation: Explanation::from(vec![format!(
-                    "KubeVirt {release}: newer than the overhead table; not sized"
-                )]),
+                explanation: Explanation::from(terms![
+                    "KubeVirt ",
+                    release.to_string(),
+                    ": newer than the overhead table; not sized"
+                ]),
                 warnings,
             });
         }
@@ -233,15 +235,20 @@ pub(crate) fn size_launcher_pod(
     );
 
     warnings.extend(sizing.warnings);
-    let mut explanation = Explanation::from(vec![format!(
-        "VMI {}/{}: {} vCPU, guest {}, KubeVirt {} model",
-        vmi.namespace,
-        vmi.name,
+    let mut explanation = Explanation::from(terms![
+        "VMI ",
+        vmi.namespace.clone(),
+        "/",
+        vmi.name.clone(),
+        ": ",
         vmi.cpu.vcpus(),
+        " vCPU, guest ",
         vmi.guest
-            .map_or_else(|| "unset".to_owned(), |guest| guest.to_string()),
-        policy.kubevirt.release_text,
-    )]);
+            .map_or_else(|| terms!["unset"], |guest| terms![guest]),
+        ", KubeVirt ",
+        policy.kubevirt.release_text.clone(),
+        " model"
+    ]);
     explanation.append(sizing.explanation);
     Ok(Computed {
         profile: Some(profile.name.clone()),

@@ -26,7 +26,8 @@ use std::collections::BTreeMap;
 
 use super::explain::{Explanation, ResourceField, Section};
 use super::quantity::{Format, Quantity};
-use super::spelling::spelled;
+use super::spelling::{Spelled as _, spelled};
+use crate::terms;
 
 mod pod;
 
@@ -353,50 +354,55 @@ impl Default for KataSettings {
 #[must_use]
 pub fn size_runtime_class(class: &KataClass) -> RuntimeClassSizing {
     let mut explanation = Explanation::new();
-    explanation.note(format!(
-        "runtime class {}: runtime {}, {}",
-        class.handler,
-        class.runtime,
+    explanation.note(terms![
+        "runtime class ",
+        class.handler.clone(),
+        ": runtime ",
+        class.runtime.as_str(),
+        ", ",
         cgroup_remark(class.sandbox_cgroup_only)
-    ));
+    ]);
     let cpu = class.vmm.cpu;
     explanation.formula(
         ResourceField::new(Section::PodFixed, "cpu"),
-        &format!("cpu {cpu}"),
+        terms!["cpu ", cpu],
         " = ",
-        &format!("vmm {cpu}"),
+        terms!["vmm ", cpu],
     );
     let pod_fixed_memory = ResourceField::new(Section::PodFixed, "memory");
     let memory = match class.guest_memory {
         GuestMemory::Ignore => {
             explanation.formula(
                 pod_fixed_memory,
-                &format!("memory {}", class.vmm.memory),
+                terms!["memory ", class.vmm.memory],
                 " = ",
-                &format!(
-                    "vmm {} (guestMemory Ignore: guest memory not covered by container limits is \
-                     not accounted, as kata-deploy ships)",
-                    class.vmm.memory
-                ),
+                terms![
+                    "vmm ",
+                    class.vmm.memory,
+                    " (guestMemory Ignore: guest memory not covered by container limits is \
+                     not accounted, as kata-deploy ships)"
+                ],
             );
             class.vmm.memory
         }
         GuestMemory::Account if class.runtime.is_go() => {
             let (default_mib, remark) = class.effective_default_memory_mib();
             if let Some(remark) = remark {
-                explanation.note(remark);
+                explanation.note(terms![remark]);
             }
             let total = add_bytes(class.vmm.memory, mib_quantity(default_mib));
             // Kata's default_memory is a MiB count: print it as such.
             explanation.formula(
                 pod_fixed_memory,
-                &format!("memory {total}"),
+                terms!["memory ", total],
                 " = ",
-                &format!(
-                    "vmm {} + default_memory {default_mib}Mi (guest memory not covered by \
-                     container limits; kata#6533)",
-                    class.vmm.memory
-                ),
+                terms![
+                    "vmm ",
+                    class.vmm.memory,
+                    " + default_memory ",
+                    default_mib,
+                    "Mi (guest memory not covered by container limits; kata#6533)"
+                ],
             );
             total
         }
@@ -405,13 +411,16 @@ pub fn size_runtime_class(class: &KataClass) -> RuntimeClassSizing {
             let total = add_bytes(class.vmm.memory, overhead);
             explanation.formula(
                 pod_fixed_memory,
-                &format!("memory {total}"),
+                terms!["memory ", total],
                 " = ",
-                &format!(
-                    "vmm {} + overhead_memory {overhead} (runtime-rs 4.x boots overhead_memory \
-                     on top of the container limits; kata#6533)",
-                    class.vmm.memory
-                ),
+                terms![
+                    "vmm ",
+                    class.vmm.memory,
+                    " + overhead_memory ",
+                    overhead,
+                    " (runtime-rs 4.x boots overhead_memory on top of the container limits; \
+                     kata#6533)"
+                ],
             );
             total
         }

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use rstest::rstest;
 
 use super::*;
-use crate::sizing::spelling::Spelled as _;
 
 const MIB: i128 = 1 << 20;
 
@@ -51,8 +50,10 @@ fn size(input: &KataPodInput, class: &KataClass) -> KataPodSizing {
     size_kata_pod(input, class, &KataPodSettings::default())
 }
 
-fn has_line(lines: &[String], needle: &str) -> bool {
-    lines.iter().any(|line| line.contains(needle))
+fn has_line<L: ToString>(lines: impl IntoIterator<Item = L>, needle: &str) -> bool {
+    lines
+        .into_iter()
+        .any(|line| line.to_string().contains(needle))
 }
 
 // === RuntimeClass podFixed ===

@@ -45,6 +45,7 @@
 //! as is, as `CalculateMemoryOverhead` adds it.
 
 use super::explain::{Explanation, ResourceField, Section};
+use crate::terms;
 use std::collections::BTreeMap;
 
 use super::error::SizingError;
@@ -158,8 +159,8 @@ pub fn size_launcher(input: &LauncherInput<'_>) -> Result<LauncherSizing, Sizing
     }
     let (kubevirt_overhead, overhead) = renderer.calculate_memory_overhead()?;
     match vmi.hugepages_page_size.as_deref() {
-        Some(page_size) => renderer.with_hugepages(page_size, overhead, &memory_base)?,
-        None => renderer.with_memory_overhead(overhead, &memory_base)?,
+        Some(page_size) => renderer.with_hugepages(page_size, overhead, memory_base)?,
+        None => renderer.with_memory_overhead(overhead, memory_base)?,
     }
     if input.auto_limits.memory && !vmi.limits.contains_key("memory") {
         renderer.with_auto_memory_limits()?;
@@ -214,9 +215,13 @@ fn apply_limits_policy(
             LimitsPolicy::EqualRequests => {
                 explanation.formula(
                     ResourceField::new(Section::Limits, resource),
-                    &format!("{resource} limit {request}"),
+                    terms![resource, " limit ", request],
                     " = ",
-                    &format!("request (profile {}: limits EqualRequests)", profile.name),
+                    terms![
+                        "request (profile ",
+                        profile.name.clone(),
+                        ": limits EqualRequests)"
+                    ],
                 );
                 request
             }
@@ -232,12 +237,17 @@ fn apply_limits_policy(
                 let limit = Quantity::from_nanos(nanos, request.format());
                 explanation.formula(
                     ResourceField::new(Section::Limits, resource),
-                    &format!("{resource} limit {limit}"),
+                    terms![resource, " limit ", limit],
                     " = ",
-                    &format!(
-                        "request {request} × limitsRatio {ratio} (profile {})",
-                        profile.name
-                    ),
+                    terms![
+                        "request ",
+                        request,
+                        " × limitsRatio ",
+                        ratio,
+                        " (profile ",
+                        profile.name.clone(),
+                        ")"
+                    ],
                 );
                 limit
             }

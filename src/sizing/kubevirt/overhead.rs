@@ -26,13 +26,15 @@
 
 use super::{MI, overflow};
 use crate::sizing::error::SizingError;
+use crate::sizing::explain::Terms;
 use crate::sizing::gofloat;
 use crate::sizing::policy::{KubevirtSettings, Profile, Release};
 use crate::sizing::quantity::{Format, Quantity};
 use crate::sizing::vmi::{InterfaceBinding, VmiFacts};
+use crate::terms;
 
 /// One overhead term: its label and amount.
-type Term = (String, Quantity);
+type Term = (Terms, Quantity);
 
 /// The memory overhead of one VMI, with its terms for the explanation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +42,7 @@ pub struct Overhead {
     /// The sum, in KubeVirt's quantity format.
     pub total: Quantity,
     /// `(term, amount)` in the order KubeVirt adds them.
-    pub terms: Vec<(String, Quantity)>,
+    pub terms: Vec<Term>,
 }
 
 /// Computes KubeVirt's memory overhead for a VMI (`GetMemoryOverhead` plus
@@ -126,7 +128,7 @@ fn process_terms(
         ("virtqemud".into(), mib(40)),
         ("QEMU".into(), mib(qemu_mib)),
         (
-            format!("vCPUs ({vcpus} × 8Mi)"),
+            terms!["vCPUs (", vcpus, " × 8Mi)"],
             Quantity::from_int(vcpu_bytes, Format::BinarySi),
         ),
         ("IOThread".into(), mib(8)),
@@ -152,7 +154,11 @@ fn feature_terms(vmi: &VmiFacts, settings: &KubevirtSettings) -> Vec<Term> {
             .then(|| ("downward metrics".into(), mib(1))),
         (n_exec_probes > 0).then(|| {
             (
-                format!("exec probes ({n_exec_probes} × 10Mi + 100Mi)"),
+                terms![
+                    "exec probes (",
+                    n_exec_probes.unsigned_abs(),
+                    " × 10Mi + 100Mi)"
+                ],
                 mib(10 * n_exec_probes + 100),
             )
         }),
@@ -177,11 +183,8 @@ fn feature_terms(vmi: &VmiFacts, settings: &KubevirtSettings) -> Vec<Term> {
 ///   `kubevirt.bindingPlugins` registers: its
 ///   `computeResourceOverhead.requests.memory`, once.
 #[must_use]
-pub fn network_binding_memory(
-    vmi: &VmiFacts,
-    settings: &KubevirtSettings,
-) -> Vec<(String, Quantity)> {
-    let mut terms: Vec<(String, Quantity)> = Vec::new();
+pub fn network_binding_memory(vmi: &VmiFacts, settings: &KubevirtSettings) -> Vec<Term> {
+    let mut terms: Vec<Term> = Vec::new();
     if settings.release != Release::V1_5 && vmi.interfaces.contains(&InterfaceBinding::Passt) {
         terms.push(("passt".into(), mib(250)));
     }
@@ -192,7 +195,7 @@ pub fn network_binding_memory(
         {
             plugins_seen.push(name);
             if let Some(memory) = settings.binding_plugins.get(name) {
-                terms.push((format!("binding plugin {name}"), *memory));
+                terms.push((terms!["binding plugin ", name.clone()], *memory));
             }
         }
     }
@@ -266,12 +269,12 @@ pub(super) fn overhead_from_reported(
     settings: &KubevirtSettings,
     profile: &Profile,
     warnings: &mut Vec<String>,
-) -> Result<(Quantity, String), SizingError> {
+) -> Result<(Quantity, Terms), SizingError> {
     let cluster = &settings.cluster_overhead_ratio;
     if profile.overhead_ratio.value.to_bits() == cluster.value.to_bits() {
         // The ratio KubeVirt already applied (the KubeVirt CR's, 1.0
         // without one): the reported figure is the answer.
-        return Ok((reported, format!("KubeVirt's reported overhead {reported}")));
+        return Ok((reported, terms!["KubeVirt's reported overhead ", reported]));
     }
     let network_terms = network_binding_memory(vmi, settings);
     let mut network = sum(&network_terms)?;
@@ -287,19 +290,22 @@ pub(super) fn overhead_from_reported(
     };
     // KubeVirt multiplied the base by the cluster's ratio; undo that first.
     let (base, rebased) = if cluster.is_one() {
-        (base, String::new())
+        (base, Terms::new())
     } else {
         let unmultiplied = unmultiply_memory(base, cluster.value)?;
-        let note = format!(
-            " (base {unmultiplied} before the cluster's additionalGuestMemoryOverheadRatio {})",
-            cluster.text
-        );
+        let note = terms![
+            " (base ",
+            unmultiplied,
+            " before the cluster's additionalGuestMemoryOverheadRatio ",
+            cluster.text.clone(),
+            ")"
+        ];
         (unmultiplied, note)
     };
     let total = multiply_memory(base, profile.overhead_ratio.value)?
         .checked_add(network)
         .ok_or_else(|| overflow("memory overhead"))?;
-    let terms = reported_terms(reported, &rebased, profile, network, &network_terms);
+    let terms = reported_terms(reported, rebased, profile, network, network_terms);
     Ok((total, terms))
 }
 
@@ -308,32 +314,50 @@ pub(super) fn overhead_from_reported(
 /// the profile's ratio, with the network bindings named apart.
 fn reported_terms(
     reported: Quantity,
-    rebased: &str,
+    rebased: Terms,
     profile: &Profile,
     network: Quantity,
-    network_terms: &[Term],
-) -> String {
-    let ratio_text = &profile.overhead_ratio.text;
+    network_terms: Vec<Term>,
+) -> Terms {
+    let ratio_text = profile.overhead_ratio.text.clone();
     if !rebased.is_empty() {
-        format!(
-            "KubeVirt's reported overhead {reported}{rebased} × overheadRatio {ratio_text}{}",
-            if network.is_zero() {
-                String::new()
-            } else {
-                format!(" + network bindings {network} (not multiplied)")
-            }
-        )
+        terms![
+            "KubeVirt's reported overhead ",
+            reported,
+            rebased,
+            " × overheadRatio ",
+            ratio_text,
+            (!network.is_zero()).then(|| terms![
+                " + network bindings ",
+                network,
+                " (not multiplied)"
+            ])
+        ]
     } else if network.is_zero() {
-        format!("KubeVirt's reported overhead {reported} × overheadRatio {ratio_text}")
+        terms![
+            "KubeVirt's reported overhead ",
+            reported,
+            " × overheadRatio ",
+            ratio_text
+        ]
     } else {
-        let labels = network_terms
-            .iter()
-            .map(|(label, amount)| format!("{label} {amount}"))
-            .collect::<Vec<_>>()
-            .join(" + ");
-        format!(
-            "(KubeVirt's reported overhead {reported} − {labels}) × overheadRatio {ratio_text} + {labels} (network bindings are not multiplied)"
-        )
+        let labels = Terms::joined(
+            network_terms
+                .into_iter()
+                .map(|(label, amount)| terms![label, " ", amount]),
+            " + ",
+        );
+        terms![
+            "(KubeVirt's reported overhead ",
+            reported,
+            " − ",
+            labels.clone(),
+            ") × overheadRatio ",
+            ratio_text,
+            " + ",
+            labels,
+            " (network bindings are not multiplied)"
+        ]
     }
 }
 

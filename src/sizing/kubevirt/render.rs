@@ -13,11 +13,12 @@ use super::{
     cpu_request_for_ratio, is_managed_resource, overflow,
 };
 use crate::sizing::error::SizingError;
-use crate::sizing::explain::{Explanation, ResourceField, Section};
+use crate::sizing::explain::{Explanation, ResourceField, Section, Terms};
 use crate::sizing::gofloat;
 use crate::sizing::policy::{GuestOverhead, Profile, Release};
 use crate::sizing::quantity::{Format, Quantity};
 use crate::sizing::vmi::{EMULATOR_THREAD_EVEN_PARITY_ANNOTATION, VmiFacts};
+use crate::terms;
 
 /// virt-controller's `ResourceRenderer` (`renderresources.go`) for one
 /// launcher Pod: the four resource lists its `With…` options write, plus
@@ -69,7 +70,7 @@ impl<'a> Renderer<'a> {
     /// `memoryOvercommitPercent`, see [`Renderer::guest_memory_request`]).
     ///
     /// Returns how the memory base came about, for the explanation.
-    pub(super) fn with_memory_requests(&mut self) -> Result<String, SizingError> {
+    pub(super) fn with_memory_requests(&mut self) -> Result<Terms, SizingError> {
         let has_request = self
             .vm_requests
             .get("memory")
@@ -79,14 +80,14 @@ impl<'a> Renderer<'a> {
             && !has_request
         {
             self.vm_requests.insert("memory".into(), limit);
-            return Ok(format!("limit {limit}"));
+            return Ok(terms!["limit ", limit]);
         }
         if let Some(request) = self.vm_requests.get("memory") {
-            return Ok(format!("VMI request {request}"));
+            return Ok(terms!["VMI request ", request]);
         }
         match self.vmi.guest.filter(|guest| guest.value() > 0) {
             Some(guest) => self.guest_memory_request(guest),
-            None => Ok(String::new()),
+            None => Ok(Terms::new()),
         }
     }
 
@@ -95,7 +96,7 @@ impl<'a> Renderer<'a> {
     /// quantity's format. Hugepages and dedicated-CPU VMIs are never
     /// overcommitted (a hard rule: KubeVirt v1.7–v1.9 overcommits hugepages
     /// into a non page-multiple and the Pod is rejected; PR #18880).
-    pub(super) fn guest_memory_request(&mut self, guest: Quantity) -> Result<String, SizingError> {
+    pub(super) fn guest_memory_request(&mut self, guest: Quantity) -> Result<Terms, SizingError> {
         let percent = self.profile.memory_overcommit_percent;
         let hugepages = self.vmi.has_hugepages();
         if percent == 100 || hugepages || self.vmi.dedicated_cpus {
@@ -106,7 +107,7 @@ impl<'a> Renderer<'a> {
                     if hugepages { "hugepages" } else { "dedicated-CPU" }
                 ));
             }
-            return Ok(format!("guest {guest}"));
+            return Ok(terms!["guest ", guest]);
         }
         let value = guest
             .value()
@@ -116,7 +117,14 @@ impl<'a> Renderer<'a> {
             .ok_or_else(|| overflow("memory overcommit"))?;
         let overcommitted = Quantity::from_int(value, guest.format());
         self.vm_requests.insert("memory".into(), overcommitted);
-        Ok(format!("guest {guest} × 100/{percent} = {overcommitted}"))
+        Ok(terms![
+            "guest ",
+            guest,
+            " × 100/",
+            percent,
+            " = ",
+            overcommitted
+        ])
     }
 
     /// `WithCPUPinning` (dedicated CPUs): CPU request = limit = vCPUs +
@@ -138,24 +146,20 @@ impl<'a> Renderer<'a> {
                 }
             }
         }
-        let mut cpu_note = format!(
-            "{vcpus} dedicated vCPU{}",
-            if io_threads > 0 {
-                format!(" + {io_threads} IOThread")
-            } else {
-                String::new()
-            }
-        );
+        let mut cpu_note = terms![vcpus, " dedicated vCPU"];
+        if io_threads > 0 {
+            cpu_note.push(terms![" + ", io_threads, " IOThread"]);
+        }
         if self.vmi.isolate_emulator_thread {
             let emulator = self.add_emulator_thread(io_threads)?;
-            cpu_note.push_str(&format!(" + {emulator} emulator thread"));
+            cpu_note.push(terms![" + ", emulator, " emulator thread"]);
         }
         if let Some(cpu) = self.vm_requests.get("cpu") {
             self.explanation.formula(
                 ResourceField::new(Section::Requests, "cpu"),
-                &format!("cpu request = limit {cpu}"),
+                terms!["cpu request = limit ", cpu],
                 ": ",
-                &format!("{cpu_note} (dedicated CPUs are never overcommitted)"),
+                terms![cpu_note, " (dedicated CPUs are never overcommitted)"],
             );
         }
         if let Some(memory) = self.vm_requests.get("memory").copied() {
@@ -224,34 +228,41 @@ impl<'a> Renderer<'a> {
                 cpu_count(total)?.with_format(Format::DecimalSi),
             );
         }
-        let terms = if io_threads > 0 && release != Release::V1_5 {
-            format!("({} vCPU + {io_threads} IOThread)", vmi.cpu.vcpus())
+        let vcpu_terms = if io_threads > 0 && release != Release::V1_5 {
+            terms!["(", vmi.cpu.vcpus(), " vCPU + ", io_threads, " IOThread)"]
         } else {
-            format!("{total} vCPU")
+            terms![total, " vCPU"]
         };
         let cpu_request = ResourceField::new(Section::Requests, "cpu");
         match self.vm_requests.get("cpu") {
             Some(explicit) => self.explanation.formula(
                 cpu_request,
-                &format!(
-                    "cpu request {explicit}: the VMI's own request beats {terms} / cpuAllocationRatio {ratio}"
-                ),
+                terms![
+                    "cpu request ",
+                    explicit,
+                    ": the VMI's own request beats ",
+                    vcpu_terms,
+                    " / cpuAllocationRatio ",
+                    ratio
+                ],
                 " = ",
-                &computed.to_string(),
+                terms![computed],
             ),
             None => self.explanation.formula(
                 cpu_request,
-                &format!("cpu request {computed}"),
+                terms!["cpu request ", computed],
                 " = ",
-                &format!("{terms} / cpuAllocationRatio {ratio}"),
+                terms![vcpu_terms, " / cpuAllocationRatio ", ratio],
             ),
         }
         if with_cpu_limits {
             self.explanation.formula(
                 ResourceField::new(Section::Limits, "cpu"),
-                &format!("cpu limit {total}"),
+                terms!["cpu limit ", total],
                 ": ",
-                "KubeVirt's automatic CPU limit (namespace quota or autoCPULimitNamespaceLabelSelector)",
+                terms![
+                    "KubeVirt's automatic CPU limit (namespace quota or autoCPULimitNamespaceLabelSelector)"
+                ],
             );
         }
         Ok(())
@@ -291,13 +302,14 @@ impl<'a> Renderer<'a> {
                     profile.overhead_ratio.value,
                     page_table_request,
                 )?;
-                let terms = computed
-                    .terms
-                    .iter()
-                    .filter(|(_, amount)| !amount.is_zero())
-                    .map(|(label, amount)| format!("{label} {amount}"))
-                    .collect::<Vec<_>>()
-                    .join(" + ");
+                let terms = Terms::joined(
+                    computed
+                        .terms
+                        .into_iter()
+                        .filter(|(_, amount)| !amount.is_zero())
+                        .map(|(label, amount)| terms![label, " ", amount]),
+                    " + ",
+                );
                 (computed.total, terms)
             }
         };
@@ -305,15 +317,26 @@ impl<'a> Renderer<'a> {
             .checked_add(profile.overhead_margin)
             .ok_or_else(|| overflow("memory overhead"))?;
         self.explanation.note(if profile.overhead_margin.is_zero() {
-            format!(
-                "overhead {overhead} = {overhead_terms} (KubeVirt {})",
-                settings.release.as_str()
-            )
+            terms![
+                "overhead ",
+                overhead,
+                " = ",
+                overhead_terms,
+                " (KubeVirt ",
+                settings.release.as_str(),
+                ")"
+            ]
         } else {
-            format!(
-                "overhead {overhead} = {kubevirt_overhead} [{overhead_terms}] + overheadMargin {}",
+            terms![
+                "overhead ",
+                overhead,
+                " = ",
+                kubevirt_overhead,
+                " [",
+                overhead_terms,
+                "] + overheadMargin ",
                 profile.overhead_margin
-            )
+            ]
         });
         Ok((kubevirt_overhead, overhead))
     }
@@ -327,7 +350,7 @@ impl<'a> Renderer<'a> {
         &mut self,
         page_size: &str,
         overhead: Quantity,
-        memory_base: &str,
+        memory_base: Terms,
     ) -> Result<(), SizingError> {
         let resource = format!("hugepages-{page_size}");
         let amount = self.hugepages_amount(page_size, &resource)?;
@@ -335,9 +358,14 @@ impl<'a> Renderer<'a> {
         self.calculated_limits.insert(resource.clone(), amount);
         self.explanation.formula(
             ResourceField::new(Section::Requests, &resource),
-            &format!("{resource} request = limit {amount}"),
+            terms![resource.clone(), " request = limit ", amount],
             ": ",
-            &format!("{memory_base} in {page_size} pages (never overcommitted)"),
+            terms![
+                memory_base,
+                " in ",
+                page_size.to_owned(),
+                " pages (never overcommitted)"
+            ],
         );
 
         let guest = self.vmi.guest;
@@ -349,16 +377,15 @@ impl<'a> Renderer<'a> {
         self.vm_requests.insert("memory".into(), request);
         self.explanation.formula(
             ResourceField::new(Section::Requests, "memory"),
-            &format!("memory request {request}"),
+            terms!["memory request ", request],
             " = ",
-            &format!(
-                "overhead {overhead}{} (guest memory is in hugepages)",
-                if request_above_guest.is_zero() {
-                    String::new()
-                } else {
-                    format!(" + request above guest {request_above_guest}")
-                }
-            ),
+            terms![
+                "overhead ",
+                overhead,
+                (!request_above_guest.is_zero())
+                    .then(|| terms![" + request above guest ", request_above_guest]),
+                " (guest memory is in hugepages)"
+            ],
         );
         if self.vm_limits.contains_key("memory") {
             let limit = limit_above_guest
@@ -425,7 +452,7 @@ impl<'a> Renderer<'a> {
     pub(super) fn with_memory_overhead(
         &mut self,
         overhead: Quantity,
-        memory_base: &str,
+        memory_base: Terms,
     ) -> Result<(), SizingError> {
         let dedicated = self.vmi.dedicated_cpus;
         let base = self
@@ -449,22 +476,24 @@ impl<'a> Renderer<'a> {
         let request = self.hotplug_floor(request, overhead)?;
         self.vm_requests.insert("memory".into(), request);
         let formula = if omit && request == base {
-            format!(
-                "{memory_base} (overhead not requested: {})",
+            terms![
+                memory_base,
+                " (overhead not requested: ",
                 if self.vmi.overcommit_guest_overhead {
                     "VMI overcommitGuestOverhead"
                 } else {
                     "profile guestOverhead Omit"
-                }
-            )
+                },
+                ")"
+            ]
         } else {
-            format!("{memory_base} + overhead {overhead}")
+            terms![memory_base, " + overhead ", overhead]
         };
         self.explanation.formula(
             ResourceField::new(Section::Requests, "memory"),
-            &format!("memory request {request}"),
+            terms!["memory request ", request],
             " = ",
-            &formula,
+            formula,
         );
         if let Some(limit) = self.vm_limits.get("memory").copied() {
             let limit = limit
@@ -473,9 +502,9 @@ impl<'a> Renderer<'a> {
             self.vm_limits.insert("memory".into(), limit);
             self.explanation.formula(
                 ResourceField::new(Section::Limits, "memory"),
-                &format!("memory limit {limit}"),
+                terms!["memory limit ", limit],
                 " = ",
-                &format!("limit + overhead {overhead}"),
+                terms!["limit + overhead ", overhead],
             );
         }
         Ok(())
@@ -539,9 +568,13 @@ impl<'a> Renderer<'a> {
         self.calculated_limits.insert("memory".into(), limit);
         self.explanation.formula(
             ResourceField::new(Section::Limits, "memory"),
-            &format!("memory limit {limit}"),
+            terms!["memory limit ", limit],
             " = ",
-            &format!("request × {ratio_text} (KubeVirt's automatic memory limit)"),
+            terms![
+                "request × ",
+                ratio_text.to_owned(),
+                " (KubeVirt's automatic memory limit)"
+            ],
         );
         Ok(())
     }

@@ -133,6 +133,7 @@ fn runtime_class_warnings_carry_their_formula() {
     assert!(
         decision
             .explanation
+            .lines()
             .iter()
             .any(|line| line == "cpu 250m = vmm 250m"),
         "{:?}",

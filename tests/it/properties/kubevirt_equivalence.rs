@@ -45,7 +45,7 @@ fn arb_simple_vmi() -> BoxedStrategy<VmiSpec> {
 
 /// The overhead in the `overhead <q> = …` explanation line.
 fn explained_overhead(decision: &Decision) -> Option<Quantity> {
-    decision.explanation.iter().find_map(|line| {
+    decision.explanation.lines().iter().find_map(|line| {
         let rest = line.strip_prefix("overhead ")?;
         Quantity::parse(rest.split_whitespace().next()?).ok()
     })
