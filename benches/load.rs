@@ -164,8 +164,9 @@ fn main() {
 }
 
 /// Memory of the cluster watch cache: `count` VMIs applied to a reflector
-/// store the way the watcher does (each deserialised into a trimmed
-/// [`CachedVmi`](virt_sizer::server::cluster::CachedVmi)), measured as this
+/// store the way the watcher does (each deserialised into a
+/// [`CachedVmi`](virt_sizer::server::cluster::CachedVmi), the VMI's facts
+/// read once), measured as this
 /// process's RSS growth.
 fn watch_cache_memory(count: usize) {
     use kube::runtime::reflector::store::Writer;
@@ -181,12 +182,12 @@ fn watch_cache_memory(count: usize) {
     for index in 0..count {
         let mut vmi = template.clone();
         vmi["metadata"]["name"] = serde_json::Value::String(format!("vm-{index}"));
-        writer.apply_watcher_event(&Event::InitApply(CachedVmi::from_value(vmi)));
+        writer.apply_watcher_event(&Event::InitApply(CachedVmi::from_value(&vmi)));
     }
     writer.apply_watcher_event(&Event::InitDone);
     let after = rss_kib(std::process::id());
     println!(
-        "watch cache: {} VMIs (example VMI, trimmed) add {} MiB of RSS",
+        "watch cache: {} VMIs (example VMI, read into facts) add {} MiB of RSS",
         store.len(),
         after.saturating_sub(before) / 1024
     );

@@ -1,7 +1,9 @@
 //! Criterion benches of the pure core: quantity parse/format, one launcher
-//! decision, one RuntimeClass decision and one full review (JSON decode of
-//! a realistic launcher-Pod AdmissionReview, decision, patch encode,
-//! response encode); and one hit of the cluster VMI cache. No sockets.
+//! decision, one RuntimeClass decision, reading a VMI (what a VMI source
+//! does once per watch event or file) and one full review (JSON decode of
+//! a realistic launcher-Pod AdmissionReview, decision from the VMI as its
+//! source read it, patch encode, response encode); and one hit of the
+//! cluster VMI cache. No sockets.
 //!
 //! `cargo bench --bench sizing`
 #![expect(
@@ -24,12 +26,12 @@ use serde_json::Value;
 use virt_sizer::admission::wire::{self, Sizing};
 use virt_sizer::admission::{self, AdmissionReview, Environment, VmiRef};
 use virt_sizer::server::cluster::{CacheHealth, CacheOptions, CachedVmi, CachedVmis};
-use virt_sizer::server::vmi_source::{NoVmis, VmiSource as _, uid_of};
+use virt_sizer::server::vmi_source::{NoVmis, VmiSource as _};
 use virt_sizer::sizing::Quantity;
 use virt_sizer::sizing::kata;
 use virt_sizer::sizing::kubevirt::{self, AutoLimits, LauncherInput};
 use virt_sizer::sizing::policy::ValidPolicy;
-use virt_sizer::sizing::vmi::VmiFacts;
+use virt_sizer::sizing::vmi::ReadVmi;
 
 const POLICY: &str = include_str!("../examples/policy.yaml");
 /// A launcher-Pod AdmissionReview as KubeVirt v1.9 renders it (~10 KB).
@@ -39,7 +41,9 @@ const VMI: &str = include_str!("../examples/vmi-dev.yaml");
 fn benches(c: &mut Criterion) {
     let policy = ValidPolicy::from_yaml(POLICY).expect("valid policy");
     let vmi_value: Value = yaml_serde::from_str(VMI).expect("valid YAML");
-    let vmi_facts = VmiFacts::from_value(&vmi_value).expect("valid VMI");
+    // As the server holds it: read once, when the VMI arrives.
+    let read_vmi = ReadVmi::from_value(&vmi_value);
+    let vmi_facts = read_vmi.facts.clone().expect("valid VMI");
     let labels: BTreeMap<String, String> = [("tier".to_owned(), "dev".to_owned())].into();
     let body = REVIEW.as_bytes();
 
@@ -77,12 +81,13 @@ fn benches(c: &mut Criterion) {
         let environment = Environment {
             policy: &policy,
             namespace_labels: &labels,
-            vmi: admission::VmiLookup::of(Some(&vmi_value)),
+            vmi: admission::VmiLookup::of(Some(&read_vmi)),
         };
         b.iter(|| admission::review(&environment, black_box(&decoded_request)));
     });
     c.bench_function("vmi/facts from JSON", |b| {
-        b.iter(|| VmiFacts::from_value(black_box(&vmi_value)).expect("valid VMI"));
+        // What a VMI source does once per watch event, file or GET.
+        b.iter(|| ReadVmi::from_value(black_box(&vmi_value)));
     });
     c.bench_function(
         &format!("review/full, server path ({} B)", body.len()),
@@ -93,7 +98,7 @@ fn benches(c: &mut Criterion) {
                 let environment = Environment {
                     policy: &policy,
                     namespace_labels: &labels,
-                    vmi: admission::VmiLookup::of(Some(&vmi_value)),
+                    vmi: admission::VmiLookup::of(Some(&read_vmi)),
                 };
                 let decision = admission::review(&environment, &request);
                 admission::encode_response(&decision).expect("encodes")
@@ -107,7 +112,7 @@ fn benches(c: &mut Criterion) {
         "vmi cache/hit (a launcher Pod's VMI by name and uid)",
         |b| {
             let mut writer = Writer::<CachedVmi>::default();
-            writer.apply_watcher_event(&Event::Apply(CachedVmi::from_value(vmi_value.clone())));
+            writer.apply_watcher_event(&Event::Apply(CachedVmi::from_value(&vmi_value)));
             let source = CachedVmis::new(
                 writer.as_reader(),
                 CacheHealth::new("virtualmachineinstances", Duration::from_secs(120)),
@@ -117,7 +122,7 @@ fn benches(c: &mut Criterion) {
             let reference = VmiRef {
                 namespace: "dev-a".into(),
                 name: "ci-runner-01".into(),
-                uid: uid_of(&vmi_value).map(str::to_owned),
+                uid: read_vmi.uid.clone(),
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .build()

@@ -30,7 +30,7 @@ use crate::sizing::kubevirt::{self, AutoLimits, LauncherInput};
 use crate::sizing::policy::{
     Mode, NewerRelease, OnError, PROFILE_ANNOTATION, Release, Subject, ValidPolicy,
 };
-use crate::sizing::vmi::{VmiFacts, quantity_map, string_map};
+use crate::sizing::vmi::{ReadVmi, quantity_map, string_map};
 use crate::sizing::{Format, Quantity, SizingError};
 use crate::terms;
 
@@ -78,8 +78,8 @@ pub struct Environment<'a> {
 /// What looking up a launcher Pod's VirtualMachineInstance gave.
 #[derive(Debug, Clone, Copy)]
 pub enum VmiLookup<'a> {
-    /// The VMI.
-    Found(&'a Value),
+    /// The VMI, as its source read it.
+    Found(&'a ReadVmi),
     /// It does not exist (or nothing was looked up).
     NotFound,
     /// It could not be looked up (timeout, API error): why.
@@ -89,7 +89,7 @@ pub enum VmiLookup<'a> {
 impl<'a> VmiLookup<'a> {
     /// [`VmiLookup::Found`] or [`VmiLookup::NotFound`].
     #[must_use]
-    pub fn of(found: Option<&'a Value>) -> VmiLookup<'a> {
+    pub fn of(found: Option<&'a ReadVmi>) -> VmiLookup<'a> {
         found.map_or(VmiLookup::NotFound, VmiLookup::Found)
     }
 }

@@ -33,8 +33,8 @@ pub(crate) fn size_launcher_pod(
     )?;
 
     let vmi_ref = launcher_vmi(request);
-    let vmi_value = match env.vmi {
-        VmiLookup::Found(vmi) => vmi,
+    let read = match env.vmi {
+        VmiLookup::Found(read) => read,
         lookup => {
             let (namespace, name) = vmi_ref.map_or_else(
                 || {
@@ -55,7 +55,9 @@ pub(crate) fn size_launcher_pod(
             });
         }
     };
-    let vmi = VmiFacts::from_value(vmi_value)?;
+    // Read once by the source; an invalid VMI reports its error here, in
+    // the same place reading it afresh would.
+    let vmi = read.facts.as_ref().map_err(Clone::clone)?;
 
     let pod_labels = string_map(pod.pointer("/metadata/labels"));
     let annotations = string_map(pod.pointer("/metadata/annotations"));
@@ -162,7 +164,7 @@ pub(crate) fn size_launcher_pod(
     }
 
     let sizing = kubevirt::size_launcher(&LauncherInput {
-        vmi: &vmi,
+        vmi,
         settings: &policy.kubevirt,
         profile,
         namespace_labels: env.namespace_labels,

@@ -11,6 +11,7 @@ use crate::cli::ReviewArgs;
 use crate::commands::{VmiSet, load_policy_over, parse_labels, request_from_document};
 use crate::documents::read_document;
 use crate::sizing::SizingError;
+use crate::sizing::vmi::ReadVmi;
 
 /// Runs `virt-sizer review`.
 ///
@@ -23,11 +24,13 @@ pub fn run(args: &ReviewArgs) -> anyhow::Result<ExitCode> {
     let document = read_document(&args.input)?;
     let request = request_from_document(document, "default", "CREATE")
         .with_context(|| format!("reading {}", args.input.display()))?;
-    let vmi = admission::launcher_vmi(&request).and_then(|reference| vmis.find(&reference));
+    let vmi = admission::launcher_vmi(&request)
+        .and_then(|reference| vmis.find(&reference))
+        .map(ReadVmi::from_value);
     let environment = Environment {
         policy: &policy,
         namespace_labels: &namespace_labels,
-        vmi: VmiLookup::of(vmi),
+        vmi: VmiLookup::of(vmi.as_ref()),
     };
     let decision = admission::review(&environment, &request);
 

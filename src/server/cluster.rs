@@ -21,10 +21,11 @@
 //! remembered briefly when the object does not exist, rate limited, counted
 //! and logged at a bounded rate.
 //!
-//! Cached VMIs are trimmed to what sizing reads as events arrive, which
-//! keeps the cache small with thousands of VMIs, and held as the JSON value
-//! sizing reads ([`CachedVmi`]): built once per watch event, shared by every
-//! lookup, never re-serialised per request.
+//! A cached VMI holds no JSON: the watch event is read once, as it
+//! deserialises, into the VMI's uid and sizing facts ([`ReadVmi`], in a
+//! [`CachedVmi`]), which every lookup shares and every request sizes from.
+//! That keeps the cache small with thousands of VMIs and leaves a request
+//! nothing of the VMI to parse.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -44,12 +45,13 @@ use kube::{Client, Resource, ResourceExt as _};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::{Deserialize, Deserializer};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::admission::VmiRef;
 use crate::metrics::{CacheLabels, Metrics};
 use crate::server::NamespaceSource;
 use crate::server::vmi_source::{BoxFuture, VmiSource, check_uid};
+use crate::sizing::vmi::ReadVmi;
 
 mod fallback;
 mod health;
@@ -98,7 +100,8 @@ impl Default for CacheOptions {
 // === VMIs ===
 
 /// VMIs read directly through the Kubernetes API, one GET each: what the
-/// cache falls back to. Each is trimmed as the cache trims it.
+/// cache falls back to. Each is read into a [`ReadVmi`] as the cache reads
+/// a watch event.
 #[derive(Clone)]
 pub struct ApiVmis {
     client: Client,
@@ -109,7 +112,7 @@ impl VmiSource for ApiVmis {
         &'a self,
         namespace: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Arc<Value>>, String>> {
+    ) -> BoxFuture<'a, Result<Option<Arc<ReadVmi>>, String>> {
         let api = Api::<CachedVmi>::namespaced(self.client.clone(), namespace);
         Box::pin(async move {
             let found = api.get_opt(name).await.map_err(|error| error.to_string())?;
@@ -130,7 +133,7 @@ pub struct CachedVmis<S> {
     store: Store<CachedVmi>,
     health: Arc<CacheHealth>,
     direct: Arc<S>,
-    fallback: Fallback<Value>,
+    fallback: Fallback<ReadVmi>,
 }
 
 impl<S: VmiSource> CachedVmis<S> {
@@ -154,7 +157,7 @@ impl<S: VmiSource> CachedVmis<S> {
         self.store.get(&ObjectRef::new(name).within(namespace))
     }
 
-    async fn fetch(&self, namespace: &str, name: &str) -> Fetched<Value> {
+    async fn fetch(&self, namespace: &str, name: &str) -> Fetched<ReadVmi> {
         let (direct, owned_namespace, owned_name) =
             (self.direct.clone(), namespace.to_owned(), name.to_owned());
         self.fallback
@@ -170,7 +173,7 @@ impl<S: VmiSource> VmiSource for CachedVmis<S> {
         &'a self,
         namespace: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Arc<Value>>, String>> {
+    ) -> BoxFuture<'a, Result<Option<Arc<ReadVmi>>, String>> {
         Box::pin(async move {
             if let Some(cached) = self.cached(namespace, name) {
                 return Ok(Some(cached.vmi.clone()));
@@ -181,7 +184,7 @@ impl<S: VmiSource> VmiSource for CachedVmis<S> {
     fn lookup<'a>(
         &'a self,
         reference: &'a VmiRef,
-    ) -> BoxFuture<'a, Result<Option<Arc<Value>>, String>> {
+    ) -> BoxFuture<'a, Result<Option<Arc<ReadVmi>>, String>> {
         Box::pin(async move {
             let (namespace, name) = (&reference.namespace, &reference.name);
             if let Some(cached) = self.cached(namespace, name) {
@@ -298,23 +301,21 @@ impl<G: NamespaceGetter> NamespaceSource for CachedNamespaces<G> {
 
 // === CachedVmi ===
 
-/// A VMI as the watch cache holds it: the object trimmed to what sizing
-/// reads ([`trim_vmi`]), as the JSON value sizing reads, built once when the
-/// watch delivers it (it deserialises straight into this) and shared by
-/// every lookup; and, for the store and the watcher, its name, namespace,
-/// uid and resourceVersion.
+/// A VMI as the watch cache holds it: read once, when the watch delivers it
+/// (it deserialises straight into this), into its uid and sizing facts
+/// ([`ReadVmi`]) shared by every lookup; and, for the store and the
+/// watcher, its name, namespace, uid and resourceVersion. No JSON of the
+/// VMI is kept.
 #[derive(Debug, Clone)]
 pub struct CachedVmi {
     metadata: ObjectMeta,
-    vmi: Arc<Value>,
+    vmi: Arc<ReadVmi>,
 }
 
 impl CachedVmi {
-    /// `vmi` (a VirtualMachineInstance object), trimmed and compacted.
+    /// `vmi` (a VirtualMachineInstance object), read.
     #[must_use]
-    pub fn from_value(mut vmi: Value) -> CachedVmi {
-        // Before trimming, which drops resourceVersion: the watch resumes
-        // from the last object's.
+    pub fn from_value(vmi: &Value) -> CachedVmi {
         let text = |field: &str| {
             vmi.get("metadata")
                 .and_then(|metadata| metadata.get(field))
@@ -325,26 +326,26 @@ impl CachedVmi {
             name: text("name"),
             namespace: text("namespace"),
             uid: text("uid"),
+            // The watch resumes from the last object's.
             resource_version: text("resourceVersion"),
             ..ObjectMeta::default()
         };
-        trim_vmi(&mut vmi);
         CachedVmi {
             metadata,
-            vmi: Arc::new(compact(vmi)),
+            vmi: Arc::new(ReadVmi::from_value(vmi)),
         }
     }
 
-    /// The trimmed VMI.
+    /// The VMI as read.
     #[must_use]
-    pub fn vmi(&self) -> &Arc<Value> {
+    pub fn vmi(&self) -> &Arc<ReadVmi> {
         &self.vmi
     }
 }
 
 impl<'de> Deserialize<'de> for CachedVmi {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<CachedVmi, D::Error> {
-        Value::deserialize(deserializer).map(CachedVmi::from_value)
+        Value::deserialize(deserializer).map(|vmi| CachedVmi::from_value(&vmi))
     }
 }
 
@@ -373,61 +374,6 @@ impl Resource for CachedVmi {
     }
 }
 
-/// Drops what sizing never reads from a VMI object, before it enters the
-/// cache: all but `metadata` and `spec`; of the metadata, all but
-/// [`CACHED_METADATA`] and the last-applied annotation; of the spec, every
-/// field sizing does not read ([`crate::sizing::vmi::retain_sizing_fields`]).
-/// (With serde_json's `preserve_order`, a JSON value is 72 bytes and a map
-/// entry over 100 before its key's text: what stays is what a cache of
-/// thousands of VMIs is made of.)
-pub fn trim_vmi(vmi: &mut Value) {
-    let Some(object) = vmi.as_object_mut() else {
-        return;
-    };
-    object.retain(|key, _| key == "metadata" || key == "spec");
-    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        metadata.retain(|key, _| CACHED_METADATA.contains(&key.as_str()));
-        if let Some(annotations) = metadata
-            .get_mut("annotations")
-            .and_then(Value::as_object_mut)
-        {
-            annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-        }
-    }
-    if let Some(spec) = object.get_mut("spec") {
-        crate::sizing::vmi::retain_sizing_fields(spec);
-    }
-}
-
-/// `value` rebuilt with every map and list allocated to its length: parsing
-/// and trimming leave spare capacity (up to half of each map), which a
-/// cache of thousands of VMIs would keep for as long as it holds them.
-fn compact(value: Value) -> Value {
-    match value {
-        Value::Object(object) => {
-            let mut compacted = Map::with_capacity(object.len());
-            for (key, item) in object {
-                compacted.insert(key, compact(item));
-            }
-            Value::Object(compacted)
-        }
-        Value::Array(items) => {
-            let mut compacted = Vec::with_capacity(items.len());
-            compacted.extend(items.into_iter().map(compact));
-            Value::Array(compacted)
-        }
-        Value::String(mut text) => {
-            text.shrink_to_fit();
-            Value::String(text)
-        }
-        scalar => scalar,
-    }
-}
-
-/// The metadata of a cached VMI: what sizing reads (name, namespace,
-/// labels, annotations) and the uid a launcher Pod's owner must match.
-pub const CACHED_METADATA: [&str; 5] = ["name", "namespace", "uid", "labels", "annotations"];
-
 fn trim_namespace(namespace: &mut Namespace) {
     namespace.managed_fields_mut().clear();
     namespace.spec = None;
@@ -450,7 +396,7 @@ pub fn connect(
         vmi_store.clone(),
         vmi_health.clone(),
         options,
-        // Trimmed as they deserialise.
+        // Read into facts as they deserialise.
         |_| {},
         |_| {},
     ));

@@ -24,6 +24,7 @@ use crate::server::cluster::CacheHealth;
 use crate::server::extract::ReviewRequest;
 use crate::sizing::SizingError;
 use crate::sizing::policy::ValidPolicy;
+use crate::sizing::vmi::ReadVmi;
 use crate::telemetry;
 
 /// `POST /mutate`.
@@ -206,7 +207,7 @@ pub(crate) async fn validate_policy(
 async fn decide(state: &AppState, policy: &ValidPolicy, request: &AdmissionRequest) -> Decision {
     let inner = &state.inner;
     let mut unavailable: Option<String> = None;
-    let mut vmi: Option<Arc<Value>> = None;
+    let mut vmi: Option<Arc<ReadVmi>> = None;
     // Only a Pod virt-sizer sizes (a launcher or Kata Pod CREATE) reads its
     // VMI or its namespace's labels: nothing else costs a lookup (or, on a
     // cache miss, a GET).

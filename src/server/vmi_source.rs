@@ -15,18 +15,20 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::admission::VmiRef;
+use crate::sizing::vmi::ReadVmi;
 
 /// A boxed, sendable future (object-safe async in a trait).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A source of VirtualMachineInstances.
+/// A source of VirtualMachineInstances, each read once into a [`ReadVmi`]
+/// (when the source loads or receives it), shared by every lookup.
 pub trait VmiSource: Send + Sync + 'static {
     /// The VMI `namespace/name`, `Ok(None)` if it does not exist.
     fn get<'a>(
         &'a self,
         namespace: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Arc<Value>>, String>>;
+    ) -> BoxFuture<'a, Result<Option<Arc<ReadVmi>>, String>>;
     /// The VMI a launcher Pod claims: `reference`'s namespace and name, and
     /// its uid when the Pod names one. A VMI found under that name with
     /// another uid is an error naming both uids (`onError` applies), never
@@ -34,7 +36,7 @@ pub trait VmiSource: Send + Sync + 'static {
     fn lookup<'a>(
         &'a self,
         reference: &'a VmiRef,
-    ) -> BoxFuture<'a, Result<Option<Arc<Value>>, String>> {
+    ) -> BoxFuture<'a, Result<Option<Arc<ReadVmi>>, String>> {
         Box::pin(async move {
             let found = self.get(&reference.namespace, &reference.name).await?;
             match found {
@@ -55,19 +57,13 @@ pub trait VmiSource: Send + Sync + 'static {
     fn attach_metrics(&self, _metrics: &crate::metrics::Metrics) {}
 }
 
-/// The uid recorded in a VMI object, if any.
-#[must_use]
-pub fn uid_of(vmi: &Value) -> Option<&str> {
-    vmi.pointer("/metadata/uid").and_then(Value::as_str)
-}
-
 /// `vmi` when it is the one `reference` claims (or either side names no
 /// uid); otherwise the error naming both uids.
 ///
 /// # Errors
 /// The VMI under that name has another uid.
-pub fn check_uid(reference: &VmiRef, vmi: Arc<Value>) -> Result<Arc<Value>, String> {
-    match (reference.uid.as_deref(), uid_of(&vmi)) {
+pub fn check_uid(reference: &VmiRef, vmi: Arc<ReadVmi>) -> Result<Arc<ReadVmi>, String> {
+    match (reference.uid.as_deref(), vmi.uid.as_deref()) {
         (Some(claimed), Some(found)) if claimed != found => Err(format!(
             "the Pod's owner is VMI uid {claimed}, but {}/{} has uid {found} (deleted and recreated?)",
             reference.namespace, reference.name
@@ -86,7 +82,7 @@ impl VmiSource for NoVmis {
         &'a self,
         _namespace: &'a str,
         _name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Arc<Value>>, String>> {
+    ) -> BoxFuture<'a, Result<Option<Arc<ReadVmi>>, String>> {
         Box::pin(async { Ok(None) })
     }
     fn is_ready(&self) -> bool {
@@ -108,10 +104,11 @@ pub struct VmiDirectory {
     last_scan: Mutex<Instant>,
 }
 
-/// A VMI of the index and the file it came from, as it was when read.
+/// A VMI of the index, read when its file was, and the file it came from,
+/// as it was when read.
 #[derive(Debug, Clone)]
 struct Indexed {
-    vmi: Arc<Value>,
+    vmi: Arc<ReadVmi>,
     file: PathBuf,
     stamp: Option<Stamp>,
 }
@@ -158,7 +155,7 @@ impl VmiSource for VmiDirectory {
         &'a self,
         namespace: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Arc<Value>>, String>> {
+    ) -> BoxFuture<'a, Result<Option<Arc<ReadVmi>>, String>> {
         Box::pin(async move {
             // A hit is served only while its file is as it was read: a
             // deleted or rewritten file sends the lookup to a rescan.
@@ -220,8 +217,9 @@ impl VmiSource for VmiDirectory {
     }
 }
 
-/// Reads every VMI document in `dir` (files that fail to parse, or hold
-/// other kinds, are skipped with a log line).
+/// Reads every VMI document in `dir`, each into a [`ReadVmi`] (files that
+/// fail to parse, or hold other kinds, are skipped with a log line; a VMI
+/// that cannot be sized is kept with its error).
 fn scan(dir: &Path) -> anyhow::Result<HashMap<(String, String), Indexed>> {
     use anyhow::Context as _;
     let mut index = HashMap::new();
@@ -242,15 +240,9 @@ fn scan(dir: &Path) -> anyhow::Result<HashMap<(String, String), Indexed>> {
                 continue;
             }
         };
-        for mut document in documents {
+        for document in documents {
             if document.get("kind").and_then(Value::as_str) != Some("VirtualMachineInstance") {
                 continue;
-            }
-            if let Some(object) = document.as_object_mut() {
-                object.remove("status");
-            }
-            if let Some(spec) = document.get_mut("spec") {
-                crate::sizing::vmi::retain_sizing_fields(spec);
             }
             let name = document
                 .pointer("/metadata/name")
@@ -264,7 +256,7 @@ fn scan(dir: &Path) -> anyhow::Result<HashMap<(String, String), Indexed>> {
             index.insert(
                 key,
                 Indexed {
-                    vmi: Arc::new(document),
+                    vmi: Arc::new(ReadVmi::from_value(&document)),
                     file: path.clone(),
                     stamp: file_stamp,
                 },

@@ -15,8 +15,12 @@
 //!   hugepage size.
 //!
 //! What sizing reads of the `spec` is one table (`SIZING_SPEC`): the reader
-//! reads the spec only through it, and [`retain_sizing_fields`] trims a
-//! cached VMI to it.
+//! reads the spec only through it.
+//!
+//! A VMI source reads each VMI once, into a [`ReadVmi`] (its uid and its
+//! facts, or why it cannot be sized): the watch cache when the watch
+//! delivers it, a directory when it loads its files, a direct GET per
+//! answer. Requests then size from those facts, never from JSON.
 
 use std::collections::BTreeMap;
 
@@ -59,6 +63,38 @@ impl CpuTopology {
     }
 }
 
+/// kubectl's copy of the last applied object, which [`VmiFacts`] leaves
+/// out of its annotations.
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// A VirtualMachineInstance as a VMI source read it, once: what the uid
+/// check and sizing need, so that a request sizes from facts read when the
+/// VMI arrived (a watch event, a file, a GET) instead of reading its JSON
+/// again. An invalid VMI is kept with its error, which every request that
+/// names it reports exactly as reading it afresh would.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadVmi {
+    /// `metadata.uid`: what a launcher Pod's owner reference must match.
+    pub uid: Option<String>,
+    /// The VMI's facts ([`VmiFacts::from_value`]), or why it cannot be sized.
+    pub facts: Result<VmiFacts, SizingError>,
+}
+
+impl ReadVmi {
+    /// Reads `vmi` (a VirtualMachineInstance object): its uid and its facts.
+    #[must_use]
+    pub fn from_value(vmi: &Value) -> ReadVmi {
+        ReadVmi {
+            uid: vmi
+                .get("metadata")
+                .and_then(|metadata| metadata.get("uid"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            facts: VmiFacts::from_value(vmi),
+        }
+    }
+}
+
 /// How one network interface is bound (`spec.domain.devices.interfaces[]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InterfaceBinding {
@@ -81,7 +117,9 @@ pub struct VmiFacts {
     pub namespace: String,
     /// `metadata.labels`.
     pub labels: BTreeMap<String, String>,
-    /// `metadata.annotations`.
+    /// `metadata.annotations`, without kubectl's
+    /// [`LAST_APPLIED_ANNOTATION`] (a copy of the whole object, which sizing
+    /// never reads and a cache of thousands of VMIs should not hold).
     pub annotations: BTreeMap<String, String>,
     /// `spec.domain.resources.requests` after defaulting (every resource name).
     pub requests: BTreeMap<String, Quantity>,
@@ -134,9 +172,8 @@ pub struct VmiFacts {
 
 /// The parts of a VMI's `spec` that sizing reads, the one list of them:
 /// [`VmiFacts::from_value`] reads the spec only through this table's
-/// [`Shape::keep`], and [`retain_sizing_fields`] keeps exactly it, so a
-/// field the reader needs and the table lacks is missing everywhere (and
-/// the tests see it), never only in the cluster cache.
+/// [`Shape::keep`], so a field the reader needs and the table lacks is
+/// missing everywhere (and the tests see it).
 const SIZING_SPEC: Shape = Shape::Fields(&[
     ("architecture", Shape::All),
     (
@@ -224,7 +261,7 @@ impl Shape {
 impl VmiFacts {
     /// Reads a VMI from its raw JSON (or YAML converted to JSON). Of the
     /// `spec` it sees only what the table of sizing fields keeps (the
-    /// module's `SIZING_SPEC`, which [`retain_sizing_fields`] keeps too).
+    /// module's `SIZING_SPEC`).
     ///
     /// # Errors
     /// A quantity that does not parse, or a field of the wrong type, named by
@@ -258,7 +295,11 @@ impl VmiFacts {
             name: text(metadata, "name"),
             namespace: text(metadata, "namespace"),
             labels: string_map(metadata.get("labels")),
-            annotations: string_map(metadata.get("annotations")),
+            annotations: {
+                let mut annotations = string_map(metadata.get("annotations"));
+                annotations.remove(LAST_APPLIED_ANNOTATION);
+                annotations
+            },
             requests,
             limits,
             explicit_memory_request,
@@ -567,97 +608,53 @@ pub(crate) fn quantity_map(
         .collect()
 }
 
-/// Removes from a VMI's `spec` everything [`VmiFacts::from_value`] does not
-/// read, so caches of thousands of VMIs hold only what sizing needs (disks,
-/// networks, cloud-init user data and the like go): it keeps the table of
-/// sizing fields (`SIZING_SPEC`) the reader reads through, so the facts
-/// read from the result are the facts read from the original.
-pub fn retain_sizing_fields(spec: &mut Value) {
-    *spec = SIZING_SPEC.keep(spec);
-}
-
 #[cfg(test)]
-mod retain_tests {
+mod tests {
     use serde_json::json;
 
     use super::*;
 
-    /// Trimming keeps the sizing fields, in their order, and drops the rest:
-    /// interfaces keep only their binding, volumes only the
-    /// `downwardMetrics` ones, probes only `exec`.
+    /// A source's read VMI carries the uid and exactly the facts (or the
+    /// error) reading the object gives.
     #[test]
-    fn trimming_keeps_only_the_sizing_spec() {
-        let mut spec = json!({
-            "domain": {
-                "cpu": {"cores": 2},
-                "firmware": {"bootloader": {"efi": {}}},
-                "devices": {
-                    "disks": [{"name": "rootdisk"}],
-                    "interfaces": [{"name": "default", "masquerade": {}}, {"name": "p", "passtBinding": {}}],
-                    "tpm": {},
-                },
-                "resources": {"requests": {"memory": "1Gi"}},
-            },
-            "volumes": [{"name": "rootdisk", "containerDisk": {}}, {"name": "m", "downwardMetrics": {}}],
-            "livenessProbe": {"exec": {"command": ["true"]}, "initialDelaySeconds": 3},
-            "networks": [{"name": "default", "pod": {}}],
-            "architecture": "arm64",
+    fn a_read_vmi_holds_the_uid_and_the_facts() {
+        let vmi = json!({
+            "kind": "VirtualMachineInstance",
+            "metadata": {"name": "a", "namespace": "b", "uid": "u"},
+            "spec": {"domain": {"memory": {"guest": "1Gi"}}},
         });
-        let facts = VmiFacts::from_value(&json!({"spec": spec}));
-        retain_sizing_fields(&mut spec);
-        assert_eq!(
-            spec,
-            json!({
-                "domain": {
-                    "cpu": {"cores": 2},
-                    "devices": {"interfaces": [{}, {"passtBinding": {}}], "tpm": {}},
-                    "resources": {"requests": {"memory": "1Gi"}},
-                },
-                "volumes": [{"name": "m", "downwardMetrics": {}}],
-                "livenessProbe": {"exec": {"command": ["true"]}},
-                "architecture": "arm64",
-            })
-        );
-        assert_eq!(VmiFacts::from_value(&json!({"spec": spec})), facts);
+        let read = ReadVmi::from_value(&vmi);
+        assert_eq!(read.uid.as_deref(), Some("u"));
+        assert_eq!(read.facts, VmiFacts::from_value(&vmi));
+        assert_eq!(read.facts.expect("valid").name, "a");
     }
 
-    /// Every VMI in the fixtures and examples gives the same facts after
-    /// trimming.
+    /// An invalid VMI is read once too, and keeps the error every request
+    /// naming it reports.
     #[test]
-    fn trimming_keeps_every_fact() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut stack = vec![root.join("tests/fixtures"), root.join("examples")];
-        let mut checked = 0;
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(dir).expect("dir") {
-                let path = entry.expect("entry").path();
-                if path.is_dir() {
-                    stack.push(path);
-                    continue;
-                }
-                let Ok(text) = std::fs::read_to_string(&path) else {
-                    continue;
-                };
-                if !text.contains("kind: VirtualMachineInstance") {
-                    continue;
-                }
-                let Ok(vmi) = yaml_serde::from_str::<Value>(&text) else {
-                    continue;
-                };
-                let mut trimmed = vmi.clone();
-                if let Some(spec) = trimmed.get_mut("spec") {
-                    retain_sizing_fields(spec);
-                }
-                assert_eq!(
-                    VmiFacts::from_value(&vmi),
-                    VmiFacts::from_value(&trimmed),
-                    "{}",
-                    path.display()
-                );
-                assert!(serde_json::to_string(&trimmed).expect("json").len() <= text.len() * 2);
-                checked += 1;
-            }
-        }
-        assert!(checked >= 8, "only {checked} VMIs found");
+    fn an_invalid_vmi_keeps_its_error() {
+        let vmi = json!({"spec": {"domain": {"memory": {"guest": "1.5.5Gi"}}}});
+        let read = ReadVmi::from_value(&vmi);
+        assert_eq!(read.uid, None);
+        let error = read.facts.expect_err("invalid");
+        assert_eq!(Err(error.clone()), VmiFacts::from_value(&vmi));
+        assert!(
+            error.to_string().starts_with("spec.domain.memory.guest"),
+            "{error}"
+        );
+    }
+
+    /// kubectl's last-applied copy of the object is not a fact; every other
+    /// annotation is.
+    #[test]
+    fn the_last_applied_annotation_is_left_out() {
+        let facts = VmiFacts::from_value(&json!({
+            "metadata": {"annotations": {LAST_APPLIED_ANNOTATION: "{…}", "keep": "me"}},
+        }))
+        .expect("valid");
+        assert_eq!(
+            facts.annotations,
+            BTreeMap::from([("keep".to_owned(), "me".to_owned())])
+        );
     }
 }

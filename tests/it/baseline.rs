@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 use virt_sizer::admission::{self, OutcomeLabel};
 use virt_sizer::sizing::policy::{KubevirtBaseline, ValidPolicy};
+use virt_sizer::sizing::vmi::ReadVmi;
 
 use crate::support::{self, MI, q, repo};
 
@@ -148,6 +149,7 @@ fn review_under_release(
         &std::fs::read_to_string(repo("examples/vmi-dev.yaml")).expect("read"),
     )
     .expect("yaml");
+    let vmi = ReadVmi::from_value(&vmi);
     let labels = std::collections::BTreeMap::new();
     admission::review(
         &admission::Environment {

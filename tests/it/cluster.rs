@@ -16,13 +16,15 @@ use virt_sizer::server::cluster::{CacheHealth, CacheOptions, CachedVmi, CachedVm
 use virt_sizer::server::policy_store::PolicyStore;
 use virt_sizer::server::vmi_source::{BoxFuture, VmiSource};
 use virt_sizer::server::{self, AppState, StaticNamespaces};
+use virt_sizer::sizing::Quantity;
+use virt_sizer::sizing::vmi::{ReadVmi, VmiFacts};
 
 use crate::support::EXAMPLE_REVIEW;
 
 /// Counts direct GETs; answers from a fixed VMI (after `delay`), or hangs.
 struct FakeGetter {
     calls: Arc<AtomicUsize>,
-    vmi: Option<Value>,
+    vmi: Option<Arc<ReadVmi>>,
     hang: bool,
     delay: Duration,
 }
@@ -32,7 +34,7 @@ impl VmiSource for FakeGetter {
         &'a self,
         _namespace: &'a str,
         _name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Arc<Value>>, String>> {
+    ) -> BoxFuture<'a, Result<Option<Arc<ReadVmi>>, String>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let (hang, delay, vmi) = (self.hang, self.delay, self.vmi.clone());
         Box::pin(async move {
@@ -40,7 +42,7 @@ impl VmiSource for FakeGetter {
                 std::future::pending::<()>().await;
             }
             tokio::time::sleep(delay).await;
-            Ok(vmi.map(Arc::new))
+            Ok(vmi)
         })
     }
     fn is_ready(&self) -> bool {
@@ -73,7 +75,7 @@ fn older_incarnation() -> Value {
 const POD_OWNER_UID: &str = "3f0c9a52-6b1e-4d27-8c11-000000000201";
 const OLD_UID: &str = "11111111-2222-4333-8444-555555555555";
 
-/// `value` as the watch delivers it to the cache (deserialised, trimmed).
+/// `value` as the watch delivers it to the cache (deserialised, read).
 fn cached_vmi(value: &Value) -> CachedVmi {
     serde_json::from_value(value.clone()).expect("a VMI object")
 }
@@ -108,7 +110,7 @@ fn harness_with_options(
         health.clone(),
         FakeGetter {
             calls: calls.clone(),
-            vmi: fallback_vmi,
+            vmi: fallback_vmi.map(|vmi| Arc::new(ReadVmi::from_value(&vmi))),
             hang,
             delay,
         },
@@ -224,7 +226,8 @@ async fn a_deleted_vmi_leaves_the_cache() {
         .get("dev-a", "ci-runner-01")
         .await
         .expect("lookup");
-    assert_eq!(cached.expect("cached")["metadata"]["name"], "ci-runner-01");
+    let cached = cached.expect("cached");
+    assert_eq!(cached.facts.as_ref().expect("valid").name, "ci-runner-01");
     assert_eq!(harness.calls.load(Ordering::SeqCst), 0);
     harness.writer.apply_watcher_event(&Event::Delete(vmi));
     assert!(
@@ -270,26 +273,45 @@ async fn readiness_waits_for_the_first_list() {
     assert_eq!(readyz(harness.router.clone()).await, StatusCode::OK);
 }
 
+/// The cache holds what reading the object gives, no JSON: status,
+/// managed fields and kubectl's last-applied copy leave no trace in it.
 #[test]
-fn trimming_drops_status_managed_fields_and_last_applied() {
+fn a_cached_vmi_holds_the_facts_read_once() {
+    let metadata = json!({"name": "a", "namespace": "b", "uid": "u",
+        "annotations": {"keep": "me"}});
+    let spec = json!({"domain": {"memory": {"guest": "1Gi"}}});
     let vmi = cached_vmi(&json!({
         "apiVersion": "kubevirt.io/v1",
         "kind": "VirtualMachineInstance",
-        "metadata": {"name": "a", "namespace": "b",
+        "metadata": {"name": "a", "namespace": "b", "uid": "u",
             "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{…}", "keep": "me"},
             "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
-        "spec": {"domain": {"memory": {"guest": "1Gi"}}},
+        "spec": spec,
         "status": {"phase": "Running", "interfaces": [{"ipAddress": "10.0.0.1"}]}
     }));
-    let value = vmi.vmi();
-    assert!(value.get("status").is_none());
-    assert!(
-        value["metadata"]
-            .get("managedFields")
-            .is_none_or(|fields| fields.as_array().is_some_and(Vec::is_empty))
+    let bare = ReadVmi::from_value(&json!({"metadata": metadata, "spec": spec}));
+    assert_eq!(**vmi.vmi(), bare);
+    let facts = vmi.vmi().facts.as_ref().expect("valid");
+    assert_eq!(
+        facts.annotations,
+        [("keep".to_owned(), "me".to_owned())].into()
     );
-    assert_eq!(value["metadata"]["annotations"], json!({"keep": "me"}));
-    assert_eq!(value["spec"]["domain"]["memory"]["guest"], "1Gi");
+    assert_eq!(facts.guest, Some(Quantity::parse("1Gi").expect("quantity")));
+}
+
+/// A VMI that cannot be sized is cached with its error, the one reading it
+/// afresh gives.
+#[test]
+fn an_invalid_vmi_is_cached_with_its_error() {
+    let object = json!({
+        "kind": "VirtualMachineInstance",
+        "metadata": {"name": "a", "namespace": "b", "uid": "u"},
+        "spec": {"domain": {"cpu": {"cores": "two"}}},
+    });
+    let vmi = cached_vmi(&object);
+    assert_eq!(vmi.vmi().uid.as_deref(), Some("u"));
+    assert_eq!(vmi.vmi().facts, VmiFacts::from_value(&object));
+    assert!(vmi.vmi().facts.is_err());
 }
 
 #[test]
@@ -315,11 +337,9 @@ fn a_cached_vmi_keeps_what_the_store_and_the_watch_read() {
             Some("42".into())
         )
     );
-    assert_eq!(
-        **vmi.vmi(),
-        json!({"metadata": {"name": "a", "namespace": "b", "uid": "u"},
-            "spec": {"domain": {"memory": {"guest": "1Gi"}}}})
-    );
+    assert_eq!(vmi.vmi().uid.as_deref(), Some("u"));
+    let facts = vmi.vmi().facts.as_ref().expect("valid");
+    assert_eq!((facts.name.as_str(), facts.namespace.as_str()), ("a", "b"));
 }
 
 // === The uid a launcher Pod claims ===

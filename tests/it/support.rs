@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use virt_sizer::admission::{self, AdmissionRequest, Decision, Environment, VmiLookup};
 use virt_sizer::sizing::Quantity;
 use virt_sizer::sizing::policy::ValidPolicy;
+use virt_sizer::sizing::vmi::ReadVmi;
 
 mod webhook;
 
@@ -650,10 +651,12 @@ pub(crate) fn review_in(
     namespace_labels: &BTreeMap<String, String>,
     request: &AdmissionRequest,
 ) -> Decision {
+    // Read as a VMI source reads it.
+    let vmi = vmi.map(ReadVmi::from_value);
     let env = Environment {
         policy,
         namespace_labels,
-        vmi: VmiLookup::of(vmi),
+        vmi: VmiLookup::of(vmi.as_ref()),
     };
     admission::review(&env, request)
 }

@@ -2,6 +2,7 @@
 //! that keeps a cache fresh.
 
 use super::*;
+use serde_json::json;
 
 // === Health ===
 

@@ -2,6 +2,7 @@
 //! `review`.
 
 use super::*;
+use virt_sizer::sizing::vmi::ReadVmi;
 
 /// Keys and leaves that steer random objects into the code paths.
 fn arb_key() -> impl Strategy<Value = String> {
@@ -231,6 +232,7 @@ proptest! {
     ) {
         let policy = policy(ROBUSTNESS_POLICY);
         let labels = BTreeMap::new();
+        let vmi = vmi.as_ref().map(ReadVmi::from_value);
         let env = Environment {
             policy: &policy,
             namespace_labels: &labels,

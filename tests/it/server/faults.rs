@@ -1,6 +1,7 @@
 //! Faults: slow VMI source, panics, drain, slow clients.
 
 use super::*;
+use virt_sizer::sizing::vmi::ReadVmi;
 
 /// A VMI source that waits, then answers with the example VMI.
 struct SlowVmis {
@@ -13,7 +14,7 @@ impl VmiSource for SlowVmis {
         &'a self,
         _namespace: &'a str,
         _name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Arc<Value>>, String>> {
+    ) -> BoxFuture<'a, Result<Option<Arc<ReadVmi>>, String>> {
         Box::pin(async move {
             self.started.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(self.delay).await;
@@ -21,7 +22,7 @@ impl VmiSource for SlowVmis {
                 &std::fs::read_to_string(repo("examples/vmi-dev.yaml")).expect("read"),
             )
             .expect("yaml");
-            Ok(Some(Arc::new(vmi)))
+            Ok(Some(Arc::new(ReadVmi::from_value(&vmi))))
         })
     }
     fn is_ready(&self) -> bool {
@@ -40,7 +41,7 @@ impl VmiSource for PanickingVmis {
         &'a self,
         _namespace: &'a str,
         _name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Arc<Value>>, String>> {
+    ) -> BoxFuture<'a, Result<Option<Arc<ReadVmi>>, String>> {
         Box::pin(async { panic!("injected fault") })
     }
     fn is_ready(&self) -> bool {
