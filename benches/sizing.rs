@@ -2,8 +2,9 @@
 //! decision, one RuntimeClass decision, reading a VMI (what a VMI source
 //! does once per watch event or file) and one full review (JSON decode of
 //! a realistic launcher-Pod AdmissionReview, decision from the VMI as its
-//! source read it, patch encode, response encode); and one hit of the
-//! cluster VMI cache. No sockets.
+//! source read it, patch encode, response encode), with its decode, decide,
+//! response and log line apart; and one hit of the cluster VMI cache. No
+//! sockets.
 //!
 //! `cargo bench --bench sizing`
 #![expect(
@@ -26,12 +27,14 @@ use serde_json::Value;
 use virt_sizer::admission::wire::{self, Sizing};
 use virt_sizer::admission::{self, AdmissionReview, Environment, VmiRef};
 use virt_sizer::server::cluster::{CacheHealth, CacheOptions, CachedVmi, CachedVmis};
+use virt_sizer::server::handlers;
 use virt_sizer::server::vmi_source::{NoVmis, VmiSource as _};
 use virt_sizer::sizing::Quantity;
 use virt_sizer::sizing::kata;
 use virt_sizer::sizing::kubevirt::{self, AutoLimits, LauncherInput};
 use virt_sizer::sizing::policy::ValidPolicy;
 use virt_sizer::sizing::vmi::ReadVmi;
+use virt_sizer::telemetry::{self, LogFormat};
 
 const POLICY: &str = include_str!("../examples/policy.yaml");
 /// A launcher-Pod AdmissionReview as KubeVirt v1.9 renders it (~10 KB).
@@ -105,6 +108,32 @@ fn benches(c: &mut Criterion) {
             });
         },
     );
+    let server_request = wire::decode::<Sizing>(body).expect("decodes");
+    let decision = admission::review(
+        &Environment {
+            policy: &policy,
+            namespace_labels: &labels,
+            vmi: admission::VmiLookup::of(Some(&read_vmi)),
+        },
+        &server_request,
+    );
+    c.bench_function("review/encode response only", |b| {
+        b.iter(|| admission::encode_response(black_box(&decision)).expect("encodes"));
+    });
+    // The decision's JSON log line, formatted and written to a sink with the
+    // subscriber `serve` installs (its writer thread and stderr left out).
+    let log = telemetry::subscriber(LogFormat::Json, std::io::sink);
+    tracing::subscriber::with_default(log, || {
+        c.bench_function("review/log line only (JSON)", |b| {
+            b.iter(|| {
+                handlers::log_decision(
+                    black_box(&server_request),
+                    black_box(&decision),
+                    Duration::from_micros(42),
+                );
+            });
+        });
+    });
     c.bench_function("review/decode only, server path", |b| {
         b.iter(|| wire::decode::<Sizing>(black_box(body)).expect("decodes"));
     });

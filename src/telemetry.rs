@@ -28,6 +28,7 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Lines waiting for the writer thread at most; more are dropped (counted).
 pub const LOG_BUFFER_LINES: usize = 4096;
@@ -85,43 +86,54 @@ pub fn dropped_log_lines() -> u64 {
 /// Installs the global subscriber (once, at start, in the binary).
 #[must_use]
 pub fn init(format: LogFormat) -> LogGuard {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,kube_client::client::builder=off"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(LOG_BUFFER_LINES)
         .thread_name("virt-sizer-log")
         .finish(Stderr);
     let _ = CHANNEL_DROPS.set(writer.error_counter());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .log_internal_errors(false);
-    let result = match format {
-        LogFormat::Json => builder.event_format(CappedJson).try_init(),
-        LogFormat::Text => builder
-            .with_ansi(false)
-            .fmt_fields(
-                tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
-                    let text = format!("{value:?}");
-                    let text = escaped(&capped_to(&text, MAX_LOG_FIELD_CHARS)).into_owned();
-                    if field.name() == "message" {
-                        writer.write_str(&text)
-                    } else {
-                        write!(writer, "{}={text}", field.name())
-                    }
-                })
-                .delimited(" "),
-            )
-            .try_init(),
-    };
-    if let Err(error) = result {
+    if let Err(error) = subscriber(format, writer).try_init() {
         let _ = writeln!(
             std::io::stderr(),
             "virt-sizer: logging already initialised: {error}"
         );
     }
     LogGuard(Some(guard))
+}
+
+/// The subscriber [`init`] installs, writing to `writer`: the filter from
+/// `RUST_LOG`, and `format`'s lines with every field capped (and escaped
+/// in text). The benches measure a decision's log line through it.
+pub fn subscriber<W>(format: LogFormat, writer: W) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,kube_client::client::builder=off"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .log_internal_errors(false);
+    match format {
+        LogFormat::Json => Box::new(builder.event_format(CappedJson).finish()),
+        LogFormat::Text => Box::new(
+            builder
+                .with_ansi(false)
+                .fmt_fields(
+                    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+                        let text = format!("{value:?}");
+                        let text = escaped(&capped_to(&text, MAX_LOG_FIELD_CHARS)).into_owned();
+                        if field.name() == "message" {
+                            writer.write_str(&text)
+                        } else {
+                            write!(writer, "{}={text}", field.name())
+                        }
+                    })
+                    .delimited(" "),
+                )
+                .finish(),
+        ),
+    }
 }
 
 /// `text` cut at [`MAX_ECHOED_CHARS`] characters, with a marker saying how

@@ -36,9 +36,22 @@ use serde_json::Map;
 
 use super::*;
 
+/// The value at `path` (map keys, or indexes into lists), if there is one:
+/// JSON Pointer lookup without building a string per token, as
+/// `Value::pointer` does.
+pub(crate) fn at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v Value> {
+    path.iter().try_fold(value, |value, token| match value {
+        Value::Array(items) => token
+            .parse::<usize>()
+            .ok()
+            .and_then(|index| items.get(index)),
+        _ => value.get(*token),
+    })
+}
+
 /// `spec.containers`, which every Pod path needs.
 pub(crate) fn containers_of(pod: &Value) -> Result<&Vec<Value>, SizingError> {
-    pod.pointer("/spec/containers")
+    at(pod, &["spec", "containers"])
         .and_then(Value::as_array)
         .ok_or_else(|| SizingError::InvalidField {
             field: "spec.containers".into(),

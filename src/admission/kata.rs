@@ -11,9 +11,12 @@ pub(crate) fn size_kata_pod(
     let containers = containers_of(pod)?;
     let mut input = KataPodInput {
         containers: Vec::with_capacity(containers.len()),
-        annotations: string_map(pod.pointer("/metadata/annotations")),
+        annotations: string_map(at(pod, &["metadata", "annotations"])),
     };
-    expect_map(pod.pointer("/metadata/annotations"), "metadata.annotations")?;
+    expect_map(
+        at(pod, &["metadata", "annotations"]),
+        "metadata.annotations",
+    )?;
     for (index, container) in containers.iter().enumerate() {
         let resources = container.get("resources");
         let path = format!("spec.containers[{index}].resources");
@@ -74,7 +77,7 @@ pub(crate) fn size_runtime_class(
     // Validate what is there before patching next to it.
     expect_map(runtime_class.get("overhead"), "overhead")?;
     quantity_map(
-        runtime_class.pointer("/overhead/podFixed"),
+        at(runtime_class, &["overhead", "podFixed"]),
         "overhead.podFixed",
     )?;
     let sizing = crate::sizing::kata::size_runtime_class(class);

@@ -22,7 +22,10 @@ pub(crate) fn size_launcher_pod(
     let resources_path = format!("spec.containers[{index}].resources");
     let resources = containers[index].get("resources");
     expect_map(resources, &resources_path)?;
-    expect_map(pod.pointer("/metadata/annotations"), "metadata.annotations")?;
+    expect_map(
+        at(pod, &["metadata", "annotations"]),
+        "metadata.annotations",
+    )?;
     let current_requests = quantity_map(
         resources.and_then(|r| r.get("requests")),
         &format!("{resources_path}.requests"),
@@ -59,14 +62,13 @@ pub(crate) fn size_launcher_pod(
     // the same place reading it afresh would.
     let vmi = read.facts.as_ref().map_err(Clone::clone)?;
 
-    let pod_labels = string_map(pod.pointer("/metadata/labels"));
-    let annotations = string_map(pod.pointer("/metadata/annotations"));
+    let pod_labels = string_map(at(pod, &["metadata", "labels"]));
+    let annotations = string_map(at(pod, &["metadata", "annotations"]));
     let requested = annotations
         .get(PROFILE_ANNOTATION)
         .or_else(|| vmi.annotations.get(PROFILE_ANNOTATION))
         .map(String::as_str);
-    let namespace = pod
-        .pointer("/metadata/namespace")
+    let namespace = at(pod, &["metadata", "namespace"])
         .and_then(Value::as_str)
         .filter(|namespace| !namespace.is_empty())
         .unwrap_or(&request.namespace);

@@ -15,6 +15,8 @@ use crate::sizing::Quantity;
 pub use crate::sizing::explain::{ResourceField, Section};
 use crate::sizing::vmi::quantity_at;
 
+use super::facts::at;
+
 /// A value change, for the explanation, the warnings and shadow metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -93,7 +95,7 @@ impl<'a> PatchBuilder<'a> {
     fn ensure_map(&mut self, path: &[&str]) {
         let mut current = Some(self.object);
         for depth in 0..path.len() {
-            let next = current.and_then(|value| step(value, path[depth]));
+            let next = current.and_then(|value| at(value, &path[depth..=depth]));
             if next.is_none() || next.is_some_and(Value::is_null) {
                 let target = pointer(&path[..=depth]);
                 if self.created_maps.insert(target.clone()) {
@@ -200,20 +202,7 @@ impl<'a> PatchBuilder<'a> {
 
 /// The map at `path`, if every step exists and the last is a map.
 pub(crate) fn lookup<'v>(object: &'v Value, path: &[&str]) -> Option<&'v Map<String, Value>> {
-    path.iter()
-        .try_fold(object, |value, key| step(value, key))
-        .and_then(Value::as_object)
-}
-
-/// One JSON-pointer step: an index into a list, or a key into a map.
-fn step<'v>(value: &'v Value, token: &str) -> Option<&'v Value> {
-    match value {
-        Value::Array(items) => token
-            .parse::<usize>()
-            .ok()
-            .and_then(|index| items.get(index)),
-        _ => value.get(token),
-    }
+    at(object, path).and_then(Value::as_object)
 }
 
 fn display_value(value: &Value) -> String {

@@ -168,18 +168,13 @@ pub fn is_sized_pod(policy: &ValidPolicy, request: &AdmissionRequest) -> bool {
 }
 
 pub(crate) fn is_launcher(pod: &Value) -> bool {
-    pod.pointer("/metadata/labels/kubevirt.io")
-        .and_then(Value::as_str)
-        == Some("virt-launcher")
+    at(pod, &["metadata", "labels", "kubevirt.io"]).and_then(Value::as_str) == Some("virt-launcher")
 }
 
 /// Why an object is not sized: its kind, or what it lacks to be a target.
 pub(crate) fn not_a_target(kind: &GroupVersionKind, object: &Value) -> String {
     match (kind.group.as_str(), kind.kind.as_str()) {
-        ("", "Pod") => match object
-            .pointer("/spec/runtimeClassName")
-            .and_then(Value::as_str)
-        {
+        ("", "Pod") => match at(object, &["spec", "runtimeClassName"]).and_then(Value::as_str) {
             Some(class) => format!(
                 "not a launcher Pod (label kubevirt.io=virt-launcher missing), and runtimeClassName \
                  {class:?} is not in the policy's kata.runtimeClasses"
@@ -205,8 +200,6 @@ pub(crate) fn kata_class_of_policy<'p>(
     policy: &'p ValidPolicy,
     pod: &Value,
 ) -> Option<&'p KataClass> {
-    let class_name = pod
-        .pointer("/spec/runtimeClassName")
-        .and_then(Value::as_str)?;
+    let class_name = at(pod, &["spec", "runtimeClassName"]).and_then(Value::as_str)?;
     policy.kata.runtime_classes.get(class_name)
 }

@@ -6,7 +6,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -37,40 +37,41 @@ pub(crate) async fn mutate(
     metrics.in_flight.inc();
     let policy = state.policy().current();
     let decision = decide_caught(&state, &policy, &request).await;
-    let (uid, operation, namespace, name) = (
-        &request.uid,
-        &request.operation,
-        &request.namespace,
-        &request.name,
-    );
-    let body = encode(uid, &decision, &policy);
+    let body = encode(&request.uid, &decision, &policy);
     let elapsed = started.elapsed();
     metrics.in_flight.dec();
     record(
         &state,
         &decision,
-        operation,
-        namespace,
+        &request.operation,
+        &request.namespace,
         elapsed.as_secs_f64(),
     );
+    log_decision(&request, &decision, elapsed);
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The decision's log line (`admission decision`, info): who asked, what
+/// was decided, what changed ([`logged_changes`]) and how long it took.
+/// `cargo bench --bench sizing` measures it on its own.
+pub fn log_decision(request: &AdmissionRequest, decision: &Decision, elapsed: Duration) {
     tracing::info!(
-        uid = %uid,
+        uid = %request.uid,
         kind = decision.target.as_str(),
-        operation = %operation,
-        namespace = %namespace,
-        name = %name,
+        operation = %request.operation,
+        namespace = %request.namespace,
+        name = %request.name,
         profile = decision.profile.as_deref().unwrap_or(""),
         selected_by = decision.selected_by.as_deref().unwrap_or("").replace('→', "->"),
         outcome = decision.outcome.as_str(),
         skip_reason = decision.skip_reason().unwrap_or(""),
         patch_ops = decision.patch().map_or(0, |patch| patch.0.len()),
-        changes = %logged_changes(&decision),
+        changes = %logged_changes(decision),
         error = decision.error().map(ToString::to_string).unwrap_or_default(),
         policy = %decision.policy_digest,
         latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         "admission decision"
     );
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// [`decide`], with a panic anywhere in it caught, counted and answered
