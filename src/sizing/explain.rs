@@ -84,6 +84,13 @@ impl Terms {
         self.0.is_empty()
     }
 
+    /// No terms, with room for `capacity` (a part that is more terms may
+    /// need more).
+    #[must_use]
+    pub fn with_capacity(capacity: usize) -> Terms {
+        Terms(Vec::with_capacity(capacity))
+    }
+
     /// Appends `part` (a text, a quantity, a count or more terms).
     pub fn push(&mut self, part: impl IntoTerms) {
         part.append_to(self);
@@ -190,7 +197,8 @@ impl<T: IntoTerms> IntoTerms for Option<T> {
 macro_rules! terms {
     ($($part:expr),* $(,)?) => {{
         #[allow(unused_mut, reason = "terms![] is empty")]
-        let mut terms = $crate::sizing::explain::Terms::new();
+        let mut terms =
+            $crate::sizing::explain::Terms::with_capacity(<[&str]>::len(&[$(stringify!($part)),*]));
         $(terms.push($part);)*
         terms
     }};

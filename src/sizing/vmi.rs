@@ -63,9 +63,13 @@ impl CpuTopology {
     }
 }
 
-/// kubectl's copy of the last applied object, which [`VmiFacts`] leaves
-/// out of its annotations.
-pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// The VMI annotations sizing reads, the one list of them: [`VmiFacts`]
+/// keeps these and no other (a cache of thousands of VMIs should not hold
+/// kubectl's last-applied copy of each, or KubeVirt's bookkeeping).
+pub const SIZING_ANNOTATIONS: &[&str] = &[
+    super::policy::PROFILE_ANNOTATION,
+    EMULATOR_THREAD_EVEN_PARITY_ANNOTATION,
+];
 
 /// A VirtualMachineInstance as a VMI source read it, once: what the uid
 /// check and sizing need, so that a request sizes from facts read when the
@@ -115,11 +119,7 @@ pub struct VmiFacts {
     pub name: String,
     /// `metadata.namespace` (may be empty in a dry run).
     pub namespace: String,
-    /// `metadata.labels`.
-    pub labels: BTreeMap<String, String>,
-    /// `metadata.annotations`, without kubectl's
-    /// [`LAST_APPLIED_ANNOTATION`] (a copy of the whole object, which sizing
-    /// never reads and a cache of thousands of VMIs should not hold).
+    /// `metadata.annotations`: those in [`SIZING_ANNOTATIONS`] only.
     pub annotations: BTreeMap<String, String>,
     /// `spec.domain.resources.requests` after defaulting (every resource name).
     pub requests: BTreeMap<String, Quantity>,
@@ -294,12 +294,10 @@ impl VmiFacts {
         Ok(VmiFacts {
             name: text(metadata, "name"),
             namespace: text(metadata, "namespace"),
-            labels: string_map(metadata.get("labels")),
-            annotations: {
-                let mut annotations = string_map(metadata.get("annotations"));
-                annotations.remove(LAST_APPLIED_ANNOTATION);
-                annotations
-            },
+            annotations: string_map(metadata.get("annotations"))
+                .into_iter()
+                .filter(|(key, _)| SIZING_ANNOTATIONS.contains(&key.as_str()))
+                .collect(),
             requests,
             limits,
             explicit_memory_request,
@@ -644,17 +642,21 @@ mod tests {
         );
     }
 
-    /// kubectl's last-applied copy of the object is not a fact; every other
-    /// annotation is.
+    /// Only the annotations sizing reads are facts: not kubectl's
+    /// last-applied copy of the object, nor anything else.
     #[test]
-    fn the_last_applied_annotation_is_left_out() {
+    fn only_the_annotations_sizing_reads_are_kept() {
         let facts = VmiFacts::from_value(&json!({
-            "metadata": {"annotations": {LAST_APPLIED_ANNOTATION: "{…}", "keep": "me"}},
+            "metadata": {"annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": "{…}",
+                "kubevirt.io/latest-observed-api-version": "v1",
+                "virt-sizer.io/profile": "dev",
+            }},
         }))
         .expect("valid");
         assert_eq!(
             facts.annotations,
-            BTreeMap::from([("keep".to_owned(), "me".to_owned())])
+            BTreeMap::from([("virt-sizer.io/profile".to_owned(), "dev".to_owned())])
         );
     }
 }

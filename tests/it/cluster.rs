@@ -274,17 +274,20 @@ async fn readiness_waits_for_the_first_list() {
 }
 
 /// The cache holds what reading the object gives, no JSON: status,
-/// managed fields and kubectl's last-applied copy leave no trace in it.
+/// managed fields, kubectl's last-applied copy and annotations sizing does
+/// not read leave no trace in it.
 #[test]
 fn a_cached_vmi_holds_the_facts_read_once() {
     let metadata = json!({"name": "a", "namespace": "b", "uid": "u",
-        "annotations": {"keep": "me"}});
+        "annotations": {"virt-sizer.io/profile": "dev"}});
     let spec = json!({"domain": {"memory": {"guest": "1Gi"}}});
     let vmi = cached_vmi(&json!({
         "apiVersion": "kubevirt.io/v1",
         "kind": "VirtualMachineInstance",
         "metadata": {"name": "a", "namespace": "b", "uid": "u",
-            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{…}", "keep": "me"},
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{…}",
+                "kubevirt.io/latest-observed-api-version": "v1",
+                "virt-sizer.io/profile": "dev"},
             "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
         "spec": spec,
         "status": {"phase": "Running", "interfaces": [{"ipAddress": "10.0.0.1"}]}
@@ -294,7 +297,7 @@ fn a_cached_vmi_holds_the_facts_read_once() {
     let facts = vmi.vmi().facts.as_ref().expect("valid");
     assert_eq!(
         facts.annotations,
-        [("keep".to_owned(), "me".to_owned())].into()
+        [("virt-sizer.io/profile".to_owned(), "dev".to_owned())].into()
     );
     assert_eq!(facts.guest, Some(Quantity::parse("1Gi").expect("quantity")));
 }
