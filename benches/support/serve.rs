@@ -47,6 +47,8 @@ impl Serve {
         let mut command = Command::new(binary);
         command
             .args(["serve", "--log-format", "json"])
+            // As the image runs it.
+            .envs(virt_sizer::ALLOCATOR_ENV.iter().copied())
             .arg(format!("--listen=127.0.0.1:{port}"))
             .arg("--policy")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy.yaml"))

@@ -341,6 +341,21 @@ impl CachedVmi {
     pub fn vmi(&self) -> &Arc<ReadVmi> {
         &self.vmi
     }
+
+    /// Takes the facts `store` already holds for this VMI when they were
+    /// read from the same object (same uid and resourceVersion), and drops
+    /// its own. A relist (every `relistInterval`, or after a watch failure)
+    /// builds a fresh copy of every VMI before the store swaps it in: this
+    /// way the store holds one set of facts throughout, not two.
+    pub fn share_unchanged(&mut self, store: &Store<CachedVmi>) {
+        let held = store.get(&ObjectRef::from_obj(self));
+        if let Some(held) = held
+            && held.metadata.uid == self.metadata.uid
+            && held.metadata.resource_version == self.metadata.resource_version
+        {
+            self.vmi = held.vmi.clone();
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for CachedVmi {
@@ -374,7 +389,7 @@ impl Resource for CachedVmi {
     }
 }
 
-fn trim_namespace(namespace: &mut Namespace) {
+fn trim_namespace(namespace: &mut Namespace, _: &Store<Namespace>) {
     namespace.managed_fields_mut().clear();
     namespace.spec = None;
     namespace.status = None;
@@ -396,8 +411,9 @@ pub fn connect(
         vmi_store.clone(),
         vmi_health.clone(),
         options,
-        // Read into facts as they deserialise.
-        |_| {},
+        // Read into facts as they deserialise; a relist shares the facts
+        // of every VMI that did not change.
+        CachedVmi::share_unchanged,
         |_| {},
     ));
 

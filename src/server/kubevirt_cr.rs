@@ -87,7 +87,7 @@ pub fn spawn(client: &Client, state: AppState, options: CacheOptions) -> Arc<Kub
         store,
         health,
         options,
-        |object: &mut DynamicObject| object.managed_fields_mut().clear(),
+        |object: &mut DynamicObject, _| object.managed_fields_mut().clear(),
         move |_: CacheEvent| apply(&reader, &state, &watching),
     ));
     status

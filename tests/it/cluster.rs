@@ -501,3 +501,38 @@ async fn a_request_that_is_not_sized_costs_no_lookup() {
     assert!(body["response"].get("patch").is_none(), "{body}");
     assert_eq!(harness.calls.load(Ordering::SeqCst), 0, "no direct GET");
 }
+
+/// A relist builds a fresh copy of every VMI before the store swaps it in:
+/// one whose uid and resourceVersion the store already holds takes the
+/// held facts (one set in memory, not two); a changed or recreated one
+/// keeps its own.
+#[test]
+fn a_relist_shares_the_facts_of_unchanged_vmis() {
+    let vmi = |uid: &str, resource_version: &str, guest: &str| {
+        cached_vmi(&json!({
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachineInstance",
+            "metadata": {"name": "vm", "namespace": "ns", "uid": uid,
+                "resourceVersion": resource_version},
+            "spec": {"domain": {"memory": {"guest": guest}}}
+        }))
+    };
+    let mut writer = Writer::<CachedVmi>::default();
+    let store = writer.as_reader();
+    writer.apply_watcher_event(&Event::Apply(vmi("u1", "7", "1Gi")));
+    let held = store.state().pop().expect("held").vmi().clone();
+
+    let mut unchanged = vmi("u1", "7", "1Gi");
+    assert!(!Arc::ptr_eq(unchanged.vmi(), &held), "read anew");
+    unchanged.share_unchanged(&store);
+    assert!(Arc::ptr_eq(unchanged.vmi(), &held), "the held facts");
+
+    // A new resourceVersion (the VMI changed), or the same name under
+    // another uid (deleted and recreated): its own facts.
+    for mut other in [vmi("u1", "8", "2Gi"), vmi("u2", "7", "2Gi")] {
+        other.share_unchanged(&store);
+        assert!(!Arc::ptr_eq(other.vmi(), &held));
+        let guest = other.vmi().facts.as_ref().expect("valid").guest;
+        assert_eq!(guest, Some(Quantity::parse("2Gi").expect("quantity")));
+    }
+}

@@ -289,15 +289,17 @@ pub(crate) enum CacheEvent {
 }
 
 /// Keeps `writer` a copy of what `api` lists, forever: see the module
-/// documentation for how it stays fresh. `on_event` runs after each change
-/// is applied to the store.
+/// documentation for how it stays fresh. `prepare` sees each object the
+/// watch delivers, with the store as it stands, before the store takes it
+/// (to trim it, or to share what the store already holds); `on_event` runs
+/// after each change is applied to the store.
 pub(crate) async fn run_cache<K>(
     api: Api<K>,
     mut writer: Writer<K>,
     store: Store<K>,
     health: Arc<CacheHealth>,
     options: CacheOptions,
-    trim: fn(&mut K),
+    prepare: fn(&mut K, &Store<K>),
     on_event: impl Fn(CacheEvent) + Send + 'static,
 ) where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
@@ -323,7 +325,7 @@ pub(crate) async fn run_cache<K>(
                     match &mut event {
                         watcher::Event::Apply(object)
                         | watcher::Event::Delete(object)
-                        | watcher::Event::InitApply(object) => trim(object),
+                        | watcher::Event::InitApply(object) => prepare(object, &store),
                         watcher::Event::Init | watcher::Event::InitDone => {}
                     }
                     writer.apply_watcher_event(&event);

@@ -392,6 +392,12 @@ fn dockerfile_matches_the_deployment() {
         has(&format!("EXPOSE {HTTPS_PORT} {PROBE_PORT}")),
         "EXPOSE {HTTPS_PORT} {PROBE_PORT}"
     );
+    for (name, value) in virt_sizer::ALLOCATOR_ENV {
+        assert!(
+            has(&format!("ENV {name}={value}")),
+            "ENV {name}={value} (virt_sizer::ALLOCATOR_ENV)"
+        );
+    }
     assert!(has(r#"ENTRYPOINT ["/virt-sizer"]"#), "ENTRYPOINT");
     assert!(has(r#"CMD ["serve"]"#), "CMD");
     assert!(
