@@ -16,8 +16,14 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "support/null_webhook.rs"]
+#[allow(dead_code, reason = "only its router is measured here")]
+mod null_webhook;
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -27,7 +33,10 @@ use serde_json::Value;
 use virt_sizer::admission::wire::{self, Sizing};
 use virt_sizer::admission::{self, AdmissionReview, Environment, VmiRef};
 use virt_sizer::server::cluster::{CacheHealth, CacheOptions, CachedVmi, CachedVmis};
+use tower::ServiceExt as _;
 use virt_sizer::server::handlers;
+use virt_sizer::server::policy_store::PolicyStore;
+use virt_sizer::server::{self, AppState, StaticNamespaces};
 use virt_sizer::server::vmi_source::{NoVmis, VmiSource as _};
 use virt_sizer::sizing::Quantity;
 use virt_sizer::sizing::kata;
@@ -137,6 +146,24 @@ fn benches(c: &mut Criterion) {
     c.bench_function("review/decode only, server path", |b| {
         b.iter(|| wire::decode::<Sizing>(black_box(body)).expect("decodes"));
     });
+    // What the load bench's null webhook parses of the same body (its uid,
+    // skipping the rest): the part of the decode any webhook pays.
+    c.bench_function("review/decode only, the null webhook's (uid)", |b| {
+        #[derive(serde::Deserialize)]
+        struct Review {
+            request: Uid,
+        }
+        #[derive(serde::Deserialize)]
+        struct Uid {
+            uid: String,
+        }
+        b.iter(|| {
+            serde_json::from_slice::<Review>(black_box(body))
+                .expect("decodes")
+                .request
+                .uid
+        });
+    });
     c.bench_function(
         "vmi cache/hit (a launcher Pod's VMI by name and uid)",
         |b| {
@@ -163,6 +190,63 @@ fn benches(c: &mut Criterion) {
             });
         },
     );
+    routers(c, REVIEW, &vmi_value);
+}
+
+/// One `POST /mutate` through each router in process, no TLS or sockets:
+/// virt-sizer's (request bounds, extractor, VMI from the watch cache,
+/// decision, metrics, response) and the load bench's null webhook. What
+/// the two differ by is what virt-sizer adds per request above the HTTP
+/// and TLS both pay.
+fn routers(c: &mut Criterion, body: &'static str, vmi_value: &Value) {
+    let mut writer = Writer::<CachedVmi>::default();
+    writer.apply_watcher_event(&Event::Apply(CachedVmi::from_value(vmi_value)));
+    let vmis = CachedVmis::new(
+        writer.as_reader(),
+        CacheHealth::new("virtualmachineinstances", Duration::from_secs(120)),
+        NoVmis,
+        CacheOptions::default(),
+    );
+    let policy = PolicyStore::from_file(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/policy.yaml"
+    )))
+    .expect("policy");
+    let namespaces = StaticNamespaces::new(BTreeMap::from([(
+        "dev-a".to_owned(),
+        BTreeMap::from([("tier".to_owned(), "dev".to_owned())]),
+    )]));
+    let state = AppState::new(
+        policy,
+        None,
+        Arc::new(vmis),
+        Arc::new(namespaces),
+        Duration::from_secs(1),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    for (name, router) in [
+        ("virt-sizer", server::app(state)),
+        ("null webhook", null_webhook::router(Arc::default(), "")),
+    ] {
+        c.bench_function(&format!("router/POST /mutate, {name}"), |b| {
+            b.iter(|| {
+                let request = axum::http::Request::post("/mutate")
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(body))
+                    .expect("request");
+                runtime.block_on(async {
+                    let response = router.clone().oneshot(request).await.expect("response");
+                    assert!(response.status().is_success());
+                    axum::body::to_bytes(response.into_body(), usize::MAX)
+                        .await
+                        .expect("body")
+                })
+            });
+        });
+    }
 }
 
 criterion_group!(sizing, benches);
