@@ -178,6 +178,16 @@ struct GuardedBody {
     cut: Arc<AtomicU8>,
 }
 
+impl GuardedBody {
+    /// Cuts the body: its deadline has passed.
+    fn timed_out(&self) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        self.cut.store(CUT_TIMED_OUT, Ordering::SeqCst);
+        Poll::Ready(Some(Err(axum::Error::new(BodyError::TimedOut(
+            self.timeout,
+        )))))
+    }
+}
+
 impl http_body::Body for GuardedBody {
     type Data = Bytes;
     type Error = axum::Error;
@@ -189,16 +199,23 @@ impl http_body::Body for GuardedBody {
         if self.cut.load(Ordering::SeqCst) != NOT_CUT {
             return Poll::Ready(None);
         }
-        if self.deadline.as_mut().poll(cx).is_ready() {
-            self.cut.store(CUT_TIMED_OUT, Ordering::SeqCst);
-            return Poll::Ready(Some(Err(axum::Error::new(BodyError::TimedOut(
-                self.timeout,
-            )))));
-        }
+        // The deadline's timer is armed only when the body makes us wait: a
+        // body that is already here (the usual review) costs no timer
+        // registration, one that keeps arriving is held to the deadline by
+        // the clock.
         let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Pending => {
+                return match self.deadline.as_mut().poll(cx) {
+                    Poll::Ready(()) => self.timed_out(),
+                    Poll::Pending => Poll::Pending,
+                };
+            }
             other => return other,
         };
+        if tokio::time::Instant::now() >= self.deadline.deadline() {
+            return self.timed_out();
+        }
         if let Some(data) = frame.data_ref() {
             match self.left.checked_sub(data.len()) {
                 Some(left) => self.left = left,
