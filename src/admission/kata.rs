@@ -50,13 +50,13 @@ pub(crate) fn size_kata_pod(
     for (key, value) in &sizing.annotation_changes {
         builder.set_string(&["metadata", "annotations"], key, value, key);
     }
-    let mut explanation = Explanation::from(sizing.explanation);
-    for change in &sizing.limit_changes {
+    let mut explanation = sizing.explanation;
+    for change in sizing.limit_changes {
         explanation.formula(
             ResourceField::new(Section::Limits, &change.resource),
             terms![change.resource.clone(), " limit ", change.new],
             " = ",
-            terms![change.why.clone()],
+            change.why,
         );
     }
     Ok(Computed {

@@ -300,17 +300,6 @@ impl<'a> IntoIterator for &'a Explanation {
     }
 }
 
-impl From<Vec<String>> for Explanation {
-    /// Notes already written as text (a Kata sandbox Pod's).
-    fn from(lines: Vec<String>) -> Explanation {
-        let mut explanation = Explanation::new();
-        for line in lines {
-            explanation.note(terms![line]);
-        }
-        explanation
-    }
-}
-
 impl From<Terms> for Explanation {
     /// One note.
     fn from(line: Terms) -> Explanation {

@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 
-use super::explain::{Explanation, ResourceField, Section};
+use super::explain::{Explanation, ResourceField, Section, Terms};
 use super::quantity::{Format, Quantity};
 use super::spelling::{Spelled as _, spelled};
 use crate::terms;
@@ -213,8 +213,8 @@ pub struct LimitChange {
     pub old: Option<Quantity>,
     /// New limit.
     pub new: Quantity,
-    /// Why, for the explanation.
-    pub why: String,
+    /// Why, for the explanation (the formula of its limit line).
+    pub why: Terms,
 }
 
 /// The VM a sandbox boots with (as far as the Pod spec determines it).
@@ -236,7 +236,7 @@ pub struct KataPodSizing {
     /// Things the user should know (`AdmissionResponse` warnings).
     pub warnings: Vec<String>,
     /// Full derivation, including the VM estimate.
-    pub explanation: Vec<String>,
+    pub explanation: Explanation,
     /// The VM the sandbox boots after the changes.
     pub vm: VmEstimate,
 }
@@ -287,14 +287,18 @@ impl KataClass {
     /// below 256 MiB is silently replaced by 2048 MiB (`MinHypervisorMemory`,
     /// `defaultMemSz`). The configured value is floored to MiB.
     #[must_use]
-    pub fn effective_default_memory_mib(&self) -> (i128, Option<String>) {
+    pub fn effective_default_memory_mib(&self) -> (i128, Option<Terms>) {
         let configured = self.default_memory.value().div_euclid(MIB_BYTES);
         if self.runtime.is_go() && configured < GO_MIN_MEMORY_MIB {
-            let remark = format!(
-                "default_memory {} is below Kata's minimum of {GO_MIN_MEMORY_MIB} MiB: the Go runtime \
-                 silently boots with {GO_FALLBACK_MEMORY_MIB} MiB instead (MinHypervisorMemory, defaultMemSz)",
-                self.default_memory
-            );
+            let remark = terms![
+                "default_memory ",
+                self.default_memory,
+                " is below Kata's minimum of ",
+                GO_MIN_MEMORY_MIB,
+                " MiB: the Go runtime silently boots with ",
+                GO_FALLBACK_MEMORY_MIB,
+                " MiB instead (MinHypervisorMemory, defaultMemSz)"
+            ];
             (GO_FALLBACK_MEMORY_MIB, Some(remark))
         } else {
             (configured, None)
@@ -388,7 +392,7 @@ pub fn size_runtime_class(class: &KataClass) -> RuntimeClassSizing {
         GuestMemory::Account if class.runtime.is_go() => {
             let (default_mib, remark) = class.effective_default_memory_mib();
             if let Some(remark) = remark {
-                explanation.note(terms![remark]);
+                explanation.note(remark);
             }
             let total = add_bytes(class.vmm.memory, mib_quantity(default_mib));
             // Kata's default_memory is a MiB count: print it as such.
@@ -467,9 +471,9 @@ fn ceil_div(numerator: i128, denominator: i128) -> i128 {
     }
 }
 
-/// Millicores as a canonical CPU quantity string (`1`, `250m`, `2200m`).
-fn milli_text(millis: i128) -> String {
-    Quantity::from_nanos(millis.saturating_mul(NANOS_PER_MILLI), Format::DecimalSi).to_string()
+/// Millicores as a CPU quantity, shown canonically (`1`, `250m`, `2200m`).
+fn millicores(millis: i128) -> Quantity {
+    Quantity::from_nanos(millis.saturating_mul(NANOS_PER_MILLI), Format::DecimalSi)
 }
 
 #[cfg(test)]

@@ -483,7 +483,12 @@ fn from_requests_fills_missing_limits() {
             (1, "cpu", None, q("100m")),
         ]
     );
-    assert!(sizing.limit_changes[0].why.contains("kata#13823"));
+    assert!(
+        sizing.limit_changes[0]
+            .why
+            .to_string()
+            .contains("kata#13823")
+    );
     // the filled limits count: ceil(1 + 0.5 + 0.1) = 2; 2048 + 1024 + 128
     assert_eq!(
         sizing.vm,

@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use super::{
     ANNOTATION_DEFAULT_MEMORY, ANNOTATION_DEFAULT_VCPUS, FillLimits, GO_MIN_MEMORY_MIB,
     GuestMemory, KataClass, KataPodInput, KataPodSettings, KataPodSizing, KataRuntime, LimitChange,
-    MIB_BYTES, NANOS_PER_UNIT, PodFixed, VmEstimate, add_bytes, ceil_div, milli_text,
+    MIB_BYTES, NANOS_PER_UNIT, PodFixed, VmEstimate, add_bytes, ceil_div, millicores,
     size_runtime_class,
 };
+use crate::sizing::explain::Explanation;
 use crate::sizing::quantity::{Format, Quantity};
 use crate::sizing::spelling::Spelled as _;
+use crate::terms;
 
 /// Makes a Kata sandbox Pod's resources coherent with how Kata sizes the VM,
 /// and estimates that VM.
@@ -44,13 +46,17 @@ pub fn size_kata_pod(
         limit_changes: Vec::new(),
         annotation_changes: Vec::new(),
         warnings: Vec::new(),
-        explanation: vec![format!(
-            "kata sandbox pod on runtime class {} (runtime {}, fillLimits {}, minMemory {})",
-            class.handler,
-            class.runtime,
+        explanation: Explanation::from(terms![
+            "kata sandbox pod on runtime class ",
+            class.handler.clone(),
+            " (runtime ",
+            class.runtime.as_str(),
+            ", fillLimits ",
             settings.fill_limits.as_str(),
-            settings.min_memory
-        )],
+            ", minMemory ",
+            settings.min_memory,
+            ")"
+        ]),
         vm: VmEstimate {
             vcpus: 0,
             memory_mib: 0,
@@ -108,12 +114,17 @@ fn effective_limits(
             }
             match settings.fill_limits {
                 FillLimits::FromRequests => {
-                    let why = format!(
-                        "container {} {resource} limit := request {request}: Kata sizes the VM from limits \
-                         only, a request-only container adds no VM capacity (kata#13823)",
-                        container.name
-                    );
-                    out.explanation.push(why.clone());
+                    let why = terms![
+                        "container ",
+                        container.name.clone(),
+                        " ",
+                        resource,
+                        " limit := request ",
+                        request,
+                        ": Kata sizes the VM from limits only, a request-only container adds no VM \
+                         capacity (kata#13823)"
+                    ];
+                    out.explanation.note(why.clone());
                     out.limit_changes.push(LimitChange {
                         container: index,
                         resource: resource.to_owned(),
@@ -213,10 +224,17 @@ fn check_memory_annotation(
          raised to {min_mib}",
         settings.min_memory
     ));
-    out.explanation.push(format!(
-        "annotation {ANNOTATION_DEFAULT_MEMORY} {mib} → {min_mib} (minMemory {})",
-        settings.min_memory
-    ));
+    out.explanation.note(terms![
+        "annotation ",
+        ANNOTATION_DEFAULT_MEMORY,
+        " ",
+        mib,
+        " → ",
+        min_mib,
+        " (minMemory ",
+        settings.min_memory,
+        ")"
+    ]);
     out.annotation_changes
         .push((ANNOTATION_DEFAULT_MEMORY.to_owned(), min_mib.to_string()));
     Some(min_mib)
@@ -269,7 +287,7 @@ fn estimate_vm(
     sums: &LimitSums,
     vcpus_override_millis: Option<i128>,
     memory_override_mib: Option<i128>,
-    explanation: &mut Vec<String>,
+    explanation: &mut Explanation,
 ) -> VmEstimate {
     let default_millis = match vcpus_override_millis {
         Some(millis) if millis > 0 => millis,
@@ -279,7 +297,9 @@ fn estimate_vm(
         mib
     } else {
         let (mib, remark) = class.effective_default_memory_mib();
-        explanation.extend(remark);
+        if let Some(remark) = remark {
+            explanation.note(remark);
+        }
         mib
     };
     let (vcpus, memory_mib) = if class.runtime.is_go() {
@@ -290,7 +310,7 @@ fn estimate_vm(
         runtime_rs_default_vm(default_millis, default_mib, explanation)
     };
     if memory_mib == 0 {
-        explanation.push("a computed VM memory of 0 MiB is refused by Kata".to_owned());
+        explanation.note(terms!["a computed VM memory of 0 MiB is refused by Kata"]);
     }
     VmEstimate {
         vcpus: u64::try_from(vcpus).unwrap_or(u64::MAX),
@@ -307,7 +327,7 @@ fn go_vm(
     sums: &LimitSums,
     default_millis: i128,
     default_mib: i128,
-    explanation: &mut Vec<String>,
+    explanation: &mut Explanation,
 ) -> (i128, i128) {
     let default_millis = if default_millis == 0 {
         1000
@@ -325,26 +345,36 @@ fn go_vm(
         .saturating_add(sums.memory_bytes)
         .saturating_add(hugepages);
     let memory_mib = memory_bytes.div_euclid(MIB_BYTES);
-    let hugepages_term = if hugepages > 0 {
-        format!(
-            " + Σ hugepages limits {} MiB",
-            hugepages.div_euclid(MIB_BYTES)
-        )
-    } else {
-        String::new()
-    };
-    explanation.push(format!(
-        "VM boots with {vcpus} vCPUs = ceil(default_vcpus {} + Σ cpu limits {}) and {memory_mib} \
-         MiB = default_memory {default_mib} MiB + Σ memory limits {} MiB{hugepages_term} (Go runtime{})",
-        milli_text(default_millis),
-        milli_text(sums.cpu_millis),
+    let hugepages_term = (hugepages > 0).then(|| {
+        terms![
+            " + Σ hugepages limits ",
+            hugepages.div_euclid(MIB_BYTES),
+            " MiB"
+        ]
+    });
+    explanation.note(terms![
+        "VM boots with ",
+        vcpus,
+        " vCPUs = ceil(default_vcpus ",
+        millicores(default_millis),
+        " + Σ cpu limits ",
+        millicores(sums.cpu_millis),
+        ") and ",
+        memory_mib,
+        " MiB = default_memory ",
+        default_mib,
+        " MiB + Σ memory limits ",
         sums.memory_bytes.div_euclid(MIB_BYTES),
+        " MiB",
+        hugepages_term,
+        " (Go runtime",
         if class.runtime == KataRuntime::GoStatic {
             ", static"
         } else {
             ", hotplug"
         },
-    ));
+        ")"
+    ]);
     (vcpus, memory_mib)
 }
 
@@ -355,7 +385,7 @@ fn go_vm(
 fn runtime_rs_vm(
     class: &KataClass,
     sums: &LimitSums,
-    explanation: &mut Vec<String>,
+    explanation: &mut Explanation,
 ) -> (i128, i128) {
     let overhead_millis = class.effective_overhead_vcpus().milli_value();
     let overhead_mib = class
@@ -369,18 +399,25 @@ fn runtime_rs_vm(
     let workload_floor = sums.memory_bytes.div_euclid(MIB_BYTES);
     let workload_mib = workload_floor.saturating_add(workload_floor.rem_euclid(2));
     let memory_mib = overhead_mib.saturating_add(workload_mib);
-    let even_note = if workload_mib == workload_floor {
-        String::new()
-    } else {
-        format!(", {workload_floor} rounded up to even")
-    };
-    explanation.push(format!(
-        "VM boots with {vcpus} vCPUs = ceil(max(overhead_vcpus {} + Σ cpu limits {}, 1)) and \
-         {memory_mib} MiB = overhead_memory {overhead_mib} MiB + Σ memory limits {workload_mib} MiB \
-         (MiB floor{even_note}; runtime-rs 4.x)",
-        milli_text(overhead_millis),
-        milli_text(sums.cpu_millis),
-    ));
+    let even_note = (workload_mib != workload_floor)
+        .then(|| terms![", ", workload_floor, " rounded up to even"]);
+    explanation.note(terms![
+        "VM boots with ",
+        vcpus,
+        " vCPUs = ceil(max(overhead_vcpus ",
+        millicores(overhead_millis),
+        " + Σ cpu limits ",
+        millicores(sums.cpu_millis),
+        ", 1)) and ",
+        memory_mib,
+        " MiB = overhead_memory ",
+        overhead_mib,
+        " MiB + Σ memory limits ",
+        workload_mib,
+        " MiB (MiB floor",
+        even_note,
+        "; runtime-rs 4.x)"
+    ]);
     (vcpus, memory_mib)
 }
 
@@ -389,14 +426,18 @@ fn runtime_rs_vm(
 fn runtime_rs_default_vm(
     default_millis: i128,
     default_mib: i128,
-    explanation: &mut Vec<String>,
+    explanation: &mut Explanation,
 ) -> (i128, i128) {
     let vcpus = ceil_div(default_millis.max(0), 1000);
-    explanation.push(format!(
-        "VM boots with {vcpus} vCPUs = ceil(default_vcpus {}) and {default_mib} MiB = default_memory \
-         (no container limits; runtime-rs 4.x)",
-        milli_text(default_millis)
-    ));
+    explanation.note(terms![
+        "VM boots with ",
+        vcpus,
+        " vCPUs = ceil(default_vcpus ",
+        millicores(default_millis),
+        ") and ",
+        default_mib,
+        " MiB = default_memory (no container limits; runtime-rs 4.x)"
+    ]);
     (vcpus, default_mib)
 }
 
@@ -434,11 +475,20 @@ fn explain_footprint(
         Format::DecimalSi,
     );
     let memory_total = add_bytes(memory_requests, pod_fixed.memory);
-    out.explanation.push(format!(
-        "scheduler reserves cpu {cpu_total} = requests {cpu_requests} + podFixed {}, memory {memory_total} = \
-         requests {memory_requests} + podFixed {}",
-        pod_fixed.cpu, pod_fixed.memory
-    ));
+    out.explanation.note(terms![
+        "scheduler reserves cpu ",
+        cpu_total,
+        " = requests ",
+        cpu_requests,
+        " + podFixed ",
+        pod_fixed.cpu,
+        ", memory ",
+        memory_total,
+        " = requests ",
+        memory_requests,
+        " + podFixed ",
+        pod_fixed.memory
+    ]);
     if !sums.all_memory_limited {
         return;
     }
@@ -454,10 +504,16 @@ fn explain_footprint(
     } else {
         "it holds the VM's guest memory"
     };
-    out.explanation.push(format!(
-        "pod cgroup memory limit {cgroup} = Σ limits {limits} + podFixed {}: {verdict}",
-        pod_fixed.memory
-    ));
+    out.explanation.note(terms![
+        "pod cgroup memory limit ",
+        cgroup,
+        " = Σ limits ",
+        limits,
+        " + podFixed ",
+        pod_fixed.memory,
+        ": ",
+        verdict
+    ]);
     if outgrows && class.guest_memory == GuestMemory::Account {
         out.warnings.push(format!(
             "the VM boots with {} MiB of guest memory but the pod cgroup allows {cgroup} (runtime class {} \
