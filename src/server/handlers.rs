@@ -125,27 +125,40 @@ fn encode(uid: &str, decision: &Decision, policy: &ValidPolicy) -> Vec<u8> {
 /// `{"more": N}`. JSON logs carry it as an array (see
 /// [`telemetry::JSON_FIELDS`]), text logs as its JSON text.
 fn logged_changes(decision: &Decision) -> String {
+    /// One item of the array, its keys in this order.
+    #[derive(serde::Serialize)]
+    #[serde(untagged)]
+    enum Logged<'a> {
+        Change {
+            field: &'a str,
+            old: Option<String>,
+            new: Option<String>,
+        },
+        More {
+            more: usize,
+        },
+    }
     let cap = |value: &Option<admission::Written>| {
         value.as_ref().map(|value| {
             telemetry::capped_to(&value.to_string(), telemetry::MAX_LOG_FIELD_CHARS).into_owned()
         })
     };
-    let mut changes: Vec<Value> = decision
+    let mut changes: Vec<Logged<'_>> = decision
         .changes
         .iter()
         .take(MAX_LOGGED_CHANGES)
-        .map(|change| {
-            json!({
-                "field": change.field,
-                "old": cap(&change.old),
-                "new": cap(&change.new),
-            })
+        .map(|change| Logged::Change {
+            field: &change.field,
+            old: cap(&change.old),
+            new: cap(&change.new),
         })
         .collect();
     if decision.changes.len() > MAX_LOGGED_CHANGES {
-        changes.push(json!({"more": decision.changes.len() - MAX_LOGGED_CHANGES}));
+        changes.push(Logged::More {
+            more: decision.changes.len() - MAX_LOGGED_CHANGES,
+        });
     }
-    Value::Array(changes).to_string()
+    serde_json::to_string(&changes).unwrap_or_default()
 }
 
 /// Changes listed in a decision's log line at most (a Kata Pod can have
