@@ -208,22 +208,63 @@ where
         let mut timestamp = String::new();
         SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
         let metadata = event.metadata();
-        let mut fields = JsonFields(serde_json::Map::new());
-        fields.0.insert("timestamp".into(), timestamp.into());
-        fields
-            .0
-            .insert("level".into(), metadata.level().as_str().into());
-        event.record(&mut fields);
-        fields.0.insert(
-            "target".into(),
-            capped_to(metadata.target(), MAX_LOG_FIELD_CHARS).into(),
+        let mut fields = JsonFields(Vec::with_capacity(24));
+        fields.set("timestamp", LogValue::Text(timestamp));
+        fields.set(
+            "level",
+            LogValue::Text(metadata.level().as_str().to_owned()),
         );
-        let line = serde_json::to_string(&fields.0).map_err(|_| fmt::Error)?;
+        event.record(&mut fields);
+        fields.set(
+            "target",
+            LogValue::Text(capped_to(metadata.target(), MAX_LOG_FIELD_CHARS).into_owned()),
+        );
+        let line = serde_json::to_string(&fields).map_err(|_| fmt::Error)?;
         writeln!(writer, "{line}")
     }
 }
 
-struct JsonFields(serde_json::Map<String, serde_json::Value>);
+/// A line's fields in the order they were recorded (a later field of the
+/// same name replaces an earlier one in place).
+struct JsonFields(Vec<(&'static str, LogValue)>);
+
+/// One field's value.
+enum LogValue {
+    Text(String),
+    /// JSON text virt-sizer wrote itself ([`JSON_FIELDS`]), carried as is.
+    Json(Box<serde_json::value::RawValue>),
+    I64(i64),
+    U64(u64),
+    Bool(bool),
+    F64(f64),
+}
+
+impl JsonFields {
+    fn set(&mut self, name: &'static str, value: LogValue) {
+        match self.0.iter_mut().find(|(held, _)| *held == name) {
+            Some((_, held)) => *held = value,
+            None => self.0.push((name, value)),
+        }
+    }
+}
+
+impl serde::Serialize for JsonFields {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in &self.0 {
+            match value {
+                LogValue::Text(text) => map.serialize_entry(name, text)?,
+                LogValue::Json(json) => map.serialize_entry(name, json)?,
+                LogValue::I64(number) => map.serialize_entry(name, number)?,
+                LogValue::U64(number) => map.serialize_entry(name, number)?,
+                LogValue::Bool(flag) => map.serialize_entry(name, flag)?,
+                LogValue::F64(number) => map.serialize_entry(name, number)?,
+            }
+        }
+        map.end()
+    }
+}
 
 impl Visit for JsonFields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
@@ -232,27 +273,27 @@ impl Visit for JsonFields {
     }
     fn record_str(&mut self, field: &Field, value: &str) {
         if JSON_FIELDS.contains(&field.name())
-            && let Ok(json) = serde_json::from_str::<serde_json::Value>(value)
+            && let Ok(json) = serde_json::value::RawValue::from_string(value.to_owned())
         {
-            self.0.insert(field.name().to_owned(), json);
+            self.set(field.name(), LogValue::Json(json));
             return;
         }
-        self.0.insert(
-            field.name().to_owned(),
-            capped_to(value, MAX_LOG_FIELD_CHARS).into(),
+        self.set(
+            field.name(),
+            LogValue::Text(capped_to(value, MAX_LOG_FIELD_CHARS).into_owned()),
         );
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.set(field.name(), LogValue::I64(value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.set(field.name(), LogValue::U64(value));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.set(field.name(), LogValue::Bool(value));
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.set(field.name(), LogValue::F64(value));
     }
 }
 

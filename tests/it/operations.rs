@@ -430,6 +430,34 @@ fn decision_line_lists_changes_as_a_json_array_with_ascii_arrows() {
         changes.iter().all(|change| change["field"].is_string()),
         "{changes:#?}"
     );
+    // Keys in the order they are written, as tracing-subscriber's own JSON
+    // writes them: timestamp and level first, the decision's fields in the
+    // order of the log statement, target last; each change field, old, new.
+    let position = |key: &str| {
+        line.find(&format!("\"{key}\":"))
+            .unwrap_or_else(|| panic!("{key} in {line}"))
+    };
+    let keys = [
+        "timestamp",
+        "level",
+        "message",
+        "uid",
+        "kind",
+        "changes",
+        "latency_us",
+        "target",
+    ];
+    assert!(
+        keys.windows(2)
+            .all(|pair| position(pair[0]) < position(pair[1])),
+        "{keys:?} in this order: {line}"
+    );
+    assert!(
+        line.contains(
+            r#"{"field":"spec.containers[0].resources.requests.cpu","old":"800m","new":"8"}"#
+        ),
+        "{line}"
+    );
 }
 
 /// `--log-format text` writes plain lines when stderr is not a terminal
