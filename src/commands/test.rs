@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::admission::{self, COMPUTE_CONTAINER, Environment, VmiLookup};
 use crate::cli::{TestArgs, TestOutput};
@@ -206,7 +206,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
             TestOutput::Text => print_text(&mut out, &entry.file, name.as_deref(), &verdict)?,
             TestOutput::Json => {
                 let record = json_record(&entry.file, &entry.relative, name.as_deref(), &verdict);
-                writeln!(out, "{record}")?;
+                writeln!(out, "{}", serde_json::to_string(&record)?)?;
             }
         }
         results.push((entry.file, name, verdict));
@@ -228,14 +228,13 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
             writeln!(out, "{n_passed} passed, {} failed", n_failed + n_unusable)?;
         }
         TestOutput::Json => {
-            let totals = json!({
-                "type": "totals",
-                "passed": n_passed,
-                "failed": n_failed,
-                "errors": n_unusable,
-                "skipped": n_skipped,
-            });
-            writeln!(out, "{totals}")?;
+            let totals = JsonLine::Totals {
+                passed: n_passed,
+                failed: n_failed,
+                errors: n_unusable,
+                skipped: n_skipped,
+            };
+            writeln!(out, "{}", serde_json::to_string(&totals)?)?;
         }
     }
     out.flush()?;
@@ -430,21 +429,48 @@ fn print_text(
     Ok(())
 }
 
-fn json_record(file: &Path, relative: &str, name: Option<&str>, verdict: &Verdict) -> Value {
+/// One line of `--format json`, its keys in the documented order
+/// (`docs/ci-cases.md`).
+#[derive(serde::Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum JsonLine<'a> {
+    /// A case's verdict.
+    Case {
+        name: &'a str,
+        file: String,
+        passed: bool,
+        outcome: &'static str,
+        failures: &'a [String],
+        errors: &'a [String],
+    },
+    /// The run's totals, last.
+    Totals {
+        passed: usize,
+        failed: usize,
+        errors: usize,
+        skipped: usize,
+    },
+}
+
+fn json_record<'a>(
+    file: &Path,
+    relative: &'a str,
+    name: Option<&'a str>,
+    verdict: &'a Verdict,
+) -> JsonLine<'a> {
     let (outcome, failures, errors): (&str, &[String], &[String]) = match verdict {
         Verdict::Pass => ("pass", &[], &[]),
         Verdict::Fail(problems) => ("fail", problems, &[]),
         Verdict::Unusable(problems) => ("error", &[], problems),
     };
-    json!({
-        "type": "case",
-        "name": name.unwrap_or(relative),
-        "file": file.display().to_string(),
-        "passed": matches!(verdict, Verdict::Pass),
-        "outcome": outcome,
-        "failures": failures,
-        "errors": errors,
-    })
+    JsonLine::Case {
+        name: name.unwrap_or(relative),
+        file: file.display().to_string(),
+        passed: matches!(verdict, Verdict::Pass),
+        outcome,
+        failures,
+        errors,
+    }
 }
 
 /// Runs one case; `Ok(problems)` with an empty list means it passed.

@@ -250,6 +250,19 @@ fn test_verb_json_output_is_one_object_per_case_then_totals() {
         records[1],
         serde_json::json!({"type": "totals", "passed": 0, "failed": 1, "errors": 0, "skipped": 0})
     );
+    // Keys in the order docs/ci-cases.md shows, `type` first.
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with(r#"{"type":"case","name":"#)
+            && lines[0].contains(r#","passed":false,"outcome":"fail","failures":["#),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(
+        lines[1],
+        r#"{"type":"totals","passed":0,"failed":1,"errors":0,"skipped":0}"#
+    );
 }
 
 #[test]
