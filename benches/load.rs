@@ -6,7 +6,9 @@
 //!
 //! 1. In-process, one server at a time on a 2-worker runtime, a load
 //!    generator on its own 2-worker runtime: the virt-sizer router (policy,
-//!    10k VMIs in the VMI directory source) and a null webhook (same axum +
+//!    10k VMIs in the VMI directory source, `virt-sizer`; then in the
+//!    cluster watch cache, the production source, `virt-sizer-cache`) and a
+//!    null webhook (same axum +
 //!    rustls + hyper stack; reads the body, takes the uid, answers allowed
 //!    with no patch). Each over keep-alive HTTPS, HTTP/1.1 (16 connections,
 //!    closed loop = saturation) and HTTP/2 (one connection, 64 streams;
@@ -49,13 +51,16 @@ use axum::Router;
 use axum::body::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::Request;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::watcher::Event;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use virt_sizer::server::cluster::{CacheHealth, CacheOptions, CachedVmi, CachedVmis};
 use virt_sizer::server::policy_store::PolicyStore;
 use virt_sizer::server::tls::{self, SelfSigned};
-use virt_sizer::server::vmi_source::VmiDirectory;
+use virt_sizer::server::vmi_source::{NoVmis, VmiDirectory, VmiSource};
 use virt_sizer::server::{self, AppState, StaticNamespaces};
 
 use crate::args::option;
@@ -108,7 +113,14 @@ fn main() {
             "null",
             Box::new(|| null_webhook::router(Arc::default(), "")) as Box<dyn Fn() -> Router>,
         ),
-        ("virt-sizer", Box::new(|| sizer_app(&vmi_dir))),
+        (
+            "virt-sizer",
+            Box::new(|| sizer_app(Arc::new(VmiDirectory::new(&vmi_dir).expect("vmi dir")))),
+        ),
+        (
+            "virt-sizer-cache",
+            Box::new(|| sizer_app(Arc::new(watch_cache(options.vmis)))),
+        ),
     ] {
         let server_runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -150,13 +162,15 @@ fn main() {
         drop(client_runtime);
         drop(server_runtime);
     }
-    for load in Load::ALL.map(Load::name) {
-        let (sizer, null) = (&results[&("virt-sizer", load)], &results[&("null", load)]);
-        println!(
-            "virt-sizer / null, {load}: throughput {:.3}, server CPU per review {:.2}",
-            sizer.throughput() / null.throughput(),
-            sizer.cpu_us_per_request() / null.cpu_us_per_request()
-        );
+    for sizer_name in ["virt-sizer", "virt-sizer-cache"] {
+        for load in Load::ALL.map(Load::name) {
+            let (sizer, null) = (&results[&(sizer_name, load)], &results[&("null", load)]);
+            println!(
+                "{sizer_name} / null, {load}: throughput {:.3}, server CPU per review {:.2}",
+                sizer.throughput() / null.throughput(),
+                sizer.cpu_us_per_request() / null.cpu_us_per_request()
+            );
+        }
     }
 
     rss_of_the_binary(&vmi_dir, options.seconds);
@@ -169,10 +183,6 @@ fn main() {
 /// read once), measured as this
 /// process's RSS growth.
 fn watch_cache_memory(count: usize) {
-    use kube::runtime::reflector::store::Writer;
-    use kube::runtime::watcher::Event;
-    use virt_sizer::server::cluster::CachedVmi;
-
     let template: serde_json::Value =
         yaml_serde::from_str(include_str!("../examples/vmi-dev.yaml")).expect("yaml");
     let before = rss_kib(std::process::id());
@@ -213,7 +223,26 @@ fn write_vmis(dir: &Path, count: usize) {
     std::fs::write(dir.join("ci-runner-01.yaml"), template).expect("write");
 }
 
-fn sizer_app(vmi_dir: &Path) -> Router {
+/// The cluster watch cache with `count` copies of the example VMI and the
+/// benchmark Pod's own, as the watcher fills it (the production source).
+fn watch_cache(count: usize) -> CachedVmis<NoVmis> {
+    let template: serde_json::Value =
+        yaml_serde::from_str(include_str!("../examples/vmi-dev.yaml")).expect("yaml");
+    let mut writer = Writer::<CachedVmi>::default();
+    writer.apply_watcher_event(&Event::Init);
+    writer.apply_watcher_event(&Event::InitApply(CachedVmi::from_value(&template)));
+    for index in 0..count {
+        let mut vmi = template.clone();
+        vmi["metadata"]["name"] = serde_json::Value::String(format!("vm-{index}"));
+        writer.apply_watcher_event(&Event::InitApply(CachedVmi::from_value(&vmi)));
+    }
+    writer.apply_watcher_event(&Event::InitDone);
+    let health = CacheHealth::new("virtualmachineinstances", Duration::from_secs(120));
+    health.success(true, count + 1);
+    CachedVmis::new(writer.as_reader(), health, NoVmis, CacheOptions::default())
+}
+
+fn sizer_app(vmis: Arc<dyn VmiSource>) -> Router {
     let policy = PolicyStore::from_file(Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/examples/policy.yaml"
@@ -226,7 +255,7 @@ fn sizer_app(vmi_dir: &Path) -> Router {
     let state = AppState::new(
         policy,
         None,
-        Arc::new(VmiDirectory::new(vmi_dir).expect("vmi dir")),
+        vmis,
         Arc::new(StaticNamespaces::new(labels)),
         Duration::from_secs(1),
     );
