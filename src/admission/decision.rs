@@ -2,6 +2,8 @@
 //! the one place the wire response is made from it
 //! ([`Decision::response`]).
 
+use std::fmt::Write as _;
+
 use super::*;
 
 /// How a request ended, with what each ending carries.
@@ -310,23 +312,29 @@ pub(crate) fn finish(
         .collect();
     let shadow = mode == Mode::Shadow;
     for change in resource_changes.iter().take(MAX_CHANGE_WARNINGS) {
-        let formula = change
-            .resource
-            .as_ref()
-            .and_then(|field| explanation.formula_for(field))
-            .map(|formula| format!(" ({formula})"))
-            .unwrap_or_default();
-        warnings.push(format!(
-            "virt-sizer{}{}: {} {} → {}{formula}",
-            profile
-                .as_deref()
-                .map(|profile| format!(" [profile {profile}]"))
-                .unwrap_or_default(),
-            if shadow { " shadow, not applied" } else { "" },
+        let mut warning = String::with_capacity(160);
+        warning.push_str("virt-sizer");
+        if let Some(profile) = &profile {
+            let _ = write!(warning, " [profile {profile}]");
+        }
+        if shadow {
+            warning.push_str(" shadow, not applied");
+        }
+        let _ = write!(
+            warning,
+            ": {} {} → {}",
             change.label,
             shown(change.old.as_ref(), "none"),
             shown(change.new.as_ref(), "none"),
-        ));
+        );
+        if let Some(formula) = change
+            .resource
+            .as_ref()
+            .and_then(|field| explanation.formula_for(field))
+        {
+            let _ = write!(warning, " ({formula})");
+        }
+        warnings.push(warning);
     }
     if resource_changes.len() > MAX_CHANGE_WARNINGS {
         warnings.push(format!(
@@ -350,18 +358,18 @@ pub(crate) fn finish(
         if shadow { "Shadow" } else { "Enforce" }.into(),
     );
     if !resource_changes.is_empty() {
-        let summary = resource_changes
-            .iter()
-            .map(|change| {
-                format!(
-                    "{} {}→{}",
-                    change.field,
-                    shown(change.old.as_ref(), "none"),
-                    shown(change.new.as_ref(), "none")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
+        // Written in ASCII (`->`) at once: these are the only symbols.
+        let mut summary = String::with_capacity(80 * resource_changes.len());
+        for (index, change) in resource_changes.iter().enumerate() {
+            let _ = write!(
+                summary,
+                "{}{} {}->{}",
+                if index == 0 { "" } else { "; " },
+                change.field,
+                shown(change.old.as_ref(), "none"),
+                shown(change.new.as_ref(), "none")
+            );
+        }
         audit.insert("changes".into(), ascii(&summary));
     }
     // Warnings travel in HTTP Warning headers: keep them ASCII.
@@ -384,15 +392,19 @@ pub(crate) fn ascii(text: &str) -> String {
     if text.is_ascii() {
         return text.to_owned();
     }
-    let mut out = String::with_capacity(text.len());
-    for symbol in text.chars() {
-        match symbol {
-            '→' => out.push_str("->"),
-            '×' => out.push('x'),
-            '≠' => out.push_str("!="),
-            other => out.push(other),
-        }
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut rest = text;
+    while let Some(at) = rest.find(['→', '×', '≠']) {
+        out.push_str(&rest[..at]);
+        let symbol = rest[at..].chars().next().unwrap_or_default();
+        out.push_str(match symbol {
+            '→' => "->",
+            '×' => "x",
+            _ => "!=",
+        });
+        rest = &rest[at + symbol.len_utf8()..];
     }
+    out.push_str(rest);
     out
 }
 
@@ -458,4 +470,21 @@ pub fn patched_object(
         json_patch::patch(&mut object, patch)?;
     }
     Ok(Some(object))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ascii;
+
+    /// Warnings travel in HTTP headers: the explanation's three symbols
+    /// become ASCII, everything else (an object's own non-ASCII) stays.
+    #[test]
+    fn ascii_replaces_the_explanations_symbols_only() {
+        assert_eq!(ascii("plain"), "plain");
+        assert_eq!(
+            ascii("800m → 8 (request × 2, 1 ≠ 2) é"),
+            "800m -> 8 (request x 2, 1 != 2) é"
+        );
+        assert_eq!(ascii("→×≠"), "->x!=");
+    }
 }

@@ -29,11 +29,11 @@ pub(crate) fn size_kata_pod(
                 .to_owned(),
             requests: quantity_map(
                 resources.and_then(|r| r.get("requests")),
-                &format!("{path}.requests"),
+                format_args!("{path}.requests"),
             )?,
             limits: quantity_map(
                 resources.and_then(|r| r.get("limits")),
-                &format!("{path}.limits"),
+                format_args!("{path}.limits"),
             )?,
         });
     }

@@ -28,11 +28,11 @@ pub(crate) fn size_launcher_pod(
     )?;
     let current_requests = quantity_map(
         resources.and_then(|r| r.get("requests")),
-        &format!("{resources_path}.requests"),
+        format_args!("{resources_path}.requests"),
     )?;
     let current_limits = quantity_map(
         resources.and_then(|r| r.get("limits")),
-        &format!("{resources_path}.limits"),
+        format_args!("{resources_path}.limits"),
     )?;
 
     let vmi_ref = launcher_vmi(request);
@@ -63,11 +63,11 @@ pub(crate) fn size_launcher_pod(
     let vmi = read.facts.as_ref().map_err(Clone::clone)?;
 
     let pod_labels = string_map(at(pod, &["metadata", "labels"]));
-    let annotations = string_map(at(pod, &["metadata", "annotations"]));
-    let requested = annotations
-        .get(PROFILE_ANNOTATION)
-        .or_else(|| vmi.annotations.get(PROFILE_ANNOTATION))
-        .map(String::as_str);
+    // The few annotations read, looked up where they are (string values
+    // only, as for labels).
+    let annotation = |key: &str| at(pod, &["metadata", "annotations", key]).and_then(Value::as_str);
+    let requested = annotation(PROFILE_ANNOTATION)
+        .or_else(|| vmi.annotations.get(PROFILE_ANNOTATION).map(String::as_str));
     let namespace = at(pod, &["metadata", "namespace"])
         .and_then(Value::as_str)
         .filter(|namespace| !namespace.is_empty())
@@ -97,14 +97,13 @@ pub(crate) fn size_launcher_pod(
     let mut auto_limits = inferred;
     auto_limits.cpu |= auto_cpu_by_selector;
 
-    let reported_text = annotations
-        .get(ORIGINAL_OVERHEAD_ANNOTATION)
-        .or_else(|| annotations.get(KUBEVIRT_OVERHEAD_ANNOTATION));
+    let reported_text = annotation(ORIGINAL_OVERHEAD_ANNOTATION)
+        .or_else(|| annotation(KUBEVIRT_OVERHEAD_ANNOTATION));
     let reported_overhead = reported_text
         .map(|text| {
             let field = format!(
                 "metadata.annotations[{}]",
-                if annotations.contains_key(ORIGINAL_OVERHEAD_ANNOTATION) {
+                if annotation(ORIGINAL_OVERHEAD_ANNOTATION).is_some() {
                     ORIGINAL_OVERHEAD_ANNOTATION
                 } else {
                     KUBEVIRT_OVERHEAD_ANNOTATION
@@ -118,7 +117,7 @@ pub(crate) fn size_launcher_pod(
             if quantity.is_negative() {
                 return Err(SizingError::Negative {
                     field,
-                    value: text.clone(),
+                    value: text.to_owned(),
                 });
             }
             // KubeVirt writes whole bytes; anything finer is rounded up
@@ -205,12 +204,12 @@ pub(crate) fn size_launcher_pod(
     }
 
     let annotations_path = ["metadata", "annotations"];
-    if let Some(current) = annotations.get(KUBEVIRT_OVERHEAD_ANNOTATION) {
+    if let Some(current) = annotation(KUBEVIRT_OVERHEAD_ANNOTATION) {
         let overhead_bytes = sizing.overhead.value().to_string();
         // Compared by value: "268Mi" and "281018368" are the same overhead.
         let same = Quantity::parse(current).is_ok_and(|current| current == sizing.overhead);
         if !same {
-            if !annotations.contains_key(ORIGINAL_OVERHEAD_ANNOTATION) {
+            if annotation(ORIGINAL_OVERHEAD_ANNOTATION).is_none() {
                 builder.set_string(
                     &annotations_path,
                     ORIGINAL_OVERHEAD_ANNOTATION,

@@ -63,10 +63,23 @@ impl std::fmt::Display for Written {
     }
 }
 
-/// A change's value shown, or `missing`.
+/// A change's value shown, or `missing`: written where it is formatted.
 #[must_use]
-pub fn shown(value: Option<&Written>, missing: &str) -> String {
-    value.map_or_else(|| missing.to_owned(), ToString::to_string)
+pub fn shown<'a>(value: Option<&'a Written>, missing: &'a str) -> Shown<'a> {
+    Shown(value, missing)
+}
+
+/// What [`shown`] returns.
+#[derive(Debug, Clone, Copy)]
+pub struct Shown<'a>(Option<&'a Written>, &'a str);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(value) => value.fmt(f),
+            None => f.write_str(self.1),
+        }
+    }
 }
 
 /// Collects operations against one object.

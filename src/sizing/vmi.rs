@@ -22,7 +22,9 @@
 //! delivers it, a directory when it loads its files, a direct GET per
 //! answer. Requests then size from those facts, never from JSON.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde_json::Value;
 
@@ -554,26 +556,30 @@ pub(crate) fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
 }
 
 /// Parses a quantity that may be a JSON string or number; a negative one
-/// is an error (no resource in a Pod or VMI can be negative).
-pub(crate) fn quantity_at(value: &Value, field: &str) -> Result<Quantity, SizingError> {
+/// is an error (no resource in a Pod or VMI can be negative). `field` names
+/// it in an error, and is only written out then.
+pub(crate) fn quantity_at(
+    value: &Value,
+    field: impl fmt::Display,
+) -> Result<Quantity, SizingError> {
     let text = match value {
-        Value::String(text) => text.clone(),
-        Value::Number(number) => number.to_string(),
+        Value::String(text) => Cow::Borrowed(text.as_str()),
+        Value::Number(number) => Cow::Owned(number.to_string()),
         other => {
             return Err(SizingError::InvalidField {
-                field: field.into(),
+                field: field.to_string(),
                 message: format!("expected a quantity, got {other}"),
             });
         }
     };
     let quantity = Quantity::parse(&text).map_err(|source| SizingError::InvalidQuantity {
-        field: field.into(),
+        field: field.to_string(),
         source,
     })?;
     if quantity.is_negative() {
         return Err(SizingError::Negative {
-            field: field.into(),
-            value: text,
+            field: field.to_string(),
+            value: text.into_owned(),
         });
     }
     Ok(quantity)
@@ -589,19 +595,20 @@ fn optional_quantity(value: Option<&Value>, field: &str) -> Result<Option<Quanti
 /// Reads a `ResourceList` (`{name: quantity}`), naming the bad entry.
 pub(crate) fn quantity_map(
     value: Option<&Value>,
-    field: &str,
+    field: impl fmt::Display,
 ) -> Result<BTreeMap<String, Quantity>, SizingError> {
     let Some(value) = value.filter(|value| !value.is_null()) else {
         return Ok(BTreeMap::new());
     };
     let object = value.as_object().ok_or_else(|| SizingError::InvalidField {
-        field: field.into(),
+        field: field.to_string(),
         message: format!("expected a map of quantities, got {value}"),
     })?;
     object
         .iter()
         .map(|(name, quantity)| {
-            quantity_at(quantity, &format!("{field}.{name}")).map(|parsed| (name.clone(), parsed))
+            quantity_at(quantity, format_args!("{field}.{name}"))
+                .map(|parsed| (name.clone(), parsed))
         })
         .collect()
 }
