@@ -40,6 +40,8 @@ mod args;
 mod null_webhook;
 #[path = "support/serve.rs"]
 mod serve;
+#[path = "support/sizer.rs"]
+mod sizer;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -51,17 +53,12 @@ use axum::Router;
 use axum::body::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::Request;
-use kube::runtime::reflector::store::Writer;
-use kube::runtime::watcher::Event;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use virt_sizer::server::cluster::{CacheHealth, CacheOptions, CachedVmi, CachedVmis};
-use virt_sizer::server::policy_store::PolicyStore;
 use virt_sizer::server::tls::{self, SelfSigned};
-use virt_sizer::server::vmi_source::{NoVmis, VmiDirectory, VmiSource};
-use virt_sizer::server::{self, AppState, StaticNamespaces};
+use virt_sizer::server::vmi_source::VmiDirectory;
 
 use crate::args::option;
 use crate::serve::Serve;
@@ -115,11 +112,11 @@ fn main() {
         ),
         (
             "virt-sizer",
-            Box::new(|| sizer_app(Arc::new(VmiDirectory::new(&vmi_dir).expect("vmi dir")))),
+            Box::new(|| sizer::app(Arc::new(VmiDirectory::new(&vmi_dir).expect("vmi dir")))),
         ),
         (
             "virt-sizer-cache",
-            Box::new(|| sizer_app(Arc::new(watch_cache(options.vmis)))),
+            Box::new(|| sizer::app(Arc::new(sizer::watch_cache(options.vmis)))),
         ),
     ] {
         let server_runtime = tokio::runtime::Builder::new_multi_thread()
@@ -183,24 +180,15 @@ fn main() {
 /// read once), measured as this
 /// process's RSS growth.
 fn watch_cache_memory(count: usize) {
-    let template: serde_json::Value =
-        yaml_serde::from_str(include_str!("../examples/vmi-dev.yaml")).expect("yaml");
     let before = rss_kib(std::process::id());
-    let mut writer = Writer::<CachedVmi>::default();
-    let store = writer.as_reader();
-    writer.apply_watcher_event(&Event::Init);
-    for index in 0..count {
-        let mut vmi = template.clone();
-        vmi["metadata"]["name"] = serde_json::Value::String(format!("vm-{index}"));
-        writer.apply_watcher_event(&Event::InitApply(CachedVmi::from_value(&vmi)));
-    }
-    writer.apply_watcher_event(&Event::InitDone);
+    let cache = sizer::watch_cache(count);
     let after = rss_kib(std::process::id());
     println!(
         "watch cache: {} VMIs (example VMI, read into facts) add {} MiB of RSS",
-        store.len(),
+        count + 1,
         after.saturating_sub(before) / 1024
     );
+    drop(cache);
 }
 
 fn runtime(workers: usize) -> tokio::runtime::Runtime {
@@ -214,52 +202,13 @@ fn runtime(workers: usize) -> tokio::runtime::Runtime {
 /// `count` copies of the example VMI, named vm-0 … in namespace dev-a.
 fn write_vmis(dir: &Path, count: usize) {
     std::fs::create_dir_all(dir).expect("mkdir");
-    let template = include_str!("../examples/vmi-dev.yaml");
+    let template = sizer::VMI;
     for index in 0..count {
         let vmi = template.replace("ci-runner-01", &format!("vm-{index}"));
         std::fs::write(dir.join(format!("vm-{index}.yaml")), vmi).expect("write");
     }
     // The VMI the benchmark's Pod belongs to.
     std::fs::write(dir.join("ci-runner-01.yaml"), template).expect("write");
-}
-
-/// The cluster watch cache with `count` copies of the example VMI and the
-/// benchmark Pod's own, as the watcher fills it (the production source).
-fn watch_cache(count: usize) -> CachedVmis<NoVmis> {
-    let template: serde_json::Value =
-        yaml_serde::from_str(include_str!("../examples/vmi-dev.yaml")).expect("yaml");
-    let mut writer = Writer::<CachedVmi>::default();
-    writer.apply_watcher_event(&Event::Init);
-    writer.apply_watcher_event(&Event::InitApply(CachedVmi::from_value(&template)));
-    for index in 0..count {
-        let mut vmi = template.clone();
-        vmi["metadata"]["name"] = serde_json::Value::String(format!("vm-{index}"));
-        writer.apply_watcher_event(&Event::InitApply(CachedVmi::from_value(&vmi)));
-    }
-    writer.apply_watcher_event(&Event::InitDone);
-    let health = CacheHealth::new("virtualmachineinstances", Duration::from_secs(120));
-    health.success(true, count + 1);
-    CachedVmis::new(writer.as_reader(), health, NoVmis, CacheOptions::default())
-}
-
-fn sizer_app(vmis: Arc<dyn VmiSource>) -> Router {
-    let policy = PolicyStore::from_file(Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/policy.yaml"
-    )))
-    .expect("policy");
-    let labels = BTreeMap::from([(
-        "dev-a".to_owned(),
-        BTreeMap::from([("tier".to_owned(), "dev".to_owned())]),
-    )]);
-    let state = AppState::new(
-        policy,
-        None,
-        vmis,
-        Arc::new(StaticNamespaces::new(labels)),
-        Duration::from_secs(1),
-    );
-    server::app(state)
 }
 
 /// The loads each server gets, in this order.

@@ -17,27 +17,23 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "support/null_webhook.rs"]
-#[allow(dead_code, reason = "only its router is measured here")]
+#[allow(dead_code, reason = "only its router and parse are measured here")]
 mod null_webhook;
+#[path = "support/sizer.rs"]
+mod sizer;
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use kube::runtime::reflector::store::Writer;
-use kube::runtime::watcher::Event;
 use serde_json::Value;
 use tower::ServiceExt as _;
 use virt_sizer::admission::wire::{self, Sizing};
 use virt_sizer::admission::{self, AdmissionReview, Environment, VmiRef};
-use virt_sizer::server::cluster::{CacheHealth, CacheOptions, CachedVmi, CachedVmis};
 use virt_sizer::server::handlers;
-use virt_sizer::server::policy_store::PolicyStore;
-use virt_sizer::server::vmi_source::{NoVmis, VmiSource as _};
-use virt_sizer::server::{self, AppState, StaticNamespaces};
+use virt_sizer::server::vmi_source::VmiSource as _;
 use virt_sizer::sizing::Quantity;
 use virt_sizer::sizing::kata;
 use virt_sizer::sizing::kubevirt::{self, AutoLimits, LauncherInput};
@@ -48,11 +44,10 @@ use virt_sizer::telemetry::{self, LogFormat};
 const POLICY: &str = include_str!("../examples/policy.yaml");
 /// A launcher-Pod AdmissionReview as KubeVirt v1.9 renders it (~10 KB).
 const REVIEW: &str = include_str!("../examples/launcher-pod-dev.json");
-const VMI: &str = include_str!("../examples/vmi-dev.yaml");
 
 fn benches(c: &mut Criterion) {
     let policy = ValidPolicy::from_yaml(POLICY).expect("valid policy");
-    let vmi_value: Value = yaml_serde::from_str(VMI).expect("valid YAML");
+    let vmi_value: Value = yaml_serde::from_str(sizer::VMI).expect("valid YAML");
     // As the server holds it: read once, when the VMI arrives.
     let read_vmi = ReadVmi::from_value(&vmi_value);
     let vmi_facts = read_vmi.facts.clone().expect("valid VMI");
@@ -149,32 +144,12 @@ fn benches(c: &mut Criterion) {
     // What the load bench's null webhook parses of the same body (its uid,
     // skipping the rest): the part of the decode any webhook pays.
     c.bench_function("review/decode only, the null webhook's (uid)", |b| {
-        #[derive(serde::Deserialize)]
-        struct Review {
-            request: Uid,
-        }
-        #[derive(serde::Deserialize)]
-        struct Uid {
-            uid: String,
-        }
-        b.iter(|| {
-            serde_json::from_slice::<Review>(black_box(body))
-                .expect("decodes")
-                .request
-                .uid
-        });
+        b.iter(|| null_webhook::uid_of(black_box(body)));
     });
     c.bench_function(
         "vmi cache/hit (a launcher Pod's VMI by name and uid)",
         |b| {
-            let mut writer = Writer::<CachedVmi>::default();
-            writer.apply_watcher_event(&Event::Apply(CachedVmi::from_value(&vmi_value)));
-            let source = CachedVmis::new(
-                writer.as_reader(),
-                CacheHealth::new("virtualmachineinstances", Duration::from_secs(120)),
-                NoVmis,
-                CacheOptions::default(),
-            );
+            let source = sizer::watch_cache(0);
             let reference = VmiRef {
                 namespace: "dev-a".into(),
                 name: "ci-runner-01".into(),
@@ -190,7 +165,7 @@ fn benches(c: &mut Criterion) {
             });
         },
     );
-    routers(c, REVIEW, &vmi_value);
+    routers(c, REVIEW);
 }
 
 /// One `POST /mutate` through each router in process, no TLS or sockets:
@@ -198,37 +173,13 @@ fn benches(c: &mut Criterion) {
 /// decision, metrics, response) and the load bench's null webhook. What
 /// the two differ by is what virt-sizer adds per request above the HTTP
 /// and TLS both pay.
-fn routers(c: &mut Criterion, body: &'static str, vmi_value: &Value) {
-    let mut writer = Writer::<CachedVmi>::default();
-    writer.apply_watcher_event(&Event::Apply(CachedVmi::from_value(vmi_value)));
-    let vmis = CachedVmis::new(
-        writer.as_reader(),
-        CacheHealth::new("virtualmachineinstances", Duration::from_secs(120)),
-        NoVmis,
-        CacheOptions::default(),
-    );
-    let policy = PolicyStore::from_file(Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/policy.yaml"
-    )))
-    .expect("policy");
-    let namespaces = StaticNamespaces::new(BTreeMap::from([(
-        "dev-a".to_owned(),
-        BTreeMap::from([("tier".to_owned(), "dev".to_owned())]),
-    )]));
-    let state = AppState::new(
-        policy,
-        None,
-        Arc::new(vmis),
-        Arc::new(namespaces),
-        Duration::from_secs(1),
-    );
+fn routers(c: &mut Criterion, body: &'static str) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .expect("runtime");
     for (name, router) in [
-        ("virt-sizer", server::app(state)),
+        ("virt-sizer", sizer::app(Arc::new(sizer::watch_cache(0)))),
         ("null webhook", null_webhook::router(Arc::default(), "")),
     ] {
         c.bench_function(&format!("router/POST /mutate, {name}"), |b| {

@@ -18,19 +18,10 @@ use virt_sizer::server::{self, ServeOptions};
 /// allowed with `patch` (a base64 JSON Patch; none when empty); counts its
 /// answers in `answered`.
 pub(crate) fn router(answered: Arc<AtomicUsize>, patch: &str) -> Router {
-    #[derive(serde::Deserialize)]
-    struct Review {
-        request: Uid,
-    }
-    #[derive(serde::Deserialize)]
-    struct Uid {
-        uid: String,
-    }
     let answer = move |patch: Option<Arc<str>>| {
         let answered = answered.clone();
         move |body: Bytes| async move {
-            let uid = serde_json::from_slice::<Review>(&body)
-                .map_or_else(|_| String::new(), |review| review.request.uid);
+            let uid = uid_of(&body);
             let mut response = serde_json::json!({"uid": uid, "allowed": true});
             if let Some(patch) = patch {
                 response["patchType"] = "JSONPatch".into();
@@ -50,6 +41,21 @@ pub(crate) fn router(answered: Arc<AtomicUsize>, patch: &str) -> Router {
         .route("/mutate", post(answer(None)))
         .route("/mutate-patched", post(answer(patch)))
         .layer(axum::extract::DefaultBodyLimit::max(server::MAX_BODY_BYTES))
+}
+
+/// What the null webhook parses of a review: its uid, skipping the rest
+/// (empty when there is none).
+pub(crate) fn uid_of(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Review {
+        request: Uid,
+    }
+    #[derive(serde::Deserialize)]
+    struct Uid {
+        uid: String,
+    }
+    serde_json::from_slice::<Review>(body)
+        .map_or_else(|_| String::new(), |review| review.request.uid)
 }
 
 /// Serves `router` over HTTPS with `pem` on 127.0.0.1 (a free port), on the
