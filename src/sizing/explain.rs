@@ -91,7 +91,7 @@ impl Terms {
         Terms(Vec::with_capacity(capacity))
     }
 
-    /// Appends `part` (a text, a quantity, a count or more terms).
+    /// Appends `part` (a text, a quantity, an integer or more terms).
     pub fn push(&mut self, part: impl IntoTerms) {
         part.append_to(self);
     }
