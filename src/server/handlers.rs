@@ -380,41 +380,54 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         certificate_valid,
     } = Readiness::of(&state);
     let policy = inner.policy.current();
-    let detail = json!({
-        "ready": ready,
-        "draining": draining,
-        "policy": {
+    /// The body, its top-level keys in this order (`ready` first, for the
+    /// person reading it).
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Detail {
+        ready: bool,
+        draining: bool,
+        policy: Value,
+        kubevirt: Option<Value>,
+        certificate: Value,
+        vmi_source: Value,
+        namespace_source: Value,
+    }
+    let detail = Detail {
+        ready,
+        draining,
+        policy: json!({
             "digest": policy.digest,
             "source": inner.policy.path().map_or_else(|| "built-in".to_owned(), |path| path.display().to_string()),
             "rejectedReload": inner.policy.last_error(),
             "kubevirtDigest": policy.settings_digest(),
             "release": policy.kubevirt.release_text,
             "warnings": policy.warnings,
-        },
-        "kubevirt": inner.kubevirt.get().map(|status| {
+        }),
+        kubevirt: inner.kubevirt.get().map(|status| {
             let mut detail = status.detail();
             if let Some(baseline) = &policy.baseline {
                 detail["settings"] = json!(baseline.describe().lines().collect::<Vec<_>>());
             }
             detail
         }),
-        "certificate": {
+        certificate: json!({
             "files": inner.certs.as_ref().map(|certs| certs.watched_files()),
             "failedReload": inner.certs.as_ref().and_then(|certs| certs.last_error()),
             "valid": certificate_valid,
             "validity": inner.certs.as_ref().map(|certs| certs.validity().text.clone()),
-        },
-        "vmiSource": {
+        }),
+        vmi_source: json!({
             "ready": vmis_ready,
             "detail": inner.vmis.describe(),
             "warning": inner.no_vmi_source.get(),
             "cache": inner.vmis.health().map(CacheHealth::detail),
-        },
-        "namespaceSource": {
+        }),
+        namespace_source: json!({
             "ready": namespaces_ready,
             "cache": inner.namespaces.health().map(CacheHealth::detail),
-        },
-    });
+        }),
+    };
     let status = if ready {
         StatusCode::OK
     } else {

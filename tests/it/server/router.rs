@@ -79,7 +79,11 @@ async fn router_serves_health_readiness_and_metrics() {
     assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
     let (status, _, body) = get("/readyz").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("\"ready\":true"), "{body}");
+    // What a person with curl looks for comes first.
+    assert!(
+        body.starts_with(r#"{"ready":true,"draining":false,"policy":"#),
+        "{body}"
+    );
     let (status, content_type, body) = get("/metrics").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
