@@ -181,7 +181,7 @@ pub(crate) async fn validate_policy(
     let is_configmap = object.and_then(|object| object.get("kind")) == Some(&json!("ConfigMap"));
     let response = if is_configmap {
         match object
-            .and_then(|object| object.pointer(&format!("/data/{POLICY_KEY}")))
+            .and_then(|object| crate::admission::facts::at(object, &["data", POLICY_KEY]))
             .and_then(Value::as_str)
         {
             None => AdmissionResponse::deny(

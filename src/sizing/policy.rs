@@ -308,6 +308,9 @@ pub struct Rule {
     pub allowed_profiles: Vec<String>,
     /// [`Rule::describe`], rendered once at load (every decision quotes it).
     description: String,
+    /// Why a Pod it matches gets its profile (`<description> → <profile>`),
+    /// rendered once at load: the usual selection reason.
+    selected: String,
 }
 
 /// A Kubernetes `metav1.LabelSelector` as the policy wrote it, matched by

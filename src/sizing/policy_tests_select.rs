@@ -275,3 +275,13 @@ fn hand_built_policy_without_profiles_falls_back_to_kubevirt_defaults() {
     assert_eq!(selection.profile, &Profile::kubevirt_defaults("default"));
     assert_eq!(selection.warnings.len(), 1);
 }
+
+/// The reason written for a Pod no rule matches names the default
+/// profile by its one name.
+#[test]
+fn the_no_rule_reason_names_the_default_profile() {
+    assert_eq!(
+        crate::sizing::policy::select::NO_RULE_MATCHED,
+        format!("no rule matched → {DEFAULT_PROFILE}")
+    );
+}

@@ -488,8 +488,10 @@ impl Checker {
             profile,
             allowed_profiles,
             description: String::new(),
+            selected: String::new(),
         };
         rule.description = rule.render_description();
+        rule.selected = format!("{} → {}", rule.description, rule.profile);
         rule
     }
 

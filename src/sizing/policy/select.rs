@@ -15,7 +15,9 @@ impl ValidPolicy {
             Some(rule) => (rule.profile.as_str(), rule.describe()),
             None => (DEFAULT_PROFILE, "no rule matched"),
         };
-        let mut reason = format!("{source} → {chosen}");
+        // `{source} → {chosen}`, written at load.
+        let mut reason =
+            matched.map_or_else(|| NO_RULE_MATCHED.to_owned(), |rule| rule.selected.clone());
         let mut warnings = Vec::new();
 
         if let Some(requested) = target.requested_profile.filter(|name| !name.is_empty()) {
@@ -75,6 +77,10 @@ impl ValidPolicy {
         }
     }
 }
+
+/// The selection reason when no rule matches: `no rule matched →` and
+/// [`DEFAULT_PROFILE`] (a test holds the two together).
+pub(super) const NO_RULE_MATCHED: &str = "no rule matched → default";
 
 impl Rule {
     /// Whether every selector of this rule matches `target` (the
