@@ -46,7 +46,7 @@ use parse::{
     RawLabelSelector, RawLimitsRatio, RawPolicy, RawProfile, RawRequirement, RawRule, RawVmm,
 };
 
-pub use baseline::KubevirtBaseline;
+pub use baseline::{CrSetting, KubevirtBaseline, SettingsNeeds, UnknownSetting};
 pub use shape::{UnknownField, closest_name, struct_fields};
 
 use kube::core::{Expression, SelectorExt as _};
