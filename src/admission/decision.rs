@@ -158,6 +158,21 @@ impl Decision {
         response
     }
 
+    /// Marks a decision made from inputs that may not be current (a cache
+    /// not synced or failing, a silent apiserver): a warning and the audit
+    /// annotation `stale-inputs` say why. A skipped request read nothing
+    /// and is left as it is.
+    pub fn note_stale_inputs(&mut self, reason: &str) {
+        if matches!(self.outcome, Outcome::Skipped(_)) {
+            return;
+        }
+        self.warnings.push(ascii(&format!(
+            "virt-sizer: decided from inputs that may not be current: {reason}"
+        )));
+        self.audit_annotations
+            .insert("stale-inputs".into(), reason.to_owned());
+    }
+
     /// The JSON Patch, if one is sent.
     #[must_use]
     pub fn patch(&self) -> Option<&json_patch::Patch> {

@@ -141,13 +141,20 @@ async fn assemble_state(
         stale_after: Duration::from_secs(args.cache_stale_seconds),
         ..cluster::CacheOptions::default()
     };
-    let (vmis, namespaces): (Arc<dyn VmiSource>, Arc<dyn NamespaceSource>) = match &source {
-        Source::Cluster(client) => cluster::connect(client, cache_options),
-        Source::Directory(dir) => (
+    let reach = match &source {
+        Source::Cluster(client) => Some(cluster::probe(client)),
+        _ => None,
+    };
+    let (vmis, namespaces): (Arc<dyn VmiSource>, Arc<dyn NamespaceSource>) = match (&source, &reach)
+    {
+        (Source::Cluster(client), Some(reach)) => cluster::connect(client, cache_options, reach),
+        (Source::Directory(dir), _) => (
             Arc::new(VmiDirectory::new(dir)?),
             Arc::new(StaticNamespaces::default()),
         ),
-        Source::None(_) => (Arc::new(NoVmis), Arc::new(StaticNamespaces::default())),
+        (Source::None(_) | Source::Cluster(_), _) => {
+            (Arc::new(NoVmis), Arc::new(StaticNamespaces::default()))
+        }
     };
     tracing::info!(vmi_source = %vmis.describe(), cluster = matches!(source, Source::Cluster(_)), "VMI source");
     let state = AppState::new(
@@ -160,7 +167,14 @@ async fn assemble_state(
     state.record_policy_warnings(&state.policy().current());
     match source {
         Source::Cluster(client) => {
-            state.attach_kubevirt(kubevirt_cr::spawn(&client, state.clone(), cache_options));
+            if let Some(reach) = &reach {
+                state.attach_kubevirt(kubevirt_cr::spawn(
+                    &client,
+                    state.clone(),
+                    cache_options,
+                    reach,
+                ));
+            }
         }
         Source::None(why) => {
             tracing::warn!(

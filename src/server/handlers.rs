@@ -226,6 +226,9 @@ async fn decide(state: &AppState, policy: &ValidPolicy, request: &AdmissionReque
     // VMI or its namespace's labels: nothing else costs a lookup (or, on a
     // cache miss, a GET).
     let sized = admission::is_sized_pod(policy, request);
+    if sized {
+        wait_for_sync(state, inner.vmi_lookup_timeout * 3 / 4).await;
+    }
     if sized && let Some(reference) = admission::launcher_vmi(request) {
         let started = Instant::now();
         let lookup = inner.vmis.lookup(&reference);
@@ -289,7 +292,44 @@ async fn decide(state: &AppState, policy: &ValidPolicy, request: &AdmissionReque
             (None, None) => VmiLookup::NotFound,
         },
     };
-    admission::review(&environment, request)
+    let mut decision = admission::review(&environment, request);
+    if sized && let Some(reason) = staleness(state) {
+        decision.note_stale_inputs(&reason);
+        inner.metrics.stale_decisions.inc();
+    }
+    decision
+}
+
+/// The caches a decision reads from: the VMIs, the Namespaces and the
+/// KubeVirt CR (cluster mode).
+fn caches(state: &AppState) -> impl Iterator<Item = &CacheHealth> {
+    let inner = &state.inner;
+    inner
+        .vmis
+        .health()
+        .into_iter()
+        .chain(inner.namespaces.health())
+        .chain(inner.kubevirt.get().map(|status| status.health()))
+}
+
+/// Until every cache has listed once (a replica that just started), a
+/// sized request waits for them, at most `budget`: what the cache will hold
+/// in a moment beats a direct GET per Pod, and the rest of the lookup
+/// timeout is left for that GET.
+async fn wait_for_sync(state: &AppState, budget: Duration) {
+    let deadline = Instant::now() + budget;
+    while !caches(state).all(CacheHealth::is_synced) && Instant::now() < deadline {
+        tokio::time::sleep(SYNC_POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
+}
+
+/// How often a request waiting for the first LIST looks again.
+const SYNC_POLL: Duration = Duration::from_millis(20);
+
+/// Why the caches a decision read may not be current, if they may not.
+fn staleness(state: &AppState) -> Option<String> {
+    let reasons: Vec<String> = caches(state).filter_map(CacheHealth::staleness).collect();
+    (!reasons.is_empty()).then(|| reasons.join("; "))
 }
 
 fn record(state: &AppState, decision: &Decision, operation: &str, namespace: &str, seconds: f64) {
