@@ -134,7 +134,7 @@ impl VmiSet {
         match self.find(&reference).map(ReadVmi::from_value) {
             None => LookedUp::NotFound,
             Some(vmi) => match reference.check_uid(vmi.uid.as_deref()) {
-                Ok(()) => LookedUp::Found(vmi),
+                Ok(()) => LookedUp::Found(Box::new(vmi)),
                 Err(reason) => LookedUp::Unavailable(reason),
             },
         }
@@ -159,7 +159,7 @@ impl VmiSet {
 #[derive(Debug)]
 pub enum LookedUp {
     /// The VMI, read.
-    Found(ReadVmi),
+    Found(Box<ReadVmi>),
     /// None by that name (or the request names none).
     NotFound,
     /// One by that name, but not the one claimed: why.
