@@ -315,10 +315,12 @@ fn caches(state: &AppState) -> impl Iterator<Item = &CacheHealth> {
 /// Until every cache has listed once (a replica that just started), a
 /// sized request waits for them, at most `budget`: what the cache will hold
 /// in a moment beats a direct GET per Pod, and the rest of the lookup
-/// timeout is left for that GET.
+/// timeout is left for that GET. A cache whose first LIST failed
+/// (forbidden, say) is not waited for: it will not sync in a moment.
 async fn wait_for_sync(state: &AppState, budget: Duration) {
     let deadline = Instant::now() + budget;
-    while !caches(state).all(CacheHealth::is_synced) && Instant::now() < deadline {
+    let syncing = |health: &CacheHealth| !health.is_synced() && health.last_error().is_none();
+    while caches(state).any(syncing) && Instant::now() < deadline {
         tokio::time::sleep(SYNC_POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
     }
 }
@@ -493,7 +495,11 @@ impl Readiness {
             .load(std::sync::atomic::Ordering::SeqCst);
         let vmis_ready = inner.vmis.is_ready();
         let namespaces_ready = inner.namespaces.is_ready();
-        let kubevirt_ready = inner.kubevirt.get().is_none_or(|status| status.is_synced());
+        // The KubeVirt CR does not gate readiness: while its settings are
+        // unknown (not listed yet, forbidden, failing) the decisions that
+        // need them admit Pods unchanged with a warning, which is a correct
+        // answer; /readyz's `kubevirt` detail and
+        // virt_sizer_kubevirt_settings_unknown say so.
         // An expired (or not yet valid) serving certificate fails every
         // handshake the apiserver makes: degraded, not ready.
         let certificate_valid = inner
@@ -501,11 +507,7 @@ impl Readiness {
             .as_ref()
             .is_none_or(|certs| !certs.is_outside_validity());
         Readiness {
-            ready: !draining
-                && vmis_ready
-                && namespaces_ready
-                && kubevirt_ready
-                && certificate_valid,
+            ready: !draining && vmis_ready && namespaces_ready && certificate_valid,
             draining,
             vmis_ready,
             namespaces_ready,

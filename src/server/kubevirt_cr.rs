@@ -43,13 +43,6 @@ struct Detail {
 }
 
 impl KubevirtStatus {
-    /// Whether the first list has been applied (or the CRD is absent), and
-    /// the watch has not been failing for too long.
-    #[must_use]
-    pub fn is_synced(&self) -> bool {
-        self.health.is_ready()
-    }
-
     /// The watch's health.
     #[must_use]
     pub fn health(&self) -> &CacheHealth {

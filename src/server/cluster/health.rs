@@ -267,7 +267,7 @@ impl CacheHealth {
     /// permission at ERROR, naming the verb), count it, mark failing.
     pub(crate) fn failure(&self, error: &watcher::Error, retry_in: Duration) {
         let forbidden = forbidden_verb(error);
-        let message = error.to_string();
+        let message = short_error(error);
         let mut inner = self.lock();
         let first = inner.failing_since.is_none();
         if first {
@@ -311,6 +311,23 @@ pub(crate) fn series<M: Clone + Default>(
     labels: &CacheLabels,
 ) -> M {
     family.get_or_create(labels).clone()
+}
+
+/// A watch failure in one line: an API error as the apiserver's message
+/// and code (not the whole Status), anything else as it prints.
+pub(crate) fn short_error(error: &watcher::Error) -> String {
+    let status = match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status))
+        | watcher::Error::WatchError(status) => status,
+        other => return other.to_string(),
+    };
+    let verb = match error {
+        watcher::Error::InitialListFailed(_) => "list",
+        _ => "watch",
+    };
+    format!("{verb} failed: {} ({})", status.message, status.code)
 }
 
 /// The verb a 403 refused, if the error is one.
