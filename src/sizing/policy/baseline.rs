@@ -117,7 +117,7 @@ impl KubevirtBaseline {
     /// # Errors
     /// Every problem, with its path in the CR.
     pub fn from_value(cr: &Value) -> Result<KubevirtBaseline, PolicyErrors> {
-        let mut checker = Checker { errors: Vec::new() };
+        let mut checker = Checker::default();
         let kind = text(cr.get("kind"));
         let api_version = text(cr.get("apiVersion"));
         if kind != "KubeVirt" || !api_version.starts_with("kubevirt.io/") {
@@ -127,7 +127,7 @@ impl KubevirtBaseline {
                     "expected a KubeVirt object (apiVersion kubevirt.io/v1, kind KubeVirt), got {api_version:?} {kind:?}"
                 ),
             );
-            return Err(PolicyErrors(checker.errors));
+            return Err(checker.problems);
         }
         let metadata = cr.get("metadata");
         let source = format!(
@@ -168,8 +168,8 @@ impl KubevirtBaseline {
             .and_then(|value| auto_cpu_limit_selector(&mut checker, value));
         let binding_plugins = binding_plugins(&mut checker, at(&["network", "binding"]));
         let release = observed_release(&mut checker, cr);
-        if !checker.errors.is_empty() {
-            return Err(PolicyErrors(checker.errors));
+        if !checker.problems.is_empty() {
+            return Err(checker.problems);
         }
         let mut baseline = KubevirtBaseline {
             source,
@@ -258,7 +258,7 @@ status:
     fn problems(text: &str) -> Vec<String> {
         KubevirtBaseline::from_value(&yaml_serde::from_str(text).unwrap())
             .unwrap_err()
-            .0
+            .listed
             .iter()
             .map(ToString::to_string)
             .collect()
