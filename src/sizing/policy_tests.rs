@@ -577,3 +577,6 @@ mod errors;
 #[path = "policy_tests_select.rs"]
 mod select;
 use select::opt_in;
+
+#[path = "policy_tests_bounds.rs"]
+mod bounds;
