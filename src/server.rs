@@ -19,6 +19,7 @@ mod extract;
 pub mod handlers;
 pub mod kubevirt_cr;
 pub mod limits;
+pub mod policy_checks;
 pub mod policy_store;
 pub mod reload;
 pub mod tls;
@@ -132,6 +133,8 @@ struct Inner {
     no_vmi_source: OnceLock<String>,
     /// Decodes in flight: twice the cores; more requests wait their turn.
     decodes: Semaphore,
+    /// Policy checks (`/validate-policy`), off the runtime workers.
+    policy_checks: policy_checks::PolicyChecks,
 }
 
 impl std::fmt::Debug for AppState {
@@ -172,6 +175,7 @@ impl AppState {
                 decodes: Semaphore::new(
                     2 * std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
                 ),
+                policy_checks: policy_checks::PolicyChecks::default(),
             }),
         }
     }

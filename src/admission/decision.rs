@@ -119,12 +119,13 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The AdmissionResponse: made here and nowhere else. Each warning,
-    /// message and audit annotation is cut at
+    /// The AdmissionResponse: made here and nowhere else. Each warning and
+    /// audit annotation is cut at
     /// [`MAX_LOG_FIELD_CHARS`](crate::telemetry::MAX_LOG_FIELD_CHARS)
-    /// characters with a marker, so no answer echoes megabytes of a client's
-    /// values while a decision's own long warnings (two uids, a formula)
-    /// stay whole.
+    /// characters with a marker (a deny message by
+    /// [`AdmissionResponse::deny`]), so no answer echoes megabytes of a
+    /// client's values while a decision's own long warnings (two uids, a
+    /// formula) stay whole.
     #[must_use]
     pub fn response(&self) -> AdmissionResponse {
         let capped = |text: &str| {
@@ -135,7 +136,7 @@ impl Decision {
                 error,
                 denied: true,
             } => {
-                return AdmissionResponse::deny(&self.uid, 403, capped(&failure_message(error)));
+                return AdmissionResponse::deny(&self.uid, 403, failure_message(error));
             }
             _ => AdmissionResponse::allow(&self.uid),
         };

@@ -22,6 +22,7 @@ use crate::metrics::{KindLabels, Operation, RequestLabels, ShadowLabels};
 use crate::server::AppState;
 use crate::server::cluster::CacheHealth;
 use crate::server::extract::ReviewRequest;
+use crate::server::policy_checks::{Checked, MAX_POLICY_CHECKS};
 use crate::sizing::SizingError;
 use crate::sizing::policy::ValidPolicy;
 use crate::sizing::vmi::ReadVmi;
@@ -173,8 +174,13 @@ pub use crate::admission::facts::POLICY_KEY;
 /// `POST /validate-policy`: the validating webhook for policy ConfigMaps.
 /// A broken policy is refused at `kubectl apply` with the checker's own
 /// messages (every problem with its path); a valid one is admitted, with
-/// its warnings.
+/// its warnings. The check runs off the runtime workers, at most
+/// [`MAX_POLICY_CHECKS`] at once and within
+/// [`POLICY_CHECK_BUDGET`](crate::server::policy_checks::POLICY_CHECK_BUDGET)
+/// ([`policy_checks`](crate::server::policy_checks)); past either the
+/// policy is refused, saying why.
 pub(crate) async fn validate_policy(
+    State(state): State<AppState>,
     ReviewRequest { request, .. }: ReviewRequest<PolicyData>,
 ) -> Response {
     let object = request.object.as_ref();
@@ -191,18 +197,7 @@ pub(crate) async fn validate_policy(
                     "a ConfigMap labelled {POLICY_LABEL}=true must hold the sizing policy under data[{POLICY_KEY:?}]"
                 ),
             ),
-            Some(text) => match ValidPolicy::from_yaml(text) {
-                Ok(policy) => {
-                    let mut response = AdmissionResponse::allow(&request.uid);
-                    response.warnings = policy.warnings;
-                    response
-                }
-                Err(problems) => AdmissionResponse::deny(
-                    &request.uid,
-                    422,
-                    format!("invalid virt-sizer policy in data[{POLICY_KEY:?}]:\n{problems}"),
-                ),
-            },
+            Some(text) => check_policy(&state, &request.uid, text.to_owned()).await,
         }
     } else {
         // DELETE (no object) and other kinds are none of this webhook's business.
@@ -215,6 +210,60 @@ pub(crate) async fn validate_policy(
         "response": response,
     }))
     .into_response()
+}
+
+/// The answer for the policy `text`, checked off the runtime workers.
+async fn check_policy(state: &AppState, uid: &str, text: String) -> AdmissionResponse {
+    let checks = &state.inner.policy_checks;
+    match checks.run(move || ValidPolicy::from_yaml(&text)).await {
+        Checked::Done(Ok(policy)) => {
+            let mut response = AdmissionResponse::allow(uid);
+            response.warnings = policy
+                .warnings
+                .iter()
+                .map(|warning| {
+                    telemetry::capped_to(warning, telemetry::MAX_LOG_FIELD_CHARS).into_owned()
+                })
+                .collect();
+            response
+        }
+        Checked::Done(Err(problems)) => AdmissionResponse::deny(
+            uid,
+            422,
+            format!("invalid virt-sizer policy in data[{POLICY_KEY:?}]:\n{problems}"),
+        ),
+        Checked::Busy => {
+            state.metrics().error("policy_check_busy");
+            AdmissionResponse::deny(
+                uid,
+                429,
+                format!(
+                    "virt-sizer is already checking {MAX_POLICY_CHECKS} policies; apply it again in a moment"
+                ),
+            )
+        }
+        Checked::Late => {
+            state.metrics().error("policy_check_timeout");
+            AdmissionResponse::deny(
+                uid,
+                503,
+                format!(
+                    "the policy check did not finish within {} s; apply it again in a moment",
+                    checks.budget().as_secs()
+                ),
+            )
+        }
+        Checked::Panicked(message) => {
+            // Refused rather than admitted unchecked; counted and logged.
+            state.metrics().panics.inc();
+            tracing::error!(%uid, panic = %message, "panic while checking a policy");
+            AdmissionResponse::deny(
+                uid,
+                500,
+                "internal error while checking the policy; see the server log".to_owned(),
+            )
+        }
+    }
 }
 
 /// Looks up what the request needs and decides.

@@ -154,15 +154,15 @@ fn unknown_since(
     setting: CrSetting,
     unknown: &mut Vec<UnknownSetting>,
 ) {
-    if checker.errors.len() > *before {
-        let reason = checker.errors[*before..]
+    if checker.problems.listed.len() > *before {
+        let reason = checker.problems.listed[*before..]
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
         unknown.push(UnknownSetting { setting, reason });
     }
-    *before = checker.errors.len();
+    *before = checker.problems.listed.len();
 }
 
 /// `status.observedKubeVirtVersion`, if reported: a release virt-sizer can
@@ -197,7 +197,7 @@ impl KubevirtBaseline {
     /// # Errors
     /// Not a KubeVirt object at all.
     pub fn from_value(cr: &Value) -> Result<KubevirtBaseline, PolicyErrors> {
-        let mut checker = Checker { errors: Vec::new() };
+        let mut checker = Checker::default();
         let kind = text(cr.get("kind"));
         let api_version = text(cr.get("apiVersion"));
         if kind != "KubeVirt" || !api_version.starts_with("kubevirt.io/") {
@@ -207,7 +207,7 @@ impl KubevirtBaseline {
                     "expected a KubeVirt object (apiVersion kubevirt.io/v1, kind KubeVirt), got {api_version:?} {kind:?}"
                 ),
             );
-            return Err(PolicyErrors(checker.errors));
+            return Err(checker.problems);
         }
         let metadata = cr.get("metadata");
         let source = format!(
@@ -468,7 +468,7 @@ status:
     fn problems(text: &str) -> Vec<String> {
         KubevirtBaseline::from_value(&yaml_serde::from_str(text).unwrap())
             .unwrap_err()
-            .0
+            .listed
             .iter()
             .map(ToString::to_string)
             .collect()
