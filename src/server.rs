@@ -40,8 +40,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
@@ -401,22 +401,20 @@ pub async fn serve_plain(
 
 /// The two protocol stacks, one chosen per connection.
 struct Protocols {
-    http1: auto::Builder<TokioExecutor>,
-    http2: auto::Builder<TokioExecutor>,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
 }
 
 impl Protocols {
     fn new(options: &ServeOptions) -> Protocols {
-        let mut http1 = auto::Builder::new(TokioExecutor::new());
-        // The read buffer holds the request head: one larger gets 431.
+        let mut http1 = http1::Builder::new();
         http1
-            .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(options.header_read_timeout)
+            .max_header_size(MAX_HEAD_BYTES)
             .max_buf_size(MAX_HEAD_BYTES);
-        let mut http2 = auto::Builder::new(TokioExecutor::new());
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
-            .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(options.max_concurrent_streams)
             .initial_stream_window_size(options.stream_window)
@@ -424,9 +422,45 @@ impl Protocols {
             .max_header_list_size(u32::try_from(MAX_HEAD_BYTES).unwrap_or(u32::MAX))
             .keep_alive_interval(options.keep_alive_interval)
             .keep_alive_timeout(options.keep_alive_timeout);
-        Protocols {
-            http1: http1.http1_only(),
-            http2: http2.http2_only(),
+        Protocols { http1, http2 }
+    }
+}
+
+/// What serves each connection's requests: the router, counted.
+type ConnectionService = Tracked<TowerToHyperService<Router>>;
+
+/// A connection served by one of the two stacks.
+enum Served<I> {
+    Http1(Pin<Box<http1::Connection<I, ConnectionService>>>),
+    Http2(Pin<Box<http2::Connection<I, ConnectionService, TokioExecutor>>>),
+}
+
+impl<I> Served<I>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    /// Finishes the requests in flight, takes no new ones (HTTP/2: GOAWAY).
+    fn graceful_shutdown(&mut self) {
+        match self {
+            Served::Http1(connection) => connection.as_mut().graceful_shutdown(),
+            Served::Http2(connection) => connection.as_mut().graceful_shutdown(),
+        }
+    }
+}
+
+impl<I> Future for Served<I>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    type Output = Result<(), hyper::Error>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match &mut *self {
+            Served::Http1(connection) => connection.as_mut().poll(cx),
+            Served::Http2(connection) => connection.as_mut().poll(cx),
         }
     }
 }
@@ -634,20 +668,18 @@ impl Connection {
             inner: TowerToHyperService::new(self.router.clone()),
             activity: activity.clone(),
         };
-        let builder = if http2 {
-            &self.protocols.http2
+        let mut connection = if http2 {
+            Served::Http2(Box::pin(self.protocols.http2.serve_connection(io, service)))
         } else {
-            &self.protocols.http1
+            Served::Http1(Box::pin(self.protocols.http1.serve_connection(io, service)))
         };
-        let connection = builder.serve_connection(io, service);
-        tokio::pin!(connection);
         let expires = activity.opened + self.options.max_connection_age;
         // Once told to close: when it is dropped if it has not closed.
         let mut close_by: Option<Instant> = None;
         loop {
             let idle_at = activity.idle_deadline(&self.options);
             tokio::select! {
-                result = connection.as_mut() => {
+                result = &mut connection => {
                     if let Err(error) = result {
                         tracing::debug!(peer = %self.peer, %error, "connection ended with an error");
                     }
@@ -656,18 +688,18 @@ impl Connection {
                 () = sleep_until(idle_at), if close_by.is_none() => {
                     if activity.is_idle_past(&self.options) {
                         tracing::debug!(peer = %self.peer, "closing an idle connection");
-                        connection.as_mut().graceful_shutdown();
+                        connection.graceful_shutdown();
                         close_by = Some(Instant::now() + CLOSE_GRACE);
                     }
                 }
                 () = tokio::time::sleep_until(expires), if close_by.is_none() => {
                     tracing::debug!(peer = %self.peer, age = ?self.options.max_connection_age, "closing a connection at its maximum age");
-                    connection.as_mut().graceful_shutdown();
+                    connection.graceful_shutdown();
                     close_by = Some(Instant::now() + self.options.drain_timeout);
                 }
                 () = activity.changed.notified() => {}
                 () = self.draining.cancelled(), if close_by.is_none() => {
-                    connection.as_mut().graceful_shutdown();
+                    connection.graceful_shutdown();
                     close_by = Some(Instant::now() + self.options.drain_timeout);
                 }
                 () = sleep_until(close_by) => {
