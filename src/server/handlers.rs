@@ -458,14 +458,16 @@ pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: certificate, policy and VMI source ready, not draining.
-/// The body says which part is not, and whether the policy on disk was
-/// rejected (the last good one still serving).
+/// `GET /readyz`: certificate, policy and VMI source ready, not draining,
+/// and no request waiting too long for the server's own capacity
+/// (`saturated`). The body says which part is not, and whether the policy
+/// on disk was rejected (the last good one still serving).
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let inner = &state.inner;
     let Readiness {
         ready,
         draining,
+        saturated,
         vmis_ready,
         namespaces_ready,
         certificate_valid,
@@ -478,6 +480,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     struct Detail {
         ready: bool,
         draining: bool,
+        saturated: bool,
         policy: Value,
         kubevirt: Option<Value>,
         certificate: Value,
@@ -487,6 +490,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let detail = Detail {
         ready,
         draining,
+        saturated,
         policy: json!({
             "digest": policy.digest,
             "source": inner.policy.path().map_or_else(|| "built-in".to_owned(), |path| path.display().to_string()),
@@ -531,6 +535,9 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 struct Readiness {
     ready: bool,
     draining: bool,
+    /// A request has waited too long for the body budget or a decode slot:
+    /// `/mutate` cannot answer within its time.
+    saturated: bool,
     vmis_ready: bool,
     namespaces_ready: bool,
     certificate_valid: bool,
@@ -555,9 +562,15 @@ impl Readiness {
             .certs
             .as_ref()
             .is_none_or(|certs| !certs.is_outside_validity());
+        let saturated = inner.waits.is_saturated();
         Readiness {
-            ready: !draining && vmis_ready && namespaces_ready && certificate_valid,
+            ready: !draining
+                && !saturated
+                && vmis_ready
+                && namespaces_ready
+                && certificate_valid,
             draining,
+            saturated,
             vmis_ready,
             namespaces_ready,
             certificate_valid,
