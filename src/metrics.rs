@@ -279,6 +279,9 @@ pub struct Metrics {
     /// 1 when `serve` runs with no VMI source: launcher Pods fall to
     /// `onError`.
     pub vmi_source_missing: Gauge,
+    /// 1 while the built-in policy serves because the policy file did not
+    /// load at start.
+    pub policy_builtin_fallback: Gauge,
     /// 1 while a KubeVirt CR is the policy's baseline.
     pub kubevirt_cr_present: Gauge,
     /// Times the KubeVirt CR baseline changed the policy in force.
@@ -372,6 +375,12 @@ impl Metrics {
             "shadow_memory_request_delta_bytes",
             "Shadow mode: sum of memory request changes decided but not applied",
             shadow_memory_bytes.clone(),
+        );
+        let policy_builtin_fallback = Gauge::default();
+        registry.register(
+            "policy_builtin_fallback",
+            "1 while the built-in policy serves because the policy file did not load at start (0 once it loads)",
+            policy_builtin_fallback.clone(),
         );
         let vmi_source_missing = Gauge::default();
         registry.register(
@@ -494,6 +503,7 @@ impl Metrics {
             shadow_cpu_millicores,
             shadow_memory_bytes,
             vmi_source_missing,
+            policy_builtin_fallback,
             kubevirt_cr_present,
             kubevirt_baseline_updates,
             policy_warnings,

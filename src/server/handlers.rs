@@ -380,6 +380,18 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         certificate_valid,
     } = Readiness::of(&state);
     let policy = inner.policy.current();
+    // No server path is shown (the log has them): a message naming a
+    // watched file names it by its file name only.
+    let files: Vec<std::path::PathBuf> = inner
+        .policy
+        .path()
+        .map(std::path::Path::to_owned)
+        .into_iter()
+        .chain(inner.certs.iter().flat_map(|certs| certs.watched_files()))
+        .collect();
+    let files: Vec<&std::path::Path> = files.iter().map(std::path::PathBuf::as_path).collect();
+    let shown =
+        |message: Option<String>| message.map(|message| telemetry::without_paths(&message, &files));
     /// The body, its top-level keys in this order (`ready` first, for the
     /// person reading it).
     #[derive(serde::Serialize)]
@@ -398,8 +410,8 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         draining,
         policy: json!({
             "digest": policy.digest,
-            "source": inner.policy.path().map_or_else(|| "built-in".to_owned(), |path| path.display().to_string()),
-            "rejectedReload": inner.policy.last_error(),
+            "source": if inner.policy.serves_file() { "file" } else { "built-in" },
+            "rejectedReload": shown(inner.policy.last_error()),
             "kubevirtDigest": policy.settings_digest(),
             "release": policy.kubevirt.release_text,
             "warnings": policy.warnings,
@@ -412,8 +424,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
             detail
         }),
         certificate: json!({
-            "files": inner.certs.as_ref().map(|certs| certs.watched_files()),
-            "failedReload": inner.certs.as_ref().and_then(|certs| certs.last_error()),
+            "failedReload": shown(inner.certs.as_ref().and_then(|certs| certs.last_error())),
             "valid": certificate_valid,
             "validity": inner.certs.as_ref().map(|certs| certs.validity().text.clone()),
         }),

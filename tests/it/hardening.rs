@@ -36,6 +36,8 @@ mod logging;
 mod memory_amplification;
 mod metric_labels;
 mod others;
+mod policy_at_start;
+mod signals;
 mod stalled_bodies;
 
 use crate::support::{EXAMPLE_REVIEW, install_provider, pair, provider};
