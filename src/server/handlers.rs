@@ -18,7 +18,7 @@ use crate::admission::wire::{self, PolicyData, Sizing};
 use crate::admission::{
     self, AdmissionRequest, AdmissionResponse, Decision, Environment, VmiLookup,
 };
-use crate::metrics::{KindLabels, Operation, RequestLabels, ShadowLabels};
+use crate::metrics::{KindLabels, Metrics, Operation, RequestLabels, ShadowLabels};
 use crate::server::AppState;
 use crate::server::cluster::CacheHealth;
 use crate::server::extract::ReviewRequest;
@@ -44,7 +44,7 @@ pub(crate) async fn mutate(
         &state,
         &decision,
         &request.operation,
-        &request.namespace,
+        &policy,
         elapsed.as_secs_f64(),
     );
     log_decision(&request, &decision, elapsed);
@@ -292,7 +292,15 @@ async fn decide(state: &AppState, policy: &ValidPolicy, request: &AdmissionReque
     admission::review(&environment, request)
 }
 
-fn record(state: &AppState, decision: &Decision, operation: &str, namespace: &str, seconds: f64) {
+/// Counts a decision. Shadow figures are labelled with the namespace of
+/// the object, as `policy` names it ([`Metrics::shadow_namespace`]).
+fn record(
+    state: &AppState,
+    decision: &Decision,
+    operation: &str,
+    policy: &ValidPolicy,
+    seconds: f64,
+) {
     let metrics = state.metrics();
     let kind = decision.target;
     let labels = RequestLabels {
@@ -310,7 +318,7 @@ fn record(state: &AppState, decision: &Decision, operation: &str, namespace: &st
     }
     if let Some(delta) = decision.shadow_delta() {
         let labels = ShadowLabels {
-            namespace: metrics.shadow_namespace(namespace),
+            namespace: Metrics::shadow_namespace(policy, &decision.namespace),
             profile: decision.profile.clone().unwrap_or_default(),
         };
         let clamp = |value: i128| {

@@ -285,3 +285,29 @@ fn the_no_rule_reason_names_the_default_profile() {
         format!("no rule matched → {DEFAULT_PROFILE}")
     );
 }
+
+/// Per-namespace metrics are labelled with how the rules name a namespace:
+/// bounded by the policy, never by what a request claims.
+#[test]
+fn namespaces_are_named_by_name_then_by_the_first_matching_glob() {
+    let policy = parse(
+        r#"
+profiles: {a: {}, b: {}}
+rules:
+  - {namespaces: ["team-*", "prod-eu"], profile: a}
+  - {namespaces: ["team-x", "prod-?"], profile: b}
+  - {profile: b}
+"#,
+    );
+    // A name listed anywhere beats an earlier glob.
+    assert_eq!(policy.named_namespace("team-x"), Some("team-x"));
+    assert_eq!(policy.named_namespace("prod-eu"), Some("prod-eu"));
+    assert_eq!(policy.named_namespace("team-y"), Some("team-*"));
+    assert_eq!(policy.named_namespace("prod-1"), Some("prod-?"));
+    // A rule without `namespaces` names none, though it matches them all.
+    assert_eq!(policy.named_namespace("kube-public"), None);
+    assert_eq!(policy.named_namespace(""), None);
+    // A glob's text is not a name: `team-*` the namespace is matched by the
+    // glob (Kubernetes names cannot hold `*` anyway).
+    assert_eq!(policy.named_namespace("team-*"), Some("team-*"));
+}

@@ -78,6 +78,26 @@ impl ValidPolicy {
     }
 }
 
+impl ValidPolicy {
+    /// How the rules name `namespace`: the namespace itself when a rule's
+    /// `namespaces` lists it by name, else the first glob there that
+    /// matches it, else `None`. Per-namespace metrics are labelled with
+    /// this, so that their series are as many as the policy's names, never
+    /// as many as the namespaces requests claim.
+    #[must_use]
+    pub fn named_namespace<'a>(&'a self, namespace: &'a str) -> Option<&'a str> {
+        let patterns = || self.rules.iter().flat_map(|rule| &rule.namespaces);
+        let literal =
+            |pattern: &glob::Pattern| glob::Pattern::escape(pattern.as_str()) == pattern.as_str();
+        if patterns().any(|pattern| literal(pattern) && pattern.as_str() == namespace) {
+            return Some(namespace);
+        }
+        patterns()
+            .find(|pattern| pattern.matches(namespace))
+            .map(glob::Pattern::as_str)
+    }
+}
+
 /// The selection reason when no rule matches: `no rule matched →` and
 /// [`DEFAULT_PROFILE`] (a test holds the two together).
 pub(super) const NO_RULE_MATCHED: &str = "no rule matched → default";
