@@ -31,6 +31,7 @@ impl ValidPolicy {
             .collect();
         self.kubevirt = settings;
         self.warnings = resolver.into_warnings();
+        self.warnings.extend(self.tenant_choice_warnings());
     }
 }
 
