@@ -108,6 +108,7 @@ pub fn review(env: &Environment<'_>, request: &AdmissionRequest) -> Decision {
     };
     let mut decision = skipped(&request.uid, env.policy, String::new());
     decision.target = target.kind();
+    object_namespace(object, request).clone_into(&mut decision.namespace);
     let mut builder = PatchBuilder::new(object);
     let computed = match target {
         Target::LauncherPod => size_launcher_pod(env, request, object, &mut builder),

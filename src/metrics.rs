@@ -6,12 +6,11 @@
 
 pub mod process;
 
-use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::admission::{OutcomeLabel, TargetKind};
+use crate::sizing::policy::ValidPolicy;
 use prometheus_client::encoding::{
     EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder,
 };
@@ -95,11 +94,8 @@ impl EncodeLabelValue for Operation {
     }
 }
 
-/// Shadow figures get their own namespace label for at most this many
-/// namespaces (the first seen); the rest share [`OTHER_NAMESPACES`].
-pub const MAX_SHADOW_NAMESPACES: usize = 64;
-/// The namespace label of shadow figures past [`MAX_SHADOW_NAMESPACES`] (or
-/// for a name no namespace can have).
+/// The namespace label of shadow figures for a namespace the policy does
+/// not name ([`Metrics::shadow_namespace`]).
 pub const OTHER_NAMESPACES: &str = "_other";
 
 /// Labels by target kind.
@@ -127,7 +123,8 @@ pub struct ReloadLabels {
 /// Labels of a shadow-mode delta.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ShadowLabels {
-    /// Namespace of the Pod (bounded: see [`Metrics::shadow_namespace`]).
+    /// Namespace of the Pod, as the policy names it (bounded: see
+    /// [`Metrics::shadow_namespace`]).
     pub namespace: String,
     /// Profile in shadow mode.
     pub profile: String,
@@ -279,6 +276,9 @@ pub struct Metrics {
     /// 1 when `serve` runs with no VMI source: launcher Pods fall to
     /// `onError`.
     pub vmi_source_missing: Gauge,
+    /// 1 while the built-in policy serves because the policy file did not
+    /// load at start.
+    pub policy_builtin_fallback: Gauge,
     /// 1 while a KubeVirt CR is the policy's baseline.
     pub kubevirt_cr_present: Gauge,
     /// Times the KubeVirt CR baseline changed the policy in force.
@@ -315,8 +315,6 @@ pub struct Metrics {
     pub vmi_lookup: Family<LookupLabels, Histogram>,
     /// 1 while `/readyz` would answer ready (set at each scrape).
     pub ready: Gauge,
-    /// Namespaces that have their own shadow series.
-    shadow_namespaces: Mutex<HashSet<String>>,
 }
 
 impl Default for Metrics {
@@ -379,6 +377,12 @@ impl Metrics {
             "shadow_memory_request_delta_bytes",
             "Shadow mode: sum of memory request changes decided but not applied",
             shadow_memory_bytes.clone(),
+        );
+        let policy_builtin_fallback = Gauge::default();
+        registry.register(
+            "policy_builtin_fallback",
+            "1 while the built-in policy serves because the policy file did not load at start (0 once it loads)",
+            policy_builtin_fallback.clone(),
         );
         let vmi_source_missing = Gauge::default();
         registry.register(
@@ -513,6 +517,7 @@ impl Metrics {
             shadow_cpu_millicores,
             shadow_memory_bytes,
             vmi_source_missing,
+            policy_builtin_fallback,
             kubevirt_cr_present,
             kubevirt_baseline_updates,
             kubevirt_settings_unknown,
@@ -529,33 +534,20 @@ impl Metrics {
             certificate_expiry,
             vmi_lookup,
             ready,
-            shadow_namespaces: Mutex::new(HashSet::new()),
         }
     }
 
-    /// The namespace label of a shadow figure: the namespace itself for the
-    /// first [`MAX_SHADOW_NAMESPACES`] valid names seen, else
-    /// [`OTHER_NAMESPACES`].
+    /// The namespace label of a shadow figure: how `policy`'s rules name
+    /// `namespace` ([`ValidPolicy::named_namespace`]: the name a rule
+    /// lists, or the glob that matches it), else [`OTHER_NAMESPACES`]. The
+    /// series are as many as the names in the policy, whatever namespaces
+    /// reviews claim, and no claim can take a named namespace's series.
     #[must_use]
-    pub fn shadow_namespace(&self, namespace: &str) -> String {
-        let valid = !namespace.is_empty()
-            && namespace.len() <= 63
-            && namespace
-                .bytes()
-                .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
-        if !valid {
-            return OTHER_NAMESPACES.to_owned();
-        }
-        let mut seen = self
-            .shadow_namespaces
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if seen.contains(namespace) || seen.len() < MAX_SHADOW_NAMESPACES {
-            seen.insert(namespace.to_owned());
-            namespace.to_owned()
-        } else {
-            OTHER_NAMESPACES.to_owned()
-        }
+    pub fn shadow_namespace(policy: &ValidPolicy, namespace: &str) -> String {
+        policy
+            .named_namespace(namespace)
+            .unwrap_or(OTHER_NAMESPACES)
+            .to_owned()
     }
 
     /// Counts an error.

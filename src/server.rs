@@ -234,6 +234,20 @@ impl AppState {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
     }
 
+    /// Records, once at start, that the policy file did not load and the
+    /// built-in policy serves instead (logs, metrics; `/readyz` shows why).
+    pub fn record_policy_at_start(&self) {
+        let policy = &self.inner.policy;
+        let Some(problems) = policy.last_error() else {
+            return;
+        };
+        let metrics = &self.inner.metrics;
+        Metrics::reload(&metrics.policy_reloads, false);
+        metrics.policy_builtin_fallback.set(1);
+        tracing::error!(%problems, file = ?policy.path(), digest = %policy.current().digest,
+            "policy file did not load at start; the built-in policy serves until it loads");
+    }
+
     /// Re-reads the policy file and records the result (logs, metrics).
     pub fn reload_policy(&self) {
         let metrics = &self.inner.metrics;
@@ -241,6 +255,7 @@ impl AppState {
             Reload::Unchanged => {}
             Reload::Reloaded => {
                 Metrics::reload(&metrics.policy_reloads, true);
+                metrics.policy_builtin_fallback.set(0);
                 let policy = self.inner.policy.current();
                 tracing::info!(digest = %policy.digest, "policy reloaded");
                 self.record_policy_warnings(&policy);

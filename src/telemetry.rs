@@ -15,6 +15,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::io::Write as _;
+use std::path::Path;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -166,6 +167,26 @@ fn cut_marker(n_bytes: usize) -> String {
     format!("...[{n_bytes} more bytes]")
 }
 
+/// `text` with each of `paths` replaced by its file name: what a reader
+/// outside the server may see of a message that names server files (the
+/// log keeps the whole path). Longer paths are replaced first, so a path
+/// that extends another is never half-replaced.
+#[must_use]
+pub fn without_paths(text: &str, paths: &[&Path]) -> String {
+    let mut paths: Vec<&Path> = paths
+        .iter()
+        .copied()
+        .filter(|path| !path.as_os_str().is_empty())
+        .collect();
+    paths.sort_by_key(|path| std::cmp::Reverse(path.as_os_str().len()));
+    paths.iter().fold(text.to_owned(), |text, path| {
+        let name = path
+            .file_name()
+            .map_or_else(|| "(a file)".into(), |name| name.to_string_lossy());
+        text.replace(&*path.to_string_lossy(), &name)
+    })
+}
+
 /// `text` with control characters escaped (`\n`, `\r`, `\u{1b}`, …).
 #[must_use]
 pub fn escaped(text: &str) -> Cow<'_, str> {
@@ -310,6 +331,20 @@ impl Visit for JsonFields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_are_replaced_by_their_file_names_longest_first() {
+        let policy = Path::new("/etc/virt-sizer/policy.yaml");
+        let longer = Path::new("/etc/virt-sizer/policy.yaml.d/extra");
+        assert_eq!(
+            without_paths(
+                "reading /etc/virt-sizer/policy.yaml.d/extra and /etc/virt-sizer/policy.yaml: gone",
+                &[policy, longer, Path::new("")],
+            ),
+            "reading extra and policy.yaml: gone"
+        );
+        assert_eq!(without_paths("no path here", &[policy]), "no path here");
+    }
 
     #[test]
     fn long_values_are_cut_with_a_marker_and_controls_escaped() {

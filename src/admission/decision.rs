@@ -116,6 +116,10 @@ pub struct Decision {
     pub audit_annotations: BTreeMap<String, String>,
     /// Digest of the policy that decided.
     pub policy_digest: String,
+    /// The namespace of the object under review ([`object_namespace`]):
+    /// the one its profile is selected for. Empty when the request carried
+    /// no object.
+    pub namespace: String,
 }
 
 impl Decision {
@@ -296,6 +300,7 @@ pub(crate) fn skipped(uid: &str, policy: &ValidPolicy, reason: String) -> Decisi
         warnings: Vec::new(),
         audit_annotations: BTreeMap::new(),
         policy_digest: policy.digest.clone(),
+        namespace: String::new(),
     }
 }
 

@@ -32,6 +32,12 @@ pub fn run(command: &PolicyCommand) -> anyhow::Result<ExitCode> {
                         policy.kata.runtime_classes.len(),
                         policy.digest
                     )?;
+                    // What is valid but not what the author may mean (a
+                    // rule that never applies, a release newer than the
+                    // overhead table): the validating webhook's warnings.
+                    for warning in &policy.warnings {
+                        writeln!(stdout, "{}: warning: {warning}", file.display())?;
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(errors) => {

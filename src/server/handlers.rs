@@ -18,7 +18,7 @@ use crate::admission::wire::{self, PolicyData, Sizing};
 use crate::admission::{
     self, AdmissionRequest, AdmissionResponse, Decision, Environment, VmiLookup,
 };
-use crate::metrics::{KindLabels, Operation, RequestLabels, ShadowLabels};
+use crate::metrics::{KindLabels, Metrics, Operation, RequestLabels, ShadowLabels};
 use crate::server::AppState;
 use crate::server::cluster::CacheHealth;
 use crate::server::extract::ReviewRequest;
@@ -45,7 +45,7 @@ pub(crate) async fn mutate(
         &state,
         &decision,
         &request.operation,
-        &request.namespace,
+        &policy,
         elapsed.as_secs_f64(),
     );
     log_decision(&request, &decision, elapsed);
@@ -383,7 +383,15 @@ fn staleness(state: &AppState) -> Option<String> {
     (!reasons.is_empty()).then(|| reasons.join("; "))
 }
 
-fn record(state: &AppState, decision: &Decision, operation: &str, namespace: &str, seconds: f64) {
+/// Counts a decision. Shadow figures are labelled with the namespace of
+/// the object, as `policy` names it ([`Metrics::shadow_namespace`]).
+fn record(
+    state: &AppState,
+    decision: &Decision,
+    operation: &str,
+    policy: &ValidPolicy,
+    seconds: f64,
+) {
     let metrics = state.metrics();
     let kind = decision.target;
     let labels = RequestLabels {
@@ -401,7 +409,7 @@ fn record(state: &AppState, decision: &Decision, operation: &str, namespace: &st
     }
     if let Some(delta) = decision.shadow_delta() {
         let labels = ShadowLabels {
-            namespace: metrics.shadow_namespace(namespace),
+            namespace: Metrics::shadow_namespace(policy, &decision.namespace),
             profile: decision.profile.clone().unwrap_or_default(),
         };
         let clamp = |value: i128| {
@@ -473,6 +481,18 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         certificate_valid,
     } = Readiness::of(&state);
     let policy = inner.policy.current();
+    // No server path is shown (the log has them): a message naming a
+    // watched file names it by its file name only.
+    let files: Vec<std::path::PathBuf> = inner
+        .policy
+        .path()
+        .map(std::path::Path::to_owned)
+        .into_iter()
+        .chain(inner.certs.iter().flat_map(|certs| certs.watched_files()))
+        .collect();
+    let files: Vec<&std::path::Path> = files.iter().map(std::path::PathBuf::as_path).collect();
+    let shown =
+        |message: Option<String>| message.map(|message| telemetry::without_paths(&message, &files));
     /// The body, its top-level keys in this order (`ready` first, for the
     /// person reading it).
     #[derive(serde::Serialize)]
@@ -493,8 +513,8 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         saturated,
         policy: json!({
             "digest": policy.digest,
-            "source": inner.policy.path().map_or_else(|| "built-in".to_owned(), |path| path.display().to_string()),
-            "rejectedReload": inner.policy.last_error(),
+            "source": if inner.policy.serves_file() { "file" } else { "built-in" },
+            "rejectedReload": shown(inner.policy.last_error()),
             "kubevirtDigest": policy.settings_digest(),
             "release": policy.kubevirt.release_text,
             "warnings": policy.warnings,
@@ -507,8 +527,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
             detail
         }),
         certificate: json!({
-            "files": inner.certs.as_ref().map(|certs| certs.watched_files()),
-            "failedReload": inner.certs.as_ref().and_then(|certs| certs.last_error()),
+            "failedReload": shown(inner.certs.as_ref().and_then(|certs| certs.last_error())),
             "valid": certificate_valid,
             "validity": inner.certs.as_ref().map(|certs| certs.validity().text.clone()),
         }),
@@ -564,11 +583,7 @@ impl Readiness {
             .is_none_or(|certs| !certs.is_outside_validity());
         let saturated = inner.waits.is_saturated();
         Readiness {
-            ready: !draining
-                && !saturated
-                && vmis_ready
-                && namespaces_ready
-                && certificate_valid,
+            ready: !draining && !saturated && vmis_ready && namespaces_ready && certificate_valid,
             draining,
             saturated,
             vmis_ready,

@@ -207,7 +207,8 @@ impl VmiSource for VmiDirectory {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .len();
-        format!("directory {} ({count} VMIs)", self.dir.display())
+        // No path: this is shown in /readyz (`serve` logs the directory).
+        format!("directory ({count} VMIs)")
     }
 }
 

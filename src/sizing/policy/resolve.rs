@@ -42,6 +42,7 @@ impl ValidPolicy {
                 ));
             }
         }
+        self.warnings.extend(self.tenant_choice_warnings());
     }
 }
 
