@@ -25,6 +25,7 @@
 //! | `overlays` | every kustomize overlay applies (`--dry-run=server`) |
 //! | `probes` | plain-HTTP probe listener, client certificates from the apiserver |
 //! | `cluster_inference` | `serve` with only `KUBECONFIG` runs in cluster mode |
+//! | `kubevirt_absent` | no KubeVirt CRDs: ready, Kata sized, caches start when they appear |
 //! | `kubevirt_baseline` | the KubeVirt CR is the built-in policy's baseline |
 //! | `policy_webhook` | the policy ConfigMap is checked at apply time |
 //! | `stale_cache` | get + list without watch: recreated VMIs and relabelled namespaces are followed |
@@ -35,6 +36,7 @@ mod control_plane;
 mod exclusions;
 mod failure_policy;
 mod kata;
+mod kubevirt_absent;
 mod kubevirt_baseline;
 mod launchers;
 mod objects;
