@@ -22,6 +22,7 @@
 //! | `exclusions` | excluded namespaces and non-launcher Pods are never sent |
 //! | `kata` | RuntimeClass create/update, a Kata Pod through the RuntimeClass plugin |
 //! | `failure_policy` | virt-sizer down: base admits, fail-closed refuses |
+//! | `outage` | the apiserver silent for virt-sizer: decisions say so, unready past the bound, current again at once |
 //! | `overlays` | every kustomize overlay applies (`--dry-run=server`) |
 //! | `probes` | plain-HTTP probe listener, client certificates from the apiserver |
 //! | `cluster_inference` | `serve` with only `KUBECONFIG` runs in cluster mode |
@@ -40,9 +41,11 @@ mod kubevirt_absent;
 mod kubevirt_baseline;
 mod launchers;
 mod objects;
+mod outage;
 mod overlays;
 mod policy_webhook;
 mod probes;
+mod proxy;
 mod reinvocation;
 mod stale_cache;
 mod webhook;
