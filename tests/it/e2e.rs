@@ -20,6 +20,7 @@
 //! | `launchers` | launcher Pods of many VMI shapes under six profiles |
 //! | `reinvocation` | a later webhook changes the Pod; virt-sizer is called again |
 //! | `exclusions` | excluded namespaces and non-launcher Pods are never sent |
+//! | `initial_sync` | Pods created during the first LIST of 1,000 VMIs are sized |
 //! | `kata` | RuntimeClass create/update, a Kata Pod through the RuntimeClass plugin |
 //! | `failure_policy` | virt-sizer down: base admits, fail-closed refuses |
 //! | `outage` | the apiserver silent for virt-sizer: decisions say so, unready past the bound, current again at once |
@@ -36,6 +37,7 @@ mod cluster_inference;
 mod control_plane;
 mod exclusions;
 mod failure_policy;
+mod initial_sync;
 mod kata;
 mod kubevirt_absent;
 mod kubevirt_baseline;

@@ -81,6 +81,13 @@ impl Serve {
 
     /// Starts it against `plane` and waits until `/readyz` says ready.
     pub(crate) async fn start(self, plane: &ControlPlane) -> VirtSizer {
+        let mut server = self.spawn(plane);
+        server.wait_ready().await;
+        server
+    }
+
+    /// Starts it against `plane`, without waiting for anything.
+    pub(crate) fn spawn(self, plane: &ControlPlane) -> VirtSizer {
         let dir = tempfile::tempdir().expect("tempdir");
         let pem = generate_self_signed(&["127.0.0.1", "localhost"]).expect("certificates");
         std::fs::write(dir.path().join("tls.crt"), &pem.cert_pem).expect("write");
@@ -119,16 +126,14 @@ impl Serve {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));
         let child = command.spawn().expect("virt-sizer starts");
-        let mut server = VirtSizer {
+        VirtSizer {
             child: Some(child),
             port,
             pem,
             identity: self.client_ca.then(|| plane.webhook_client.clone()),
             log,
             _dir: dir,
-        };
-        server.wait_ready().await;
-        server
+        }
     }
 }
 
