@@ -7,14 +7,14 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::api::{self, Kind, Resources};
 use super::control_plane;
 use super::objects;
 use super::proxy::Proxy;
 use super::webhook::{Serve, register};
-use crate::support::{VmiSpec, compute_resources, q};
+use crate::support::{VmiSpec, q};
 
 const NAMESPACE: &str = "sync-e2e";
 const VMIS: usize = 1_000;
@@ -55,16 +55,8 @@ async fn pods_created_during_the_first_list_of_a_thousand_vmis_are_sized() {
         proxy.kubeconfig(plane, dir.path()).display().to_string(),
     ];
     let server = serve.spawn(plane);
-    let http = server.https_client();
-    let readyz = async || {
-        http.get(server.url("/readyz"))
-            .send()
-            .await
-            .map(|response| response.status().as_u16())
-            .unwrap_or(0)
-    };
     api::eventually("serve to listen", Duration::from_secs(20), async || {
-        readyz().await != 0
+        server.readyz().await.0 != 0
     })
     .await;
     register(
@@ -73,7 +65,7 @@ async fn pods_created_during_the_first_list_of_a_thousand_vmis_are_sized() {
     )
     .await;
     assert_eq!(
-        readyz().await,
+        server.readyz().await.0,
         503,
         "the first LIST must still be under way, or this test shows nothing"
     );
@@ -81,18 +73,14 @@ async fn pods_created_during_the_first_list_of_a_thousand_vmis_are_sized() {
     let created = Instant::now();
     let stored: Vec<Value> = futures::stream::iter(vmis.iter().take(PODS).enumerate())
         .map(|(index, vmi)| async move {
-            let mut pod = objects::launcher_pod(
-                vmi,
-                compute_resources(&[("cpu", "100m"), ("memory", "1292Mi")], &[]),
-            );
-            pod["metadata"]["name"] = json!(format!("burst-{index:03}"));
+            let pod = objects::named_launcher_pod(vmi, "100m", &format!("burst-{index:03}"));
             api::create(client, Kind::Pod, &pod).await
         })
         .buffer_unordered(10)
         .collect()
         .await;
     let elapsed = created.elapsed();
-    let synced_during = readyz().await == 200;
+    let synced_during = server.readyz().await.0 == 200;
     eprintln!(
         "e2e: {PODS} launcher Pods created in {elapsed:?}; the cache had synced by then: {synced_during}"
     );
@@ -111,7 +99,7 @@ async fn pods_created_during_the_first_list_of_a_thousand_vmis_are_sized() {
     api::eventually(
         "the first LIST to complete",
         Duration::from_secs(60),
-        async || readyz().await == 200,
+        async || server.readyz().await.0 == 200,
     )
     .await;
 }

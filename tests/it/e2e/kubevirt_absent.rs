@@ -4,7 +4,6 @@
 //! RuntimeClass; once the CRDs are installed, its caches start and a
 //! launcher Pod is sized. The CRDs are put back however the test ends.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
@@ -13,7 +12,7 @@ use super::api::{self, Kind, Resources};
 use super::control_plane::{self, ControlPlane};
 use super::objects;
 use super::webhook::Serve;
-use crate::support::{VmiSpec, compute_resources, q};
+use crate::support::{VmiSpec, q};
 
 const NAMESPACE: &str = "kv-absent-e2e";
 const CRDS: [&str; 2] = [
@@ -21,40 +20,15 @@ const CRDS: [&str; 2] = [
     "customresourcedefinitions/kubevirts.kubevirt.io",
 ];
 
-/// The test CRDs, installed and established.
-fn install_crds(plane: &ControlPlane) {
-    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e-fixtures/crds.yaml");
-    for args in [
-        vec!["apply", "-f", crds.to_str().expect("utf-8 path")],
-        vec![
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            CRDS[0],
-            CRDS[1],
-        ],
-    ] {
-        let output = plane.kubectl(&args);
-        assert!(output.status.success(), "kubectl {args:?}: {output:?}");
-    }
-}
-
 /// Puts the CRDs back when dropped: the other tests need them.
 struct Reinstall<'a>(&'a ControlPlane);
 
 impl Drop for Reinstall<'_> {
     fn drop(&mut self) {
-        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e-fixtures/crds.yaml");
-        let _ = self
-            .0
-            .kubectl(&["apply", "-f", crds.to_str().unwrap_or_default()]);
-        let _ = self.0.kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            CRDS[0],
-            CRDS[1],
-        ]);
+        // Never panic here: this also runs while a failed test unwinds.
+        if let Err(error) = self.0.install_crds() {
+            eprintln!("e2e: reinstalling the CRDs: {error}");
+        }
     }
 }
 
@@ -83,15 +57,7 @@ async fn without_kubevirt_it_is_ready_sizes_kata_and_starts_caches_when_kubevirt
     let mut serve = Serve::with_e2e_policy();
     serve.extra_args = vec!["--watch-backoff-max-seconds".into(), "2".into()];
     let server = serve.start(plane).await;
-    let detail: serde_json::Value = server
-        .https_client()
-        .get(server.url("/readyz"))
-        .send()
-        .await
-        .expect("readyz")
-        .json()
-        .await
-        .expect("json");
+    let (_, detail) = server.readyz().await;
     assert_eq!(detail["ready"], true, "{detail}");
     assert_eq!(detail["vmiSource"]["cache"]["state"], "absent", "{detail}");
 
@@ -121,7 +87,7 @@ async fn without_kubevirt_it_is_ready_sizes_kata_and_starts_caches_when_kubevirt
 
     // KubeVirt arrives: the caches start, and a launcher Pod is sized from
     // its VMI (tier=dev: 1 vCPU / 20 = 50m).
-    install_crds(plane);
+    plane.install_crds().expect("the CRDs install");
     api::namespace(client, NAMESPACE, &[("tier", "dev")]).await;
     let vmi = api::create(
         client,
@@ -135,24 +101,12 @@ async fn without_kubevirt_it_is_ready_sizes_kata_and_starts_caches_when_kubevirt
         Duration::from_secs(30),
         async || {
             attempt += 1;
-            let mut pod = objects::launcher_pod(
-                &vmi,
-                compute_resources(&[("cpu", "100m"), ("memory", "1292Mi")], &[]),
-            );
-            pod["metadata"]["name"] = json!(format!("arrived-{attempt}"));
+            let pod = objects::named_launcher_pod(&vmi, "100m", &format!("arrived-{attempt}"));
             let stored = api::create(client, Kind::Pod, &pod).await;
             Resources::compute(&stored).request("cpu") == Some(q("50m"))
         },
     )
     .await;
-    let detail: serde_json::Value = server
-        .https_client()
-        .get(server.url("/readyz"))
-        .send()
-        .await
-        .expect("readyz")
-        .json()
-        .await
-        .expect("json");
+    let (_, detail) = server.readyz().await;
     assert_ne!(detail["vmiSource"]["cache"]["state"], "absent", "{detail}");
 }

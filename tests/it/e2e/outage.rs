@@ -7,14 +7,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use super::api::{self, Kind, Resources};
 use super::control_plane;
 use super::objects;
 use super::proxy::Proxy;
 use super::webhook::{Serve, kubectl_create, register};
-use crate::support::{VmiSpec, compute_resources, q};
+use crate::support::{VmiSpec, q};
 
 const NAMESPACE: &str = "outage-e2e";
 /// The staleness bound under test (the default is 120 s).
@@ -51,24 +49,7 @@ async fn a_silent_apiserver_is_reported_and_decisions_say_so() {
         &server.webhook_configurations(plane, "manifests/base"),
     )
     .await;
-    let readyz = async || {
-        server
-            .https_client()
-            .get(server.url("/readyz"))
-            .send()
-            .await
-            .expect("readyz")
-            .status()
-            .as_u16()
-    };
-    let launcher = |name: String| {
-        let mut pod = objects::launcher_pod(
-            &vmi,
-            compute_resources(&[("cpu", "100m"), ("memory", "1292Mi")], &[]),
-        );
-        pod["metadata"]["name"] = json!(name);
-        pod
-    };
+    let launcher = |name: String| objects::named_launcher_pod(&vmi, "100m", &name);
     // Before: current, no warning; tier=dev sizes 1 vCPU / 20 = 50m.
     let (stored, warnings) = kubectl_create(plane, &launcher("before".into()));
     assert_eq!(Resources::compute(&stored).request("cpu"), Some(q("50m")));
@@ -103,7 +84,7 @@ async fn a_silent_apiserver_is_reported_and_decisions_say_so() {
     api::eventually(
         "a silent apiserver to make the replica unready",
         Duration::from_secs(STALE_SECONDS + 15),
-        async || readyz().await == 503,
+        async || server.readyz().await.0 == 503,
     )
     .await;
     assert!(frozen_at.elapsed() >= Duration::from_secs(STALE_SECONDS));
@@ -117,7 +98,7 @@ async fn a_silent_apiserver_is_reported_and_decisions_say_so() {
         async || {
             attempt += 1;
             let (_, warnings) = kubectl_create(plane, &launcher(format!("after-{attempt}")));
-            !warnings.contains(STALE_WARNING) && readyz().await == 200
+            !warnings.contains(STALE_WARNING) && server.readyz().await.0 == 200
         },
     )
     .await;

@@ -176,6 +176,18 @@ impl VirtSizer {
         builder.build().expect("client")
     }
 
+    /// `GET /readyz`: the status (0 when it does not answer) and the body
+    /// (`null` unless JSON).
+    pub(crate) async fn readyz(&self) -> (u16, Value) {
+        match self.https_client().get(self.url("/readyz")).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
     async fn wait_ready(&mut self) {
         let client = self.https_client();
         let deadline = Instant::now() + READY_TIMEOUT;
@@ -382,16 +394,7 @@ impl Offline<'_> {
     /// The warnings of `virt-sizer review` of `input`: what the apiserver
     /// passes on to the client that created it.
     pub(crate) fn warnings(&self, input: &Value) -> Vec<String> {
-        let response = self.review(input, &[]);
-        response["response"]["warnings"]
-            .as_array()
-            .map(|warnings| {
-                warnings
-                    .iter()
-                    .filter_map(|warning| warning.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
+        crate::support::response_warnings(&self.review(input, &[]))
     }
 
     fn review(&self, input: &Value, flags: &[&str]) -> Value {
