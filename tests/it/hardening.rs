@@ -36,6 +36,7 @@ mod logging;
 mod memory_amplification;
 mod metric_labels;
 mod others;
+mod policy_checks;
 mod stalled_bodies;
 
 use crate::support::{EXAMPLE_REVIEW, install_provider, pair, provider};

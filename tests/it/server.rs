@@ -24,6 +24,7 @@ mod certificate_rotation;
 mod faults;
 mod handshake;
 mod policy_reload;
+mod policy_webhook;
 mod review_parity;
 mod router;
 
