@@ -124,7 +124,7 @@ mod tests {
              spec: {{configuration: {{developerConfiguration: {{featureGates: [{}]}}}}}}\n",
             vec!["*n"; 16].join(", ")
         );
-        assert!(17 * 64 * 1024 > yaml::MAX_POLICY_STRING_BYTES);
+        const { assert!(17 * 64 * 1024 > yaml::MAX_POLICY_STRING_BYTES) };
         let error = format!("{:#}", parse_documents(&text).unwrap_err());
         assert!(
             error
