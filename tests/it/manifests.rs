@@ -32,7 +32,9 @@ mod rendered;
 mod rules;
 mod shipped_policy;
 
-use rules::{CaBundle, Expect, check_rules, check_type, excludes_namespaces};
+use rules::{
+    CaBundle, Expect, check_rules, check_type, excludes_namespaces, selects_only_namespace,
+};
 
 // === What the manifests promise ===
 
