@@ -7,6 +7,10 @@
 //! peak RSS (VmHWM); the targets are p99 < 1 s and peak RSS < 200 MiB (the
 //! manifests' memory limit is 256 MiB).
 //!
+//! The attacking client runs on a runtime of its own with one worker
+//! thread, the reviews on another thread (on one machine the attacker's
+//! CPU is the server's too).
+//!
 //! `cargo test --test it attacks_under_load -- --nocapture` prints the
 //! figures.
 
@@ -69,6 +73,25 @@ fn report(attack: &str, binary: &Binary, baseline_kib: u64, latencies: &[Duratio
     );
 }
 
+/// The attacker's runtime: one worker thread.
+fn attacker_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// [`reviews`] on a runtime of its own, on this thread, while the
+/// attacker's tasks run on theirs.
+fn reviews_beside_the_attack(binary: &Binary, fresh: bool) -> Vec<Duration> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(reviews(binary, fresh))
+}
+
 fn baseline(binary: &Binary, runtime: &tokio::runtime::Runtime) -> u64 {
     runtime.block_on(async {
         let http = binary.client();
@@ -81,10 +104,10 @@ fn baseline(binary: &Binary, runtime: &tokio::runtime::Runtime) -> u64 {
 #[test]
 fn body_starvation_32_silent_http2_streams_and_12_http1_bodies() {
     let binary = Binary::spawn(&[], Stdio::null(), None);
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let runtime = attacker_runtime();
     let baseline = baseline(&binary, &runtime);
-    let latencies = runtime.block_on(async {
-        let (sender, _driver) = h2_connect(binary.address(), &binary.ca_pem).await;
+    let (streams, connections) = runtime.block_on(async {
+        let (sender, driver) = h2_connect(binary.address(), &binary.ca_pem).await;
         let mut streams = Vec::new();
         for _ in 0..32 {
             let mut sender = sender.clone();
@@ -104,13 +127,15 @@ fn body_starvation_32_silent_http2_streams_and_12_http1_bodies() {
             stream.write_all(head.as_bytes()).await.expect("write");
             connections.push(stream);
         }
+        streams.push(driver);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let latencies = reviews(&binary, false).await;
-        for stream in streams {
-            stream.abort();
-        }
-        latencies
+        (streams, connections)
     });
+    let latencies = reviews_beside_the_attack(&binary, false);
+    for stream in streams {
+        stream.abort();
+    }
+    drop(connections);
     report("body starvation", &binary, baseline, &latencies);
 }
 
@@ -118,13 +143,13 @@ fn body_starvation_32_silent_http2_streams_and_12_http1_bodies() {
 fn window_buffering_400_http2_connections_with_unfinished_bodies() {
     const CONNECTIONS: usize = 400;
     let binary = Binary::spawn(&[], Stdio::null(), None);
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let runtime = attacker_runtime();
     let baseline = baseline(&binary, &runtime);
-    let latencies = runtime.block_on(async {
+    let stop = Arc::new(AtomicBool::new(false));
+    let attackers = runtime.block_on(async {
         // Each connection sends a body that declares the cap, pushes 1 MiB as
         // fast as flow control lets it and stops; when the server cuts it
         // off, it sends another.
-        let stop = Arc::new(AtomicBool::new(false));
         let prefix = Bytes::from(vec![b' '; 1024 * 1024]);
         let mut attackers = Vec::new();
         for _ in 0..CONNECTIONS {
@@ -143,13 +168,13 @@ fn window_buffering_400_http2_connections_with_unfinished_bodies() {
             }));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let latencies = reviews(&binary, false).await;
-        stop.store(true, Ordering::SeqCst);
-        for attacker in attackers {
-            attacker.abort();
-        }
-        latencies
+        attackers
     });
+    let latencies = reviews_beside_the_attack(&binary, false);
+    stop.store(true, Ordering::SeqCst);
+    for attacker in attackers {
+        attacker.abort();
+    }
     report("window buffering", &binary, baseline, &latencies);
 }
 
@@ -157,9 +182,9 @@ fn window_buffering_400_http2_connections_with_unfinished_bodies() {
 fn slot_exhaustion_1024_probing_http2_connections_and_100_silent_tcp() {
     const PROBING: usize = 1024;
     let binary = Binary::spawn(&[], Stdio::null(), None);
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let runtime = attacker_runtime();
     let baseline = baseline(&binary, &runtime);
-    let latencies = runtime.block_on(async {
+    let (attackers, silent) = runtime.block_on(async {
         // Idle HTTP/2 connections sending GET /healthz every 2 s (the idle
         // timeout never fires), then silent TCP connections: every slot of
         // the TLS port taken.
@@ -187,13 +212,13 @@ fn slot_exhaustion_1024_probing_http2_connections_and_100_silent_tcp() {
                     .expect("connect"),
             );
         }
-        // Each review on a new connection: it needs a slot.
-        let latencies = reviews(&binary, true).await;
-        for attacker in attackers {
-            attacker.abort();
-        }
-        drop(silent);
-        latencies
+        (attackers, silent)
     });
+    // Each review on a new connection: it needs a slot.
+    let latencies = reviews_beside_the_attack(&binary, true);
+    for attacker in attackers {
+        attacker.abort();
+    }
+    drop(silent);
     report("slot exhaustion", &binary, baseline, &latencies);
 }
