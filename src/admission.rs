@@ -28,9 +28,9 @@ use crate::sizing::explain::Explanation;
 use crate::sizing::kata::{ContainerResources, KataClass, KataPodInput};
 use crate::sizing::kubevirt::{self, AutoLimits, LauncherInput};
 use crate::sizing::policy::{
-    Mode, NewerRelease, OnError, PROFILE_ANNOTATION, Release, Subject, ValidPolicy,
+    Mode, NewerRelease, OnError, PROFILE_ANNOTATION, Release, SettingsNeeds, Subject, ValidPolicy,
 };
-use crate::sizing::vmi::{ReadVmi, quantity_map, string_map};
+use crate::sizing::vmi::{InterfaceBinding, ReadVmi, quantity_map, string_map};
 use crate::sizing::{Format, Quantity, SizingError};
 use crate::terms;
 
@@ -108,6 +108,7 @@ pub fn review(env: &Environment<'_>, request: &AdmissionRequest) -> Decision {
     };
     let mut decision = skipped(&request.uid, env.policy, String::new());
     decision.target = target.kind();
+    object_namespace(object, request).clone_into(&mut decision.namespace);
     let mut builder = PatchBuilder::new(object);
     let computed = match target {
         Target::LauncherPod => size_launcher_pod(env, request, object, &mut builder),

@@ -6,12 +6,11 @@
 
 pub mod process;
 
-use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::admission::{OutcomeLabel, TargetKind};
+use crate::sizing::policy::ValidPolicy;
 use prometheus_client::encoding::{
     EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder,
 };
@@ -95,11 +94,8 @@ impl EncodeLabelValue for Operation {
     }
 }
 
-/// Shadow figures get their own namespace label for at most this many
-/// namespaces (the first seen); the rest share [`OTHER_NAMESPACES`].
-pub const MAX_SHADOW_NAMESPACES: usize = 64;
-/// The namespace label of shadow figures past [`MAX_SHADOW_NAMESPACES`] (or
-/// for a name no namespace can have).
+/// The namespace label of shadow figures for a namespace the policy does
+/// not name ([`Metrics::shadow_namespace`]).
 pub const OTHER_NAMESPACES: &str = "_other";
 
 /// Labels by target kind.
@@ -127,7 +123,8 @@ pub struct ReloadLabels {
 /// Labels of a shadow-mode delta.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ShadowLabels {
-    /// Namespace of the Pod (bounded: see [`Metrics::shadow_namespace`]).
+    /// Namespace of the Pod, as the policy names it (bounded: see
+    /// [`Metrics::shadow_namespace`]).
     pub namespace: String,
     /// Profile in shadow mode.
     pub profile: String,
@@ -279,10 +276,20 @@ pub struct Metrics {
     /// 1 when `serve` runs with no VMI source: launcher Pods fall to
     /// `onError`.
     pub vmi_source_missing: Gauge,
+    /// 1 while the built-in policy serves because the policy file did not
+    /// load at start.
+    pub policy_builtin_fallback: Gauge,
     /// 1 while a KubeVirt CR is the policy's baseline.
     pub kubevirt_cr_present: Gauge,
     /// Times the KubeVirt CR baseline changed the policy in force.
     pub kubevirt_baseline_updates: Counter,
+    /// KubeVirt settings the CR could not give (unread, forbidden, a value
+    /// virt-sizer cannot use): launcher Pods that need one are admitted
+    /// unchanged.
+    pub kubevirt_settings_unknown: Gauge,
+    /// Decisions made from a cache that was not current (not synced,
+    /// failing, or the apiserver silent): each carries a warning.
+    pub stale_decisions: Counter,
     /// Warnings about the policy in force (a release newer than the
     /// overhead table, values that differ from the KubeVirt CR's).
     pub policy_warnings: Gauge,
@@ -308,8 +315,6 @@ pub struct Metrics {
     pub vmi_lookup: Family<LookupLabels, Histogram>,
     /// 1 while `/readyz` would answer ready (set at each scrape).
     pub ready: Gauge,
-    /// Namespaces that have their own shadow series.
-    shadow_namespaces: Mutex<HashSet<String>>,
 }
 
 impl Default for Metrics {
@@ -373,6 +378,12 @@ impl Metrics {
             "Shadow mode: sum of memory request changes decided but not applied",
             shadow_memory_bytes.clone(),
         );
+        let policy_builtin_fallback = Gauge::default();
+        registry.register(
+            "policy_builtin_fallback",
+            "1 while the built-in policy serves because the policy file did not load at start (0 once it loads)",
+            policy_builtin_fallback.clone(),
+        );
         let vmi_source_missing = Gauge::default();
         registry.register(
             "vmi_source_missing",
@@ -390,6 +401,18 @@ impl Metrics {
             "kubevirt_baseline_updates",
             "Times a KubeVirt CR change switched the policy in force",
             kubevirt_baseline_updates.clone(),
+        );
+        let kubevirt_settings_unknown = Gauge::default();
+        registry.register(
+            "kubevirt_settings_unknown",
+            "KubeVirt settings the KubeVirt CR could not give (not read, forbidden, or a value virt-sizer cannot use); launcher Pods whose decision needs one are admitted unchanged",
+            kubevirt_settings_unknown.clone(),
+        );
+        let stale_decisions = Counter::default();
+        registry.register(
+            "stale_decisions",
+            "Decisions made from a watch cache that was not current (not synced, failing, or the apiserver silent)",
+            stale_decisions.clone(),
         );
         let policy_warnings = Gauge::default();
         registry.register(
@@ -494,8 +517,11 @@ impl Metrics {
             shadow_cpu_millicores,
             shadow_memory_bytes,
             vmi_source_missing,
+            policy_builtin_fallback,
             kubevirt_cr_present,
             kubevirt_baseline_updates,
+            kubevirt_settings_unknown,
+            stale_decisions,
             policy_warnings,
             cache_objects,
             cache_watch_errors,
@@ -508,33 +534,20 @@ impl Metrics {
             certificate_expiry,
             vmi_lookup,
             ready,
-            shadow_namespaces: Mutex::new(HashSet::new()),
         }
     }
 
-    /// The namespace label of a shadow figure: the namespace itself for the
-    /// first [`MAX_SHADOW_NAMESPACES`] valid names seen, else
-    /// [`OTHER_NAMESPACES`].
+    /// The namespace label of a shadow figure: how `policy`'s rules name
+    /// `namespace` ([`ValidPolicy::named_namespace`]: the name a rule
+    /// lists, or the glob that matches it), else [`OTHER_NAMESPACES`]. The
+    /// series are as many as the names in the policy, whatever namespaces
+    /// reviews claim, and no claim can take a named namespace's series.
     #[must_use]
-    pub fn shadow_namespace(&self, namespace: &str) -> String {
-        let valid = !namespace.is_empty()
-            && namespace.len() <= 63
-            && namespace
-                .bytes()
-                .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
-        if !valid {
-            return OTHER_NAMESPACES.to_owned();
-        }
-        let mut seen = self
-            .shadow_namespaces
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if seen.contains(namespace) || seen.len() < MAX_SHADOW_NAMESPACES {
-            seen.insert(namespace.to_owned());
-            namespace.to_owned()
-        } else {
-            OTHER_NAMESPACES.to_owned()
-        }
+    pub fn shadow_namespace(policy: &ValidPolicy, namespace: &str) -> String {
+        policy
+            .named_namespace(namespace)
+            .unwrap_or(OTHER_NAMESPACES)
+            .to_owned()
     }
 
     /// Counts an error.

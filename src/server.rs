@@ -23,6 +23,7 @@ mod extract;
 pub mod handlers;
 pub mod kubevirt_cr;
 pub mod limits;
+pub mod policy_checks;
 pub mod policy_store;
 pub mod reload;
 pub mod tls;
@@ -136,6 +137,8 @@ struct Inner {
     no_vmi_source: OnceLock<String>,
     /// Decodes in flight: twice the cores; more requests wait their turn.
     decodes: Semaphore,
+    /// Policy checks (`/validate-policy`), off the runtime workers.
+    policy_checks: policy_checks::PolicyChecks,
     /// Requests waiting for the body budget or a decode slot (readiness).
     waits: Arc<limits::Waits>,
 }
@@ -178,6 +181,7 @@ impl AppState {
                 decodes: Semaphore::new(
                     2 * std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
                 ),
+                policy_checks: policy_checks::PolicyChecks::default(),
                 waits: Arc::default(),
             }),
         }
@@ -230,6 +234,20 @@ impl AppState {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
     }
 
+    /// Records, once at start, that the policy file did not load and the
+    /// built-in policy serves instead (logs, metrics; `/readyz` shows why).
+    pub fn record_policy_at_start(&self) {
+        let policy = &self.inner.policy;
+        let Some(problems) = policy.last_error() else {
+            return;
+        };
+        let metrics = &self.inner.metrics;
+        Metrics::reload(&metrics.policy_reloads, false);
+        metrics.policy_builtin_fallback.set(1);
+        tracing::error!(%problems, file = ?policy.path(), digest = %policy.current().digest,
+            "policy file did not load at start; the built-in policy serves until it loads");
+    }
+
     /// Re-reads the policy file and records the result (logs, metrics).
     pub fn reload_policy(&self) {
         let metrics = &self.inner.metrics;
@@ -237,6 +255,7 @@ impl AppState {
             Reload::Unchanged => {}
             Reload::Reloaded => {
                 Metrics::reload(&metrics.policy_reloads, true);
+                metrics.policy_builtin_fallback.set(0);
                 let policy = self.inner.policy.current();
                 tracing::info!(digest = %policy.digest, "policy reloaded");
                 self.record_policy_warnings(&policy);

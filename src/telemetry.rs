@@ -15,6 +15,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::io::Write as _;
+use std::path::Path;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -143,17 +144,47 @@ pub fn capped(text: &str) -> Cow<'_, str> {
     capped_to(text, MAX_ECHOED_CHARS)
 }
 
-/// `text` cut at `max` characters, with a marker saying how much was cut.
+/// `text` cut to at most `max` characters, a marker saying how many bytes
+/// were cut (`...[N more bytes]`) included. A `max` too small to hold the
+/// marker keeps `max` characters and adds it.
 #[must_use]
 pub fn capped_to(text: &str, max: usize) -> Cow<'_, str> {
-    match text.char_indices().nth(max) {
-        None => Cow::Borrowed(text),
-        Some((cut, _)) => Cow::Owned(format!(
-            "{}...[{} more bytes]",
-            &text[..cut],
-            text.len() - cut
-        )),
+    if text.chars().nth(max).is_none() {
+        return Cow::Borrowed(text);
     }
+    // The marker is longest when the most is cut: make room for that one.
+    let room = cut_marker(text.len()).chars().count();
+    let keep = if max > room { max - room } else { max };
+    let cut = text
+        .char_indices()
+        .nth(keep)
+        .map_or(text.len(), |(at, _)| at);
+    Cow::Owned(format!("{}{}", &text[..cut], cut_marker(text.len() - cut)))
+}
+
+/// What [`capped_to`] puts in place of `n_bytes` cut bytes.
+fn cut_marker(n_bytes: usize) -> String {
+    format!("...[{n_bytes} more bytes]")
+}
+
+/// `text` with each of `paths` replaced by its file name: what a reader
+/// outside the server may see of a message that names server files (the
+/// log keeps the whole path). Longer paths are replaced first, so a path
+/// that extends another is never half-replaced.
+#[must_use]
+pub fn without_paths(text: &str, paths: &[&Path]) -> String {
+    let mut paths: Vec<&Path> = paths
+        .iter()
+        .copied()
+        .filter(|path| !path.as_os_str().is_empty())
+        .collect();
+    paths.sort_by_key(|path| std::cmp::Reverse(path.as_os_str().len()));
+    paths.iter().fold(text.to_owned(), |text, path| {
+        let name = path
+            .file_name()
+            .map_or_else(|| "(a file)".into(), |name| name.to_string_lossy());
+        text.replace(&*path.to_string_lossy(), &name)
+    })
 }
 
 /// `text` with control characters escaped (`\n`, `\r`, `\u{1b}`, …).
@@ -302,13 +333,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn paths_are_replaced_by_their_file_names_longest_first() {
+        let policy = Path::new("/etc/virt-sizer/policy.yaml");
+        let longer = Path::new("/etc/virt-sizer/policy.yaml.d/extra");
+        assert_eq!(
+            without_paths(
+                "reading /etc/virt-sizer/policy.yaml.d/extra and /etc/virt-sizer/policy.yaml: gone",
+                &[policy, longer, Path::new("")],
+            ),
+            "reading extra and policy.yaml: gone"
+        );
+        assert_eq!(without_paths("no path here", &[policy]), "no path here");
+    }
+
+    #[test]
     fn long_values_are_cut_with_a_marker_and_controls_escaped() {
         assert_eq!(capped_to("abc", 3), "abc");
+        // 3 characters cannot hold the marker: they are kept, and it added.
         assert_eq!(capped_to("abcdé", 3), "abc...[3 more bytes]");
-        assert_eq!(
-            capped(&"x".repeat(1000)),
-            format!("{}...[744 more bytes]", "x".repeat(256))
-        );
+        // 256 characters hold the longest marker, "...[1000 more bytes]"
+        // (20): 236 are kept, 764 bytes cut, 236 + 19 = 255 in all.
+        let long = "x".repeat(1000);
+        let cut = capped(&long);
+        assert_eq!(cut, format!("{}...[764 more bytes]", "x".repeat(236)));
+        assert!(cut.chars().count() <= MAX_ECHOED_CHARS);
         assert_eq!(escaped("a\nb\r\u{1b}[31m"), "a\\nb\\r\\u{1b}[31m");
         assert_eq!(escaped("plain"), "plain");
     }

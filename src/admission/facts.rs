@@ -49,6 +49,16 @@ pub(crate) fn at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v Value> {
     })
 }
 
+/// The namespace an object under review is in: its `metadata.namespace`,
+/// else the request's (a Pod created without one is created in the
+/// request's; the apiserver refuses a mismatch).
+pub(crate) fn object_namespace<'a>(object: &'a Value, request: &'a AdmissionRequest) -> &'a str {
+    at(object, &["metadata", "namespace"])
+        .and_then(Value::as_str)
+        .filter(|namespace| !namespace.is_empty())
+        .unwrap_or(&request.namespace)
+}
+
 /// `spec.containers`, which every Pod path needs.
 pub(crate) fn containers_of(pod: &Value) -> Result<&Vec<Value>, SizingError> {
     at(pod, &["spec", "containers"])

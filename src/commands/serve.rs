@@ -1,5 +1,8 @@
 //! `virt-sizer serve`: assemble the server from flags, start the watchers,
-//! serve until SIGTERM/SIGINT, drain.
+//! serve until SIGTERM/SIGINT, drain ([`signals`] says what every signal
+//! does).
+
+mod signals;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,7 +28,8 @@ use crate::server::{
 /// Runs `virt-sizer serve` on a multi-threaded runtime.
 ///
 /// # Errors
-/// Invalid policy, unusable certificate, address in use.
+/// Unusable certificate, address in use (an invalid policy file is not an
+/// error: the built-in policy serves until it loads).
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let _logs = crate::telemetry::init(args.log_format);
     raise_open_files_limit();
@@ -37,27 +41,36 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    // First: from here on no signal ends the process without its drain.
+    let mut signals = signals::Signals::listen();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     // The kube client builds its own rustls configuration from the process
     // default; make that ring, the one provider this binary carries.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // A bad file on disk does not stop a restart: the built-in policy
+    // serves until the file loads, and the rejection is reported.
     let policy = match &args.policy {
-        Some(path) => PolicyStore::from_file(path)?,
+        Some(path) => PolicyStore::from_file_or_builtin(path),
         None => PolicyStore::builtin(),
     };
     let certs = Certificates::load(args, provider.clone())?;
     let tls_config = tls::server_config(certs.store.clone(), args.client_ca.as_deref(), provider)?;
     let state = assemble_state(args, policy, certs.store.clone()).await?;
+    state.record_policy_at_start();
     let _watchers = watch_files(args, &state, &certs.store);
+    signals.reload_on_hangup(state.clone());
 
     let listen = args.listen.unwrap_or(certs.default_listen);
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let local = listener.local_addr()?;
+    // The files' paths are in the log, not in /readyz.
     tracing::info!(
         address = %local,
         policy = %state.policy().current().digest,
+        policy_file = ?args.policy,
+        certificate_files = ?certs.store.watched_files(),
         mtls = args.client_ca.is_some(),
         "listening"
     );
@@ -75,6 +88,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let shutdown = shutdown(
         state.clone(),
         Duration::from_secs(args.shutdown_delay_seconds),
+        signals,
     );
     server::serve(
         listener,
@@ -142,15 +156,23 @@ async fn assemble_state(
         stale_after: Duration::from_secs(args.cache_stale_seconds),
         ..cluster::CacheOptions::default()
     };
-    let (vmis, namespaces): (Arc<dyn VmiSource>, Arc<dyn NamespaceSource>) = match &source {
-        Source::Cluster(client) => cluster::connect(client, cache_options),
-        Source::Directory(dir) => (
+    let reach = match &source {
+        Source::Cluster(client) => Some(cluster::probe(client)),
+        _ => None,
+    };
+    let (vmis, namespaces): (Arc<dyn VmiSource>, Arc<dyn NamespaceSource>) = match (&source, &reach)
+    {
+        (Source::Cluster(client), Some(reach)) => cluster::connect(client, cache_options, reach),
+        (Source::Directory(dir), _) => (
             Arc::new(VmiDirectory::new(dir)?),
             Arc::new(StaticNamespaces::default()),
         ),
-        Source::None(_) => (Arc::new(NoVmis), Arc::new(StaticNamespaces::default())),
+        (Source::None(_) | Source::Cluster(_), _) => {
+            (Arc::new(NoVmis), Arc::new(StaticNamespaces::default()))
+        }
     };
-    tracing::info!(vmi_source = %vmis.describe(), cluster = matches!(source, Source::Cluster(_)), "VMI source");
+    tracing::info!(vmi_source = %vmis.describe(), vmi_dir = ?args.vmi_dir,
+        cluster = matches!(source, Source::Cluster(_)), "VMI source");
     let state = AppState::new(
         policy,
         Some(certs),
@@ -161,7 +183,14 @@ async fn assemble_state(
     state.record_policy_warnings(&state.policy().current());
     match source {
         Source::Cluster(client) => {
-            state.attach_kubevirt(kubevirt_cr::spawn(&client, state.clone(), cache_options));
+            if let Some(reach) = &reach {
+                state.attach_kubevirt(kubevirt_cr::spawn(
+                    &client,
+                    state.clone(),
+                    cache_options,
+                    reach,
+                ));
+            }
         }
         Source::None(why) => {
             tracing::warn!(
@@ -170,11 +199,29 @@ async fn assemble_state(
                  give --vmi-dir DIR for dry runs, or a kubeconfig (KUBECONFIG, ~/.kube/config) or \
                  --cluster true for a cluster"
             );
-            state.mark_no_vmi_source(why);
+            // /readyz shows why without the kubeconfig's path (the log
+            // line above has it).
+            let kubeconfigs = kubeconfig_paths(args);
+            let kubeconfigs: Vec<&std::path::Path> =
+                kubeconfigs.iter().map(PathBuf::as_path).collect();
+            state.mark_no_vmi_source(crate::telemetry::without_paths(&why, &kubeconfigs));
         }
         Source::Directory(_) => {}
     }
     Ok(state)
+}
+
+/// Where a kubeconfig may have been looked for: `--kubeconfig`, each file
+/// of `KUBECONFIG`, `~/.kube/config`.
+fn kubeconfig_paths(args: &ServeArgs) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = args.kubeconfig.iter().cloned().collect();
+    if let Some(list) = std::env::var_os("KUBECONFIG") {
+        paths.extend(std::env::split_paths(&list));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        paths.push(PathBuf::from(home).join(".kube").join("config"));
+    }
+    paths
 }
 
 /// Watches the policy file and the certificate files (each that there
@@ -244,15 +291,16 @@ async fn serve_probes(
     Ok(())
 }
 
-/// Completes on SIGTERM/SIGINT once readiness has been false for `delay`
-/// (so endpoints update before the listener closes).
-async fn shutdown(state: AppState, delay: Duration) {
-    wait_for_signal().await;
-    // A second signal during the drain means "now".
-    tokio::spawn(async {
-        let signal = wait_for_signal().await;
-        tracing::warn!(%signal, "second signal during shutdown: exiting now");
-        std::process::exit(128 + signal.number());
+/// Completes on a drain signal (SIGTERM, SIGINT, SIGQUIT) once readiness
+/// has been false for `delay` (so endpoints update before the listener
+/// closes).
+async fn shutdown(state: AppState, delay: Duration, mut signals: signals::Signals) {
+    signals.next_drain().await;
+    // A second drain signal during the drain means "now".
+    tokio::spawn(async move {
+        let signal = signals.next_drain().await;
+        tracing::warn!(signal = %signal.name, "second signal during shutdown: exiting now");
+        std::process::exit(128 + signal.number);
     });
     state.begin_shutdown();
     tracing::info!(delay = ?delay, "shutting down: readiness is false");
@@ -312,52 +360,6 @@ fn announce_embedded_default(address: SocketAddr, ca_path: &std::path::Path) {
          --data-binary @examples/launcher-pod-dev.json https://{host}/mutate",
         ca = ca_path.display()
     );
-}
-
-/// SIGINT or SIGTERM.
-#[derive(Debug, Clone, Copy)]
-enum Signal {
-    Interrupt,
-    Terminate,
-}
-
-impl Signal {
-    fn number(self) -> i32 {
-        match self {
-            Signal::Interrupt => 2,
-            Signal::Terminate => 15,
-        }
-    }
-}
-
-impl std::fmt::Display for Signal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Signal::Interrupt => "SIGINT",
-            Signal::Terminate => "SIGTERM",
-        })
-    }
-}
-
-async fn wait_for_signal() -> Signal {
-    let interrupt = tokio::signal::ctrl_c();
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    let signal = tokio::select! {
-        _ = interrupt => Signal::Interrupt,
-        () = terminate => Signal::Terminate,
-    };
-    tracing::info!(%signal, "signal");
-    signal
 }
 
 /// Raises the soft NOFILE limit to the hard one: each connection is a

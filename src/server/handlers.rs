@@ -18,10 +18,11 @@ use crate::admission::wire::{self, PolicyData, Sizing};
 use crate::admission::{
     self, AdmissionRequest, AdmissionResponse, Decision, Environment, VmiLookup,
 };
-use crate::metrics::{KindLabels, Operation, RequestLabels, ShadowLabels};
+use crate::metrics::{KindLabels, Metrics, Operation, RequestLabels, ShadowLabels};
 use crate::server::AppState;
 use crate::server::cluster::CacheHealth;
 use crate::server::extract::ReviewRequest;
+use crate::server::policy_checks::{Checked, MAX_POLICY_CHECKS};
 use crate::sizing::SizingError;
 use crate::sizing::policy::ValidPolicy;
 use crate::sizing::vmi::ReadVmi;
@@ -44,7 +45,7 @@ pub(crate) async fn mutate(
         &state,
         &decision,
         &request.operation,
-        &request.namespace,
+        &policy,
         elapsed.as_secs_f64(),
     );
     log_decision(&request, &decision, elapsed);
@@ -173,8 +174,13 @@ pub use crate::admission::facts::POLICY_KEY;
 /// `POST /validate-policy`: the validating webhook for policy ConfigMaps.
 /// A broken policy is refused at `kubectl apply` with the checker's own
 /// messages (every problem with its path); a valid one is admitted, with
-/// its warnings.
+/// its warnings. The check runs off the runtime workers, at most
+/// [`MAX_POLICY_CHECKS`] at once and within
+/// [`POLICY_CHECK_BUDGET`](crate::server::policy_checks::POLICY_CHECK_BUDGET)
+/// ([`policy_checks`](crate::server::policy_checks)); past either the
+/// policy is refused, saying why.
 pub(crate) async fn validate_policy(
+    State(state): State<AppState>,
     ReviewRequest { request, .. }: ReviewRequest<PolicyData>,
 ) -> Response {
     let object = request.object.as_ref();
@@ -191,18 +197,7 @@ pub(crate) async fn validate_policy(
                     "a ConfigMap labelled {POLICY_LABEL}=true must hold the sizing policy under data[{POLICY_KEY:?}]"
                 ),
             ),
-            Some(text) => match ValidPolicy::from_yaml(text) {
-                Ok(policy) => {
-                    let mut response = AdmissionResponse::allow(&request.uid);
-                    response.warnings = policy.warnings;
-                    response
-                }
-                Err(problems) => AdmissionResponse::deny(
-                    &request.uid,
-                    422,
-                    format!("invalid virt-sizer policy in data[{POLICY_KEY:?}]:\n{problems}"),
-                ),
-            },
+            Some(text) => check_policy(&state, &request.uid, text.to_owned()).await,
         }
     } else {
         // DELETE (no object) and other kinds are none of this webhook's business.
@@ -217,6 +212,60 @@ pub(crate) async fn validate_policy(
     .into_response()
 }
 
+/// The answer for the policy `text`, checked off the runtime workers.
+async fn check_policy(state: &AppState, uid: &str, text: String) -> AdmissionResponse {
+    let checks = &state.inner.policy_checks;
+    match checks.run(move || ValidPolicy::from_yaml(&text)).await {
+        Checked::Done(Ok(policy)) => {
+            let mut response = AdmissionResponse::allow(uid);
+            response.warnings = policy
+                .warnings
+                .iter()
+                .map(|warning| {
+                    telemetry::capped_to(warning, telemetry::MAX_LOG_FIELD_CHARS).into_owned()
+                })
+                .collect();
+            response
+        }
+        Checked::Done(Err(problems)) => AdmissionResponse::deny(
+            uid,
+            422,
+            format!("invalid virt-sizer policy in data[{POLICY_KEY:?}]:\n{problems}"),
+        ),
+        Checked::Busy => {
+            state.metrics().error("policy_check_busy");
+            AdmissionResponse::deny(
+                uid,
+                429,
+                format!(
+                    "virt-sizer is already checking {MAX_POLICY_CHECKS} policies; apply it again in a moment"
+                ),
+            )
+        }
+        Checked::Late => {
+            state.metrics().error("policy_check_timeout");
+            AdmissionResponse::deny(
+                uid,
+                503,
+                format!(
+                    "the policy check did not finish within {} s; apply it again in a moment",
+                    checks.budget().as_secs()
+                ),
+            )
+        }
+        Checked::Panicked(message) => {
+            // Refused rather than admitted unchecked; counted and logged.
+            state.metrics().panics.inc();
+            tracing::error!(%uid, panic = %message, "panic while checking a policy");
+            AdmissionResponse::deny(
+                uid,
+                500,
+                "internal error while checking the policy; see the server log".to_owned(),
+            )
+        }
+    }
+}
+
 /// Looks up what the request needs and decides.
 async fn decide(state: &AppState, policy: &ValidPolicy, request: &AdmissionRequest) -> Decision {
     let inner = &state.inner;
@@ -226,6 +275,9 @@ async fn decide(state: &AppState, policy: &ValidPolicy, request: &AdmissionReque
     // VMI or its namespace's labels: nothing else costs a lookup (or, on a
     // cache miss, a GET).
     let sized = admission::is_sized_pod(policy, request);
+    if sized {
+        wait_for_sync(state, inner.vmi_lookup_timeout * 3 / 4).await;
+    }
     if sized && let Some(reference) = admission::launcher_vmi(request) {
         let started = Instant::now();
         let lookup = inner.vmis.lookup(&reference);
@@ -289,10 +341,57 @@ async fn decide(state: &AppState, policy: &ValidPolicy, request: &AdmissionReque
             (None, None) => VmiLookup::NotFound,
         },
     };
-    admission::review(&environment, request)
+    let mut decision = admission::review(&environment, request);
+    if sized && let Some(reason) = staleness(state) {
+        decision.note_stale_inputs(&reason);
+        inner.metrics.stale_decisions.inc();
+    }
+    decision
 }
 
-fn record(state: &AppState, decision: &Decision, operation: &str, namespace: &str, seconds: f64) {
+/// The caches a decision reads from: the VMIs, the Namespaces and the
+/// KubeVirt CR (cluster mode).
+fn caches(state: &AppState) -> impl Iterator<Item = &CacheHealth> {
+    let inner = &state.inner;
+    inner
+        .vmis
+        .health()
+        .into_iter()
+        .chain(inner.namespaces.health())
+        .chain(inner.kubevirt.get().map(|status| status.health()))
+}
+
+/// Until every cache has listed once (a replica that just started), a
+/// sized request waits for them, at most `budget`: what the cache will hold
+/// in a moment beats a direct GET per Pod, and the rest of the lookup
+/// timeout is left for that GET. A cache whose first LIST failed
+/// (forbidden, say) is not waited for: it will not sync in a moment.
+async fn wait_for_sync(state: &AppState, budget: Duration) {
+    let deadline = Instant::now() + budget;
+    let syncing = |health: &CacheHealth| !health.is_synced() && health.last_error().is_none();
+    while caches(state).any(syncing) && Instant::now() < deadline {
+        tokio::time::sleep(SYNC_POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
+}
+
+/// How often a request waiting for the first LIST looks again.
+const SYNC_POLL: Duration = Duration::from_millis(20);
+
+/// Why the caches a decision read may not be current, if they may not.
+fn staleness(state: &AppState) -> Option<String> {
+    let reasons: Vec<String> = caches(state).filter_map(CacheHealth::staleness).collect();
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+/// Counts a decision. Shadow figures are labelled with the namespace of
+/// the object, as `policy` names it ([`Metrics::shadow_namespace`]).
+fn record(
+    state: &AppState,
+    decision: &Decision,
+    operation: &str,
+    policy: &ValidPolicy,
+    seconds: f64,
+) {
     let metrics = state.metrics();
     let kind = decision.target;
     let labels = RequestLabels {
@@ -310,7 +409,7 @@ fn record(state: &AppState, decision: &Decision, operation: &str, namespace: &st
     }
     if let Some(delta) = decision.shadow_delta() {
         let labels = ShadowLabels {
-            namespace: metrics.shadow_namespace(namespace),
+            namespace: Metrics::shadow_namespace(policy, &decision.namespace),
             profile: decision.profile.clone().unwrap_or_default(),
         };
         let clamp = |value: i128| {
@@ -382,6 +481,18 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         certificate_valid,
     } = Readiness::of(&state);
     let policy = inner.policy.current();
+    // No server path is shown (the log has them): a message naming a
+    // watched file names it by its file name only.
+    let files: Vec<std::path::PathBuf> = inner
+        .policy
+        .path()
+        .map(std::path::Path::to_owned)
+        .into_iter()
+        .chain(inner.certs.iter().flat_map(|certs| certs.watched_files()))
+        .collect();
+    let files: Vec<&std::path::Path> = files.iter().map(std::path::PathBuf::as_path).collect();
+    let shown =
+        |message: Option<String>| message.map(|message| telemetry::without_paths(&message, &files));
     /// The body, its top-level keys in this order (`ready` first, for the
     /// person reading it).
     #[derive(serde::Serialize)]
@@ -402,8 +513,8 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         saturated,
         policy: json!({
             "digest": policy.digest,
-            "source": inner.policy.path().map_or_else(|| "built-in".to_owned(), |path| path.display().to_string()),
-            "rejectedReload": inner.policy.last_error(),
+            "source": if inner.policy.serves_file() { "file" } else { "built-in" },
+            "rejectedReload": shown(inner.policy.last_error()),
             "kubevirtDigest": policy.settings_digest(),
             "release": policy.kubevirt.release_text,
             "warnings": policy.warnings,
@@ -416,8 +527,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
             detail
         }),
         certificate: json!({
-            "files": inner.certs.as_ref().map(|certs| certs.watched_files()),
-            "failedReload": inner.certs.as_ref().and_then(|certs| certs.last_error()),
+            "failedReload": shown(inner.certs.as_ref().and_then(|certs| certs.last_error())),
             "valid": certificate_valid,
             "validity": inner.certs.as_ref().map(|certs| certs.validity().text.clone()),
         }),
@@ -460,7 +570,11 @@ impl Readiness {
             .load(std::sync::atomic::Ordering::SeqCst);
         let vmis_ready = inner.vmis.is_ready();
         let namespaces_ready = inner.namespaces.is_ready();
-        let kubevirt_ready = inner.kubevirt.get().is_none_or(|status| status.is_synced());
+        // The KubeVirt CR does not gate readiness: while its settings are
+        // unknown (not listed yet, forbidden, failing) the decisions that
+        // need them admit Pods unchanged with a warning, which is a correct
+        // answer; /readyz's `kubevirt` detail and
+        // virt_sizer_kubevirt_settings_unknown say so.
         // An expired (or not yet valid) serving certificate fails every
         // handshake the apiserver makes: degraded, not ready.
         let certificate_valid = inner
@@ -469,12 +583,7 @@ impl Readiness {
             .is_none_or(|certs| !certs.is_outside_validity());
         let saturated = inner.waits.is_saturated();
         Readiness {
-            ready: !draining
-                && !saturated
-                && vmis_ready
-                && namespaces_ready
-                && kubevirt_ready
-                && certificate_valid,
+            ready: !draining && !saturated && vmis_ready && namespaces_ready && certificate_valid,
             draining,
             saturated,
             vmis_ready,

@@ -44,12 +44,31 @@ impl PolicyStore {
         PolicyStore(Reloadable::fixed(ValidPolicy::builtin()))
     }
 
-    /// Loads `path`; the server refuses to start on an invalid policy.
+    /// Loads `path`, or fails (`serve` starts on the built-in policy
+    /// instead: [`PolicyStore::from_file_or_builtin`]).
     ///
     /// # Errors
     /// Unreadable or invalid file, with every problem.
     pub fn from_file(path: &Path) -> anyhow::Result<PolicyStore> {
         Ok(PolicyStore(Reloadable::from_files(PolicyFile::new(path))?))
+    }
+
+    /// Loads `path`, or, when it is unreadable or invalid, starts on the
+    /// built-in policy: a restart with a bad file on disk serves (and says
+    /// why in [`PolicyStore::last_error`]) instead of exiting, and the file
+    /// replaces the built-in policy once it loads.
+    #[must_use]
+    pub fn from_file_or_builtin(path: &Path) -> PolicyStore {
+        PolicyStore(Reloadable::from_files_or(
+            PolicyFile::new(path),
+            ValidPolicy::builtin(),
+        ))
+    }
+
+    /// Whether the policy in force is the file's (not the built-in one).
+    #[must_use]
+    pub fn serves_file(&self) -> bool {
+        self.0.serves_files()
     }
 
     /// The policy for one request: a cheap reference-counted snapshot.

@@ -84,6 +84,28 @@ impl<L: Loader> Reloadable<L> {
         Ok(Reloadable::with_contents(Some(loader), value, contents))
     }
 
+    /// Reads and loads the files of `loader`; when they do not load,
+    /// `fallback` is in force instead, and the failure is remembered as a
+    /// rejected reload's is ([`Reloadable::last_error`]): the files are
+    /// tried again when they change, and the first contents that load
+    /// replace `fallback`.
+    pub fn from_files_or(loader: L, fallback: L::Value) -> Reloadable<L> {
+        let (rejected, error) = match loader.read() {
+            Ok(contents) => match loader.load(&contents, None) {
+                Ok(value) => return Reloadable::with_contents(Some(loader), value, contents),
+                Err(error) => (Some(contents), error),
+            },
+            Err(error) => (None, error),
+        };
+        Reloadable {
+            current: ArcSwap::from_pointee(fallback),
+            loader: Some(loader),
+            loaded: Mutex::new(None),
+            rejected: Mutex::new(rejected),
+            last_error: Mutex::new(Some(format!("{error:#}"))),
+        }
+    }
+
     /// `value`, loaded from `contents` of `loader`'s files (`None`: held in
     /// memory, never reloaded).
     pub fn with_contents(loader: Option<L>, value: L::Value, contents: L::Contents) -> Self {
@@ -110,6 +132,12 @@ impl<L: Loader> Reloadable<L> {
     /// The value in force: a cheap reference-counted snapshot.
     pub fn current(&self) -> Arc<L::Value> {
         self.current.load_full()
+    }
+
+    /// Whether the value in force was loaded from the files (not held in
+    /// memory, nor a fallback for files that did not load).
+    pub fn serves_files(&self) -> bool {
+        lock(&self.loaded).is_some()
     }
 
     /// How the value is loaded, unless it is held in memory.
@@ -242,5 +270,31 @@ mod tests {
         *lock(&file) = "new";
         assert_eq!(value.reload(), Reload::Reloaded);
         assert_eq!(*value.current(), "new");
+    }
+
+    #[test]
+    fn files_that_do_not_load_at_first_leave_the_fallback_in_force_until_they_do() {
+        for broken in ["bad", "gone"] {
+            let file = Arc::new(Mutex::new(broken));
+            let value = Reloadable::from_files_or(Memory(file.clone()), "fallback".to_owned());
+            assert_eq!(*value.current(), "fallback", "{broken}");
+            assert!(!value.serves_files());
+            let error = value.last_error().expect("the failure is remembered");
+            assert!(
+                error.contains("bad contents") || error.contains("unreadable"),
+                "{error}"
+            );
+            // The same files again are no news; new files that load replace
+            // the fallback.
+            assert_eq!(value.reload(), Reload::Unchanged, "{broken}");
+            *lock(&file) = "good";
+            assert_eq!(value.reload(), Reload::Reloaded, "{broken}");
+            assert_eq!(*value.current(), "good");
+            assert!(value.serves_files());
+            assert_eq!(value.last_error(), None);
+        }
+        let loaded = Reloadable::from_files_or(Memory(Arc::new(Mutex::new("good"))), String::new());
+        assert_eq!(*loaded.current(), "good");
+        assert!(loaded.serves_files());
     }
 }

@@ -70,7 +70,14 @@ fn parse(body: &str) -> ValidPolicy {
 fn errors_of(text: &str) -> Vec<(String, String)> {
     match ValidPolicy::from_yaml(text) {
         Ok(_) => panic!("policy should be invalid:\n{text}"),
-        Err(PolicyErrors(errors)) => errors.into_iter().map(|e| (e.path, e.message)).collect(),
+        Err(errors) => {
+            assert_eq!(errors.n_more, 0, "more problems than listed");
+            errors
+                .listed
+                .into_iter()
+                .map(|e| (e.path, e.message))
+                .collect()
+        }
     }
 }
 
@@ -202,9 +209,27 @@ fn spec_example_selects_as_described() {
     assert_eq!(chosen.reason, "rules[0] (namespaces prod-*) → production");
     assert!(chosen.warnings.is_empty());
 
+    // rules[1] matches only with the VM label class=batch, which the VM
+    // owner sets: no rule without vmSelector matches team-a, so the labels
+    // may choose nothing but `default`, and policy check says the rule
+    // never applies.
     let chosen = policy.select(&target("team-a", &dev_ns, &batch, None));
-    assert_eq!(chosen.profile.name, "dev");
-    assert_eq!(chosen.rule, Some(1));
+    assert_eq!(chosen.profile.name, "default");
+    assert_eq!(chosen.rule, None);
+    assert_eq!(
+        chosen.warnings,
+        [
+            "profile \"dev\" selected by VM labels (rules[1] (namespaceSelector tier=dev, vmSelector \
+          class=batch)) refused: no rule without vmSelector matched, so the VM owner may choose no \
+          profile; using default"
+        ]
+    );
+    assert_eq!(policy.warnings.len(), 1, "{:?}", policy.warnings);
+    assert!(
+        policy.warnings[0].starts_with("rules[1] (namespaceSelector tier=dev, vmSelector class=batch): selects \"dev\" by VM labels"),
+        "{:?}",
+        policy.warnings
+    );
 
     // the dev rule needs both selectors
     let chosen = policy.select(&target("team-a", &dev_ns, &none, None));
@@ -570,3 +595,6 @@ mod errors;
 #[path = "policy_tests_select.rs"]
 mod select;
 use select::opt_in;
+
+#[path = "policy_tests_bounds.rs"]
+mod bounds;

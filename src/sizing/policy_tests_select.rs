@@ -285,3 +285,227 @@ fn the_no_rule_reason_names_the_default_profile() {
         format!("no rule matched → {DEFAULT_PROFILE}")
     );
 }
+
+/// Per-namespace metrics are labelled with how the rules name a namespace:
+/// bounded by the policy, never by what a request claims.
+#[test]
+fn namespaces_are_named_by_name_then_by_the_first_matching_glob() {
+    let policy = parse(
+        r#"
+profiles: {a: {}, b: {}}
+rules:
+  - {namespaces: ["team-*", "prod-eu"], profile: a}
+  - {namespaces: ["team-x", "prod-?"], profile: b}
+  - {profile: b}
+"#,
+    );
+    // A name listed anywhere beats an earlier glob.
+    assert_eq!(policy.named_namespace("team-x"), Some("team-x"));
+    assert_eq!(policy.named_namespace("prod-eu"), Some("prod-eu"));
+    assert_eq!(policy.named_namespace("team-y"), Some("team-*"));
+    assert_eq!(policy.named_namespace("prod-1"), Some("prod-?"));
+    // A rule without `namespaces` names none, though it matches them all.
+    assert_eq!(policy.named_namespace("kube-public"), None);
+    assert_eq!(policy.named_namespace(""), None);
+    // A glob's text is not a name: `team-*` the namespace is matched by the
+    // glob (Kubernetes names cannot hold `*` anyway).
+    assert_eq!(policy.named_namespace("team-*"), Some("team-*"));
+}
+
+// === what VM owners choose: labels and the annotation ===
+
+/// A VM's labels and annotations are its owner's; the namespace rules
+/// (`rules[2]`, `rules[4]`) bound what either may choose.
+const TENANT_CHOICE: &str = r#"
+profiles: {dev: {}, batch: {}, production: {}, gold: {}}
+rules:
+  - namespaceSelector: {matchLabels: {tier: dev}}
+    vmSelector: {matchLabels: {class: batch}}
+    profile: batch
+  - namespaceSelector: {matchLabels: {tier: dev}}
+    vmSelector: {matchLabels: {class: gold}}
+    profile: dev
+    allowedProfiles: [gold]
+  - namespaceSelector: {matchLabels: {tier: dev}}
+    profile: dev
+    allowedProfiles: [dev, production]
+  - namespaceSelector: {matchLabels: {tier: lab}}
+    vmSelector: {matchLabels: {class: batch}}
+    profile: batch
+    allowedProfiles: [production, gold]
+  - namespaceSelector: {matchLabels: {tier: lab}}
+    profile: dev
+    allowedProfiles: [batch, production]
+"#;
+
+fn tenant_choice(
+    tier: &str,
+    class: &str,
+    requested: Option<&str>,
+) -> (String, Option<usize>, String, Vec<String>) {
+    let policy = parse(TENANT_CHOICE);
+    let (namespace_labels, vm_labels) = (labels(&[("tier", tier)]), labels(&[("class", class)]));
+    let selection = policy.select(&Subject {
+        namespace: "team-a",
+        namespace_labels: &namespace_labels,
+        vm_labels: &vm_labels,
+        requested_profile: requested,
+    });
+    (
+        selection.profile.name.clone(),
+        selection.rule,
+        selection.reason,
+        selection.warnings,
+    )
+}
+
+#[test]
+fn vm_labels_choose_no_profile_the_namespace_rule_does_not_allow() {
+    // The annotation asking for batch is refused in a dev namespace…
+    let (profile, rule, _, warnings) = tenant_choice("dev", "none", Some("batch"));
+    assert_eq!((profile.as_str(), rule), ("dev", Some(2)));
+    assert_eq!(warnings.len(), 1);
+    // …and so is the label that would select it.
+    let (profile, rule, reason, warnings) = tenant_choice("dev", "batch", None);
+    assert_eq!((profile.as_str(), rule), ("dev", Some(2)));
+    assert_eq!(reason, "rules[2] (namespaceSelector tier=dev) → dev");
+    assert_eq!(
+        warnings,
+        [
+            "profile \"batch\" selected by VM labels (rules[0] (namespaceSelector tier=dev, vmSelector \
+          class=batch)) refused: not in allowedProfiles of rules[2] (namespaceSelector tier=dev); \
+          using dev"
+        ]
+    );
+}
+
+#[test]
+fn vm_labels_choose_a_profile_the_namespace_rule_allows() {
+    let (profile, rule, reason, warnings) = tenant_choice("lab", "batch", None);
+    assert_eq!((profile.as_str(), rule), ("batch", Some(3)));
+    assert_eq!(
+        reason,
+        "rules[3] (namespaceSelector tier=lab, vmSelector class=batch) → batch (by VM labels, in \
+         allowedProfiles of rules[4] (namespaceSelector tier=lab))"
+    );
+    assert!(warnings.is_empty());
+    // A label rule that selects the namespace rule's own profile is no
+    // choice at all: granted, and quiet.
+    let (profile, rule, reason, warnings) = tenant_choice("dev", "gold", None);
+    assert_eq!((profile.as_str(), rule), ("dev", Some(1)));
+    assert_eq!(
+        reason,
+        "rules[1] (namespaceSelector tier=dev, vmSelector class=gold) → dev"
+    );
+    assert!(warnings.is_empty());
+}
+
+#[rstest]
+// In both rules' allowedProfiles: granted.
+#[case::allowed_by_both("lab", "batch", "production", "production", None)]
+// In the label rule's allowedProfiles only: the namespace rule bounds it.
+#[case::allowed_by_the_label_rule_only(
+    "lab",
+    "batch",
+    "gold",
+    "batch",
+    Some(
+        "profile \"gold\" requested by annotation virt-sizer.io/profile refused: not in allowedProfiles of \
+     rules[4] (namespaceSelector tier=lab); using batch"
+    )
+)]
+#[case::allowed_by_the_label_rule_only_in_dev(
+    "dev",
+    "gold",
+    "gold",
+    "dev",
+    Some(
+        "profile \"gold\" requested by annotation virt-sizer.io/profile refused: not in allowedProfiles of \
+     rules[2] (namespaceSelector tier=dev); using dev"
+    )
+)]
+// In the namespace rule's allowedProfiles only: the label rule in force
+// does not list it.
+#[case::allowed_by_the_namespace_rule_only(
+    "dev",
+    "gold",
+    "production",
+    "dev",
+    Some(
+        "profile \"production\" requested by annotation virt-sizer.io/profile refused: not in \
+     allowedProfiles of rules[1] (namespaceSelector tier=dev, vmSelector class=gold); using dev"
+    )
+)]
+fn the_annotation_is_bounded_by_the_rule_in_force_and_the_namespace_rule(
+    #[case] tier: &str,
+    #[case] class: &str,
+    #[case] requested: &str,
+    #[case] applied: &str,
+    #[case] warning: Option<&str>,
+) {
+    let (profile, _, _, warnings) = tenant_choice(tier, class, Some(requested));
+    assert_eq!(profile, applied);
+    assert_eq!(warnings, warning.into_iter().collect::<Vec<_>>());
+}
+
+#[test]
+fn a_label_rule_without_a_namespace_rule_chooses_only_default() {
+    let policy = parse(
+        r#"
+profiles: {batch: {}}
+rules:
+  - {vmSelector: {matchLabels: {class: batch}}, profile: batch}
+  - {vmSelector: {matchLabels: {class: plain}}, profile: default}
+"#,
+    );
+    let none = BTreeMap::new();
+    let pick = |class| {
+        let vm_labels = labels(&[("class", class)]);
+        let selection = policy.select(&Subject {
+            namespace: "any",
+            namespace_labels: &none,
+            vm_labels: &vm_labels,
+            requested_profile: None,
+        });
+        (selection.profile.name.clone(), selection.warnings)
+    };
+    let (profile, warnings) = pick("batch");
+    assert_eq!(profile, "default");
+    assert_eq!(
+        warnings,
+        [
+            "profile \"batch\" selected by VM labels (rules[0] (vmSelector class=batch)) refused: no rule \
+          without vmSelector matched, so the VM owner may choose no profile; using default"
+        ]
+    );
+    assert_eq!(pick("plain"), ("default".to_owned(), Vec::new()));
+}
+
+#[test]
+fn policy_check_warns_of_a_label_rule_no_namespace_rule_allows() {
+    let policy = parse(TENANT_CHOICE);
+    // rules[0] (batch): rules[4] allows batch; rules[1] selects dev, which
+    // rules[2] gives; rules[3] (batch) is allowed by rules[4].
+    assert!(policy.warnings.is_empty(), "{:?}", policy.warnings);
+    let policy = parse(
+        r#"
+profiles: {batch: {}, dev: {}}
+rules:
+  - namespaceSelector: {matchLabels: {tier: dev}}
+    vmSelector: {matchLabels: {class: batch}}
+    profile: batch
+  - namespaceSelector: {matchLabels: {tier: dev}}
+    profile: dev
+  - {vmSelector: {matchLabels: {class: plain}}, profile: default}
+"#,
+    );
+    assert_eq!(
+        policy.warnings,
+        [
+            "rules[0] (namespaceSelector tier=dev, vmSelector class=batch): selects \"batch\" by VM labels, \
+          which the VM owner sets, so it applies only where the first matching rule without vmSelector \
+          allows \"batch\" (its profile or allowedProfiles); no later rule without vmSelector does, so \
+          this rule never applies"
+        ]
+    );
+}

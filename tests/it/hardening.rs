@@ -40,8 +40,10 @@ mod logging;
 mod memory_amplification;
 mod metric_labels;
 mod others;
+mod policy_at_start;
 mod readiness;
 mod request_heads;
+mod signals;
 mod stalled_bodies;
 
 use crate::support::{EXAMPLE_REVIEW, install_provider, pair, provider};

@@ -24,6 +24,7 @@ mod certificate_rotation;
 mod faults;
 mod handshake;
 mod policy_reload;
+mod readiness_detail;
 mod review_parity;
 mod router;
 

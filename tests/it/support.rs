@@ -752,3 +752,11 @@ pub(crate) fn millis(quantity: Quantity) -> u64 {
 pub(crate) fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
+
+/// Whether an AdmissionReview response body answers a request that was
+/// sized (a profile decided it, with or without a patch), rather than one
+/// that failed (`error`) or was skipped.
+pub(crate) fn was_sized(body: &Value) -> bool {
+    let audit = &body["response"]["auditAnnotations"];
+    audit["profile"].is_string() && audit.get("error").is_none()
+}

@@ -4,36 +4,82 @@
 use super::*;
 
 impl ValidPolicy {
-    /// Chooses the profile for one Pod: the first matching rule's profile
-    /// (or `default`), replaced by the [`PROFILE_ANNOTATION`] request when
-    /// the matched rule's `allowedProfiles` contains it; a refused request
-    /// yields a warning.
+    /// Chooses the profile for one Pod.
+    ///
+    /// Who chooses: a namespace's name and labels are the cluster's; a VM's
+    /// labels and annotations are its owner's (KubeVirt copies both onto
+    /// the Pod). So the first rule *without* a `vmSelector` that matches,
+    /// the *namespace rule*, bounds every choice the VM owner makes: its
+    /// profile, or one in its `allowedProfiles` (with no namespace rule,
+    /// `default` only).
+    ///
+    /// 1. The first matching rule applies. If it has a `vmSelector`, its
+    ///    profile was chosen by VM labels: it applies only within that
+    ///    bound; outside it is refused with a warning and the namespace
+    ///    rule applies.
+    /// 2. A [`PROFILE_ANNOTATION`] request replaces the profile when the
+    ///    rule in force lists it in `allowedProfiles`, and the bound allows
+    ///    it too; a refused request yields a warning.
     #[must_use]
     pub fn select(&self, target: &Subject<'_>) -> Selection<'_> {
-        let matched = self.rules.iter().find(|rule| rule.matches(target));
+        let first = self.rules.iter().find(|rule| rule.matches(target));
+        let namespace_rule = match first {
+            Some(rule) if rule.vm_selector.is_some() => self
+                .rules
+                .iter()
+                .find(|rule| rule.vm_selector.is_none() && rule.matches(target)),
+            other => other,
+        };
+        let mut warnings = Vec::new();
+        let mut matched = first;
+        // `{source} → {chosen}`, written at load.
+        let mut reason =
+            first.map_or_else(|| NO_RULE_MATCHED.to_owned(), |rule| rule.selected.clone());
+        if let Some(rule) = first.filter(|rule| rule.vm_selector.is_some()) {
+            match bound_refusal(namespace_rule, &rule.profile) {
+                None if bound_profile(namespace_rule) != rule.profile => {
+                    if let Some(bound) = namespace_rule {
+                        reason.push_str(" (by VM labels, in allowedProfiles of ");
+                        reason.push_str(bound.describe());
+                        reason.push(')');
+                    }
+                }
+                None => {}
+                Some(why) => {
+                    matched = namespace_rule;
+                    reason = namespace_rule
+                        .map_or_else(|| NO_RULE_MATCHED.to_owned(), |rule| rule.selected.clone());
+                    warnings.push(format!(
+                        "profile {:?} selected by VM labels ({}) refused: {why}; using {}",
+                        rule.profile,
+                        rule.describe(),
+                        bound_profile(namespace_rule)
+                    ));
+                }
+            }
+        }
         let (mut chosen, source) = match matched {
             Some(rule) => (rule.profile.as_str(), rule.describe()),
             None => (DEFAULT_PROFILE, "no rule matched"),
         };
-        // `{source} → {chosen}`, written at load.
-        let mut reason =
-            matched.map_or_else(|| NO_RULE_MATCHED.to_owned(), |rule| rule.selected.clone());
-        let mut warnings = Vec::new();
 
         if let Some(requested) = target.requested_profile.filter(|name| !name.is_empty()) {
             let refusal = match matched {
                 _ if requested == chosen => None,
                 Some(rule) if rule.allowed_profiles.iter().any(|p| p == requested) => {
-                    if self.profiles.contains_key(requested) {
-                        None
-                    } else {
+                    if !self.profiles.contains_key(requested) {
                         Some(format!(
                             "in allowedProfiles of {} but not defined in the policy",
                             rule.describe()
                         ))
+                    } else if rule.vm_selector.is_some() {
+                        bound_refusal(namespace_rule, requested)
+                    } else {
+                        None
                     }
                 }
                 Some(rule) => Some(format!("not in allowedProfiles of {}", rule.describe())),
+                None if first.is_some() => Some(NO_NAMESPACE_RULE.to_owned()),
                 None => Some("no rule matched, so no profile may be requested".to_owned()),
             };
             match refusal {
@@ -75,6 +121,80 @@ impl ValidPolicy {
             reason,
             warnings,
         }
+    }
+
+    /// What `policy check` says about rules that let VM owners choose: a
+    /// rule with a `vmSelector` selects by labels the VM owner sets, so it
+    /// applies only where the namespace rule (a later rule without
+    /// `vmSelector`) allows its profile. One that no later rule allows
+    /// never applies.
+    pub(super) fn tenant_choice_warnings(&self) -> Vec<String> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(|(_, rule)| rule.vm_selector.is_some() && rule.profile != DEFAULT_PROFILE)
+            .filter(|(index, rule)| {
+                !self.rules[index + 1..].iter().any(|later| {
+                    later.vm_selector.is_none() && bound_refusal(Some(later), &rule.profile).is_none()
+                })
+            })
+            .map(|(_, rule)| {
+                format!(
+                    "{}: selects {:?} by VM labels, which the VM owner sets, so it applies only where \
+                     the first matching rule without vmSelector allows {:?} (its profile or \
+                     allowedProfiles); no later rule without vmSelector does, so this rule never \
+                     applies",
+                    rule.describe(),
+                    rule.profile,
+                    rule.profile
+                )
+            })
+            .collect()
+    }
+}
+
+/// Why the namespace rule (`None`: no rule without `vmSelector` matched)
+/// does not let a VM owner choose `profile`, if it does not.
+fn bound_refusal(namespace_rule: Option<&Rule>, profile: &str) -> Option<String> {
+    match namespace_rule {
+        Some(rule)
+            if rule.profile == profile || rule.allowed_profiles.iter().any(|p| p == profile) =>
+        {
+            None
+        }
+        Some(rule) => Some(format!("not in allowedProfiles of {}", rule.describe())),
+        None if profile == DEFAULT_PROFILE => None,
+        None => Some(NO_NAMESPACE_RULE.to_owned()),
+    }
+}
+
+/// The profile the namespace rule gives (`default` without one).
+fn bound_profile(namespace_rule: Option<&Rule>) -> &str {
+    namespace_rule.map_or(DEFAULT_PROFILE, |rule| rule.profile.as_str())
+}
+
+/// Why nothing a VM owner asks for is granted when no rule without
+/// `vmSelector` matches.
+const NO_NAMESPACE_RULE: &str =
+    "no rule without vmSelector matched, so the VM owner may choose no profile";
+
+impl ValidPolicy {
+    /// How the rules name `namespace`: the namespace itself when a rule's
+    /// `namespaces` lists it by name, else the first glob there that
+    /// matches it, else `None`. Per-namespace metrics are labelled with
+    /// this, so that their series are as many as the policy's names, never
+    /// as many as the namespaces requests claim.
+    #[must_use]
+    pub fn named_namespace<'a>(&'a self, namespace: &'a str) -> Option<&'a str> {
+        let patterns = || self.rules.iter().flat_map(|rule| &rule.namespaces);
+        let literal =
+            |pattern: &glob::Pattern| glob::Pattern::escape(pattern.as_str()) == pattern.as_str();
+        if patterns().any(|pattern| literal(pattern) && pattern.as_str() == namespace) {
+            return Some(namespace);
+        }
+        patterns()
+            .find(|pattern| pattern.matches(namespace))
+            .map(glob::Pattern::as_str)
     }
 }
 

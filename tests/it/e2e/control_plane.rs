@@ -294,6 +294,47 @@ impl ControlPlane {
         Ok(plane)
     }
 
+    /// A kubeconfig (written in `dir`) for the ServiceAccount
+    /// `namespace/account`, bound to a ClusterRole of its own name with
+    /// `rules` (a YAML list): what virt-sizer may do when its RBAC is not
+    /// the shipped one.
+    pub(crate) fn service_account_kubeconfig(
+        &self,
+        dir: &Path,
+        account: &str,
+        namespace: &str,
+        rules: &str,
+    ) -> PathBuf {
+        let rbac = format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {account}, namespace: {namespace}}}\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {account}}}\n\
+             rules:\n{rules}---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {account}}}\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {account}}}\n\
+             subjects: [{{kind: ServiceAccount, name: {account}, namespace: {namespace}}}]\n"
+        );
+        let rbac_path = dir.join(format!("{account}-rbac.yaml"));
+        std::fs::write(&rbac_path, rbac).expect("write");
+        let applied = self.kubectl(&["apply", "-f", rbac_path.to_str().expect("utf-8")]);
+        assert!(applied.status.success(), "{applied:?}");
+        let token = self.kubectl(&["create", "token", account, "-n", namespace, "--duration=1h"]);
+        assert!(token.status.success(), "{token:?}");
+        let token = String::from_utf8(token.stdout).expect("utf-8");
+        let kubeconfig = dir.join(format!("{account}-kubeconfig.yaml"));
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster: {{server: '{}', insecure-skip-tls-verify: true}}\n\
+                 users:\n- name: {account}\n  user: {{token: {}}}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: {account}}}\n\
+                 current-context: e2e\n",
+                self.server,
+                token.trim()
+            ),
+        )
+        .expect("write");
+        kubeconfig
+    }
+
     /// A kubectl command for this control plane.
     pub(crate) fn kubectl_command(&self) -> Command {
         let mut command = Command::new(&self.kubectl);

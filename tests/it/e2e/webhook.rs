@@ -333,6 +333,10 @@ pub(crate) async fn register(session: &Session, configurations: &[Value]) {
 
 /// A launcher Pod (for a VMI that exists) in namespace `e2e-canary`, which
 /// no policy rule names: any virt-sizer sizes it under its default profile.
+/// Its CPU request, 7m, is one no profile gives a 1-vCPU VMI (that would
+/// take a ratio of 1/0.007 ≈ 143), so virt-sizer always changes it and
+/// writes its decision annotation: a decision that changes nothing sends
+/// no patch, which would not tell a registered webhook from none.
 pub(crate) async fn canary_pod(client: &kube::Client) -> Value {
     const NAMESPACE: &str = "e2e-canary";
     api::namespace(client, NAMESPACE, &[]).await;
@@ -342,7 +346,10 @@ pub(crate) async fn canary_pod(client: &kube::Client) -> Value {
         &objects::vmi(&VmiSpec::simple("canary", 1024), NAMESPACE),
     )
     .await;
-    objects::small_launcher_pod(&vmi)
+    objects::launcher_pod(
+        &vmi,
+        crate::support::compute_resources(&[("cpu", "7m"), ("memory", "1292Mi")], &[]),
+    )
 }
 
 // === virt-sizer review, offline ===
@@ -364,11 +371,30 @@ impl Offline<'_> {
     /// `virt-sizer review --patched` of `input` (an object or a whole
     /// AdmissionReview): the object as the webhook would leave it.
     pub(crate) fn patched(&self, input: &Value) -> Value {
+        self.review(input, &["--patched"])
+    }
+
+    /// The warnings of `virt-sizer review` of `input`: what the apiserver
+    /// passes on to the client that created it.
+    pub(crate) fn warnings(&self, input: &Value) -> Vec<String> {
+        let response = self.review(input, &[]);
+        response["response"]["warnings"]
+            .as_array()
+            .map(|warnings| {
+                warnings
+                    .iter()
+                    .filter_map(|warning| warning.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn review(&self, input: &Value, flags: &[&str]) -> Value {
         let dir = tempfile::tempdir().expect("tempdir");
         let input_path = dir.path().join("input.json");
         std::fs::write(&input_path, input.to_string()).expect("write");
         let mut command = Command::new(env!("CARGO_BIN_EXE_virt-sizer"));
-        command.args(["review", "--patched"]);
+        command.arg("review").args(flags);
         if let Some(policy) = self.policy {
             command.arg("--policy").arg(policy);
         }
@@ -390,6 +416,22 @@ impl Offline<'_> {
             "virt-sizer review failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        serde_json::from_slice(&output.stdout).expect("review --patched prints JSON")
+        serde_json::from_slice(&output.stdout).expect("review prints JSON")
     }
+}
+
+/// `kubectl create` of `object`: what the apiserver stored, and kubectl's
+/// standard error, where it prints the admission warnings
+/// (`Warning: …`) a client sees.
+pub(crate) fn kubectl_create(plane: &ControlPlane, object: &Value) -> (Value, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("object.json");
+    std::fs::write(&path, object.to_string()).expect("write");
+    let output = plane.kubectl(&["create", "-o", "json", "-f", path.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "kubectl create: {stderr}");
+    (
+        serde_json::from_slice(&output.stdout).expect("kubectl prints JSON"),
+        stderr,
+    )
 }

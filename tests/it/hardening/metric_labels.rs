@@ -56,18 +56,100 @@ async fn issue_11_distinct_operation_values_add_no_metric_series() {
     );
 }
 
-#[test]
-fn issue_11_shadow_figures_by_namespace_are_bounded() {
-    let metrics = virt_sizer::metrics::Metrics::new();
-    let labels: std::collections::BTreeSet<String> = (0..1000)
-        .map(|index| metrics.shadow_namespace(&format!("tenant-{index}")))
-        .chain([metrics.shadow_namespace(&"x".repeat(3_000_000))])
+/// Finds the example VMI whatever namespace a launcher Pod claims, so
+/// that reviews forged for any namespace are sized.
+struct EveryNamespace(Arc<virt_sizer::sizing::vmi::ReadVmi>);
+
+impl VmiSource for EveryNamespace {
+    fn get<'a>(
+        &'a self,
+        _namespace: &'a str,
+        _name: &'a str,
+    ) -> virt_sizer::server::vmi_source::BoxFuture<
+        'a,
+        Result<Option<Arc<virt_sizer::sizing::vmi::ReadVmi>>, String>,
+    > {
+        Box::pin(async move { Ok(Some(self.0.clone())) })
+    }
+    fn is_ready(&self) -> bool {
+        true
+    }
+    fn describe(&self) -> String {
+        "every namespace".into()
+    }
+}
+
+#[tokio::test]
+async fn shadow_figures_are_labelled_by_the_objects_namespace_as_the_policy_names_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.yaml");
+    // Shadow everywhere; the rules name `staging` and the glob `team-*`.
+    std::fs::write(
+        &policy,
+        "apiVersion: virt-sizer.io/v1alpha1\nkind: SizingPolicy\n\
+         profiles:\n  default: {mode: Shadow, cpuAllocationRatio: 20}\n\
+         rules:\n  - {namespaces: [staging, \"team-*\"], profile: default}\n",
+    )
+    .expect("write");
+    let vmi: Value = yaml_serde::from_str(
+        &std::fs::read_to_string(repo("examples/vmi-dev.yaml")).expect("read"),
+    )
+    .expect("yaml");
+    let state = AppState::new(
+        PolicyStore::from_file(&policy).expect("policy"),
+        None,
+        Arc::new(EveryNamespace(Arc::new(
+            virt_sizer::sizing::vmi::ReadVmi::from_value(&vmi),
+        ))),
+        Arc::new(StaticNamespaces::default()),
+        Duration::from_secs(5),
+    );
+    let router = server::app(state.clone());
+    let review = |request_namespace: &str, object_namespace: &str| {
+        let mut review: Value = serde_json::from_str(EXAMPLE_REVIEW).expect("json");
+        review["request"]["namespace"] = json!(request_namespace);
+        review["request"]["object"]["metadata"]["namespace"] = json!(object_namespace);
+        serde_json::to_vec(&review).expect("json")
+    };
+    // 200 forged namespaces first (before, the first 64 seen took every
+    // label slot and `staging` fell into `_other`)…
+    let mut bodies: Vec<Vec<u8>> = (0..200)
+        .map(|index| review(&format!("tenant-{index}"), &format!("tenant-{index}")))
+        .collect();
+    // …then the object's namespace counts, not the request's…
+    bodies.push(review("forged", "staging"));
+    // …and a namespace a glob names is labelled with the glob.
+    bodies.push(review("team-a", "team-a"));
+    for body in bodies {
+        let (status, answer) =
+            crate::bad_input::post(&router, Some("application/json"), body).await;
+        assert_eq!(status, StatusCode::OK);
+        let answer: Value = serde_json::from_slice(&answer).expect("json");
+        assert_eq!(
+            answer["response"]["auditAnnotations"]["mode"], "Shadow",
+            "{answer}"
+        );
+    }
+    let metrics = state.metrics().render();
+    let labels: std::collections::BTreeSet<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("virt_sizer_shadow_cpu_request_delta_cores{"))
+        .filter_map(|line| line.split("namespace=\"").nth(1)?.split('"').next())
         .collect();
     assert_eq!(
-        labels.len(),
-        virt_sizer::metrics::MAX_SHADOW_NAMESPACES + 1,
-        "{labels:?}"
+        labels,
+        std::collections::BTreeSet::from([
+            virt_sizer::metrics::OTHER_NAMESPACES,
+            "staging",
+            "team-*"
+        ]),
+        "{metrics}"
     );
-    assert!(labels.contains(virt_sizer::metrics::OTHER_NAMESPACES));
-    assert_eq!(metrics.shadow_namespace("tenant-0"), "tenant-0");
+    // One review each: 12 vCPUs / 20 = 600m against KubeVirt's 1200m.
+    assert!(
+        metrics.contains(
+            "virt_sizer_shadow_cpu_request_delta_cores{namespace=\"staging\",profile=\"default\"} -0.6"
+        ),
+        "{metrics}"
+    );
 }
