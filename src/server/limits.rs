@@ -69,7 +69,7 @@ pub const MAX_BODIES_IN_FLIGHT: usize = 256;
 
 /// While a request waits for the body budget, a body still arriving after
 /// this long gives way (see the module doc).
-pub const RECLAIM_AFTER: Duration = Duration::from_millis(250);
+pub const RECLAIM_AFTER: Duration = Duration::from_millis(100);
 
 /// `/readyz` is not ready while a request has waited this long for the
 /// server's own capacity (the body budget, a decode slot): a third of the
@@ -138,12 +138,6 @@ impl RequestLimits {
     #[must_use]
     pub fn max_body_bytes(&self) -> usize {
         self.max_body_bytes
-    }
-
-    /// The body budget, in bytes.
-    #[must_use]
-    pub fn buffered_body_bytes(&self) -> usize {
-        self.bodies.capacity
     }
 }
 

@@ -7,6 +7,10 @@
 //! peak RSS (VmHWM); the targets are p99 < 1 s and peak RSS < 200 MiB (the
 //! manifests' memory limit is 256 MiB).
 //!
+//! The attacking client runs on a runtime of its own with one worker
+//! thread, the reviews on another thread (on one machine the attacker's
+//! CPU is the server's too).
+//!
 //! `cargo test --test it attacks_under_load -- --nocapture` prints the
 //! figures.
 
@@ -21,6 +25,46 @@ impl Binary {
     fn address(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
+}
+
+/// An attacker's HTTP/2 connection, if the server takes it (under the
+/// attack a handshake may be refused or time out: the attacker moves on).
+async fn attacker_connection(
+    address: SocketAddr,
+    ca_pem: &str,
+) -> Option<hyper::client::conn::http2::SendRequest<TestBody>> {
+    let stream = tokio::time::timeout(Duration::from_secs(10), async {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject as _;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).ok()?)
+            .ok()?;
+        let mut config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .ok()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let tcp = tokio::net::TcpStream::connect(address).await.ok()?;
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(
+                rustls_pki_types::ServerName::try_from("localhost").ok()?,
+                tcp,
+            )
+            .await
+            .ok()
+    })
+    .await
+    .ok()??;
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .ok()?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Some(sender)
 }
 
 /// `REVIEWS` reviews, one after the other (each on a new connection when
@@ -69,6 +113,25 @@ fn report(attack: &str, binary: &Binary, baseline_kib: u64, latencies: &[Duratio
     );
 }
 
+/// The attacker's runtime: one worker thread.
+fn attacker_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// [`reviews`] on a runtime of its own, on this thread, while the
+/// attacker's tasks run on theirs.
+fn reviews_beside_the_attack(binary: &Binary, fresh: bool) -> Vec<Duration> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(reviews(binary, fresh))
+}
+
 fn baseline(binary: &Binary, runtime: &tokio::runtime::Runtime) -> u64 {
     runtime.block_on(async {
         let http = binary.client();
@@ -81,10 +144,10 @@ fn baseline(binary: &Binary, runtime: &tokio::runtime::Runtime) -> u64 {
 #[test]
 fn body_starvation_32_silent_http2_streams_and_12_http1_bodies() {
     let binary = Binary::spawn(&[], Stdio::null(), None);
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let runtime = attacker_runtime();
     let baseline = baseline(&binary, &runtime);
-    let latencies = runtime.block_on(async {
-        let (sender, _driver) = h2_connect(binary.address(), &binary.ca_pem).await;
+    let (streams, connections) = runtime.block_on(async {
+        let (sender, driver) = h2_connect(binary.address(), &binary.ca_pem).await;
         let mut streams = Vec::new();
         for _ in 0..32 {
             let mut sender = sender.clone();
@@ -104,13 +167,15 @@ fn body_starvation_32_silent_http2_streams_and_12_http1_bodies() {
             stream.write_all(head.as_bytes()).await.expect("write");
             connections.push(stream);
         }
+        streams.push(driver);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let latencies = reviews(&binary, false).await;
-        for stream in streams {
-            stream.abort();
-        }
-        latencies
+        (streams, connections)
     });
+    let latencies = reviews_beside_the_attack(&binary, false);
+    for stream in streams {
+        stream.abort();
+    }
+    drop(connections);
     report("body starvation", &binary, baseline, &latencies);
 }
 
@@ -118,20 +183,22 @@ fn body_starvation_32_silent_http2_streams_and_12_http1_bodies() {
 fn window_buffering_400_http2_connections_with_unfinished_bodies() {
     const CONNECTIONS: usize = 400;
     let binary = Binary::spawn(&[], Stdio::null(), None);
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let runtime = attacker_runtime();
     let baseline = baseline(&binary, &runtime);
-    let latencies = runtime.block_on(async {
+    let stop = Arc::new(AtomicBool::new(false));
+    let attackers = runtime.block_on(async {
         // Each connection sends a body that declares the cap, pushes 1 MiB as
         // fast as flow control lets it and stops; when the server cuts it
         // off, it sends another.
-        let stop = Arc::new(AtomicBool::new(false));
         let prefix = Bytes::from(vec![b' '; 1024 * 1024]);
         let mut attackers = Vec::new();
         for _ in 0..CONNECTIONS {
             let (address, ca) = (binary.address(), binary.ca_pem.clone());
             let (stop, prefix) = (stop.clone(), prefix.clone());
             attackers.push(tokio::spawn(async move {
-                let (mut sender, _driver) = h2_connect(address, &ca).await;
+                let Some(mut sender) = attacker_connection(address, &ca).await else {
+                    return;
+                };
                 while !stop.load(Ordering::SeqCst) {
                     let sent = sender
                         .send_request(unfinished_request(server::MAX_BODY_BYTES, prefix.clone()))
@@ -143,13 +210,13 @@ fn window_buffering_400_http2_connections_with_unfinished_bodies() {
             }));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let latencies = reviews(&binary, false).await;
-        stop.store(true, Ordering::SeqCst);
-        for attacker in attackers {
-            attacker.abort();
-        }
-        latencies
+        attackers
     });
+    let latencies = reviews_beside_the_attack(&binary, false);
+    stop.store(true, Ordering::SeqCst);
+    for attacker in attackers {
+        attacker.abort();
+    }
     report("window buffering", &binary, baseline, &latencies);
 }
 
@@ -157,16 +224,18 @@ fn window_buffering_400_http2_connections_with_unfinished_bodies() {
 fn slot_exhaustion_1024_probing_http2_connections_and_100_silent_tcp() {
     const PROBING: usize = 1024;
     let binary = Binary::spawn(&[], Stdio::null(), None);
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let runtime = attacker_runtime();
     let baseline = baseline(&binary, &runtime);
-    let latencies = runtime.block_on(async {
+    let (attackers, silent) = runtime.block_on(async {
         // Idle HTTP/2 connections sending GET /healthz every 2 s (the idle
         // timeout never fires), then silent TCP connections: every slot of
         // the TLS port taken.
         let mut attackers = Vec::new();
         for _ in 0..PROBING {
-            let (mut sender, driver) = h2_connect(binary.address(), &binary.ca_pem).await;
-            attackers.push(driver);
+            let Some(mut sender) = attacker_connection(binary.address(), &binary.ca_pem).await
+            else {
+                continue;
+            };
             attackers.push(tokio::spawn(async move {
                 loop {
                     let probe = hyper::Request::get("https://localhost/healthz")
@@ -187,13 +256,13 @@ fn slot_exhaustion_1024_probing_http2_connections_and_100_silent_tcp() {
                     .expect("connect"),
             );
         }
-        // Each review on a new connection: it needs a slot.
-        let latencies = reviews(&binary, true).await;
-        for attacker in attackers {
-            attacker.abort();
-        }
-        drop(silent);
-        latencies
+        (attackers, silent)
     });
+    // Each review on a new connection: it needs a slot.
+    let latencies = reviews_beside_the_attack(&binary, true);
+    for attacker in attackers {
+        attacker.abort();
+    }
+    drop(silent);
     report("slot exhaustion", &binary, baseline, &latencies);
 }

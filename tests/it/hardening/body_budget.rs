@@ -7,7 +7,7 @@ use super::*;
 /// How many bodies at the cap the default budget holds: its size over the
 /// cap.
 fn bodies_at_the_cap_in_the_budget() -> usize {
-    RequestLimits::default().buffered_body_bytes() / server::MAX_BODY_BYTES
+    server::limits::BUFFERED_BODY_BYTES / server::MAX_BODY_BYTES
 }
 
 /// `count` reviews on a fresh HTTP/2 connection, one after the other; the

@@ -60,7 +60,7 @@ async fn readyz_is_not_ready_while_a_review_waits_for_the_body_budget() {
     // many as the budget holds: their VMI lookups hang for 3 s, and they
     // hold their bytes until answered.
     let limits = RequestLimits::default();
-    let holders = limits.buffered_body_bytes() / server::MAX_BODY_BYTES;
+    let holders = server::limits::BUFFERED_BODY_BYTES / server::MAX_BODY_BYTES;
     let lookup_timeout = Duration::from_secs(3);
     let running = Running::start_over(
         ServeOptions::default(),

@@ -127,16 +127,10 @@ fn check_namespace(check: &mut Check, docs: &[Doc], namespace: &str) {
     }
 }
 
-/// The components, as an overlay uses them: a ServiceMonitor on the probe
-/// port, the alerts, the dashboard, and a NetworkPolicy that lets the
-/// apiserver and Prometheus in.
+/// The monitoring component, as an overlay uses it: a ServiceMonitor on the
+/// probe port, the alerts, the dashboard.
 fn check_components(check: &mut Check, docs: &[Doc]) {
     let deployment = one(docs, "Deployment", "virt-sizer");
-    let pod_labels = deployment
-        .value
-        .pointer("/spec/template/metadata/labels")
-        .cloned()
-        .unwrap_or_default();
     let container_ports = list(
         deployment
             .value
@@ -219,43 +213,6 @@ fn check_components(check: &mut Check, docs: &[Doc]) {
         &dashboard.origin,
         "data[virt-sizer.json] is a Grafana dashboard",
     );
-
-    let policy = one(docs, "NetworkPolicy", "virt-sizer");
-    check.expect(
-        selects(policy.value.pointer("/spec/podSelector"), &pod_labels),
-        &policy.origin,
-        "the NetworkPolicy selects the webhook's Pods",
-    );
-    let allows = |rules: &[Value], port: &Value, peer: &str| {
-        rules.iter().any(|rule| {
-            list(rule.get("ports"))
-                .iter()
-                .any(|allowed| allowed.get("port") == Some(port))
-                && (peer == "any") == list(rule.get(peer_field(peer))).is_empty()
-        })
-    };
-    fn peer_field(peer: &str) -> &'static str {
-        if peer == "egress" { "to" } else { "from" }
-    }
-    let ingress = list(policy.value.pointer("/spec/ingress"));
-    let egress = list(policy.value.pointer("/spec/egress"));
-    check.expect(
-        allows(ingress, &Value::from("https"), "any"),
-        &policy.origin,
-        "the apiserver (any source) may reach the https port",
-    );
-    check.expect(
-        allows(ingress, &Value::from("probes"), "some"),
-        &policy.origin,
-        "Prometheus may reach the probes port",
-    );
-    for port in [53, 443] {
-        check.expect(
-            allows(egress, &Value::from(port), "any"),
-            &policy.origin,
-            format!("egress to port {port} (DNS, the apiserver)"),
-        );
-    }
 }
 
 /// `manifests/overlays/NAME` in a copy of the tree, made of `base` plus
@@ -337,7 +294,7 @@ fn renaming_the_namespace_keeps_the_install_consistent() {
         );
         let mut text = text.replace(&line, &format!("\nnamespace: {RENAMED}\n"));
         if overlay == "cert-manager" {
-            text.push_str("components:\n  - ../../components/monitoring\n  - ../../components/network-policy\n");
+            text.push_str("components:\n  - ../../components/monitoring\n");
         }
         std::fs::write(&file, text).expect("write");
     }

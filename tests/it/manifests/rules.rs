@@ -171,6 +171,7 @@ pub(super) fn check_rules(docs: &[Doc], expect: &Expect, what: &str) {
     check_rbac(&mut check, docs);
     check_pdb_and_service(&mut check, docs, deployment);
     check_policy(&mut check, one(docs, "ConfigMap", POLICY_CONFIGMAP));
+    check_network_policy(&mut check, docs, deployment);
     let namespace = one(docs, "Namespace", NAMESPACE);
     check.expect(
         str_at(
@@ -189,6 +190,79 @@ pub(super) fn check_rules(docs: &[Doc], expect: &Expect, what: &str) {
         );
     }
     check.finish(what);
+}
+
+/// The NetworkPolicy every install has: it selects the webhook's Pods; in,
+/// the apiserver (from any source: no selector names it) to the `https`
+/// port and only selected peers (Prometheus) to the `probes` port, no other
+/// port; out, DNS and the apiserver.
+fn check_network_policy(check: &mut Check, docs: &[Doc], deployment: &Doc) {
+    let pod_labels = deployment
+        .value
+        .pointer("/spec/template/metadata/labels")
+        .cloned()
+        .unwrap_or_default();
+    let policy = one(docs, "NetworkPolicy", "virt-sizer");
+    let at = &policy.origin;
+    check.expect(
+        selects(policy.value.pointer("/spec/podSelector"), &pod_labels),
+        at,
+        "the NetworkPolicy selects the webhook's Pods",
+    );
+    check.expect(
+        strings(policy.value.pointer("/spec/policyTypes")) == ["Ingress", "Egress"],
+        at,
+        "the NetworkPolicy governs both directions",
+    );
+    // Whether a rule lets `port` through, and from (to) whom: `None` for
+    // any peer, else the peers' count.
+    let peers_for = |rules: &[Value], peer_field: &str, port: &Value| -> Vec<Option<usize>> {
+        rules
+            .iter()
+            .filter(|rule| {
+                list(rule.get("ports"))
+                    .iter()
+                    .any(|allowed| allowed.get("port") == Some(port))
+            })
+            .map(|rule| {
+                let peers = list(rule.get(peer_field));
+                (!peers.is_empty()).then_some(peers.len())
+            })
+            .collect()
+    };
+    let ingress = list(policy.value.pointer("/spec/ingress"));
+    check.expect(
+        peers_for(ingress, "from", &Value::from("https")).contains(&None),
+        at,
+        "the apiserver (any source) may reach the https port",
+    );
+    let probes = peers_for(ingress, "from", &Value::from("probes"));
+    check.expect(
+        !probes.is_empty() && !probes.contains(&None),
+        at,
+        "only selected peers (Prometheus) may reach the probes port",
+    );
+    for rule in ingress {
+        let ports = list(rule.get("ports"));
+        check.expect(
+            !ports.is_empty()
+                && ports.iter().all(|allowed| {
+                    [Value::from("https"), Value::from("probes")]
+                        .iter()
+                        .any(|port| allowed.get("port") == Some(port))
+                }),
+            at,
+            format!("an ingress rule opens a port other than https and probes: {rule}"),
+        );
+    }
+    let egress = list(policy.value.pointer("/spec/egress"));
+    for port in [53, 443] {
+        check.expect(
+            !peers_for(egress, "to", &Value::from(port)).is_empty(),
+            at,
+            format!("egress to port {port} (DNS, the apiserver)"),
+        );
+    }
 }
 
 fn check_webhooks(check: &mut Check, configuration: &Doc, expect: &Expect) {
