@@ -3,8 +3,9 @@
 //! does once per watch event or file) and one full review (JSON decode of
 //! a realistic launcher-Pod AdmissionReview, decision from the VMI as its
 //! source read it, patch encode, response encode), with its decode, decide,
-//! response and log line apart; and one hit of the cluster VMI cache. No
-//! sockets.
+//! response and log line apart; one hit of the cluster VMI cache; and the
+//! policy checker on the examples' policy and on 16,000 rules that are
+//! strings (one problem each: the checker is linear in them). No sockets.
 //!
 //! `cargo bench --bench sizing`
 #![expect(
@@ -200,5 +201,23 @@ fn routers(c: &mut Criterion, body: &'static str) {
     }
 }
 
-criterion_group!(sizing, benches);
+/// The policy checker: the examples' policy, and a policy of 16,000 rules
+/// that are strings, not mappings (64 KB, a problem on every line).
+fn policy_checks(c: &mut Criterion) {
+    c.bench_function("policy/check, examples/policy.yaml", |b| {
+        b.iter(|| ValidPolicy::from_yaml(black_box(POLICY)).expect("valid"));
+    });
+    let wrong_rules = format!(
+        "apiVersion: virt-sizer.io/v1alpha1\nkind: SizingPolicy\nrules:\n{}",
+        "- x\n".repeat(16_000)
+    );
+    let mut group = c.benchmark_group("policy");
+    group.sample_size(10);
+    group.bench_function("check, 16,000 rules that are strings", |b| {
+        b.iter(|| ValidPolicy::from_yaml(black_box(&wrong_rules)).expect_err("16,000 problems"));
+    });
+    group.finish();
+}
+
+criterion_group!(sizing, benches, policy_checks);
 criterion_main!(sizing);

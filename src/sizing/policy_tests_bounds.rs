@@ -152,3 +152,25 @@ fn a_removed_value_keeps_the_problems_of_its_key_and_drops_its_own() {
         ]
     );
 }
+
+#[test]
+fn a_large_real_policy_fits_the_bound() {
+    // 100 profiles and 1,000 rules, every field written: 25,209 values. A
+    // profile is 21 (its mapping, 8 keys and values, limitsRatio's mapping
+    // and two pairs), a rule 23 (its mapping, 5 keys, 2 lists of 2 with
+    // their sequences, 2 selectors of 5, the profile); with the 100
+    // profile names and the top level's 9: 2,100 + 100 + 23,000 + 9.
+    let profile = "{cpuAllocationRatio: 4, memoryOvercommitPercent: 150, guestOverhead: Request, \
+                   overheadRatio: \"1.0\", overheadMargin: 64Mi, limits: Ratio, \
+                   limitsRatio: {cpu: \"2\", memory: \"1.5\"}, mode: Enforce}";
+    let rule = "{namespaces: [prod-*, stage-*], namespaceSelector: {matchLabels: {tier: prod}}, \
+                vmSelector: {matchLabels: {class: batch}}, profile: p00, allowedProfiles: [p00, p01]}";
+    let profiles: String = (0..100)
+        .map(|n| format!("  p{n:02}: {profile}\n"))
+        .collect();
+    let rules = format!("  - {rule}\n").repeat(1000);
+    let policy = parse(&format!("profiles:\n{profiles}rules:\n{rules}"));
+    assert_eq!(policy.profiles.len(), 101);
+    assert_eq!(policy.rules.len(), 1000);
+    const { assert!(25_209 < MAX_POLICY_VALUES) };
+}

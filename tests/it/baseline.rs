@@ -41,6 +41,28 @@ fn example_review_rendered_for_the_tuned_cr() -> Value {
     review
 }
 
+/// `review` of the example launcher Pod as KubeVirt renders it for the
+/// tuned CR, with its VMI and `cr` as `--kubevirt`: the response.
+fn review_rendered_under(cr: &str) -> Value {
+    let review = example_review_rendered_for_the_tuned_cr().to_string();
+    let vmi = repo("examples/vmi-dev.yaml");
+    let files = [("kv.yaml", cr), ("review.json", review.as_str())];
+    let (output, _dir) = run(
+        &[
+            "review",
+            "--vmi",
+            vmi.to_str().expect("utf-8"),
+            "--kubevirt",
+            "kv.yaml",
+            "review.json",
+        ],
+        &files,
+    );
+    assert!(output.status.success(), "{output:?}");
+    let response: Value = serde_json::from_slice(&output.stdout).expect("review");
+    response["response"].clone()
+}
+
 fn compute(pod: &Value) -> Value {
     pod["spec"]["containers"][0]["resources"].clone()
 }
@@ -86,19 +108,7 @@ fn a_pod_kubevirt_rendered_under_a_tuned_cr_is_left_as_rendered() {
     );
     // The response: no patch; the decision, with the CR's digest, in the
     // audit annotations.
-    let (output, _dir) = run(
-        &[
-            "review",
-            "--vmi",
-            vmi,
-            "--kubevirt",
-            "kv.yaml",
-            "review.json",
-        ],
-        &files,
-    );
-    let response: Value = serde_json::from_slice(&output.stdout).expect("review");
-    let response = &response["response"];
+    let response = &review_rendered_under(TUNED_CR);
     assert!(response.get("patch").is_none(), "{response}");
     let cr = KubevirtBaseline::from_value(&yaml_serde::from_str(TUNED_CR).expect("yaml"))
         .expect("valid CR");
@@ -143,25 +153,7 @@ fn a_file_that_is_not_a_kubevirt_cr_is_unusable_input() {
 /// `kubevirt_baseline`).
 #[test]
 fn an_unsupported_release_admits_the_rendered_pod_unchanged_with_a_warning() {
-    let cr = TUNED_CR.replace("v1.9.0", "v1.4.2");
-    let review = example_review_rendered_for_the_tuned_cr().to_string();
-    let vmi = repo("examples/vmi-dev.yaml");
-    let vmi = vmi.to_str().expect("utf-8");
-    let files = [("kv.yaml", cr.as_str()), ("review.json", review.as_str())];
-    let (output, _dir) = run(
-        &[
-            "review",
-            "--vmi",
-            vmi,
-            "--kubevirt",
-            "kv.yaml",
-            "review.json",
-        ],
-        &files,
-    );
-    assert!(output.status.success(), "{output:?}");
-    let response: Value = serde_json::from_slice(&output.stdout).expect("review");
-    let response = &response["response"];
+    let response = &review_rendered_under(&TUNED_CR.replace("v1.9.0", "v1.4.2"));
     assert_eq!(response["allowed"], true);
     assert!(response.get("patch").is_none(), "{response}");
     let warnings = response["warnings"].to_string();

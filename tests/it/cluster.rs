@@ -347,17 +347,7 @@ fn a_cached_vmi_keeps_what_the_store_and_the_watch_read() {
 
 // === The uid a launcher Pod claims ===
 
-fn warnings(body: &Value) -> Vec<String> {
-    body["response"]["warnings"]
-        .as_array()
-        .map(|warnings| {
-            warnings
-                .iter()
-                .filter_map(|warning| warning.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use crate::support::response_warnings as warnings;
 
 #[tokio::test]
 async fn a_cached_vmi_with_another_uid_is_a_miss_and_the_get_decides() {

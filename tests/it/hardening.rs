@@ -44,6 +44,7 @@ mod policy_at_start;
 mod readiness;
 mod request_heads;
 mod signals;
+mod policy_checks;
 mod stalled_bodies;
 
 use crate::support::{EXAMPLE_REVIEW, install_provider, pair, provider};

@@ -26,13 +26,15 @@ use virt_sizer::sizing::policy::ValidPolicy;
 
 mod files;
 mod kinds;
-mod metrics;
+pub(crate) mod metrics;
 mod namespaces;
 mod rendered;
 mod rules;
 mod shipped_policy;
 
-use rules::{CaBundle, Expect, check_rules, check_type, excludes_namespaces};
+use rules::{
+    CaBundle, Expect, check_rules, check_type, excludes_namespaces, selects_only_namespace,
+};
 
 // === What the manifests promise ===
 

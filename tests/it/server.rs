@@ -25,6 +25,7 @@ mod faults;
 mod handshake;
 mod policy_reload;
 mod readiness_detail;
+mod policy_webhook;
 mod review_parity;
 mod router;
 

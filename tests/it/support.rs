@@ -760,3 +760,16 @@ pub(crate) fn was_sized(body: &Value) -> bool {
     let audit = &body["response"]["auditAnnotations"];
     audit["profile"].is_string() && audit.get("error").is_none()
 }
+
+/// The `warnings` of an AdmissionReview response body.
+pub(crate) fn response_warnings(body: &Value) -> Vec<String> {
+    body["response"]["warnings"]
+        .as_array()
+        .map(|warnings| {
+            warnings
+                .iter()
+                .filter_map(|warning| warning.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -472,3 +472,50 @@ pub(crate) fn is_absent(error: &watcher::Error) -> bool {
     matches!(error, watcher::Error::InitialListFailed(kube::Error::Api(status))
         if status.is_not_found() || status.code == 404)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(verb: &str) -> watcher::Error {
+        let status = Box::new(
+            kube::core::Status::failure(&format!("cannot {verb} kubevirts"), "Forbidden")
+                .with_code(403),
+        );
+        match verb {
+            "list" => watcher::Error::InitialListFailed(kube::Error::Api(status)),
+            _ => watcher::Error::WatchStartFailed(kube::Error::Api(status)),
+        }
+    }
+
+    /// A ServiceAccount that may list but not watch: every relist works
+    /// and every watch is refused. The refusal is said once (the ERROR
+    /// line is written when `forbidden_logged` changes), not after each
+    /// LIST; a watch event, which shows `watch` allowed, resets it.
+    #[test]
+    fn a_forbidden_watch_is_said_once_until_a_watch_event_shows_it_allowed() {
+        let health = CacheHealth::new("kubevirts", Duration::from_secs(120));
+        health.failure(&refused("watch"), Duration::from_secs(1));
+        assert_eq!(health.lock().forbidden_logged, Some("watch"));
+        for _ in 0..3 {
+            health.success(true, 0);
+            assert_eq!(
+                health.lock().forbidden_logged,
+                Some("watch"),
+                "a LIST says nothing of watch"
+            );
+            health.failure(&refused("watch"), Duration::from_secs(1));
+        }
+        assert_eq!(
+            health.last_error().as_deref(),
+            Some("watch failed: cannot watch kubevirts (403)")
+        );
+        health.success(false, 0);
+        assert_eq!(health.lock().forbidden_logged, None);
+        // A forbidden LIST is cleared by a LIST that works.
+        health.failure(&refused("list"), Duration::from_secs(1));
+        assert_eq!(health.lock().forbidden_logged, Some("list"));
+        health.success(true, 0);
+        assert_eq!(health.lock().forbidden_logged, None);
+    }
+}

@@ -153,7 +153,7 @@ pub(super) fn shape(value: &Value) -> Shaped {
         found: &found,
     });
     let Found {
-        mut problems,
+        unknown: mut problems,
         type_errors,
         removed,
     } = found.into_inner();
@@ -178,8 +178,7 @@ pub(super) fn shape(value: &Value) -> Shaped {
 /// What the shape pass found.
 #[derive(Default)]
 struct Found {
-    /// Unknown fields.
-    problems: PolicyErrors,
+    unknown: PolicyErrors,
     type_errors: PolicyErrors,
     removed: Removed,
 }
@@ -393,7 +392,7 @@ impl<'de> de::MapAccess<'de> for Entries<'de, '_, '_> {
                         Some(known) => format!("unknown field (did you mean {known}?)"),
                         None => "unknown field".to_owned(),
                     };
-                    found.problems.push(FieldError::new(path, message));
+                    found.unknown.push(FieldError::new(path, message));
                 }
                 None => {
                     let message =

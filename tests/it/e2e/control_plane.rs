@@ -270,6 +270,15 @@ impl ControlPlane {
             }
             std::thread::sleep(Duration::from_millis(300));
         }
+        plane.install_crds()?;
+        eprintln!("e2e: control plane up at {}", plane.server);
+        Ok(plane)
+    }
+
+    /// Installs the test CRDs (`tests/e2e-fixtures/crds.yaml`: KubeVirt's
+    /// VirtualMachineInstance and KubeVirt) and waits until they are
+    /// established.
+    pub(crate) fn install_crds(&self) -> Result<(), String> {
         let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e-fixtures/crds.yaml");
         for args in [
             vec!["apply", "-f", crds.to_str().expect("utf-8 path")],
@@ -281,7 +290,7 @@ impl ControlPlane {
                 "--all",
             ],
         ] {
-            let output = plane.kubectl(&args);
+            let output = self.kubectl(&args);
             if !output.status.success() {
                 return Err(format!(
                     "kubectl {}: {}",
@@ -290,8 +299,7 @@ impl ControlPlane {
                 ));
             }
         }
-        eprintln!("e2e: control plane up at {}", plane.server);
-        Ok(plane)
+        Ok(())
     }
 
     /// A kubeconfig (written in `dir`) for the ServiceAccount

@@ -3,7 +3,8 @@
 //! policy in a ConfigMap labelled `virt-sizer.io/policy=true` is refused on
 //! CREATE and UPDATE with the checker's own messages (every problem, with
 //! its field path, as `virt-sizer policy check` prints them); a valid one
-//! is accepted; an unlabelled ConfigMap is none of its business.
+//! is accepted; an unlabelled ConfigMap, or one in another namespace than
+//! virt-sizer's own, is none of its business.
 
 use std::process::Command;
 use std::time::Duration;
@@ -14,16 +15,23 @@ use super::api::{self, Kind};
 use super::control_plane;
 use super::webhook::{Serve, policy, register};
 
-const NAMESPACE: &str = "policy-e2e";
+/// The base's namespace: the only one the policy webhook selects.
+const NAMESPACE: &str = "virt-sizer";
+/// A tenant's namespace.
+const OTHER_NAMESPACE: &str = "policy-e2e";
 
 /// Two problems: a ratio below 1 and an overcommit below 10 %.
 const BROKEN: &str = "apiVersion: virt-sizer.io/v1alpha1\nkind: SizingPolicy\nprofiles:\n  \
                       default:\n    cpuAllocationRatio: 0\n    memoryOvercommitPercent: 5\n";
 
 fn config_map(name: &str, labelled: bool, policy_text: &str) -> Value {
+    config_map_in(NAMESPACE, name, labelled, policy_text)
+}
+
+fn config_map_in(namespace: &str, name: &str, labelled: bool, policy_text: &str) -> Value {
     let mut config_map = json!({
         "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": NAMESPACE},
+        "metadata": {"name": name, "namespace": namespace},
         "data": {"policy.yaml": policy_text},
     });
     if labelled {
@@ -74,6 +82,7 @@ async fn broken_policies_are_refused_at_apply_time_with_the_checkers_messages() 
     );
     register(&session, &configurations).await;
     api::namespace(client, NAMESPACE, &[]).await;
+    api::namespace(client, OTHER_NAMESPACE, &[]).await;
 
     // The validating webhook registers on its own schedule: wait until a
     // broken policy is refused (dry run), then check the real thing.
@@ -126,11 +135,18 @@ async fn broken_policies_are_refused_at_apply_time_with_the_checkers_messages() 
         api::refusal(&refused)
     );
 
-    // Without the label the webhook never sees it.
+    // Without the label the webhook never sees it; nor, labelled, in a
+    // tenant's namespace (where any tenant could make it cost a check).
     api::create(
         client,
         Kind::ConfigMap,
         &config_map("unlabelled", false, BROKEN),
+    )
+    .await;
+    api::create(
+        client,
+        Kind::ConfigMap,
+        &config_map_in(OTHER_NAMESPACE, "elsewhere", true, BROKEN),
     )
     .await;
 }

@@ -7,13 +7,13 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::api::{self, Kind, Resources};
 use super::control_plane::{self, ControlPlane};
 use super::objects;
-use super::webhook::{Offline, Serve, VirtSizer, policy, register};
-use crate::support::{VmiSpec, compute_resources, q};
+use super::webhook::{Offline, Serve, policy, register};
+use crate::support::{VmiSpec, q};
 
 const NAMESPACE: &str = "stale-e2e";
 const ACCOUNT: &str = "virt-sizer-no-watch";
@@ -30,18 +30,6 @@ fn no_watch_kubeconfig(plane: &ControlPlane, dir: &std::path::Path) -> std::path
         "- apiGroups: [kubevirt.io]\n  resources: [virtualmachineinstances, kubevirts]\n  verbs: [get, list]\n\
          - apiGroups: [\"\"]\n  resources: [namespaces]\n  verbs: [get, list]\n",
     )
-}
-
-async fn readyz(server: &VirtSizer) -> Value {
-    server
-        .https_client()
-        .get(server.url("/readyz"))
-        .send()
-        .await
-        .expect("readyz")
-        .json()
-        .await
-        .expect("json")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,7 +67,7 @@ async fn without_watch_permission_the_caches_still_follow_the_cluster() {
     .await;
 
     // /readyz: ready (every LIST succeeds) and honest about the watch.
-    let detail = readyz(&server).await;
+    let detail = server.readyz().await.1;
     assert_eq!(detail["ready"], true, "{detail}");
     let cache = &detail["vmiSource"]["cache"];
     assert_eq!(cache["synced"], true, "{detail}");
@@ -96,7 +84,7 @@ async fn without_watch_permission_the_caches_still_follow_the_cluster() {
         "the forbidden watch to show in /readyz",
         Duration::from_secs(15),
         async || {
-            readyz(&server).await["vmiSource"]["cache"]["lastError"]
+            server.readyz().await.1["vmiSource"]["cache"]["lastError"]
                 .as_str()
                 .is_some_and(|error| error.contains("forbidden") || error.contains("Forbidden"))
         },
@@ -156,11 +144,7 @@ async fn without_watch_permission_the_caches_still_follow_the_cluster() {
         Duration::from_secs(20),
         async || {
             attempt += 1;
-            let mut pod = objects::launcher_pod(
-                &new,
-                compute_resources(&[("cpu", "7m"), ("memory", "1292Mi")], &[]),
-            );
-            pod["metadata"]["generateName"] = json!(format!("relabel-{attempt}-"));
+            let pod = objects::named_launcher_pod(&new, "7m", &format!("relabel-{attempt}"));
             let stored = api::create(client, Kind::Pod, &pod).await;
             Resources::compute(&stored).request("cpu") == Some(q("100m"))
                 && api::annotation(&stored, virt_sizer::admission::DECISION_ANNOTATION)

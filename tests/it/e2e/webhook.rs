@@ -81,6 +81,13 @@ impl Serve {
 
     /// Starts it against `plane` and waits until `/readyz` says ready.
     pub(crate) async fn start(self, plane: &ControlPlane) -> VirtSizer {
+        let mut server = self.spawn(plane);
+        server.wait_ready().await;
+        server
+    }
+
+    /// Starts it against `plane`, without waiting for anything.
+    pub(crate) fn spawn(self, plane: &ControlPlane) -> VirtSizer {
         let dir = tempfile::tempdir().expect("tempdir");
         let pem = generate_self_signed(&["127.0.0.1", "localhost"]).expect("certificates");
         std::fs::write(dir.path().join("tls.crt"), &pem.cert_pem).expect("write");
@@ -119,16 +126,14 @@ impl Serve {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));
         let child = command.spawn().expect("virt-sizer starts");
-        let mut server = VirtSizer {
+        VirtSizer {
             child: Some(child),
             port,
             pem,
             identity: self.client_ca.then(|| plane.webhook_client.clone()),
             log,
             _dir: dir,
-        };
-        server.wait_ready().await;
-        server
+        }
     }
 }
 
@@ -169,6 +174,18 @@ impl VirtSizer {
             );
         }
         builder.build().expect("client")
+    }
+
+    /// `GET /readyz`: the status (0 when it does not answer) and the body
+    /// (`null` unless JSON).
+    pub(crate) async fn readyz(&self) -> (u16, Value) {
+        match self.https_client().get(self.url("/readyz")).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
     }
 
     async fn wait_ready(&mut self) {
@@ -377,16 +394,7 @@ impl Offline<'_> {
     /// The warnings of `virt-sizer review` of `input`: what the apiserver
     /// passes on to the client that created it.
     pub(crate) fn warnings(&self, input: &Value) -> Vec<String> {
-        let response = self.review(input, &[]);
-        response["response"]["warnings"]
-            .as_array()
-            .map(|warnings| {
-                warnings
-                    .iter()
-                    .filter_map(|warning| warning.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
+        crate::support::response_warnings(&self.review(input, &[]))
     }
 
     fn review(&self, input: &Value, flags: &[&str]) -> Value {

@@ -25,7 +25,8 @@ fn string_leaves<'a>(value: &'a Value, at: String, out: &mut Vec<(String, &'a st
 }
 
 /// One rendering is installed in `namespace`, consistently: every object,
-/// the webhooks' Service reference and their namespaceSelector exclusion,
+/// the webhooks' Service reference and their namespaceSelectors (the Pod
+/// webhooks' exclusion, the policy webhook's selection),
 /// the ServiceAccount binding, the serving certificate's DNS names and
 /// cert-manager's inject-ca-from; and no object names the base's namespace
 /// where a namespace belongs (when it is another).
@@ -58,7 +59,13 @@ fn check_namespace(check: &mut Check, docs: &[Doc], namespace: &str) {
                 &at,
                 format!("webhook calls a Service in {found:?}, expected {namespace}"),
             );
-            if webhook.get("namespaceSelector").is_some() {
+            if doc.kind() == "ValidatingWebhookConfiguration" {
+                check.expect(
+                    selects_only_namespace(webhook.get("namespaceSelector"), namespace),
+                    &at,
+                    format!("the policy webhook's namespaceSelector must select only {namespace}"),
+                );
+            } else if webhook.get("namespaceSelector").is_some() {
                 check.expect(
                     excludes_namespaces(
                         webhook.get("namespaceSelector"),

@@ -75,8 +75,9 @@ pub(super) enum CaBundle {
 }
 
 /// The policy ConfigMap is checked at apply time: the validating webhook
-/// selects it by label, calls `/validate-policy` on the Service, with the
-/// rendering's caBundle, and never blocks a repair (`Ignore`).
+/// selects it by label in virt-sizer's own namespace only, calls
+/// `/validate-policy` on the Service, with the rendering's caBundle, and
+/// never blocks a repair (`Ignore`).
 fn check_policy_webhook(check: &mut Check, configuration: &Doc, configmap: &Doc, expect: &Expect) {
     let at = &configuration.origin;
     let webhooks = list(configuration.value.get("webhooks"));
@@ -93,6 +94,13 @@ fn check_policy_webhook(check: &mut Check, configuration: &Doc, configmap: &Doc,
             && str_at(webhook, "/sideEffects") == Some("None"),
         at,
         "the policy webhook calls /validate-policy for ConfigMaps labelled virt-sizer.io/policy=true, failurePolicy Ignore",
+    );
+    check.expect(
+        selects_only_namespace(webhook.get("namespaceSelector"), NAMESPACE),
+        at,
+        format!(
+            "the policy webhook's namespaceSelector selects only {NAMESPACE} (matchLabels kubernetes.io/metadata.name): a labelled ConfigMap elsewhere is a tenant's"
+        ),
     );
     let rules = list(webhook.get("rules"));
     check.expect(
@@ -422,6 +430,21 @@ fn check_webhooks(check: &mut Check, configuration: &Doc, expect: &Expect) {
 
 /// The selector keeps out every namespace in `excluded` (and only does so
 /// with the immutable name label, which no tenant can change).
+/// Whether a namespaceSelector selects `namespace` and no other: its one
+/// term is `kubernetes.io/metadata.name: <namespace>` (the label the
+/// apiserver sets on every Namespace to its name).
+pub(super) fn selects_only_namespace(selector: Option<&Value>, namespace: &str) -> bool {
+    let Some(selector) = selector.and_then(Value::as_object) else {
+        return false;
+    };
+    let match_labels = selector.get("matchLabels").and_then(Value::as_object);
+    selector.keys().all(|key| key == "matchLabels")
+        && match_labels.is_some_and(|labels| {
+            labels.len() == 1
+                && labels.get("kubernetes.io/metadata.name") == Some(&Value::from(namespace))
+        })
+}
+
 pub(super) fn excludes_namespaces(selector: Option<&Value>, excluded: &[&str]) -> bool {
     let Some(selector) = selector else {
         return false;

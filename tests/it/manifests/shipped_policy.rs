@@ -127,3 +127,17 @@ fn example_policy_overlay_sizes_prod_and_dev_namespaces() {
         );
     }
 }
+
+/// The shipped ConfigMap holds the built-in policy's exact bytes, so a
+/// cluster running it and a server given no policy stamp the same digest on
+/// their decisions (the digest is the SHA-256 of the policy's bytes).
+#[test]
+fn the_shipped_policy_is_the_builtin_policy_with_its_digest() {
+    let text = policy_text(&base_docs());
+    assert!(
+        text == virt_sizer::sizing::policy::BUILTIN_POLICY_YAML,
+        "manifests/base/policy-configmap.yaml must hold src/sizing/default-policy.yaml verbatim"
+    );
+    let shipped = ValidPolicy::from_yaml(&text).unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(shipped.digest, ValidPolicy::builtin().digest);
+}
