@@ -15,7 +15,7 @@
 //! figures.
 
 use super::*;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 const REVIEWS: usize = 50;
 const P99_TARGET: Duration = Duration::from_secs(1);
@@ -132,6 +132,20 @@ fn reviews_beside_the_attack(binary: &Binary, fresh: bool) -> Vec<Duration> {
         .block_on(reviews(binary, fresh))
 }
 
+/// Waits (up to 60 s) until `count` reaches `target`: the attack is
+/// mounted in full before the reviews begin.
+async fn until_mounted(count: &AtomicUsize, target: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count.load(Ordering::SeqCst) < target {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {} of {target} mounted within 60 s",
+            count.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn baseline(binary: &Binary, runtime: &tokio::runtime::Runtime) -> u64 {
     runtime.block_on(async {
         let http = binary.client();
@@ -186,19 +200,26 @@ fn window_buffering_400_http2_connections_with_unfinished_bodies() {
     let runtime = attacker_runtime();
     let baseline = baseline(&binary, &runtime);
     let stop = Arc::new(AtomicBool::new(false));
+    let sending = Arc::new(AtomicUsize::new(0));
     let attackers = runtime.block_on(async {
         // Each connection sends a body that declares the cap, pushes 1 MiB as
         // fast as flow control lets it and stops; when the server cuts it
-        // off, it sends another.
+        // off, it sends another. All connect first, then all send.
         let prefix = Bytes::from(vec![b' '; 1024 * 1024]);
+        let (go, ready) = tokio::sync::watch::channel(false);
         let mut attackers = Vec::new();
         for _ in 0..CONNECTIONS {
             let (address, ca) = (binary.address(), binary.ca_pem.clone());
-            let (stop, prefix) = (stop.clone(), prefix.clone());
+            let (stop, prefix, sending) = (stop.clone(), prefix.clone(), sending.clone());
+            let mut ready = ready.clone();
             attackers.push(tokio::spawn(async move {
                 let Some(mut sender) = attacker_connection(address, &ca).await else {
                     return;
                 };
+                sending.fetch_add(1, Ordering::SeqCst);
+                if ready.wait_for(|go| *go).await.is_err() {
+                    return;
+                }
                 while !stop.load(Ordering::SeqCst) {
                     let sent = sender
                         .send_request(unfinished_request(server::MAX_BODY_BYTES, prefix.clone()))
@@ -209,6 +230,9 @@ fn window_buffering_400_http2_connections_with_unfinished_bodies() {
                 }
             }));
         }
+        until_mounted(&sending, CONNECTIONS, "window buffering").await;
+        let _ = go.send(true);
+        // Time for the bodies' bytes to arrive.
         tokio::time::sleep(Duration::from_secs(1)).await;
         attackers
     });
@@ -232,10 +256,9 @@ fn slot_exhaustion_1024_probing_http2_connections_and_100_silent_tcp() {
         // the TLS port taken.
         let mut attackers = Vec::new();
         for _ in 0..PROBING {
-            let Some(mut sender) = attacker_connection(binary.address(), &binary.ca_pem).await
-            else {
-                continue;
-            };
+            let mut sender = attacker_connection(binary.address(), &binary.ca_pem)
+                .await
+                .expect("every probing connection is served: there is a slot for each");
             attackers.push(tokio::spawn(async move {
                 loop {
                     let probe = hyper::Request::get("https://localhost/healthz")

@@ -75,28 +75,40 @@ fn unfinished_heads_on_both_ports_stay_under_200_mib_and_probes_are_answered() {
     let tls = SocketAddr::from(([127, 0, 0, 1], binary.port));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let baseline = binary.memory_kib("VmRSS");
+    let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writers = runtime.block_on(async {
-        // 500 TLS connections and 1,000 probe-port connections, each
-        // holding an unfinished 400 KB head.
-        let mut writers = Vec::new();
+        // 500 TLS connections and 1,000 probe-port connections (all
+        // connected first), each then writing an unfinished 400 KB head:
+        // every head written, or cut off by the server, before the probes.
+        let mut tls_streams = Vec::new();
         for _ in 0..500 {
-            let ca = binary.ca_pem.clone();
+            tls_streams.push(tls_connect(tls, &binary.ca_pem, &[b"http/1.1"]).await);
+        }
+        let mut writers = Vec::new();
+        for mut stream in tls_streams {
+            let written = written.clone();
             writers.push(tokio::spawn(async move {
-                let mut stream = tls_connect(tls, &ca, &[b"http/1.1"]).await;
                 unfinished_head(&mut stream).await;
-                tokio::time::sleep(Duration::from_secs(30)).await;
+                written.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(120)).await;
             }));
         }
         for _ in 0..1000 {
+            let mut tcp = tokio::net::TcpStream::connect(probes)
+                .await
+                .expect("connect");
+            let written = written.clone();
             writers.push(tokio::spawn(async move {
-                let mut tcp = tokio::net::TcpStream::connect(probes)
-                    .await
-                    .expect("connect");
                 unfinished_head(&mut tcp).await;
-                tokio::time::sleep(Duration::from_secs(30)).await;
+                written.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(120)).await;
             }));
         }
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while written.load(std::sync::atomic::Ordering::SeqCst) < 1500 {
+            assert!(Instant::now() < deadline, "heads not written within 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         writers
     });
     // Probes on new connections are answered at once, as the kubelet's
