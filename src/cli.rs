@@ -148,15 +148,17 @@ pub struct PlanArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8443 with the embedded
-    /// self-signed certificate, 0.0.0.0:8443 with --cert].
+    /// self-signed certificate, 0.0.0.0:8443 with --cert or
+    /// --certificate-secret].
     #[arg(long, env = "VIRT_SIZER_LISTEN")]
     pub listen: Option<std::net::SocketAddr>,
     /// Sizing policy (YAML), reloaded on change. Without it, the built-in
     /// policy (KubeVirt's own defaults).
     #[arg(long, env = "VIRT_SIZER_POLICY")]
     pub policy: Option<PathBuf>,
-    /// Serving certificate chain (PEM), reloaded on change. Without it, a
-    /// self-signed certificate for localhost is generated at start.
+    /// Serving certificate chain (PEM), reloaded on change. Without it (and
+    /// without --certificate-secret), a self-signed certificate for
+    /// localhost is generated at start.
     #[arg(long, requires = "key", env = "VIRT_SIZER_CERT")]
     pub cert: Option<PathBuf>,
     /// Serving private key (PEM), reloaded on change.
@@ -165,6 +167,57 @@ pub struct ServeArgs {
     /// Require client certificates signed by this CA bundle (PEM).
     #[arg(long, env = "VIRT_SIZER_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,
+    /// Self-managed certificates: keep a CA and the serving pair in this
+    /// Secret (`NAMESPACE/NAME`, created if missing), serve the pair,
+    /// inject the CA into the webhook configurations named by
+    /// --mutating-webhook-configuration and
+    /// --validating-webhook-configuration, and renew both once less than a
+    /// third of their validity remains. Every replica may run it: the
+    /// Secret is written with its resourceVersion.
+    #[arg(
+        long,
+        value_name = "NAMESPACE/NAME",
+        env = "VIRT_SIZER_CERTIFICATE_SECRET",
+        conflicts_with_all = ["cert", "key"]
+    )]
+    pub certificate_secret: Option<crate::server::self_certs::SecretRef>,
+    /// With --certificate-secret: the Service the webhooks call; the
+    /// serving certificate names SERVICE.NAMESPACE.svc and
+    /// SERVICE.NAMESPACE.svc.cluster.local (NAMESPACE: the Secret's).
+    #[arg(long, value_name = "SERVICE", default_value = "virt-sizer")]
+    pub certificate_service: String,
+    /// With --certificate-secret: one more DNS name or IP address on the
+    /// serving certificate. Repeatable.
+    #[arg(
+        long = "certificate-extra-name",
+        value_name = "NAME|IP",
+        requires = "certificate_secret"
+    )]
+    pub certificate_extra_names: Vec<String>,
+    /// With --certificate-secret: a MutatingWebhookConfiguration whose
+    /// webhooks all get the CA as caBundle. Repeatable.
+    #[arg(
+        long = "mutating-webhook-configuration",
+        value_name = "NAME",
+        requires = "certificate_secret"
+    )]
+    pub mutating_webhook_configurations: Vec<String>,
+    /// With --certificate-secret: a ValidatingWebhookConfiguration whose
+    /// webhooks all get the CA as caBundle. Repeatable.
+    #[arg(
+        long = "validating-webhook-configuration",
+        value_name = "NAME",
+        requires = "certificate_secret"
+    )]
+    pub validating_webhook_configurations: Vec<String>,
+    /// With --certificate-secret: how long a CA is valid (a number and a
+    /// unit: s, m, h or d).
+    #[arg(long, value_name = "DURATION", default_value = "1095d", value_parser = crate::server::self_certs::parse_lifetime)]
+    pub ca_validity: std::time::Duration,
+    /// With --certificate-secret: how long a serving certificate is valid
+    /// (never past its CA's end).
+    #[arg(long, value_name = "DURATION", default_value = "90d", value_parser = crate::server::self_certs::parse_lifetime)]
+    pub certificate_validity: std::time::Duration,
     /// Directory of VirtualMachineInstance files (dry runs without a cluster).
     #[arg(long, env = "VIRT_SIZER_VMI_DIR")]
     pub vmi_dir: Option<PathBuf>,
@@ -181,7 +234,7 @@ pub struct ServeArgs {
     /// Plain-HTTP listener for `/healthz`, `/readyz` and `/metrics`, without
     /// client authentication (kubelet probes, Prometheus); `/mutate` is only
     /// on the TLS port [default: 127.0.0.1:8081 with the embedded
-    /// self-signed certificate, none with --cert].
+    /// self-signed certificate, none with --cert or --certificate-secret].
     #[arg(long, value_name = "ADDR", env = "VIRT_SIZER_PROBE_LISTEN")]
     pub probe_listen: Option<std::net::SocketAddr>,
     /// Where the embedded default writes its CA certificate
@@ -212,7 +265,9 @@ pub struct ServeArgs {
     /// /readyz not ready.
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
     pub cache_stale_seconds: u64,
-    /// Poll interval for policy and certificate files (events are watched too).
+    /// Poll interval for policy and certificate files (events are watched
+    /// too), and the longest pause between two looks at the
+    /// --certificate-secret Secret and the webhook configurations.
     #[arg(long, default_value_t = 10)]
     pub reload_poll_seconds: u64,
     /// After SIGTERM, how long to keep serving while readiness is false (so

@@ -26,6 +26,7 @@ pub mod limits;
 pub mod policy_checks;
 pub mod policy_store;
 pub mod reload;
+pub mod self_certs;
 pub mod tls;
 pub mod vmi_source;
 pub mod watch;

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
 use crate::server::policy_store::PolicyStore;
+use crate::server::self_certs::{self, SecretRef, SelfManaged};
 use crate::server::tls::{self, CertStore};
 use crate::server::vmi_source::{NoVmis, VmiDirectory, VmiSource};
 use crate::server::{
@@ -53,10 +54,13 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         Some(path) => PolicyStore::from_file_or_builtin(path),
         None => PolicyStore::builtin(),
     };
-    let certs = Certificates::load(args, provider.clone())?;
+    let mut certs = Certificates::load(args, provider.clone()).await?;
     let tls_config = tls::server_config(certs.store.clone(), args.client_ca.as_deref(), provider)?;
     let state = assemble_state(args, policy, certs.store.clone()).await?;
     state.record_policy_at_start();
+    if let Some(manager) = certs.self_managed.take() {
+        manager.spawn(state.clone());
+    }
     let _watchers = watch_files(args, &state, &certs.store);
     signals.reload_on_hangup(state.clone());
 
@@ -71,6 +75,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         policy = %state.policy().current().digest,
         policy_file = ?args.policy,
         certificate_files = ?certs.store.watched_files(),
+        certificate_secret = ?args.certificate_secret.as_ref().map(ToString::to_string),
         mtls = args.client_ca.is_some(),
         "listening"
     );
@@ -102,10 +107,13 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The serving pair: from `--cert`/`--key`, or the embedded self-signed
-/// default (whose CA is written out for clients).
+/// The serving pair: from `--cert`/`--key`, from the
+/// `--certificate-secret` Secret, or the embedded self-signed default
+/// (whose CA is written out for clients).
 struct Certificates {
     store: Arc<CertStore>,
+    /// The self-managed certificates, until their loop is spawned.
+    self_managed: Option<SelfManaged>,
     /// Where to listen without `--listen`: everywhere with real
     /// certificates, loopback with the embedded default.
     default_listen: SocketAddr,
@@ -114,11 +122,25 @@ struct Certificates {
 }
 
 impl Certificates {
-    fn load(args: &ServeArgs, provider: Arc<CryptoProvider>) -> anyhow::Result<Certificates> {
+    async fn load(args: &ServeArgs, provider: Arc<CryptoProvider>) -> anyhow::Result<Certificates> {
+        let everywhere = SocketAddr::from(([0, 0, 0, 0], 8443));
+        if let Some(secret) = &args.certificate_secret {
+            let client = cluster::infer_client(args.kubeconfig.as_deref())
+                .await
+                .context("--certificate-secret needs the Kubernetes API")?;
+            let manager = SelfManaged::start(client, self_managed_options(args, secret)).await?;
+            return Ok(Certificates {
+                store: Arc::new(CertStore::from_shared(manager.pair(), provider)?),
+                self_managed: Some(manager),
+                default_listen: everywhere,
+                embedded_ca: None,
+            });
+        }
         if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
             return Ok(Certificates {
                 store: Arc::new(CertStore::from_files(cert, key, provider)?),
-                default_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+                self_managed: None,
+                default_listen: everywhere,
                 embedded_ca: None,
             });
         }
@@ -136,9 +158,29 @@ impl Certificates {
         )?;
         Ok(Certificates {
             store: Arc::new(store),
+            self_managed: None,
             default_listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             embedded_ca: Some(ca_path),
         })
+    }
+}
+
+/// What `--certificate-secret` and the flags that go with it ask for.
+fn self_managed_options(args: &ServeArgs, secret: &SecretRef) -> self_certs::Options {
+    let mut names = self_certs::service_names(&args.certificate_service, &secret.namespace);
+    names.extend(args.certificate_extra_names.iter().cloned());
+    self_certs::Options {
+        secret: secret.clone(),
+        wanted: self_certs::Wanted {
+            names,
+            lifetimes: self_certs::Lifetimes {
+                ca: args.ca_validity,
+                serving: args.certificate_validity,
+            },
+        },
+        mutating: args.mutating_webhook_configurations.clone(),
+        validating: args.validating_webhook_configurations.clone(),
+        poll: Duration::from_secs(args.reload_poll_seconds.max(1)),
     }
 }
 

@@ -13,7 +13,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use anyhow::{Context as _, bail};
 use rustls::client::danger::HandshakeSignatureValid;
@@ -29,10 +29,11 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
 use crate::server::reload::{Loader, Reload, Reloadable};
 
-/// The serving key pair, reloadable from its files, and the client CA
-/// bundle once [`server_config`] has loaded one.
+/// The serving key pair, reloadable from its files (or from a
+/// [`SharedPair`]), and the client CA bundle once [`server_config`] has
+/// loaded one.
 pub struct CertStore {
-    pair: Reloadable<PairFiles>,
+    pair: Reloadable<PairSource>,
     client_ca: OnceLock<Arc<Reloadable<ClientCaFile>>>,
 }
 
@@ -69,7 +70,8 @@ impl Validity {
     }
 }
 
-fn unix_now() -> i64 {
+/// The clock, in Unix seconds.
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| {
@@ -91,14 +93,66 @@ struct ServingPair {
     validity: Arc<Validity>,
 }
 
-/// The certificate and key files (PEM).
-struct PairFiles {
-    cert: PathBuf,
-    key: PathBuf,
+/// A serving pair handed over in memory by what manages it (the
+/// self-managed certificates' Secret, [`crate::server::self_certs`]): a
+/// [`CertStore`] over it reloads from it as from files.
+#[derive(Debug)]
+pub struct SharedPair {
+    /// Where the pair comes from, for messages.
+    origin: String,
+    pem: Mutex<(Vec<u8>, Vec<u8>)>,
+}
+
+impl SharedPair {
+    /// A certificate chain and key (PEM) from `origin` (named in messages).
+    #[must_use]
+    pub fn new(origin: String, cert_pem: &[u8], key_pem: &[u8]) -> SharedPair {
+        SharedPair {
+            origin,
+            pem: Mutex::new((cert_pem.to_vec(), key_pem.to_vec())),
+        }
+    }
+
+    /// Hands over a new pair: the next [`CertStore::reload`] loads it.
+    pub fn publish(&self, cert_pem: &[u8], key_pem: &[u8]) {
+        *self.pem.lock().unwrap_or_else(PoisonError::into_inner) =
+            (cert_pem.to_vec(), key_pem.to_vec());
+    }
+
+    fn read(&self) -> (Vec<u8>, Vec<u8>) {
+        self.pem
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Where the serving pair is read from.
+enum PairOrigin {
+    /// The certificate and key files (PEM).
+    Files { cert: PathBuf, key: PathBuf },
+    /// A pair handed over in memory.
+    Shared(Arc<SharedPair>),
+}
+
+/// The serving pair's origin, and how it is loaded.
+struct PairSource {
+    origin: PairOrigin,
     provider: Arc<CryptoProvider>,
 }
 
-impl Loader for PairFiles {
+impl PairSource {
+    fn describe(&self) -> String {
+        match &self.origin {
+            PairOrigin::Files { cert, key } => {
+                format!("loading {} and {}", cert.display(), key.display())
+            }
+            PairOrigin::Shared(shared) => format!("loading the pair of {}", shared.origin),
+        }
+    }
+}
+
+impl Loader for PairSource {
     type Value = ServingPair;
     type Contents = (Vec<u8>, Vec<u8>);
 
@@ -107,14 +161,20 @@ impl Loader for PairFiles {
     const RETRIES_REJECTED: bool = true;
 
     fn files(&self) -> Vec<PathBuf> {
-        vec![self.cert.clone(), self.key.clone()]
+        match &self.origin {
+            PairOrigin::Files { cert, key } => vec![cert.clone(), key.clone()],
+            PairOrigin::Shared(_) => Vec::new(),
+        }
     }
 
     fn read(&self) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
-        let cert_pem = std::fs::read(&self.cert)
-            .with_context(|| format!("reading {}", self.cert.display()))?;
-        let key_pem =
-            std::fs::read(&self.key).with_context(|| format!("reading {}", self.key.display()))?;
+        let (cert, key) = match &self.origin {
+            PairOrigin::Files { cert, key } => (cert, key),
+            PairOrigin::Shared(shared) => return Ok(shared.read()),
+        };
+        let cert_pem =
+            std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+        let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
         Ok((cert_pem, key_pem))
     }
 
@@ -129,9 +189,7 @@ impl Loader for PairFiles {
     ) -> anyhow::Result<ServingPair> {
         let pair = serving_pair(cert_pem, key_pem, &self.provider);
         if current.is_none() {
-            return pair.with_context(|| {
-                format!("loading {} and {}", self.cert.display(), self.key.display())
-            });
+            return pair.with_context(|| self.describe());
         }
         let pair = pair?;
         if !pair.validity.contains(unix_now()) {
@@ -186,13 +244,35 @@ impl CertStore {
         key: &Path,
         provider: Arc<CryptoProvider>,
     ) -> anyhow::Result<CertStore> {
-        let files = PairFiles {
-            cert: cert.to_owned(),
-            key: key.to_owned(),
+        let files = PairSource {
+            origin: PairOrigin::Files {
+                cert: cert.to_owned(),
+                key: key.to_owned(),
+            },
             provider,
         };
         Ok(CertStore {
             pair: Reloadable::from_files(files)?,
+            client_ca: OnceLock::new(),
+        })
+    }
+
+    /// Loads the pair `shared` holds now; [`CertStore::reload`] loads what
+    /// it holds then.
+    ///
+    /// # Errors
+    /// No certificate, no key, or a key that does not match the
+    /// certificate.
+    pub fn from_shared(
+        shared: Arc<SharedPair>,
+        provider: Arc<CryptoProvider>,
+    ) -> anyhow::Result<CertStore> {
+        let source = PairSource {
+            origin: PairOrigin::Shared(shared),
+            provider,
+        };
+        Ok(CertStore {
+            pair: Reloadable::from_files(source)?,
             client_ca: OnceLock::new(),
         })
     }
@@ -241,7 +321,8 @@ impl CertStore {
             .map_or(Reload::Unchanged, |ca| ca.reload())
     }
 
-    /// Re-reads the files; swaps the pair in if they changed and load.
+    /// Re-reads the files (or the shared pair); swaps the pair in if they
+    /// changed and load.
     pub fn reload(&self) -> Reload {
         self.pair.reload()
     }
@@ -433,4 +514,44 @@ pub fn generate_self_signed(names: &[&str]) -> anyhow::Result<SelfSigned> {
         cert_pem: leaf_cert.pem(),
         key_pem: leaf_key.serialize_pem(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn served_certificate(store: &CertStore) -> Vec<u8> {
+        store.pair.current().key.cert[0].as_ref().to_vec()
+    }
+
+    #[test]
+    fn a_shared_pair_is_reloaded_like_files_and_a_broken_one_is_refused() {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let first = generate_self_signed(&["localhost"]).expect("pair");
+        let second = generate_self_signed(&["localhost"]).expect("pair");
+        let shared = Arc::new(SharedPair::new(
+            "Secret ns/name".to_owned(),
+            first.cert_pem.as_bytes(),
+            first.key_pem.as_bytes(),
+        ));
+        let store = CertStore::from_shared(shared.clone(), provider).expect("loads");
+        let first_der = served_certificate(&store);
+        assert!(store.watched_files().is_empty(), "no file to watch");
+        assert_eq!(store.reload(), Reload::Unchanged);
+
+        shared.publish(second.cert_pem.as_bytes(), second.key_pem.as_bytes());
+        assert_eq!(store.reload(), Reload::Reloaded);
+        let second_der = served_certificate(&store);
+        assert_ne!(second_der, first_der);
+
+        // A key that is not the certificate's: refused, named, the pair in
+        // force stays.
+        shared.publish(first.cert_pem.as_bytes(), second.key_pem.as_bytes());
+        let Reload::Failed(error) = store.reload() else {
+            panic!("a mismatched pair must be refused");
+        };
+        assert!(error.contains("does not match"), "{error}");
+        assert_eq!(served_certificate(&store), second_der);
+        assert!(store.last_error().is_some());
+    }
 }

@@ -30,6 +30,7 @@
 //! | `kubevirt_absent` | no KubeVirt CRDs: ready, Kata sized, caches start when they appear |
 //! | `kubevirt_baseline` | the KubeVirt CR is the built-in policy's baseline |
 //! | `policy_webhook` | the policy ConfigMap is checked at apply time |
+//! | `self_certs` | `install.yaml` + `serve` with its own flags: the CA injected, rotated under load |
 //! | `stale_cache` | get + list without watch: recreated VMIs and relabelled namespaces are followed |
 
 mod api;
@@ -49,5 +50,6 @@ mod policy_webhook;
 mod probes;
 mod proxy;
 mod reinvocation;
+mod self_certs;
 mod stale_cache;
 mod webhook;

@@ -41,10 +41,10 @@ mod memory_amplification;
 mod metric_labels;
 mod others;
 mod policy_at_start;
+mod policy_checks;
 mod readiness;
 mod request_heads;
 mod signals;
-mod policy_checks;
 mod stalled_bodies;
 
 use crate::support::{EXAMPLE_REVIEW, install_provider, pair, provider};

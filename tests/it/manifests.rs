@@ -10,8 +10,11 @@
 //! it fails, how the Deployment is hardened, what RBAC allows, and that the
 //! shipped policy is valid.
 //!
-//! With `kubectl` on the PATH the base and every overlay are also rendered
-//! (`kubectl kustomize`) and the rendered output is held to the same rules.
+//! `manifests/install.yaml` (the default install in one file) is held to
+//! the same rules, and with `kubectl` (the envtest assets', or the PATH's)
+//! the base and every overlay are rendered (`kubectl kustomize`) and held to
+//! them too, and `install.yaml` must be what `kubectl kustomize manifests`
+//! renders.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -25,6 +28,7 @@ use virt_sizer::documents::parse_documents;
 use virt_sizer::sizing::policy::ValidPolicy;
 
 mod files;
+mod install;
 mod kinds;
 pub(crate) mod metrics;
 mod namespaces;
@@ -33,7 +37,8 @@ mod rules;
 mod shipped_policy;
 
 use rules::{
-    CaBundle, Expect, check_rules, check_type, excludes_namespaces, selects_only_namespace,
+    CaBundle, Expect, check_rules, check_type, excludes_namespaces, rule_problems,
+    selects_only_namespace,
 };
 
 // === What the manifests promise ===
@@ -42,6 +47,15 @@ const NAMESPACE: &str = "virt-sizer";
 const SERVICE: &str = "virt-sizer";
 const WEBHOOK_CONFIGURATION: &str = "virt-sizer";
 const TLS_SECRET: &str = "virt-sizer-tls";
+/// The Secret of the self-managed certificates.
+const CERTIFICATE_SECRET: &str = "virt-sizer-certificates";
+/// The Role that lets the server get, update and create that Secret.
+const CERTIFICATES_ROLE: &str = "virt-sizer-certificates";
+/// The ClusterRole that lets the server inject its CA into its webhook
+/// configurations.
+const WEBHOOK_CONFIGURATIONS_ROLE: &str = "virt-sizer-webhook-configurations";
+/// The component that switches an overlay to mounted certificates.
+const MOUNTED_CERTIFICATES: &str = "mounted-certificates";
 const POLICY_CONFIGMAP: &str = "virt-sizer-policy";
 const POLICY_WEBHOOK_CONFIGURATION: &str = "virt-sizer-policy";
 const IMAGE_REPOSITORY: &str = "ghcr.io/virt-sizer/virt-sizer";
@@ -53,7 +67,6 @@ const KATA_WEBHOOK: &str = "kata-pods.virt-sizer.io";
 const RUNTIMECLASS_WEBHOOK: &str = "runtimeclasses.virt-sizer.io";
 const KATA_CONDITION: &str =
     "has(object.spec.runtimeClassName) && object.spec.runtimeClassName.startsWith('kata')";
-const PLACEHOLDER_CA_BUNDLE: &str = "Cg==";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -61,6 +74,30 @@ fn repo() -> PathBuf {
 
 fn manifests_dir() -> PathBuf {
     repo().join("manifests")
+}
+
+/// The default install in one file.
+fn install_yaml() -> PathBuf {
+    manifests_dir().join("install.yaml")
+}
+
+/// The components an operator may add to an overlay (monitoring, a
+/// NetworkPolicy), sorted: every directory under `components/` but
+/// [`MOUNTED_CERTIFICATES`], which is part of the overlays that use it.
+pub(crate) fn add_on_components(manifests: &Path) -> Vec<String> {
+    let mut components: Vec<String> = std::fs::read_dir(manifests.join("components"))
+        .expect("manifests/components")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name != MOUNTED_CERTIFICATES)
+        .collect();
+    components.sort();
+    components
 }
 
 // === Reading ===

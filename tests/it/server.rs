@@ -24,8 +24,8 @@ mod certificate_rotation;
 mod faults;
 mod handshake;
 mod policy_reload;
-mod readiness_detail;
 mod policy_webhook;
+mod readiness_detail;
 mod review_parity;
 mod router;
 

@@ -18,6 +18,7 @@ pub(crate) enum Kind {
     Pod,
     Namespace,
     ConfigMap,
+    Secret,
     RuntimeClass,
     VirtualMachineInstance,
     KubeVirt,
@@ -31,6 +32,7 @@ impl Kind {
             Kind::Pod => ("", "Pod", "pods"),
             Kind::Namespace => ("", "Namespace", "namespaces"),
             Kind::ConfigMap => ("", "ConfigMap", "configmaps"),
+            Kind::Secret => ("", "Secret", "secrets"),
             Kind::RuntimeClass => ("node.k8s.io", "RuntimeClass", "runtimeclasses"),
             Kind::VirtualMachineInstance => (
                 "kubevirt.io",

@@ -325,6 +325,13 @@ impl ControlPlane {
         std::fs::write(&rbac_path, rbac).expect("write");
         let applied = self.kubectl(&["apply", "-f", rbac_path.to_str().expect("utf-8")]);
         assert!(applied.status.success(), "{applied:?}");
+        self.token_kubeconfig(dir, account, namespace)
+    }
+
+    /// A kubeconfig (written in `dir`) for the existing ServiceAccount
+    /// `namespace/account`, with a token for an hour: what a Pod running
+    /// as it may do.
+    pub(crate) fn token_kubeconfig(&self, dir: &Path, account: &str, namespace: &str) -> PathBuf {
         let token = self.kubectl(&["create", "token", account, "-n", namespace, "--duration=1h"]);
         assert!(token.status.success(), "{token:?}");
         let token = String::from_utf8(token.stdout).expect("utf-8");

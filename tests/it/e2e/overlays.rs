@@ -5,8 +5,9 @@
 //! The namespace the objects live in is made first (a dry run does not
 //! create it), the cert-manager kinds exist as minimal CRDs, and
 //! overlays/certs-script gets certs/out from certs/gen-certs.sh in a copy of
-//! the tree. Each component under `manifests/components` is applied on top
-//! of overlays/cert-manager (its CRDs, minimal, are in the fixtures too).
+//! the tree. Each add-on component under `manifests/components` is applied
+//! on top of overlays/cert-manager (its CRDs, minimal, are in the fixtures
+//! too).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -86,18 +87,7 @@ async fn every_overlay_applies_with_a_server_side_dry_run() {
     assert!(overlays.len() >= 3, "{overlays:?}");
     directories.extend(overlays);
     // Each component, added to overlays/cert-manager as an operator adds it.
-    let mut components: Vec<String> = std::fs::read_dir(manifests.join("components"))
-        .expect("manifests/components")
-        .map(|entry| {
-            entry
-                .expect("entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    components.sort();
-    for component in components {
+    for component in crate::manifests::add_on_components(&manifests) {
         let dir = manifests.join("overlays").join(format!("with-{component}"));
         std::fs::create_dir_all(&dir).expect("mkdir");
         std::fs::write(

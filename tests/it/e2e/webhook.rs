@@ -39,7 +39,7 @@ pub(crate) fn policy() -> PathBuf {
 /// Removes what would change a child's behaviour behind the test's back:
 /// every `VIRT_SIZER_*` variable (flags have env fallbacks), the in-cluster
 /// markers and `RUST_LOG`.
-fn scrub_environment(command: &mut Command) -> &mut Command {
+pub(crate) fn scrub_environment(command: &mut Command) -> &mut Command {
     for (name, _) in std::env::vars_os() {
         if name
             .to_str()

@@ -123,7 +123,7 @@ fn base_satisfies_every_rule() {
         &base_docs(),
         &Expect {
             failure_policy: "Ignore",
-            ca_bundle: CaBundle::Placeholder,
+            ca_bundle: CaBundle::SelfManaged,
         },
         "manifests/base",
     );
@@ -273,28 +273,39 @@ fn cert_manager_overlay_issues_the_secret_the_deployment_mounts() {
         ),
         Some(format!("{NAMESPACE}/virt-sizer-serving").as_str())
     );
-    // The placeholder caBundle is removed so `kubectl apply` never fights the
-    // injector: one remove per webhook.
+    // The overlay mounts that Secret instead of the self-managed one.
     let kustomization = read_docs(&dir.join("kustomization.yaml"));
-    let inline: String = list(kustomization[0].value.get("patches"))
-        .iter()
-        .filter_map(|patch| str_at(patch, "/patch"))
-        .collect();
-    let webhooks = list(
-        one(
-            &base_docs(),
-            "MutatingWebhookConfiguration",
-            WEBHOOK_CONFIGURATION,
-        )
-        .value
-        .get("webhooks"),
-    )
-    .len();
-    for index in 0..webhooks {
-        assert!(
-            inline.contains(&format!("path: /webhooks/{index}/clientConfig/caBundle")),
-            "no caBundle removal for webhook {index}: {inline}"
-        );
+    assert!(
+        strings(kustomization[0].value.get("components"))
+            .contains(&format!("../../components/{MOUNTED_CERTIFICATES}").as_str()),
+        "{:?}",
+        kustomization[0].value
+    );
+}
+
+/// No base webhook sets a caBundle: the server (self-managed), cert-manager's
+/// injector or the certs-script overlay owns the field, and a later
+/// `kubectl apply` of the manifests never erases what was injected.
+#[test]
+fn no_webhook_of_the_base_sets_a_ca_bundle() {
+    let base = base_docs();
+    for (kind, name) in [
+        ("MutatingWebhookConfiguration", WEBHOOK_CONFIGURATION),
+        (
+            "ValidatingWebhookConfiguration",
+            POLICY_WEBHOOK_CONFIGURATION,
+        ),
+    ] {
+        let configuration = one(&base, kind, name);
+        let webhooks = list(configuration.value.get("webhooks"));
+        assert!(!webhooks.is_empty(), "{kind} {name}");
+        for webhook in webhooks {
+            assert_eq!(
+                webhook.pointer("/clientConfig/caBundle"),
+                None,
+                "{kind} {name}: {webhook}"
+            );
+        }
     }
 }
 
@@ -347,6 +358,12 @@ fn certs_script_overlay_takes_the_ca_bundle_from_the_generated_secret() {
     assert_eq!(
         strings(target.get("fieldPaths")),
         ["webhooks.*.clientConfig.caBundle"]
+    );
+    // The base has no caBundle: the replacement creates it.
+    assert_eq!(
+        target.pointer("/options/create"),
+        Some(&Value::Bool(true)),
+        "{target}"
     );
 }
 

@@ -26,7 +26,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope, Resource};
 use serde::Deserialize;
@@ -78,6 +78,8 @@ pub(super) fn kind_of(api_version: &str, kind: &str) -> Option<Kind> {
         ("policy/v1", "PodDisruptionBudget") => k8s::<PodDisruptionBudget>().with_spec(),
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => k8s::<ClusterRole>(),
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => k8s::<ClusterRoleBinding>(),
+        ("rbac.authorization.k8s.io/v1", "Role") => k8s::<Role>(),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => k8s::<RoleBinding>(),
         ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration") => {
             k8s::<MutatingWebhookConfiguration>()
         }

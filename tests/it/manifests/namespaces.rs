@@ -86,7 +86,7 @@ fn check_namespace(check: &mut Check, docs: &[Doc], namespace: &str) {
                 format!("inject-ca-from {from}, expected {namespace}/virt-sizer-serving"),
             );
         }
-        if doc.kind() == "ClusterRoleBinding" {
+        if doc.kind() == "ClusterRoleBinding" || doc.kind() == "RoleBinding" {
             for subject in list(doc.value.get("subjects")) {
                 check.expect(
                     str_at(subject, "/namespace") == Some(namespace),
@@ -216,21 +216,11 @@ fn check_components(check: &mut Check, docs: &[Doc]) {
 }
 
 /// `manifests/overlays/NAME` in a copy of the tree, made of `base` plus
-/// every component.
+/// every add-on component.
 fn write_overlay_with_components(manifests: &Path, name: &str, base: &str) -> PathBuf {
     let dir = manifests.join("overlays").join(name);
     std::fs::create_dir_all(&dir).expect("mkdir");
-    let mut components: Vec<String> = std::fs::read_dir(manifests.join("components"))
-        .expect("manifests/components")
-        .map(|entry| {
-            entry
-                .expect("entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    components.sort();
+    let components = add_on_components(manifests);
     let text = format!(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../{base}\ncomponents:\n{}",
         components
@@ -251,26 +241,34 @@ fn components_render_onto_an_overlay() {
     let temp = tempfile::tempdir().expect("tempdir");
     let manifests = temp.path().join("manifests");
     copy_tree(&manifests_dir(), &manifests);
-    let dir = write_overlay_with_components(&manifests, "with-components", "cert-manager");
-    let docs = kustomize(&dir);
-    check_rules(
-        &docs,
-        &Expect {
-            failure_policy: "Ignore",
-            ca_bundle: CaBundle::Injected,
-        },
-        "cert-manager + components",
-    );
-    let mut check = Check::default();
-    check_components(&mut check, &docs);
-    check_namespace(&mut check, &docs, NAMESPACE);
-    check.finish("cert-manager + components");
+    for (base, ca_bundle) in [
+        ("cert-manager", CaBundle::Injected),
+        ("example-policy", CaBundle::SelfManaged),
+    ] {
+        let dir =
+            write_overlay_with_components(&manifests, &format!("{base}-with-components"), base);
+        let docs = kustomize(&dir);
+        let what = format!("{base} + components");
+        check_rules(
+            &docs,
+            &Expect {
+                failure_policy: "Ignore",
+                ca_bundle,
+            },
+            &what,
+        );
+        let mut check = Check::default();
+        check_components(&mut check, &docs);
+        check_namespace(&mut check, &docs, NAMESPACE);
+        check.finish(&what);
+    }
 }
 
-/// `namespace:` changed in the overlays (as `kustomize edit set namespace`
-/// does) moves the whole install, consistently: cert-manager (with every
-/// component), fail-closed and example-policy built on it, and
-/// certs-script with a certificate made for the new namespace.
+/// `namespace:` changed in the default install and the overlays (as
+/// `kustomize edit set namespace` does) moves the whole install,
+/// consistently: the default install, cert-manager (with every add-on
+/// component), fail-closed and example-policy, and certs-script with a
+/// certificate made for the new namespace.
 #[test]
 fn renaming_the_namespace_keeps_the_install_consistent() {
     const RENAMED: &str = "tenant-x";
@@ -281,24 +279,33 @@ fn renaming_the_namespace_keeps_the_install_consistent() {
     let temp = tempfile::tempdir().expect("tempdir");
     let manifests = temp.path().join("manifests");
     copy_tree(&manifests_dir(), &manifests);
-    for overlay in ["cert-manager", "certs-script"] {
-        let file = manifests
-            .join("overlays")
-            .join(overlay)
-            .join("kustomization.yaml");
+    let kustomizations = [
+        ".",
+        "overlays/cert-manager",
+        "overlays/certs-script",
+        "overlays/fail-closed",
+        "overlays/example-policy",
+    ];
+    for kustomization in kustomizations {
+        let file = manifests.join(kustomization).join("kustomization.yaml");
         let text = std::fs::read_to_string(&file).expect("kustomization");
         let line = format!("\nnamespace: {NAMESPACE}\n");
         assert!(
             text.contains(&line),
-            "{overlay} sets `namespace: {NAMESPACE}`"
+            "{kustomization} sets `namespace: {NAMESPACE}`"
         );
         let mut text = text.replace(&line, &format!("\nnamespace: {RENAMED}\n"));
-        if overlay == "cert-manager" {
-            text.push_str("components:\n  - ../../components/monitoring\n");
+        if kustomization == "overlays/cert-manager" {
+            let added: String = add_on_components(&manifests)
+                .iter()
+                .map(|component| format!("  - ../../components/{component}\n"))
+                .collect();
+            assert!(text.contains("\ncomponents:\n"), "{kustomization}");
+            text = text.replace("\ncomponents:\n", &format!("\ncomponents:\n{added}"));
         }
         std::fs::write(&file, text).expect("write");
     }
-    let mut renderings = Vec::new();
+    let mut renderings = vec![("default", kustomize(&manifests))];
     for overlay in ["cert-manager", "fail-closed", "example-policy"] {
         renderings.push((
             overlay,
@@ -317,7 +324,7 @@ fn renaming_the_namespace_keeps_the_install_consistent() {
     for (overlay, docs) in &renderings {
         let mut check = Check::default();
         check_namespace(&mut check, docs, RENAMED);
-        if *overlay != "certs-script" {
+        if *overlay == "cert-manager" {
             check_components(&mut check, docs);
         }
         check.finish(&format!("overlays/{overlay} in namespace {RENAMED}"));

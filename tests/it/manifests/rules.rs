@@ -63,15 +63,25 @@ pub(super) fn check_type(check: &mut Check, doc: &Doc) {
 
 // === The rules ===
 
-/// What the webhook's caBundle must be in a given rendering.
+/// What the webhook's caBundle must be in a given rendering, and so where
+/// the serving certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum CaBundle {
-    /// The base's placeholder.
-    Placeholder,
-    /// Absent: cert-manager's CA injector owns the field.
+    /// Absent: the server injects its own CA (self-managed certificates,
+    /// `--certificate-secret`).
+    SelfManaged,
+    /// Absent: cert-manager's CA injector owns the field (mounted
+    /// certificates).
     Injected,
-    /// Exactly this (base64 of the CA bundle PEM).
+    /// Exactly this, base64 of the CA bundle PEM (mounted certificates).
     Exactly(String),
+}
+
+impl CaBundle {
+    /// Whether the server manages its own certificates.
+    pub(super) fn is_self_managed(&self) -> bool {
+        *self == CaBundle::SelfManaged
+    }
 }
 
 /// The policy ConfigMap is checked at apply time: the validating webhook
@@ -117,7 +127,7 @@ fn check_policy_webhook(check: &mut Check, configuration: &Doc, configmap: &Doc,
         "/metadata/annotations/cert-manager.io~1inject-ca-from",
     );
     let bundle_ok = match &expect.ca_bundle {
-        CaBundle::Placeholder => bundle == Some(PLACEHOLDER_CA_BUNDLE) && annotation.is_none(),
+        CaBundle::SelfManaged => bundle.is_none() && annotation.is_none(),
         CaBundle::Injected => {
             bundle.is_none() && annotation == Some("virt-sizer/virt-sizer-serving")
         }
@@ -148,16 +158,28 @@ pub(super) struct Expect {
 /// All the rules, over the complete objects of one rendering.
 pub(super) fn check_rules(docs: &[Doc], expect: &Expect, what: &str) {
     let mut check = Check::default();
+    collect_rule_problems(&mut check, docs, expect);
+    check.finish(what);
+}
+
+/// What [`check_rules`] finds wrong, without failing.
+pub(super) fn rule_problems(docs: &[Doc], expect: &Expect) -> Vec<String> {
+    let mut check = Check::default();
+    collect_rule_problems(&mut check, docs, expect);
+    check.problems
+}
+
+fn collect_rule_problems(check: &mut Check, docs: &[Doc], expect: &Expect) {
     for doc in docs {
-        check_type(&mut check, doc);
+        check_type(check, doc);
     }
     check_webhooks(
-        &mut check,
+        check,
         one(docs, "MutatingWebhookConfiguration", WEBHOOK_CONFIGURATION),
         expect,
     );
     check_policy_webhook(
-        &mut check,
+        check,
         one(
             docs,
             "ValidatingWebhookConfiguration",
@@ -167,11 +189,11 @@ pub(super) fn check_rules(docs: &[Doc], expect: &Expect, what: &str) {
         expect,
     );
     let deployment = one(docs, "Deployment", "virt-sizer");
-    check_deployment(&mut check, deployment, docs);
-    check_rbac(&mut check, docs);
-    check_pdb_and_service(&mut check, docs, deployment);
-    check_policy(&mut check, one(docs, "ConfigMap", POLICY_CONFIGMAP));
-    check_network_policy(&mut check, docs, deployment);
+    check_deployment(check, deployment, docs, &expect.ca_bundle);
+    check_rbac(check, docs, &expect.ca_bundle);
+    check_pdb_and_service(check, docs, deployment);
+    check_policy(check, one(docs, "ConfigMap", POLICY_CONFIGMAP));
+    check_network_policy(check, docs, deployment);
     let namespace = one(docs, "Namespace", NAMESPACE);
     check.expect(
         str_at(
@@ -189,7 +211,6 @@ pub(super) fn check_rules(docs: &[Doc], expect: &Expect, what: &str) {
             format!("in namespace {namespace:?}, expected {NAMESPACE}"),
         );
     }
-    check.finish(what);
 }
 
 /// The NetworkPolicy every install has: it selects the webhook's Pods; in,
@@ -345,8 +366,7 @@ fn check_webhooks(check: &mut Check, configuration: &Doc, expect: &Expect) {
         );
         let bundle = str_at(webhook, "/clientConfig/caBundle");
         let bundle_ok = match &expect.ca_bundle {
-            CaBundle::Placeholder => bundle == Some(PLACEHOLDER_CA_BUNDLE),
-            CaBundle::Injected => bundle.is_none(),
+            CaBundle::SelfManaged | CaBundle::Injected => bundle.is_none(),
             CaBundle::Exactly(expected) => bundle == Some(expected.as_str()),
         };
         check.expect(

@@ -3,7 +3,12 @@
 
 use super::*;
 
-pub(super) fn check_deployment(check: &mut Check, deployment: &Doc, docs: &[Doc]) {
+pub(super) fn check_deployment(
+    check: &mut Check,
+    deployment: &Doc,
+    docs: &[Doc],
+    certificates: &CaBundle,
+) {
     let at = &deployment.origin;
     let value = &deployment.value;
     let replicas = value.pointer("/spec/replicas").and_then(Value::as_u64);
@@ -221,10 +226,13 @@ pub(super) fn check_deployment(check: &mut Check, deployment: &Doc, docs: &[Doc]
         "the metrics port is advertised (prometheus.io/{path,port,scheme}) on the probe port",
     );
 
-    // The arguments: valid flags of this binary, and the files they name are
-    // mounted from the ConfigMap and the Secret.
+    // The arguments, as the kubelet expands them: valid flags of this
+    // binary, and the files they name are mounted from the ConfigMap and the
+    // Secret.
     let files = mounted_files(check, container, &pod, at);
-    let args = strings(container.get("args"));
+    let namespace = str_at(value, "/metadata/namespace").unwrap_or_default();
+    let args = expanded_args(check, container, namespace, at);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     check.expect(
         str_at(container, "/command").is_none(),
         at,
@@ -269,23 +277,34 @@ pub(super) fn check_deployment(check: &mut Check, deployment: &Doc, docs: &[Doc]
             serve.shutdown_delay_seconds, serve.drain_timeout_seconds
         ),
     );
-    let expected_files = [
-        (
-            serve.policy.as_deref(),
-            "/etc/virt-sizer/policy.yaml",
-            ("ConfigMap", POLICY_CONFIGMAP, "policy.yaml"),
-        ),
-        (
-            serve.cert.as_deref(),
-            "/etc/virt-sizer/tls/tls.crt",
-            ("Secret", TLS_SECRET, "tls.crt"),
-        ),
-        (
-            serve.key.as_deref(),
-            "/etc/virt-sizer/tls/tls.key",
-            ("Secret", TLS_SECRET, "tls.key"),
-        ),
-    ];
+    let mut expected_files = vec![(
+        serve.policy.as_deref(),
+        "/etc/virt-sizer/policy.yaml",
+        ("ConfigMap", POLICY_CONFIGMAP, "policy.yaml"),
+    )];
+    if certificates.is_self_managed() {
+        check_self_managed_flags(check, &serve, &files, namespace, at);
+    } else {
+        check.expect(
+            serve.certificate_secret.is_none()
+                && serve.mutating_webhook_configurations.is_empty()
+                && serve.validating_webhook_configurations.is_empty(),
+            at,
+            "mounted certificates: no --certificate-secret and no configuration to inject into",
+        );
+        expected_files.extend([
+            (
+                serve.cert.as_deref(),
+                "/etc/virt-sizer/tls/tls.crt",
+                ("Secret", TLS_SECRET, "tls.crt"),
+            ),
+            (
+                serve.key.as_deref(),
+                "/etc/virt-sizer/tls/tls.key",
+                ("Secret", TLS_SECRET, "tls.key"),
+            ),
+        ]);
+    }
     for (flag, expected_path, (kind, name, key)) in expected_files {
         let flag = flag.map(|path| path.display().to_string());
         check.expect(
@@ -300,6 +319,85 @@ pub(super) fn check_deployment(check: &mut Check, deployment: &Doc, docs: &[Doc]
             format!("{expected_path} must be key {key} of {kind} {name}, is {source:?}"),
         );
     }
+}
+
+/// Self-managed certificates: the Secret in the Pod's namespace, the CA
+/// injected into both webhook configurations, the certificate made for
+/// the Service, and no certificate file.
+fn check_self_managed_flags(
+    check: &mut Check,
+    serve: &virt_sizer::cli::ServeArgs,
+    files: &BTreeMap<String, (String, String, String)>,
+    namespace: &str,
+    at: &str,
+) {
+    let secret = serve.certificate_secret.as_ref().map(ToString::to_string);
+    check.expect(
+        secret == Some(format!("{namespace}/{CERTIFICATE_SECRET}")),
+        at,
+        format!("--certificate-secret {secret:?}, expected {namespace}/{CERTIFICATE_SECRET}"),
+    );
+    check.expect(
+        serve.mutating_webhook_configurations == [WEBHOOK_CONFIGURATION]
+            && serve.validating_webhook_configurations == [POLICY_WEBHOOK_CONFIGURATION],
+        at,
+        format!(
+            "the CA goes into --mutating-webhook-configuration {WEBHOOK_CONFIGURATION} and \
+             --validating-webhook-configuration {POLICY_WEBHOOK_CONFIGURATION}, not {:?} and {:?}",
+            serve.mutating_webhook_configurations, serve.validating_webhook_configurations
+        ),
+    );
+    check.expect(
+        serve.certificate_service == SERVICE && serve.certificate_extra_names.is_empty(),
+        at,
+        format!("the serving certificate names Service {SERVICE} and nothing else"),
+    );
+    check.expect(
+        serve.cert.is_none() && serve.key.is_none(),
+        at,
+        "self-managed certificates: no --cert or --key",
+    );
+    check.expect(
+        files.values().all(|(kind, _, _)| kind != "Secret"),
+        at,
+        format!("self-managed certificates: no Secret mounted, found {files:?}"),
+    );
+}
+
+/// The container's arguments with `$(NAME)` expanded as the kubelet does,
+/// from its `env` (a `value`, or the Pod's namespace through the downward
+/// API); a reference to anything else is a problem.
+fn expanded_args(check: &mut Check, container: &Value, namespace: &str, at: &str) -> Vec<String> {
+    let mut variables = BTreeMap::new();
+    for variable in list(container.get("env")) {
+        let name = str_at(variable, "/name").unwrap_or_default();
+        let value = str_at(variable, "/value").map(str::to_owned).or_else(|| {
+            (str_at(variable, "/valueFrom/fieldRef/fieldPath") == Some("metadata.namespace"))
+                .then(|| namespace.to_owned())
+        });
+        match value {
+            Some(value) => {
+                variables.insert(format!("$({name})"), value);
+            }
+            None => check.fail(at, format!("env {name}: neither a value nor the namespace")),
+        }
+    }
+    strings(container.get("args"))
+        .into_iter()
+        .map(|arg| {
+            let expanded = variables
+                .iter()
+                .fold(arg.to_owned(), |arg, (reference, value)| {
+                    arg.replace(reference, value)
+                });
+            check.expect(
+                !expanded.contains("$("),
+                at,
+                format!("argument {arg} names a variable the container does not define"),
+            );
+            expanded
+        })
+        .collect()
 }
 
 /// Each file path in the container that a ConfigMap or Secret key ends up
@@ -363,7 +461,160 @@ fn mounted_files(
     files
 }
 
-pub(super) fn check_rbac(check: &mut Check, docs: &[Doc]) {
+pub(super) fn check_rbac(check: &mut Check, docs: &[Doc], certificates: &CaBundle) {
+    check_read_only_role(check, docs);
+    let written = [
+        ("Role", CERTIFICATES_ROLE),
+        ("RoleBinding", CERTIFICATES_ROLE),
+        ("ClusterRole", WEBHOOK_CONFIGURATIONS_ROLE),
+        ("ClusterRoleBinding", WEBHOOK_CONFIGURATIONS_ROLE),
+    ];
+    if certificates.is_self_managed() {
+        check_certificate_roles(check, docs);
+    } else {
+        for (kind, name) in written {
+            check.expect(
+                !docs
+                    .iter()
+                    .any(|doc| doc.kind() == kind && doc.name() == name),
+                &format!("{kind} {name}"),
+                "mounted certificates: the server writes nothing, so no role to write",
+            );
+        }
+    }
+    let known: BTreeSet<(&str, &str)> = written
+        .into_iter()
+        .chain([
+            ("ClusterRole", "virt-sizer"),
+            ("ClusterRoleBinding", "virt-sizer"),
+        ])
+        .collect();
+    for doc in docs.iter().filter(|doc| {
+        matches!(
+            doc.kind(),
+            "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding"
+        )
+    }) {
+        check.expect(
+            known.contains(&(doc.kind(), doc.name())),
+            &doc.origin,
+            format!("an unexpected {} {}", doc.kind(), doc.name()),
+        );
+    }
+}
+
+/// What a role grants: (apiGroup, resource, resourceNames, verbs), sorted.
+fn grants(role: &Doc) -> BTreeSet<(String, String, Vec<String>, Vec<String>)> {
+    let mut granted = BTreeSet::new();
+    for rule in list(role.value.get("rules")) {
+        let mut names: Vec<String> = strings(rule.get("resourceNames"))
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        names.sort();
+        let mut verbs: Vec<String> = strings(rule.get("verbs"))
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        verbs.sort();
+        for group in strings(rule.get("apiGroups")) {
+            for resource in strings(rule.get("resources")) {
+                granted.insert((
+                    group.to_owned(),
+                    resource.to_owned(),
+                    names.clone(),
+                    verbs.clone(),
+                ));
+            }
+        }
+    }
+    granted
+}
+
+/// The roles self-managed certificates need, and nothing more: get and
+/// update of the Secret by name plus create in the namespace (create takes
+/// no resourceNames), get and update of the two webhook configurations by
+/// name; each bound to the ServiceAccount alone.
+fn check_certificate_roles(check: &mut Check, docs: &[Doc]) {
+    let owned =
+        |items: &[&str]| -> Vec<String> { items.iter().map(|&item| item.to_owned()).collect() };
+    let secret_role = one(docs, "Role", CERTIFICATES_ROLE);
+    let expected: BTreeSet<_> = [
+        (
+            "",
+            "secrets",
+            owned(&[CERTIFICATE_SECRET]),
+            owned(&["get", "update"]),
+        ),
+        ("", "secrets", Vec::new(), owned(&["create"])),
+    ]
+    .into_iter()
+    .map(|(group, resource, names, verbs)| (group.to_owned(), resource.to_owned(), names, verbs))
+    .collect();
+    let granted = grants(secret_role);
+    check.expect(
+        granted == expected,
+        &secret_role.origin,
+        format!("Role {CERTIFICATES_ROLE} grants {granted:?}, expected exactly {expected:?}"),
+    );
+    let webhook_role = one(docs, "ClusterRole", WEBHOOK_CONFIGURATIONS_ROLE);
+    let expected: BTreeSet<_> = [
+        ("mutatingwebhookconfigurations", WEBHOOK_CONFIGURATION),
+        (
+            "validatingwebhookconfigurations",
+            POLICY_WEBHOOK_CONFIGURATION,
+        ),
+    ]
+    .into_iter()
+    .map(|(resource, name)| {
+        (
+            "admissionregistration.k8s.io".to_owned(),
+            resource.to_owned(),
+            owned(&[name]),
+            owned(&["get", "update"]),
+        )
+    })
+    .collect();
+    let granted = grants(webhook_role);
+    check.expect(
+        granted == expected,
+        &webhook_role.origin,
+        format!(
+            "ClusterRole {WEBHOOK_CONFIGURATIONS_ROLE} grants {granted:?}, expected exactly {expected:?}"
+        ),
+    );
+    for (kind, name, role_kind) in [
+        ("RoleBinding", CERTIFICATES_ROLE, "Role"),
+        (
+            "ClusterRoleBinding",
+            WEBHOOK_CONFIGURATIONS_ROLE,
+            "ClusterRole",
+        ),
+    ] {
+        check_binding(check, one(docs, kind, name), role_kind, name);
+    }
+}
+
+fn check_binding(check: &mut Check, binding: &Doc, role_kind: &str, role: &str) {
+    check.expect(
+        str_at(&binding.value, "/roleRef/kind") == Some(role_kind)
+            && str_at(&binding.value, "/roleRef/name") == Some(role),
+        &binding.origin,
+        format!("binds {role_kind} {role}"),
+    );
+    let subjects = list(binding.value.get("subjects"));
+    check.expect(
+        subjects.len() == 1
+            && str_at(&subjects[0], "/kind") == Some("ServiceAccount")
+            && str_at(&subjects[0], "/name") == Some("virt-sizer")
+            && str_at(&subjects[0], "/namespace") == Some(NAMESPACE),
+        &binding.origin,
+        "binds only ServiceAccount virt-sizer/virt-sizer",
+    );
+}
+
+/// ClusterRole virt-sizer: get, list and watch of what sizing reads.
+fn check_read_only_role(check: &mut Check, docs: &[Doc]) {
     let role = one(docs, "ClusterRole", "virt-sizer");
     let mut granted = BTreeSet::new();
     for rule in list(role.value.get("rules")) {
@@ -398,29 +649,11 @@ pub(super) fn check_rbac(check: &mut Check, docs: &[Doc]) {
         &role.origin,
         format!("resources {granted:?}, expected exactly {expected:?}"),
     );
-    check.expect(
-        !docs
-            .iter()
-            .any(|doc| doc.kind() == "Role" || doc.kind() == "RoleBinding"),
-        &role.origin,
-        "no namespaced Role or RoleBinding",
-    );
-
-    let binding = one(docs, "ClusterRoleBinding", "virt-sizer");
-    check.expect(
-        str_at(&binding.value, "/roleRef/kind") == Some("ClusterRole")
-            && str_at(&binding.value, "/roleRef/name") == Some("virt-sizer"),
-        &binding.origin,
-        "binds ClusterRole virt-sizer",
-    );
-    let subjects = list(binding.value.get("subjects"));
-    check.expect(
-        subjects.len() == 1
-            && str_at(&subjects[0], "/kind") == Some("ServiceAccount")
-            && str_at(&subjects[0], "/name") == Some("virt-sizer")
-            && str_at(&subjects[0], "/namespace") == Some(NAMESPACE),
-        &binding.origin,
-        "binds only ServiceAccount virt-sizer/virt-sizer",
+    check_binding(
+        check,
+        one(docs, "ClusterRoleBinding", "virt-sizer"),
+        "ClusterRole",
+        "virt-sizer",
     );
     one(docs, "ServiceAccount", "virt-sizer");
 }
