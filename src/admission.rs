@@ -101,6 +101,9 @@ impl<'a> VmiLookup<'a> {
 /// deliberate response carrying the request's uid.
 #[must_use]
 pub fn review(env: &Environment<'_>, request: &AdmissionRequest) -> Decision {
+    if let Some(why) = &request.object_over_bound {
+        return over_bound(env.policy, request, why);
+    }
     let (target, object) = match classify(env, request) {
         Ok(classified) => classified,
         Err((kind, reason)) => {
