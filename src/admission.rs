@@ -29,9 +29,9 @@ use crate::sizing::explain::Explanation;
 use crate::sizing::kata::{ContainerResources, KataClass, KataPodInput};
 use crate::sizing::kubevirt::{self, AutoLimits, LauncherInput};
 use crate::sizing::policy::{
-    Mode, NewerRelease, OnError, PROFILE_ANNOTATION, Release, Subject, ValidPolicy,
+    Mode, NewerRelease, OnError, PROFILE_ANNOTATION, Release, SettingsNeeds, Subject, ValidPolicy,
 };
-use crate::sizing::vmi::{ReadVmi, quantity_map, string_map};
+use crate::sizing::vmi::{InterfaceBinding, ReadVmi, quantity_map, string_map};
 use crate::sizing::{Format, Quantity, SizingError};
 use crate::terms;
 

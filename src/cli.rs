@@ -238,7 +238,27 @@ pub struct ServeArgs {
     /// (HTTP/2: GOAWAY).
     #[arg(long, default_value_t = 90, value_name = "SECONDS")]
     pub idle_timeout_seconds: u64,
-    /// Connections open at once on each listener; accepting waits above it.
+    /// How long a connection may stay open whatever it does; then it is
+    /// closed gracefully (HTTP/2: GOAWAY) and the client reconnects.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub max_connection_age_seconds: u64,
+    /// How long a TLS handshake may take.
+    #[arg(long, default_value_t = 3, value_name = "SECONDS")]
+    pub handshake_timeout_seconds: u64,
+    /// Connections open at once on the TLS port; at the cap, a new
+    /// connection takes the slot of the one idle longest.
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub max_connections: usize,
+    /// Connections open at once on the probe port (--probe-listen); at the
+    /// cap, a new connection takes the slot of the one idle longest.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub probe_max_connections: usize,
+    /// HTTP/2 streams open at once on one connection.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub max_concurrent_streams: u32,
+    /// Request bodies being received at once, all connections of the TLS
+    /// port together; past it, a new one takes the place of the oldest
+    /// waiting on its client.
+    #[arg(long, default_value_t = crate::server::limits::MAX_BODIES_IN_FLIGHT, value_name = "N")]
+    pub max_bodies_in_flight: usize,
 }

@@ -20,6 +20,7 @@ use crate::admission::wire::{self, Whole};
 use crate::admission::{AdmissionRequest, GroupVersionKind, VmiRef};
 use crate::documents::{PolicyFile, read_document, read_documents};
 use crate::sizing::policy::{KubevirtBaseline, ValidPolicy};
+use crate::sizing::vmi::ReadVmi;
 
 // Kept for tests/it/manifests.rs and tests/it/e2e/webhook.rs until they
 // import `documents` themselves; nothing under src/ uses these paths.
@@ -121,6 +122,24 @@ impl VmiSet {
         Ok(VmiSet { vmis })
     }
 
+    /// The VMI `request` (a launcher Pod) belongs to, looked up as the
+    /// server looks it up: by namespace and name, and a VMI whose uid is
+    /// not the one the Pod's owner reference claims is unavailable, naming
+    /// both uids.
+    #[must_use]
+    pub fn lookup(&self, request: &AdmissionRequest) -> LookedUp {
+        let Some(reference) = crate::admission::launcher_vmi(request) else {
+            return LookedUp::NotFound;
+        };
+        match self.find(&reference).map(ReadVmi::from_value) {
+            None => LookedUp::NotFound,
+            Some(vmi) => match reference.check_uid(vmi.uid.as_deref()) {
+                Ok(()) => LookedUp::Found(Box::new(vmi)),
+                Err(reason) => LookedUp::Unavailable(reason),
+            },
+        }
+    }
+
     /// The VMI named by `reference` (a VMI without a namespace matches any).
     #[must_use]
     pub fn find(&self, reference: &VmiRef) -> Option<&Value> {
@@ -133,6 +152,29 @@ impl VmiSet {
             name == Some(reference.name.as_str())
                 && (namespace.is_empty() || namespace == reference.namespace)
         })
+    }
+}
+
+/// What [`VmiSet::lookup`] found, owned.
+#[derive(Debug)]
+pub enum LookedUp {
+    /// The VMI, read.
+    Found(Box<ReadVmi>),
+    /// None by that name (or the request names none).
+    NotFound,
+    /// One by that name, but not the one claimed: why.
+    Unavailable(String),
+}
+
+impl LookedUp {
+    /// As the sizing core takes it.
+    #[must_use]
+    pub fn as_lookup(&self) -> crate::admission::VmiLookup<'_> {
+        match self {
+            LookedUp::Found(vmi) => crate::admission::VmiLookup::Found(vmi),
+            LookedUp::NotFound => crate::admission::VmiLookup::NotFound,
+            LookedUp::Unavailable(reason) => crate::admission::VmiLookup::Unavailable(reason),
+        }
     }
 }
 

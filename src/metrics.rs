@@ -283,6 +283,13 @@ pub struct Metrics {
     pub kubevirt_cr_present: Gauge,
     /// Times the KubeVirt CR baseline changed the policy in force.
     pub kubevirt_baseline_updates: Counter,
+    /// KubeVirt settings the CR could not give (unread, forbidden, a value
+    /// virt-sizer cannot use): launcher Pods that need one are admitted
+    /// unchanged.
+    pub kubevirt_settings_unknown: Gauge,
+    /// Decisions made from a cache that was not current (not synced,
+    /// failing, or the apiserver silent): each carries a warning.
+    pub stale_decisions: Counter,
     /// Warnings about the policy in force (a release newer than the
     /// overhead table, values that differ from the KubeVirt CR's).
     pub policy_warnings: Gauge,
@@ -395,6 +402,18 @@ impl Metrics {
             "Times a KubeVirt CR change switched the policy in force",
             kubevirt_baseline_updates.clone(),
         );
+        let kubevirt_settings_unknown = Gauge::default();
+        registry.register(
+            "kubevirt_settings_unknown",
+            "KubeVirt settings the KubeVirt CR could not give (not read, forbidden, or a value virt-sizer cannot use); launcher Pods whose decision needs one are admitted unchanged",
+            kubevirt_settings_unknown.clone(),
+        );
+        let stale_decisions = Counter::default();
+        registry.register(
+            "stale_decisions",
+            "Decisions made from a watch cache that was not current (not synced, failing, or the apiserver silent)",
+            stale_decisions.clone(),
+        );
         let policy_warnings = Gauge::default();
         registry.register(
             "policy_warnings",
@@ -501,6 +520,8 @@ impl Metrics {
             policy_builtin_fallback,
             kubevirt_cr_present,
             kubevirt_baseline_updates,
+            kubevirt_settings_unknown,
+            stale_decisions,
             policy_warnings,
             cache_objects,
             cache_watch_errors,

@@ -6,19 +6,24 @@
 //! TLS 1.2/1.3, and HTTP/2 only when ALPN chose `h2` (HTTP/1.1 otherwise,
 //! so there is no protocol sniffing to stall on). Every stage of a
 //! connection is bounded: the handshake, the first request (a silent
-//! connection or a partial HTTP/2 preface), each request's headers and body
-//! ([`limits`]), and idleness afterwards (HTTP/2: keep-alive PINGs find
-//! dead peers, GOAWAY closes idle ones). Connections are capped in number
-//! (the accept loop waits for a slot), and HTTP/2 streams per connection
-//! too. On shutdown, readiness goes false first, the listener closes,
-//! in-flight requests finish, and connections still open after the drain
-//! bound are dropped.
+//! connection or a partial HTTP/2 preface), each request's head (at most
+//! [`MAX_HEAD_BYTES`]) and body ([`limits`]), idleness afterwards (HTTP/2:
+//! keep-alive PINGs find dead peers, GOAWAY closes idle ones), and the
+//! connection's age, so that a client sending a probe now and then cannot
+//! keep one open forever. HTTP/2 flow-control windows are small, so a
+//! stream holds little unread data. Connections are capped in number per
+//! listener: at the cap, a new connection takes the slot of the one idle
+//! longest, and accepting waits only while every connection has a request
+//! in flight. HTTP/2 streams are capped per connection too. On shutdown,
+//! readiness goes false first, the listener closes, in-flight requests
+//! finish, and connections still open after the drain bound are dropped.
 
 pub mod cluster;
 mod extract;
 pub mod handlers;
 pub mod kubevirt_cr;
 pub mod limits;
+pub mod policy_checks;
 pub mod policy_store;
 pub mod reload;
 pub mod tls;
@@ -29,18 +34,18 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -53,7 +58,7 @@ use reload::Reload;
 use tls::CertStore;
 use vmi_source::VmiSource;
 
-pub use limits::{MAX_BODY_BYTES, RequestLimits};
+pub use limits::{MAX_BODY_BYTES, MAX_HEAD_BYTES, RequestLimits};
 
 /// Namespace labels for `namespaceSelector` rules.
 pub trait NamespaceSource: Send + Sync + 'static {
@@ -132,6 +137,10 @@ struct Inner {
     no_vmi_source: OnceLock<String>,
     /// Decodes in flight: twice the cores; more requests wait their turn.
     decodes: Semaphore,
+    /// Policy checks (`/validate-policy`), off the runtime workers.
+    policy_checks: policy_checks::PolicyChecks,
+    /// Requests waiting for the body budget or a decode slot (readiness).
+    waits: Arc<limits::Waits>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -172,6 +181,8 @@ impl AppState {
                 decodes: Semaphore::new(
                     2 * std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
                 ),
+                policy_checks: policy_checks::PolicyChecks::default(),
+                waits: Arc::default(),
             }),
         }
     }
@@ -186,6 +197,11 @@ impl AppState {
     #[must_use]
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Requests waiting for the server's own capacity.
+    pub(crate) fn waits(&self) -> &Arc<limits::Waits> {
+        &self.inner.waits
     }
 
     /// Follows the KubeVirt CR watch: `/readyz` waits for its first list
@@ -335,13 +351,26 @@ pub struct ServeOptions {
     /// HTTP/2 gets a GOAWAY; HTTP/1.1 keep-alive is also closed by the
     /// header timeout, whichever is first.
     pub idle_timeout: Duration,
+    /// How long a connection may stay open whatever it does: then it is
+    /// closed gracefully (HTTP/2: GOAWAY; requests in flight get the drain
+    /// timeout to finish) and the client connects anew. Requests now and
+    /// then (a probe a minute) reset the idle timeout, never this.
+    pub max_connection_age: Duration,
     /// HTTP/2: a PING after this long without frames from the peer…
     pub keep_alive_interval: Duration,
     /// …and the connection closes if it is not answered within this.
     pub keep_alive_timeout: Duration,
     /// HTTP/2: streams open at once per connection.
     pub max_concurrent_streams: u32,
-    /// Connections open at once; the accept loop waits for a free slot.
+    /// HTTP/2: the initial flow-control window of a stream, in bytes: the
+    /// most request data one stream can hold unread.
+    pub stream_window: u32,
+    /// HTTP/2: the initial flow-control window of a connection, in bytes:
+    /// the most request data one connection can hold unread.
+    pub connection_window: u32,
+    /// Connections open at once. At the cap, a new connection takes the
+    /// slot of the connection idle longest, which is closed at once;
+    /// accepting waits only while every connection has a request in flight.
     pub max_connections: usize,
     /// How long in-flight requests may take to finish on shutdown.
     pub drain_timeout: Duration,
@@ -350,12 +379,15 @@ pub struct ServeOptions {
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(3),
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(90),
+            max_connection_age: Duration::from_secs(300),
             keep_alive_interval: Duration::from_secs(30),
             keep_alive_timeout: Duration::from_secs(10),
             max_concurrent_streams: 32,
+            stream_window: 64 * 1024,
+            connection_window: 256 * 1024,
             max_connections: 1024,
             drain_timeout: Duration::from_secs(20),
         }
@@ -388,27 +420,66 @@ pub async fn serve_plain(
 
 /// The two protocol stacks, one chosen per connection.
 struct Protocols {
-    http1: auto::Builder<TokioExecutor>,
-    http2: auto::Builder<TokioExecutor>,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
 }
 
 impl Protocols {
     fn new(options: &ServeOptions) -> Protocols {
-        let mut http1 = auto::Builder::new(TokioExecutor::new());
+        let mut http1 = http1::Builder::new();
         http1
-            .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(options.header_read_timeout);
-        let mut http2 = auto::Builder::new(TokioExecutor::new());
+            .header_read_timeout(options.header_read_timeout)
+            .max_header_size(MAX_HEAD_BYTES)
+            .max_buf_size(MAX_HEAD_BYTES);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
-            .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(options.max_concurrent_streams)
+            .initial_stream_window_size(options.stream_window)
+            .initial_connection_window_size(options.connection_window.max(options.stream_window))
+            .max_header_list_size(u32::try_from(MAX_HEAD_BYTES).unwrap_or(u32::MAX))
             .keep_alive_interval(options.keep_alive_interval)
             .keep_alive_timeout(options.keep_alive_timeout);
-        Protocols {
-            http1: http1.http1_only(),
-            http2: http2.http2_only(),
+        Protocols { http1, http2 }
+    }
+}
+
+/// What serves each connection's requests: the router, counted.
+type ConnectionService = Tracked<TowerToHyperService<Router>>;
+
+/// A connection served by one of the two stacks.
+enum Served<I> {
+    Http1(Pin<Box<http1::Connection<I, ConnectionService>>>),
+    Http2(Pin<Box<http2::Connection<I, ConnectionService, TokioExecutor>>>),
+}
+
+impl<I> Served<I>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    /// Finishes the requests in flight, takes no new ones (HTTP/2: GOAWAY).
+    fn graceful_shutdown(&mut self) {
+        match self {
+            Served::Http1(connection) => connection.as_mut().graceful_shutdown(),
+            Served::Http2(connection) => connection.as_mut().graceful_shutdown(),
+        }
+    }
+}
+
+impl<I> Future for Served<I>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    type Output = Result<(), hyper::Error>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match &mut *self {
+            Served::Http1(connection) => connection.as_mut().poll(cx),
+            Served::Http2(connection) => connection.as_mut().poll(cx),
         }
     }
 }
@@ -422,13 +493,12 @@ async fn serve_with(
 ) {
     let acceptor = tls.map(TlsAcceptor::from);
     let protocols = Arc::new(Protocols::new(&options));
-    let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let slots = Arc::new(Slots::new(options.max_connections));
     let draining = CancellationToken::new();
     let dropping = CancellationToken::new();
     let connections = TaskTracker::new();
     tokio::pin!(shutdown);
-    while let Some((slot, tcp, peer)) = accept(&listener, &slots, &options, shutdown.as_mut()).await
-    {
+    while let Some((slot, tcp, peer)) = accept(&listener, &slots, shutdown.as_mut()).await {
         let connection = Connection {
             protocols: protocols.clone(),
             router: router.clone(),
@@ -451,20 +521,18 @@ async fn serve_with(
     }
 }
 
-/// The next connection and its slot (waiting for a free one first);
+/// How often accepting looks again for a slot while every connection has a
+/// request in flight.
+const SLOT_RETRY: Duration = Duration::from_millis(20);
+
+/// The next connection and its slot (the idlest connection's at the cap);
 /// `None` once `shutdown` completes.
 async fn accept(
     listener: &TcpListener,
-    slots: &Arc<Semaphore>,
-    options: &ServeOptions,
+    slots: &Arc<Slots>,
     mut shutdown: Pin<&mut impl Future<Output = ()>>,
-) -> Option<(OwnedSemaphorePermit, TcpStream, SocketAddr)> {
+) -> Option<(Slot, TcpStream, SocketAddr)> {
     loop {
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot,
-            () = &mut shutdown => return None,
-        };
-        let slot = slot.ok()?;
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => return None,
@@ -478,14 +546,87 @@ async fn accept(
                 continue;
             }
         };
-        if slots.available_permits() == 0 {
-            tracing::debug!(
-                max = options.max_connections,
-                "connection limit reached; accepting waits"
-            );
-        }
         let _ = tcp.set_nodelay(true);
-        return Some((slot, tcp, peer));
+        let mut logged = false;
+        loop {
+            if let Some(slot) = slots.take() {
+                return Some((slot, tcp, peer));
+            }
+            if !logged {
+                tracing::debug!(
+                    max = slots.max,
+                    "connection limit reached with a request in flight on every connection; accepting waits"
+                );
+                logged = true;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(SLOT_RETRY) => {}
+                () = &mut shutdown => return None,
+            }
+        }
+    }
+}
+
+/// The connections open on one listener, each with its [`Activity`].
+struct Slots {
+    max: usize,
+    next_id: AtomicU64,
+    open: Mutex<BTreeMap<u64, Arc<Activity>>>,
+}
+
+impl Slots {
+    fn new(max: usize) -> Slots {
+        Slots {
+            max: max.max(1),
+            next_id: AtomicU64::new(0),
+            open: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// A slot for a new connection: a free one, else the slot of the
+    /// connection idle longest (told to close at once); `None` while every
+    /// connection has a request in flight.
+    fn take(self: &Arc<Self>) -> Option<Slot> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.len() >= self.max {
+            let idlest = open
+                .iter()
+                .filter_map(|(id, activity)| Some((*id, activity.idle_since()?)))
+                .min_by_key(|(_, since)| *since)
+                .map(|(id, _)| id)?;
+            if let Some(activity) = open.remove(&idlest) {
+                tracing::debug!(
+                    max = self.max,
+                    "connection limit reached; closing the connection idle longest"
+                );
+                activity.reclaimed.cancel();
+            }
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let activity = Arc::new(Activity::new());
+        open.insert(id, activity.clone());
+        Some(Slot {
+            slots: self.clone(),
+            id,
+            activity,
+        })
+    }
+}
+
+/// A connection's place among [`Slots`]; freed when dropped.
+struct Slot {
+    slots: Arc<Slots>,
+    id: u64,
+    activity: Arc<Activity>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.slots
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
     }
 }
 
@@ -504,22 +645,21 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 impl Connection {
     /// The TLS handshake (bounded), then [`Connection::serve`]; `slot` is
-    /// held until the connection ends.
-    async fn start(
-        self,
-        slot: OwnedSemaphorePermit,
-        tcp: TcpStream,
-        acceptor: Option<TlsAcceptor>,
-    ) {
-        let _slot = slot;
+    /// held until the connection ends, or until a new connection takes it.
+    async fn start(self, slot: Slot, tcp: TcpStream, acceptor: Option<TlsAcceptor>) {
+        let activity = slot.activity.clone();
         let Some(acceptor) = acceptor else {
-            self.serve(TokioIo::new(tcp), false).await;
+            self.serve(slot, TokioIo::new(tcp), false).await;
             return;
         };
         let handshake = tokio::time::timeout(self.options.handshake_timeout, acceptor.accept(tcp));
         let stream = tokio::select! {
             handshake = handshake => handshake,
             () = self.dropping.cancelled() => return,
+            () = activity.reclaimed.cancelled() => {
+                tracing::debug!(peer = %self.peer, "closed during the TLS handshake to free its slot");
+                return;
+            }
         };
         let peer = self.peer;
         let stream = match stream {
@@ -535,60 +675,61 @@ impl Connection {
         };
         // HTTP/2 only when ALPN chose it; no ALPN or http/1.1 is HTTP/1.1.
         let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-        self.serve(TokioIo::new(stream), http2).await;
+        self.serve(slot, TokioIo::new(stream), http2).await;
     }
 
-    async fn serve<I>(self, io: I, http2: bool)
+    async fn serve<I>(self, slot: Slot, io: I, http2: bool)
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
-        let activity = Arc::new(Activity::new());
+        let activity = slot.activity.clone();
         let service = Tracked {
             inner: TowerToHyperService::new(self.router.clone()),
             activity: activity.clone(),
         };
-        let builder = if http2 {
-            &self.protocols.http2
+        let mut connection = if http2 {
+            Served::Http2(Box::pin(self.protocols.http2.serve_connection(io, service)))
         } else {
-            &self.protocols.http1
+            Served::Http1(Box::pin(self.protocols.http1.serve_connection(io, service)))
         };
-        let connection = builder.serve_connection(io, service);
-        tokio::pin!(connection);
-        let mut closing_since: Option<Instant> = None;
+        let expires = activity.opened + self.options.max_connection_age;
+        // Once told to close: when it is dropped if it has not closed.
+        let mut close_by: Option<Instant> = None;
         loop {
             let idle_at = activity.idle_deadline(&self.options);
-            let close_by = closing_since.map(|since| {
-                since
-                    + if self.draining.is_cancelled() {
-                        self.options.drain_timeout
-                    } else {
-                        CLOSE_GRACE
-                    }
-            });
             tokio::select! {
-                result = connection.as_mut() => {
+                result = &mut connection => {
                     if let Err(error) = result {
                         tracing::debug!(peer = %self.peer, %error, "connection ended with an error");
                     }
                     return;
                 }
-                () = sleep_until(idle_at), if closing_since.is_none() => {
+                () = sleep_until(idle_at), if close_by.is_none() => {
                     if activity.is_idle_past(&self.options) {
                         tracing::debug!(peer = %self.peer, "closing an idle connection");
-                        connection.as_mut().graceful_shutdown();
-                        closing_since = Some(Instant::now());
+                        connection.graceful_shutdown();
+                        close_by = Some(Instant::now() + CLOSE_GRACE);
                     }
                 }
+                () = tokio::time::sleep_until(expires), if close_by.is_none() => {
+                    tracing::debug!(peer = %self.peer, age = ?self.options.max_connection_age, "closing a connection at its maximum age");
+                    connection.graceful_shutdown();
+                    close_by = Some(Instant::now() + self.options.drain_timeout);
+                }
                 () = activity.changed.notified() => {}
-                () = self.draining.cancelled(), if closing_since.is_none() => {
-                    connection.as_mut().graceful_shutdown();
-                    closing_since = Some(Instant::now());
+                () = self.draining.cancelled(), if close_by.is_none() => {
+                    connection.graceful_shutdown();
+                    close_by = Some(Instant::now() + self.options.drain_timeout);
                 }
                 () = sleep_until(close_by) => {
                     tracing::debug!(peer = %self.peer, "connection did not close in time; dropped");
                     return;
                 }
                 () = self.dropping.cancelled() => return,
+                () = activity.reclaimed.cancelled() => {
+                    tracing::debug!(peer = %self.peer, "closed the connection idle longest to free its slot");
+                    return;
+                }
             }
         }
     }
@@ -603,33 +744,47 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Requests in flight on one connection, and since when it has had none.
 struct Activity {
+    opened: Instant,
     in_flight: AtomicUsize,
     served: AtomicBool,
     idle_since: Mutex<Instant>,
     changed: Notify,
+    /// Cancelled when a new connection takes this one's slot.
+    reclaimed: CancellationToken,
 }
 
 impl Activity {
     fn new() -> Activity {
+        let now = Instant::now();
         Activity {
+            opened: now,
             in_flight: AtomicUsize::new(0),
             served: AtomicBool::new(false),
-            idle_since: Mutex::new(Instant::now()),
+            idle_since: Mutex::new(now),
             changed: Notify::new(),
+            reclaimed: CancellationToken::new(),
         }
+    }
+
+    /// Since when the connection has had no request in flight (since it
+    /// opened, before its first request); `None` while one is in flight.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        Some(
+            *self
+                .idle_since
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// When the connection counts as idle: `header_read_timeout` after it
     /// opened until a first request arrives, `idle_timeout` after the last
     /// request ended; never while a request is in flight.
     fn idle_deadline(&self, options: &ServeOptions) -> Option<Instant> {
-        if self.in_flight.load(Ordering::SeqCst) > 0 {
-            return None;
-        }
-        let since = *self
-            .idle_since
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let since = self.idle_since()?;
         Some(
             since
                 + if self.served.load(Ordering::SeqCst) {

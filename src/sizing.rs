@@ -18,6 +18,7 @@ pub mod policy;
 pub mod quantity;
 pub mod spelling;
 pub mod vmi;
+pub mod yaml;
 
 pub use error::SizingError;
 pub use quantity::{Format, Quantity, QuantityError};

@@ -144,17 +144,27 @@ pub fn capped(text: &str) -> Cow<'_, str> {
     capped_to(text, MAX_ECHOED_CHARS)
 }
 
-/// `text` cut at `max` characters, with a marker saying how much was cut.
+/// `text` cut to at most `max` characters, a marker saying how many bytes
+/// were cut (`...[N more bytes]`) included. A `max` too small to hold the
+/// marker keeps `max` characters and adds it.
 #[must_use]
 pub fn capped_to(text: &str, max: usize) -> Cow<'_, str> {
-    match text.char_indices().nth(max) {
-        None => Cow::Borrowed(text),
-        Some((cut, _)) => Cow::Owned(format!(
-            "{}...[{} more bytes]",
-            &text[..cut],
-            text.len() - cut
-        )),
+    if text.chars().nth(max).is_none() {
+        return Cow::Borrowed(text);
     }
+    // The marker is longest when the most is cut: make room for that one.
+    let room = cut_marker(text.len()).chars().count();
+    let keep = if max > room { max - room } else { max };
+    let cut = text
+        .char_indices()
+        .nth(keep)
+        .map_or(text.len(), |(at, _)| at);
+    Cow::Owned(format!("{}{}", &text[..cut], cut_marker(text.len() - cut)))
+}
+
+/// What [`capped_to`] puts in place of `n_bytes` cut bytes.
+fn cut_marker(n_bytes: usize) -> String {
+    format!("...[{n_bytes} more bytes]")
 }
 
 /// `text` with each of `paths` replaced by its file name: what a reader
@@ -339,11 +349,14 @@ mod tests {
     #[test]
     fn long_values_are_cut_with_a_marker_and_controls_escaped() {
         assert_eq!(capped_to("abc", 3), "abc");
+        // 3 characters cannot hold the marker: they are kept, and it added.
         assert_eq!(capped_to("abcdé", 3), "abc...[3 more bytes]");
-        assert_eq!(
-            capped(&"x".repeat(1000)),
-            format!("{}...[744 more bytes]", "x".repeat(256))
-        );
+        // 256 characters hold the longest marker, "...[1000 more bytes]"
+        // (20): 236 are kept, 764 bytes cut, 236 + 19 = 255 in all.
+        let long = "x".repeat(1000);
+        let cut = capped(&long);
+        assert_eq!(cut, format!("{}...[764 more bytes]", "x".repeat(236)));
+        assert!(cut.chars().count() <= MAX_ECHOED_CHARS);
         assert_eq!(escaped("a\nb\r\u{1b}[31m"), "a\\nb\\r\\u{1b}[31m");
         assert_eq!(escaped("plain"), "plain");
     }

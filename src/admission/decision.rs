@@ -123,12 +123,13 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The AdmissionResponse: made here and nowhere else. Each warning,
-    /// message and audit annotation is cut at
+    /// The AdmissionResponse: made here and nowhere else. Each warning and
+    /// audit annotation is cut at
     /// [`MAX_LOG_FIELD_CHARS`](crate::telemetry::MAX_LOG_FIELD_CHARS)
-    /// characters with a marker, so no answer echoes megabytes of a client's
-    /// values while a decision's own long warnings (two uids, a formula)
-    /// stay whole.
+    /// characters with a marker (a deny message by
+    /// [`AdmissionResponse::deny`]), so no answer echoes megabytes of a
+    /// client's values while a decision's own long warnings (two uids, a
+    /// formula) stay whole.
     #[must_use]
     pub fn response(&self) -> AdmissionResponse {
         let capped = |text: &str| {
@@ -139,7 +140,7 @@ impl Decision {
                 error,
                 denied: true,
             } => {
-                return AdmissionResponse::deny(&self.uid, 403, capped(&failure_message(error)));
+                return AdmissionResponse::deny(&self.uid, 403, failure_message(error));
             }
             _ => AdmissionResponse::allow(&self.uid),
         };
@@ -160,6 +161,21 @@ impl Decision {
             .map(|warning| capped(warning))
             .collect();
         response
+    }
+
+    /// Marks a decision made from inputs that may not be current (a cache
+    /// not synced or failing, a silent apiserver): a warning and the audit
+    /// annotation `stale-inputs` say why. A skipped request read nothing
+    /// and is left as it is.
+    pub fn note_stale_inputs(&mut self, reason: &str) {
+        if matches!(self.outcome, Outcome::Skipped(_)) {
+            return;
+        }
+        self.warnings.push(ascii(&format!(
+            "virt-sizer: decided from inputs that may not be current: {reason}"
+        )));
+        self.audit_annotations
+            .insert("stale-inputs".into(), reason.to_owned());
     }
 
     /// The JSON Patch, if one is sent.

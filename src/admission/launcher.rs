@@ -144,6 +144,55 @@ pub(crate) fn size_launcher_pod(
     let reported_overhead = kept_original.or(kubevirt_reported);
 
     let mut warnings = selection.warnings;
+    let plugins: Vec<&str> = vmi
+        .interfaces
+        .iter()
+        .filter_map(|interface| match interface {
+            InterfaceBinding::Plugin(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let unknown = policy.unknown_settings(
+        &profile.name,
+        SettingsNeeds {
+            reported_overhead: reported_overhead.is_some(),
+            binding_plugins: &plugins,
+        },
+    );
+    if !unknown.is_empty() {
+        // Never sized from KubeVirt's defaults standing in for settings the
+        // cluster may not have.
+        let names: Vec<&str> = unknown
+            .iter()
+            .map(|unknown| unknown.setting.as_str())
+            .collect();
+        let mut reasons: Vec<&str> = unknown
+            .iter()
+            .map(|unknown| unknown.reason.as_str())
+            .collect();
+        reasons.dedup();
+        let source = policy
+            .baseline
+            .as_ref()
+            .map_or("", |baseline| baseline.source.as_str());
+        warnings.push(format!(
+            "virt-sizer: the KubeVirt settings {} are unknown (KubeVirt CR {source}: {}): admitted \
+             unchanged rather than sized from defaults the cluster may not have",
+            names.join(", "),
+            reasons.join("; ")
+        ));
+        return Ok(Computed {
+            profile: Some(profile.name.clone()),
+            selected_by: Some(selection.reason),
+            mode: profile.mode,
+            explanation: Explanation::from(terms![
+                "KubeVirt settings unknown: ",
+                names.join(", "),
+                "; not sized"
+            ]),
+            warnings,
+        });
+    }
     if policy.kubevirt.newer_than_table {
         let release = &policy.kubevirt.release_text;
         if reported_overhead.is_none()
@@ -242,17 +291,22 @@ pub(crate) fn size_launcher_pod(
             );
         }
     }
-    let mut decision = format!("profile={},policy={}", profile.name, policy.digest);
-    if let Some(digest) = policy.settings_digest() {
-        decision.push_str(",kubevirt=");
-        decision.push_str(digest);
+    // The decision is recorded on the Pod only beside a change: a Pod that
+    // already has what this decision gives is admitted with no patch at all
+    // (the audit annotations and the log line still carry the decision).
+    if !builder.ops.is_empty() {
+        let mut decision = format!("profile={},policy={}", profile.name, policy.digest);
+        if let Some(digest) = policy.settings_digest() {
+            decision.push_str(",kubevirt=");
+            decision.push_str(digest);
+        }
+        builder.set_string(
+            &annotations_path,
+            DECISION_ANNOTATION,
+            &decision,
+            "decision",
+        );
     }
-    builder.set_string(
-        &annotations_path,
-        DECISION_ANNOTATION,
-        &decision,
-        "decision",
-    );
 
     warnings.extend(sizing.warnings);
     let mut explanation = Explanation::from(terms![

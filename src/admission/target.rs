@@ -16,6 +16,25 @@ pub struct VmiRef {
     pub uid: Option<String>,
 }
 
+impl VmiRef {
+    /// Whether the VMI found under this name, whose uid is `found`, is the
+    /// one the Pod claims (or either side names no uid). Every VMI source
+    /// applies this one rule: the server's caches and directory, and the
+    /// `--vmi` files of `review` and `test`.
+    ///
+    /// # Errors
+    /// The VMI under that name has another uid: the message names both.
+    pub fn check_uid(&self, found: Option<&str>) -> Result<(), String> {
+        match (self.uid.as_deref(), found) {
+            (Some(claimed), Some(found)) if claimed != found => Err(format!(
+                "the Pod's owner is VMI uid {claimed}, but {}/{} has uid {found} (deleted and recreated?)",
+                self.namespace, self.name
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// What a request is about, once classified: what to size it with.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Target<'p> {

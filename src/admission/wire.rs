@@ -10,6 +10,7 @@
 //! The objects themselves stay raw [`serde_json::Value`]s so that fields we
 //! do not know survive untouched.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
@@ -18,7 +19,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::facts::{KeptObject, policy_configmap_object, sizing_object};
-use crate::telemetry::capped;
+use crate::telemetry::{capped, capped_to};
 
 /// `admission.k8s.io/v1`.
 pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
@@ -152,9 +153,16 @@ impl AdmissionResponse {
         }
     }
 
-    /// Denied with `code` and `message`.
+    /// Denied with `code` and `message`, the message cut at
+    /// [`MAX_LOG_FIELD_CHARS`](crate::telemetry::MAX_LOG_FIELD_CHARS)
+    /// characters with a marker: kubectl prints it whole, so no answer
+    /// echoes megabytes.
     #[must_use]
     pub fn deny(uid: &str, code: u16, message: String) -> AdmissionResponse {
+        let message = match capped_to(&message, crate::telemetry::MAX_LOG_FIELD_CHARS) {
+            Cow::Borrowed(_) => message,
+            Cow::Owned(cut) => cut,
+        };
         AdmissionResponse {
             allowed: false,
             status: Some(Status { code, message }),

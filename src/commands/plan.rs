@@ -19,6 +19,7 @@ use crate::cli::PlanArgs;
 use crate::commands::load_policy_over;
 use crate::sizing::Quantity;
 use crate::sizing::kubevirt::{self, AutoLimits, LauncherInput};
+use crate::sizing::policy::SettingsNeeds;
 use crate::sizing::vmi::VmiFacts;
 
 /// One `--vm` shape.
@@ -57,6 +58,26 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let mut rows: Vec<[String; COLUMNS]> = vec![HEADER.map(str::to_owned)];
     let empty_labels = BTreeMap::new();
     for profile in policy.profiles.values() {
+        // As the webhook: never planned from defaults standing in for
+        // KubeVirt settings that are unknown (an unusable --kubevirt file).
+        let unknown = policy.unknown_settings(&profile.name, SettingsNeeds::default());
+        if !unknown.is_empty() {
+            let names: Vec<&str> = unknown
+                .iter()
+                .map(|unknown| unknown.setting.as_str())
+                .collect();
+            eprintln!(
+                "virt-sizer: profile {}: not planned, the KubeVirt settings {} are unknown ({})",
+                profile.name,
+                names.join(", "),
+                unknown
+                    .iter()
+                    .map(|unknown| unknown.reason.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+            continue;
+        }
         for shape in &shapes {
             let vmi = synthetic_vmi(shape)?;
             let sizing = kubevirt::size_launcher(&LauncherInput {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use crate::cli::PolicyCommand;
 use crate::documents::PolicyFile;
-use crate::sizing::policy::{BUILTIN_POLICY_YAML, ValidPolicy};
+use crate::sizing::policy::{BUILTIN_POLICY_YAML, MAX_LISTED_PROBLEMS, ValidPolicy};
 
 /// Runs `virt-sizer policy …`. An invalid policy prints every problem with
 /// its field path and exits 1.
@@ -41,10 +41,18 @@ pub fn run(command: &PolicyCommand) -> anyhow::Result<ExitCode> {
                     ExitCode::SUCCESS
                 }
                 Err(errors) => {
-                    for error in &errors.0 {
+                    for error in &errors.listed {
                         writeln!(stdout, "{}: {error}", file.display())?;
                     }
-                    writeln!(stdout, "{} problem(s)", errors.0.len())?;
+                    if errors.n_more > 0 {
+                        writeln!(
+                            stdout,
+                            "{}: and {} more problems (the first {MAX_LISTED_PROBLEMS} are listed)",
+                            file.display(),
+                            errors.n_more
+                        )?;
+                    }
+                    writeln!(stdout, "{} problem(s)", errors.len())?;
                     ExitCode::from(1)
                 }
             }

@@ -6,12 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::admission::{self, Environment, VmiLookup};
+use crate::admission::{self, Environment};
 use crate::cli::ReviewArgs;
 use crate::commands::{VmiSet, load_policy_over, parse_labels, request_from_document};
 use crate::documents::read_document;
 use crate::sizing::SizingError;
-use crate::sizing::vmi::ReadVmi;
 
 /// Runs `virt-sizer review`.
 ///
@@ -24,13 +23,11 @@ pub fn run(args: &ReviewArgs) -> anyhow::Result<ExitCode> {
     let document = read_document(&args.input)?;
     let request = request_from_document(document, "default", "CREATE")
         .with_context(|| format!("reading {}", args.input.display()))?;
-    let vmi = admission::launcher_vmi(&request)
-        .and_then(|reference| vmis.find(&reference))
-        .map(ReadVmi::from_value);
+    let vmi = vmis.lookup(&request);
     let environment = Environment {
         policy: &policy,
         namespace_labels: &namespace_labels,
-        vmi: VmiLookup::of(vmi.as_ref()),
+        vmi: vmi.as_lookup(),
     };
     let decision = admission::review(&environment, &request);
 

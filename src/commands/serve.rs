@@ -89,7 +89,8 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let limits = RequestLimits::new(
         args.max_body_bytes,
         Duration::from_secs(args.body_timeout_seconds.max(1)),
-    );
+    )
+    .with_max_bodies_in_flight(args.max_bodies_in_flight);
     serve_probes(args, &certs, &state, options).await?;
     let shutdown = shutdown(
         state.clone(),
@@ -162,13 +163,20 @@ async fn assemble_state(
         stale_after: Duration::from_secs(args.cache_stale_seconds),
         ..cluster::CacheOptions::default()
     };
-    let (vmis, namespaces): (Arc<dyn VmiSource>, Arc<dyn NamespaceSource>) = match &source {
-        Source::Cluster(client) => cluster::connect(client, cache_options),
-        Source::Directory(dir) => (
+    let reach = match &source {
+        Source::Cluster(client) => Some(cluster::probe(client)),
+        _ => None,
+    };
+    let (vmis, namespaces): (Arc<dyn VmiSource>, Arc<dyn NamespaceSource>) = match (&source, &reach)
+    {
+        (Source::Cluster(client), Some(reach)) => cluster::connect(client, cache_options, reach),
+        (Source::Directory(dir), _) => (
             Arc::new(VmiDirectory::new(dir)?),
             Arc::new(StaticNamespaces::default()),
         ),
-        Source::None(_) => (Arc::new(NoVmis), Arc::new(StaticNamespaces::default())),
+        (Source::None(_) | Source::Cluster(_), _) => {
+            (Arc::new(NoVmis), Arc::new(StaticNamespaces::default()))
+        }
     };
     tracing::info!(vmi_source = %vmis.describe(), vmi_dir = ?args.vmi_dir,
         cluster = matches!(source, Source::Cluster(_)), "VMI source");
@@ -182,7 +190,14 @@ async fn assemble_state(
     state.record_policy_warnings(&state.policy().current());
     match source {
         Source::Cluster(client) => {
-            state.attach_kubevirt(kubevirt_cr::spawn(&client, state.clone(), cache_options));
+            if let Some(reach) = &reach {
+                state.attach_kubevirt(kubevirt_cr::spawn(
+                    &client,
+                    state.clone(),
+                    cache_options,
+                    reach,
+                ));
+            }
         }
         Source::None(why) => {
             tracing::warn!(
@@ -236,8 +251,11 @@ fn watch_files(args: &ServeArgs, state: &AppState, certs: &CertStore) -> Vec<wat
 fn serve_options(args: &ServeArgs) -> ServeOptions {
     ServeOptions {
         drain_timeout: Duration::from_secs(args.drain_timeout_seconds),
+        handshake_timeout: Duration::from_secs(args.handshake_timeout_seconds.max(1)),
         header_read_timeout: Duration::from_secs(args.header_timeout_seconds.max(1)),
         idle_timeout: Duration::from_secs(args.idle_timeout_seconds.max(1)),
+        max_connection_age: Duration::from_secs(args.max_connection_age_seconds.max(1)),
+        max_concurrent_streams: args.max_concurrent_streams.max(1),
         max_connections: args.max_connections.max(1),
         ..ServeOptions::default()
     }
@@ -265,7 +283,12 @@ async fn serve_probes(
         .with_context(|| format!("listening on {probe_listen} (--probe-listen)"))?;
     tracing::info!(address = %probes.local_addr()?, "probe listener (plain HTTP: /healthz, /readyz, /metrics)");
     // Kept open through the drain, so probes see readiness go false;
-    // it ends with the process.
+    // it ends with the process. Its own connection cap: a flood of probe
+    // connections takes no slot of the TLS port, nor the reverse.
+    let options = ServeOptions {
+        max_connections: args.probe_max_connections.max(1),
+        ..options
+    };
     tokio::spawn(server::serve_plain(
         probes,
         server::probe_app(state.clone()),

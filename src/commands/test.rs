@@ -21,12 +21,11 @@ use anyhow::{Context as _, bail};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::admission::{self, COMPUTE_CONTAINER, Environment, VmiLookup};
+use crate::admission::{self, COMPUTE_CONTAINER, Environment};
 use crate::cli::{TestArgs, TestOutput};
 use crate::commands::{VmiSet, load_policy_over, request_from_document};
 use crate::documents::{read_document, read_documents};
 use crate::sizing::policy::{UnknownField, closest_name, struct_fields};
-use crate::sizing::vmi::ReadVmi;
 use crate::sizing::{Quantity, SizingError};
 
 /// One case file. Unknown keys are collected (with a did-you-mean), not
@@ -493,14 +492,12 @@ fn run_case(file: &Path, case: &Case, kubevirt: Option<&Path>) -> anyhow::Result
     let input = base.join(&case.input);
     let document = read_document(&input).context("input")?;
     let request = request_from_document(document, namespace, &case.operation).context("input")?;
-    let vmi = admission::launcher_vmi(&request)
-        .and_then(|reference| vmis.find(&reference))
-        .map(ReadVmi::from_value);
+    let vmi = vmis.lookup(&request);
     let decision = admission::review(
         &Environment {
             policy: &policy,
             namespace_labels: &case.namespace.labels,
-            vmi: VmiLookup::of(vmi.as_ref()),
+            vmi: vmi.as_lookup(),
         },
         &request,
     );

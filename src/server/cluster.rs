@@ -55,10 +55,12 @@ use crate::sizing::vmi::ReadVmi;
 
 mod fallback;
 mod health;
+mod reach;
 
 use fallback::{Fallback, Fetched};
 pub(crate) use health::{CacheEvent, run_cache};
 pub use health::{CacheHealth, CacheState};
+pub use reach::{PROBE_INTERVAL, Reachability};
 
 /// The server-side watch timeout; the watcher drops a connection that
 /// stays silent 5 s longer.
@@ -81,8 +83,13 @@ pub struct CacheOptions {
     pub stale_after: Duration,
     /// How long "does not exist" is remembered for a fallback GET.
     pub negative_ttl: Duration,
-    /// Fallback GETs per second (sustained), all objects together.
+    /// Fallback GETs per second (sustained), all objects together; one
+    /// namespace gets at most half of it.
     pub gets_per_second: u32,
+    /// Fallback GETs that may go at once after a quiet spell (a replica
+    /// starting during a mass VM restart); one namespace gets at most a
+    /// quarter of it.
+    pub get_burst: u32,
 }
 
 impl Default for CacheOptions {
@@ -93,6 +100,7 @@ impl Default for CacheOptions {
             stale_after: Duration::from_secs(120),
             negative_ttl: Duration::from_secs(5),
             gets_per_second: 20,
+            get_burst: 200,
         }
     }
 }
@@ -157,13 +165,19 @@ impl<S: VmiSource> CachedVmis<S> {
         self.store.get(&ObjectRef::new(name).within(namespace))
     }
 
-    async fn fetch(&self, namespace: &str, name: &str) -> Fetched<ReadVmi> {
+    /// GETs the VMI. "Does not exist" is remembered for what was claimed
+    /// (`uid` included), so a VMI recreated under the same name is looked
+    /// up afresh for a Pod that claims the new one; and a VMI the watch
+    /// delivers is served from the store before any remembered miss.
+    async fn fetch(&self, namespace: &str, name: &str, uid: Option<&str>) -> Fetched<ReadVmi> {
         let (direct, owned_namespace, owned_name) =
             (self.direct.clone(), namespace.to_owned(), name.to_owned());
         self.fallback
-            .get(format!("{namespace}/{name}"), move || {
-                async move { direct.get(&owned_namespace, &owned_name).await }.boxed()
-            })
+            .get(
+                format!("{namespace}/{name}#{}", uid.unwrap_or("")),
+                namespace,
+                move || async move { direct.get(&owned_namespace, &owned_name).await }.boxed(),
+            )
             .await
     }
 }
@@ -178,7 +192,7 @@ impl<S: VmiSource> VmiSource for CachedVmis<S> {
             if let Some(cached) = self.cached(namespace, name) {
                 return Ok(Some(cached.vmi.clone()));
             }
-            self.fetch(namespace, name).await
+            self.fetch(namespace, name, None).await
         })
     }
     fn lookup<'a>(
@@ -197,7 +211,10 @@ impl<S: VmiSource> VmiSource for CachedVmis<S> {
                     "cached VMI has another uid; asking the API"
                 );
             }
-            match self.fetch(namespace, name).await? {
+            match self
+                .fetch(namespace, name, reference.uid.as_deref())
+                .await?
+            {
                 Some(vmi) => check_uid(reference, vmi).map(Some),
                 None => Ok(None),
             }
@@ -280,7 +297,9 @@ impl<G: NamespaceGetter> NamespaceSource for CachedNamespaces<G> {
             }
             match self
                 .fallback
-                .get(namespace.to_owned(), || self.getter.get(namespace))
+                .get(namespace.to_owned(), namespace, || {
+                    self.getter.get(namespace)
+                })
                 .await?
             {
                 Some(labels) => Ok(labels),
@@ -395,16 +414,27 @@ fn trim_namespace(namespace: &mut Namespace, _: &Store<Namespace>) {
     namespace.status = None;
 }
 
-/// Starts both watch caches over `client`. The caches sync in the
-/// background and `/readyz` reports when they have.
+/// Starts the apiserver probe whose [`Reachability`] the caches of
+/// `client` follow.
+#[must_use]
+pub fn probe(client: &Client) -> Arc<Reachability> {
+    let reach = Reachability::new();
+    tokio::spawn(reach::probe(client.clone(), reach.clone()));
+    reach
+}
+
+/// Starts both watch caches over `client`, following `reach`. The caches
+/// sync in the background and `/readyz` reports when they have.
 #[must_use]
 pub fn connect(
     client: &Client,
     options: CacheOptions,
+    reach: &Arc<Reachability>,
 ) -> (Arc<dyn VmiSource>, Arc<dyn NamespaceSource>) {
     let vmi_writer = Writer::<CachedVmi>::default();
     let vmi_store = vmi_writer.as_reader();
     let vmi_health = CacheHealth::new("virtualmachineinstances", options.stale_after);
+    vmi_health.follow(reach.clone());
     tokio::spawn(run_cache(
         Api::<CachedVmi>::all(client.clone()),
         vmi_writer,
@@ -420,6 +450,7 @@ pub fn connect(
     let namespace_writer = Writer::<Namespace>::new(());
     let namespace_store = namespace_writer.as_reader();
     let namespace_health = CacheHealth::new("namespaces", options.stale_after);
+    namespace_health.follow(reach.clone());
     tokio::spawn(run_cache(
         Api::<Namespace>::all(client.clone()),
         namespace_writer,

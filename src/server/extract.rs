@@ -97,7 +97,14 @@ async fn decode<K: Keep + 'static>(
     state: &AppState,
     body: Bytes,
 ) -> Result<AdmissionRequest, WireError> {
-    let _permit = state.inner.decodes.acquire().await;
+    let _permit = match state.inner.decodes.try_acquire() {
+        Ok(permit) => Ok(permit),
+        Err(_) => {
+            // A wait for a slot counts against readiness while it lasts.
+            let _waiting = state.waits().begin();
+            state.inner.decodes.acquire().await
+        }
+    };
     if body.len() <= INLINE_DECODE_BYTES {
         return wire::decode::<K>(&body);
     }

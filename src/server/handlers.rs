@@ -22,6 +22,7 @@ use crate::metrics::{KindLabels, Metrics, Operation, RequestLabels, ShadowLabels
 use crate::server::AppState;
 use crate::server::cluster::CacheHealth;
 use crate::server::extract::ReviewRequest;
+use crate::server::policy_checks::{Checked, MAX_POLICY_CHECKS};
 use crate::sizing::SizingError;
 use crate::sizing::policy::ValidPolicy;
 use crate::sizing::vmi::ReadVmi;
@@ -173,8 +174,13 @@ pub use crate::admission::facts::POLICY_KEY;
 /// `POST /validate-policy`: the validating webhook for policy ConfigMaps.
 /// A broken policy is refused at `kubectl apply` with the checker's own
 /// messages (every problem with its path); a valid one is admitted, with
-/// its warnings.
+/// its warnings. The check runs off the runtime workers, at most
+/// [`MAX_POLICY_CHECKS`] at once and within
+/// [`POLICY_CHECK_BUDGET`](crate::server::policy_checks::POLICY_CHECK_BUDGET)
+/// ([`policy_checks`](crate::server::policy_checks)); past either the
+/// policy is refused, saying why.
 pub(crate) async fn validate_policy(
+    State(state): State<AppState>,
     ReviewRequest { request, .. }: ReviewRequest<PolicyData>,
 ) -> Response {
     let object = request.object.as_ref();
@@ -191,18 +197,7 @@ pub(crate) async fn validate_policy(
                     "a ConfigMap labelled {POLICY_LABEL}=true must hold the sizing policy under data[{POLICY_KEY:?}]"
                 ),
             ),
-            Some(text) => match ValidPolicy::from_yaml(text) {
-                Ok(policy) => {
-                    let mut response = AdmissionResponse::allow(&request.uid);
-                    response.warnings = policy.warnings;
-                    response
-                }
-                Err(problems) => AdmissionResponse::deny(
-                    &request.uid,
-                    422,
-                    format!("invalid virt-sizer policy in data[{POLICY_KEY:?}]:\n{problems}"),
-                ),
-            },
+            Some(text) => check_policy(&state, &request.uid, text.to_owned()).await,
         }
     } else {
         // DELETE (no object) and other kinds are none of this webhook's business.
@@ -217,6 +212,60 @@ pub(crate) async fn validate_policy(
     .into_response()
 }
 
+/// The answer for the policy `text`, checked off the runtime workers.
+async fn check_policy(state: &AppState, uid: &str, text: String) -> AdmissionResponse {
+    let checks = &state.inner.policy_checks;
+    match checks.run(move || ValidPolicy::from_yaml(&text)).await {
+        Checked::Done(Ok(policy)) => {
+            let mut response = AdmissionResponse::allow(uid);
+            response.warnings = policy
+                .warnings
+                .iter()
+                .map(|warning| {
+                    telemetry::capped_to(warning, telemetry::MAX_LOG_FIELD_CHARS).into_owned()
+                })
+                .collect();
+            response
+        }
+        Checked::Done(Err(problems)) => AdmissionResponse::deny(
+            uid,
+            422,
+            format!("invalid virt-sizer policy in data[{POLICY_KEY:?}]:\n{problems}"),
+        ),
+        Checked::Busy => {
+            state.metrics().error("policy_check_busy");
+            AdmissionResponse::deny(
+                uid,
+                429,
+                format!(
+                    "virt-sizer is already checking {MAX_POLICY_CHECKS} policies; apply it again in a moment"
+                ),
+            )
+        }
+        Checked::Late => {
+            state.metrics().error("policy_check_timeout");
+            AdmissionResponse::deny(
+                uid,
+                503,
+                format!(
+                    "the policy check did not finish within {} s; apply it again in a moment",
+                    checks.budget().as_secs()
+                ),
+            )
+        }
+        Checked::Panicked(message) => {
+            // Refused rather than admitted unchecked; counted and logged.
+            state.metrics().panics.inc();
+            tracing::error!(%uid, panic = %message, "panic while checking a policy");
+            AdmissionResponse::deny(
+                uid,
+                500,
+                "internal error while checking the policy; see the server log".to_owned(),
+            )
+        }
+    }
+}
+
 /// Looks up what the request needs and decides.
 async fn decide(state: &AppState, policy: &ValidPolicy, request: &AdmissionRequest) -> Decision {
     let inner = &state.inner;
@@ -226,6 +275,9 @@ async fn decide(state: &AppState, policy: &ValidPolicy, request: &AdmissionReque
     // VMI or its namespace's labels: nothing else costs a lookup (or, on a
     // cache miss, a GET).
     let sized = admission::is_sized_pod(policy, request);
+    if sized {
+        wait_for_sync(state, inner.vmi_lookup_timeout * 3 / 4).await;
+    }
     if sized && let Some(reference) = admission::launcher_vmi(request) {
         let started = Instant::now();
         let lookup = inner.vmis.lookup(&reference);
@@ -289,7 +341,46 @@ async fn decide(state: &AppState, policy: &ValidPolicy, request: &AdmissionReque
             (None, None) => VmiLookup::NotFound,
         },
     };
-    admission::review(&environment, request)
+    let mut decision = admission::review(&environment, request);
+    if sized && let Some(reason) = staleness(state) {
+        decision.note_stale_inputs(&reason);
+        inner.metrics.stale_decisions.inc();
+    }
+    decision
+}
+
+/// The caches a decision reads from: the VMIs, the Namespaces and the
+/// KubeVirt CR (cluster mode).
+fn caches(state: &AppState) -> impl Iterator<Item = &CacheHealth> {
+    let inner = &state.inner;
+    inner
+        .vmis
+        .health()
+        .into_iter()
+        .chain(inner.namespaces.health())
+        .chain(inner.kubevirt.get().map(|status| status.health()))
+}
+
+/// Until every cache has listed once (a replica that just started), a
+/// sized request waits for them, at most `budget`: what the cache will hold
+/// in a moment beats a direct GET per Pod, and the rest of the lookup
+/// timeout is left for that GET. A cache whose first LIST failed
+/// (forbidden, say) is not waited for: it will not sync in a moment.
+async fn wait_for_sync(state: &AppState, budget: Duration) {
+    let deadline = Instant::now() + budget;
+    let syncing = |health: &CacheHealth| !health.is_synced() && health.last_error().is_none();
+    while caches(state).any(syncing) && Instant::now() < deadline {
+        tokio::time::sleep(SYNC_POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
+}
+
+/// How often a request waiting for the first LIST looks again.
+const SYNC_POLL: Duration = Duration::from_millis(20);
+
+/// Why the caches a decision read may not be current, if they may not.
+fn staleness(state: &AppState) -> Option<String> {
+    let reasons: Vec<String> = caches(state).filter_map(CacheHealth::staleness).collect();
+    (!reasons.is_empty()).then(|| reasons.join("; "))
 }
 
 /// Counts a decision. Shadow figures are labelled with the namespace of
@@ -375,14 +466,16 @@ pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: certificate, policy and VMI source ready, not draining.
-/// The body says which part is not, and whether the policy on disk was
-/// rejected (the last good one still serving).
+/// `GET /readyz`: certificate, policy and VMI source ready, not draining,
+/// and no request waiting too long for the server's own capacity
+/// (`saturated`). The body says which part is not, and whether the policy
+/// on disk was rejected (the last good one still serving).
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let inner = &state.inner;
     let Readiness {
         ready,
         draining,
+        saturated,
         vmis_ready,
         namespaces_ready,
         certificate_valid,
@@ -407,6 +500,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     struct Detail {
         ready: bool,
         draining: bool,
+        saturated: bool,
         policy: Value,
         kubevirt: Option<Value>,
         certificate: Value,
@@ -416,6 +510,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let detail = Detail {
         ready,
         draining,
+        saturated,
         policy: json!({
             "digest": policy.digest,
             "source": if inner.policy.serves_file() { "file" } else { "built-in" },
@@ -459,6 +554,9 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 struct Readiness {
     ready: bool,
     draining: bool,
+    /// A request has waited too long for the body budget or a decode slot:
+    /// `/mutate` cannot answer within its time.
+    saturated: bool,
     vmis_ready: bool,
     namespaces_ready: bool,
     certificate_valid: bool,
@@ -472,20 +570,22 @@ impl Readiness {
             .load(std::sync::atomic::Ordering::SeqCst);
         let vmis_ready = inner.vmis.is_ready();
         let namespaces_ready = inner.namespaces.is_ready();
-        let kubevirt_ready = inner.kubevirt.get().is_none_or(|status| status.is_synced());
+        // The KubeVirt CR does not gate readiness: while its settings are
+        // unknown (not listed yet, forbidden, failing) the decisions that
+        // need them admit Pods unchanged with a warning, which is a correct
+        // answer; /readyz's `kubevirt` detail and
+        // virt_sizer_kubevirt_settings_unknown say so.
         // An expired (or not yet valid) serving certificate fails every
         // handshake the apiserver makes: degraded, not ready.
         let certificate_valid = inner
             .certs
             .as_ref()
             .is_none_or(|certs| !certs.is_outside_validity());
+        let saturated = inner.waits.is_saturated();
         Readiness {
-            ready: !draining
-                && vmis_ready
-                && namespaces_ready
-                && kubevirt_ready
-                && certificate_valid,
+            ready: !draining && !saturated && vmis_ready && namespaces_ready && certificate_valid,
             draining,
+            saturated,
             vmis_ready,
             namespaces_ready,
             certificate_valid,

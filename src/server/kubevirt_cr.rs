@@ -15,7 +15,7 @@ use kube::{Client, ResourceExt as _};
 use serde_json::{Value, json};
 
 use crate::server::AppState;
-use crate::server::cluster::{CacheEvent, CacheHealth, CacheOptions, run_cache};
+use crate::server::cluster::{CacheEvent, CacheHealth, CacheOptions, Reachability, run_cache};
 use crate::sizing::policy::KubevirtBaseline;
 
 /// The API resource of `kubevirt.io/v1` KubeVirt.
@@ -43,11 +43,10 @@ struct Detail {
 }
 
 impl KubevirtStatus {
-    /// Whether the first list has been applied (or the CRD is absent), and
-    /// the watch has not been failing for too long.
+    /// The watch's health.
     #[must_use]
-    pub fn is_synced(&self) -> bool {
-        self.health.is_ready()
+    pub fn health(&self) -> &CacheHealth {
+        &self.health
     }
 
     /// The `/readyz` detail.
@@ -68,9 +67,15 @@ impl KubevirtStatus {
 
 /// Starts the watch, with the same freshness rules as the VMI and
 /// Namespace caches; `state`'s policy follows the CR from now on.
-pub fn spawn(client: &Client, state: AppState, options: CacheOptions) -> Arc<KubevirtStatus> {
+pub fn spawn(
+    client: &Client,
+    state: AppState,
+    options: CacheOptions,
+    reach: &Arc<Reachability>,
+) -> Arc<KubevirtStatus> {
     let health = CacheHealth::new("kubevirts", options.stale_after);
     health.attach(state.metrics());
+    health.follow(reach.clone());
     let status = Arc::new(KubevirtStatus {
         health: health.clone(),
         detail: Mutex::new(Detail::default()),
@@ -79,8 +84,20 @@ pub fn spawn(client: &Client, state: AppState, options: CacheOptions) -> Arc<Kub
     let writer = Writer::<DynamicObject>::new(resource.clone());
     let store = writer.as_reader();
     let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
+    // Until the first LIST, nothing is known of the cluster's settings:
+    // launcher Pods that need them are admitted unchanged, never sized from
+    // KubeVirt's defaults.
+    update(
+        &state,
+        &status,
+        Some(Arc::new(KubevirtBaseline::unread(
+            "the KubeVirt CR has not been listed yet",
+        ))),
+        None,
+    );
     let watching = status.clone();
     let reader = store.clone();
+    let cache_health = health.clone();
     tokio::spawn(run_cache(
         api,
         writer,
@@ -88,7 +105,29 @@ pub fn spawn(client: &Client, state: AppState, options: CacheOptions) -> Arc<Kub
         health,
         options,
         |object: &mut DynamicObject, _| object.managed_fields_mut().clear(),
-        move |_: CacheEvent| apply(&reader, &state, &watching),
+        move |event: CacheEvent| match event {
+            // Before a first LIST (forbidden, or the API failing) the
+            // settings stay unknown, now with the reason; after one, the
+            // CR last read stays in force and decisions say it may be out
+            // of date (see `CacheHealth::staleness`).
+            CacheEvent::Failed if !cache_health.is_synced() => {
+                let reason = cache_health
+                    .last_error()
+                    .unwrap_or_else(|| "the KubeVirt CR could not be listed".to_owned());
+                update(
+                    &state,
+                    &watching,
+                    Some(Arc::new(KubevirtBaseline::unread(&format!(
+                        "the KubeVirt CR could not be listed: {reason}"
+                    )))),
+                    None,
+                );
+            }
+            CacheEvent::Failed => {}
+            CacheEvent::Listed | CacheEvent::Changed | CacheEvent::Absent => {
+                apply(&reader, &state, &watching);
+            }
+        },
     ));
     status
 }
@@ -113,19 +152,26 @@ fn apply(store: &Store<DynamicObject>, state: &AppState, status: &KubevirtStatus
             "several KubeVirt CRs: the oldest is the baseline, as in KubeVirt"
         );
     }
-    let parsed = serde_json::to_value(object.as_ref())
+    let source = format!(
+        "{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    );
+    let baseline = serde_json::to_value(object.as_ref())
         .map_err(|error| error.to_string())
-        .and_then(|value| KubevirtBaseline::from_json(&value).map_err(|errors| errors.to_string()));
-    match parsed {
-        Ok(baseline) => {
-            let source = baseline.source.clone();
-            update(state, status, Some(Arc::new(baseline)), Some(source));
-        }
-        Err(error) => {
-            tracing::error!(%error, "KubeVirt CR not usable as the baseline; the previous one stays");
-            status.lock().error = Some(error);
-        }
+        .and_then(|value| KubevirtBaseline::from_json(&value).map_err(|errors| errors.to_string()))
+        .unwrap_or_else(|error| {
+            KubevirtBaseline::unread(&format!("the KubeVirt CR {source} is unreadable: {error}"))
+        });
+    for unknown in &baseline.unknown {
+        tracing::error!(
+            cr = %source,
+            setting = unknown.setting.as_str(),
+            reason = %unknown.reason,
+            "a KubeVirt CR setting virt-sizer cannot use: launcher Pods whose decision needs it are admitted unchanged"
+        );
     }
+    update(state, status, Some(Arc::new(baseline)), Some(source));
 }
 
 /// Records the new baseline and, when it changes the policy in force, says
@@ -138,13 +184,25 @@ fn update(
 ) {
     {
         let mut detail = status.lock();
+        detail.error = baseline.as_ref().and_then(|baseline| {
+            let reasons: Vec<String> = baseline
+                .unknown
+                .iter()
+                .map(|unknown| format!("{}: {}", unknown.setting.as_str(), unknown.reason))
+                .collect();
+            (!reasons.is_empty()).then(|| reasons.join("; "))
+        });
         detail.source = source;
-        detail.error = None;
     }
     let metrics = state.metrics();
     metrics
         .kubevirt_cr_present
-        .set(i64::from(baseline.is_some()));
+        .set(i64::from(status.lock().source.is_some()));
+    metrics
+        .kubevirt_settings_unknown
+        .set(baseline.as_ref().map_or(0, |baseline| {
+            i64::try_from(baseline.unknown.len()).unwrap_or(i64::MAX)
+        }));
     let described = baseline
         .as_ref()
         .map(|baseline| baseline.describe().trim_end().replace('\n', ", "));

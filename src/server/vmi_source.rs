@@ -63,13 +63,7 @@ pub trait VmiSource: Send + Sync + 'static {
 /// # Errors
 /// The VMI under that name has another uid.
 pub fn check_uid(reference: &VmiRef, vmi: Arc<ReadVmi>) -> Result<Arc<ReadVmi>, String> {
-    match (reference.uid.as_deref(), vmi.uid.as_deref()) {
-        (Some(claimed), Some(found)) if claimed != found => Err(format!(
-            "the Pod's owner is VMI uid {claimed}, but {}/{} has uid {found} (deleted and recreated?)",
-            reference.namespace, reference.name
-        )),
-        _ => Ok(vmi),
-    }
+    reference.check_uid(vmi.uid.as_deref()).map(|()| vmi)
 }
 
 /// No VMIs at all (no `--vmi-dir`, no cluster): every launcher Pod's VMI is

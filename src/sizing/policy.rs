@@ -5,15 +5,20 @@
 //! three passes and reports **every** problem with its field path:
 //!
 //! 1. YAML syntax (and merge keys `<<`), into a YAML value tree;
-//! 2. shape: the tree is deserialized into raw structs whose leaves stay YAML
-//!    values; `serde_ignored` collects every unknown field, with the closest
-//!    known name (`profiles.dev.cpuAllocationRatoi: unknown field (did you
-//!    mean cpuAllocationRatio?)`), and `serde_path_to_error` names the path
-//!    of each structural type error (the value is removed and the pass
-//!    re-run, so one does not hide the next; see `shape`);
+//!    Aliases are expanded within a bound ([`yaml::Expansion::POLICY`]): a
+//!    document that would expand past it is refused before it is built;
+//! 2. shape: the tree is deserialized, in one pass, into raw structs whose
+//!    leaves stay YAML values, collecting every unknown field with the
+//!    closest known name (`profiles.dev.cpuAllocationRatoi: unknown field
+//!    (did you mean cpuAllocationRatio?)`) and every structural type error
+//!    with its path (the value is read as empty, so one does not hide the
+//!    next; see `shape`);
 //! 3. semantics: every leaf is converted and checked on its own (types,
 //!    ranges, quantities, globs, label selectors, references between rules
 //!    and profiles), collecting all problems.
+//!
+//! Every pass is linear in the (expanded) document, and at most
+//! [`MAX_LISTED_PROBLEMS`] problems are listed; the rest are counted.
 //!
 //! Profiles inherit: a field a profile leaves out takes the `default`
 //! profile's value, and `default`'s missing fields take KubeVirt's own
@@ -41,12 +46,9 @@ mod resolve;
 mod select;
 mod shape;
 
-use parse::{
-    Checker, ProfileOverrides, QuantityKind, ROOT, RawKata, RawKataClass, RawKataPods, RawKubevirt,
-    RawLabelSelector, RawLimitsRatio, RawPolicy, RawProfile, RawRequirement, RawRule, RawVmm,
-};
+use parse::{Checker, ProfileOverrides, QuantityKind, ROOT, RawLabelSelector, RawPolicy};
 
-pub use baseline::KubevirtBaseline;
+pub use baseline::{CrSetting, KubevirtBaseline, SettingsNeeds, UnknownSetting};
 pub use shape::{UnknownField, closest_name, struct_fields};
 
 use kube::core::{Expression, SelectorExt as _};
@@ -55,6 +57,7 @@ use super::gofloat;
 use super::kata::{KataClass, KataRuntime, KataSettings, PodFixed};
 use super::quantity::{Format, Quantity};
 use super::spelling::{Spelled, spelled};
+use super::yaml::{self, Expansion, YamlError};
 
 /// The only accepted `apiVersion`.
 pub const API_VERSION: &str = "virt-sizer.io/v1alpha1";
@@ -388,10 +391,20 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// A policy's problems listed at most; past this they are only counted
+/// (one mistake repeated down a long list would otherwise fill pages).
+pub const MAX_LISTED_PROBLEMS: usize = 100;
+
 /// Every problem found in a policy, in a stable order (unknown fields, then
-/// structural type errors, then the checks from top to bottom).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyErrors(pub Vec<FieldError>);
+/// structural type errors, then the checks from top to bottom): the first
+/// [`MAX_LISTED_PROBLEMS`], and how many more there are.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PolicyErrors {
+    /// The first problems, at most [`MAX_LISTED_PROBLEMS`].
+    pub listed: Vec<FieldError>,
+    /// How many more were found.
+    pub n_more: usize,
+}
 
 static KUBEVIRT_DEFAULT_PROFILE: LazyLock<Profile> =
     LazyLock::new(|| Profile::kubevirt_defaults(DEFAULT_PROFILE));
@@ -436,10 +449,15 @@ impl ValidPolicy {
     /// # Errors
     /// [`PolicyErrors`] listing each problem with its field path.
     pub fn from_yaml(text: &str) -> Result<ValidPolicy, PolicyErrors> {
-        let mut value: Value = match yaml_serde::from_str(text) {
-            Ok(value) => value,
-            Err(error) => return Err(PolicyErrors::root(format!("invalid yaml: {error}"))),
-        };
+        let mut value: Value =
+            yaml::from_str(text, Expansion::POLICY).map_err(|error| match error {
+                YamlError::Syntax(message) => {
+                    PolicyErrors::root(format!("invalid yaml: {message}"))
+                }
+                too_large @ YamlError::TooLarge { .. } => PolicyErrors::root(too_large.to_string()),
+            })?;
+        // Merging moves entries the tree already holds (the expansion bound
+        // counted each alias in full): it adds nothing to it.
         if let Err(error) = value.apply_merge() {
             return Err(PolicyErrors::root(format!(
                 "invalid yaml merge key: {error}"
@@ -449,24 +467,18 @@ impl ValidPolicy {
             value = Value::Mapping(yaml_serde::Mapping::new());
         }
 
-        let mut shaped = shape::shape(&value);
-        let Some(raw) = shaped.raw.take() else {
-            return Err(PolicyErrors(shaped.errors));
+        let shaped = shape::shape(&value);
+        let Some(raw) = shaped.raw else {
+            return Err(shaped.problems);
         };
         let mut checker = Checker {
-            errors: std::mem::take(&mut shaped.errors),
+            problems: shaped.problems,
+            removed: shaped.removed,
         };
-        let n_shape_errors = checker.errors.len();
         let policy = checker.policy(&raw, digest_of(text));
-        let checks = checker.errors.split_off(n_shape_errors);
-        checker.errors.extend(
-            checks
-                .into_iter()
-                .filter(|error| !shaped.is_consequence(&error.path)),
-        );
         match policy {
-            Some(policy) if checker.errors.is_empty() => Ok(policy),
-            _ => Err(PolicyErrors(checker.errors)),
+            Some(policy) if checker.problems.is_empty() => Ok(policy),
+            _ => Err(checker.problems),
         }
     }
 
@@ -604,18 +616,58 @@ impl FieldError {
 
 impl PolicyErrors {
     fn root(message: String) -> Self {
-        Self(vec![FieldError::new(ROOT, message)])
+        let mut errors = Self::default();
+        errors.push(FieldError::new(ROOT, message));
+        errors
+    }
+
+    /// Adds a problem: listed while fewer than [`MAX_LISTED_PROBLEMS`] are,
+    /// counted after.
+    fn push(&mut self, error: FieldError) {
+        if self.listed.len() < MAX_LISTED_PROBLEMS {
+            self.listed.push(error);
+        } else {
+            self.n_more += 1;
+        }
+    }
+
+    /// Adds `other`'s problems after these.
+    fn extend(&mut self, other: PolicyErrors) {
+        for error in other.listed {
+            self.push(error);
+        }
+        self.n_more += other.n_more;
+    }
+
+    /// How many problems were found, listed or not.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.listed.len() + self.n_more
+    }
+
+    /// Whether none were.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.listed.is_empty() && self.n_more == 0
     }
 }
 
 impl fmt::Display for PolicyErrors {
-    /// One `path: message` line per problem.
+    /// One `path: message` line per listed problem, then how many more
+    /// there are, if any.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (index, error) in self.0.iter().enumerate() {
+        for (index, error) in self.listed.iter().enumerate() {
             if index > 0 {
                 f.write_str("\n")?;
             }
             write!(f, "{error}")?;
+        }
+        if self.n_more > 0 {
+            write!(
+                f,
+                "\nand {} more problems (the first {MAX_LISTED_PROBLEMS} are listed)",
+                self.n_more
+            )?;
         }
         Ok(())
     }

@@ -70,7 +70,14 @@ fn parse(body: &str) -> ValidPolicy {
 fn errors_of(text: &str) -> Vec<(String, String)> {
     match ValidPolicy::from_yaml(text) {
         Ok(_) => panic!("policy should be invalid:\n{text}"),
-        Err(PolicyErrors(errors)) => errors.into_iter().map(|e| (e.path, e.message)).collect(),
+        Err(errors) => {
+            assert_eq!(errors.n_more, 0, "more problems than listed");
+            errors
+                .listed
+                .into_iter()
+                .map(|e| (e.path, e.message))
+                .collect()
+        }
     }
 }
 
@@ -588,3 +595,6 @@ mod errors;
 #[path = "policy_tests_select.rs"]
 mod select;
 use select::opt_in;
+
+#[path = "policy_tests_bounds.rs"]
+mod bounds;

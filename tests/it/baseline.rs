@@ -41,6 +41,28 @@ fn example_review_rendered_for_the_tuned_cr() -> Value {
     review
 }
 
+/// `review` of the example launcher Pod as KubeVirt renders it for the
+/// tuned CR, with its VMI and `cr` as `--kubevirt`: the response.
+fn review_rendered_under(cr: &str) -> Value {
+    let review = example_review_rendered_for_the_tuned_cr().to_string();
+    let vmi = repo("examples/vmi-dev.yaml");
+    let files = [("kv.yaml", cr), ("review.json", review.as_str())];
+    let (output, _dir) = run(
+        &[
+            "review",
+            "--vmi",
+            vmi.to_str().expect("utf-8"),
+            "--kubevirt",
+            "kv.yaml",
+            "review.json",
+        ],
+        &files,
+    );
+    assert!(output.status.success(), "{output:?}");
+    let response: Value = serde_json::from_slice(&output.stdout).expect("review");
+    response["response"].clone()
+}
+
 fn compute(pod: &Value) -> Value {
     pod["spec"]["containers"][0]["resources"].clone()
 }
@@ -80,15 +102,20 @@ fn a_pod_kubevirt_rendered_under_a_tuned_cr_is_left_as_rendered() {
     assert!(output.status.success(), "{output:?}");
     let patched: Value = serde_json::from_slice(&output.stdout).expect("pod");
     let input: Value = serde_json::from_str(&review).expect("json");
-    assert_eq!(compute(&patched), compute(&input["request"]["object"]));
-    let decision = patched["metadata"]["annotations"]["virt-sizer.io/decision"]
-        .as_str()
-        .expect("decision annotation");
+    assert_eq!(
+        patched, input["request"]["object"],
+        "nothing written at all"
+    );
+    // The response: no patch; the decision, with the CR's digest, in the
+    // audit annotations.
+    let response = &review_rendered_under(TUNED_CR);
+    assert!(response.get("patch").is_none(), "{response}");
     let cr = KubevirtBaseline::from_value(&yaml_serde::from_str(TUNED_CR).expect("yaml"))
         .expect("valid CR");
-    assert!(
-        decision.ends_with(&format!(",kubevirt={}", cr.digest)),
-        "{decision}"
+    assert_eq!(
+        response["auditAnnotations"]["kubevirt-digest"].as_str(),
+        Some(cr.digest.as_str()),
+        "{response}"
     );
 
     // The bug this fixes: without the CR, KubeVirt's defaults re-size the
@@ -104,22 +131,37 @@ fn a_pod_kubevirt_rendered_under_a_tuned_cr_is_left_as_rendered() {
 }
 
 #[test]
-fn a_broken_kubevirt_file_is_unusable_input() {
+fn a_file_that_is_not_a_kubevirt_cr_is_unusable_input() {
     let (output, _dir) = run(
         &["review", "--kubevirt", "kv.yaml", "-"],
-        &[(
-            "kv.yaml",
-            "apiVersion: kubevirt.io/v1\nkind: KubeVirt\nspec: {configuration: {developerConfiguration: {cpuAllocationRatio: 0}}}\n",
-        )],
+        &[("kv.yaml", "apiVersion: v1\nkind: ConfigMap\n")],
     );
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("invalid KubeVirt CR kv.yaml")
-            && stderr.contains(
-                "spec.configuration.developerConfiguration.cpuAllocationRatio: must be ≥ 1, got 0"
-            ),
+            && stderr.contains("expected a KubeVirt object"),
         "{stderr}"
+    );
+}
+
+/// A CR of a release virt-sizer has no overhead model for (v1.4.2, older
+/// than the v1.5 line) still gives its release-independent settings, but
+/// the Pod KubeVirt rendered for it is admitted unchanged with a warning
+/// naming the unknown release, never sized from the 1.9 line's formulas.
+/// The same CR in a cluster gives the same answer (e2e
+/// `kubevirt_baseline`).
+#[test]
+fn an_unsupported_release_admits_the_rendered_pod_unchanged_with_a_warning() {
+    let response = &review_rendered_under(&TUNED_CR.replace("v1.9.0", "v1.4.2"));
+    assert_eq!(response["allowed"], true);
+    assert!(response.get("patch").is_none(), "{response}");
+    let warnings = response["warnings"].to_string();
+    assert!(
+        warnings.contains("the KubeVirt settings observedKubeVirtVersion are unknown")
+            && warnings.contains("v1.4.2")
+            && warnings.contains("admitted unchanged"),
+        "{warnings}"
     );
 }
 
@@ -182,16 +224,11 @@ fn a_release_newer_than_the_table_admits_an_unreported_pod_unchanged() {
 fn a_release_newer_than_the_table_sizes_around_the_reported_overhead() {
     // The Pod reports 356Mi (373293056 bytes, the 1.9 line's figure for this
     // VMI); with it authoritative, 12 vCPUs / 10 = 1200m and 2Gi + 356Mi =
-    // 2404Mi: what the Pod already requests, so nothing changes but the
-    // decision annotation, and the decision says which formulas were used.
+    // 2404Mi: what the Pod already requests, so nothing changes (no patch),
+    // and the decision says which formulas were used.
     let decision = review_under_release("v1.10.0", HEADER, Some("373293056"));
-    assert_eq!(decision.outcome.label(), OutcomeLabel::Patched);
-    let ops = support::patch_ops(&decision);
-    assert_eq!(ops.len(), 1, "{ops:?}");
-    assert_eq!(
-        ops[0]["path"],
-        "/metadata/annotations/virt-sizer.io~1decision"
-    );
+    assert_eq!(decision.outcome.label(), OutcomeLabel::Unchanged);
+    assert!(decision.patch().is_none());
     assert!(
         decision.warnings.iter().any(|warning| warning
             .contains("the main line's formulas size this Pod around its reported")),

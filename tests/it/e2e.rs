@@ -20,11 +20,14 @@
 //! | `launchers` | launcher Pods of many VMI shapes under six profiles |
 //! | `reinvocation` | a later webhook changes the Pod; virt-sizer is called again |
 //! | `exclusions` | excluded namespaces and non-launcher Pods are never sent |
+//! | `initial_sync` | Pods created during the first LIST of 1,000 VMIs are sized |
 //! | `kata` | RuntimeClass create/update, a Kata Pod through the RuntimeClass plugin |
 //! | `failure_policy` | virt-sizer down: base admits, fail-closed refuses |
+//! | `outage` | the apiserver silent for virt-sizer: decisions say so, unready past the bound, current again at once |
 //! | `overlays` | every kustomize overlay applies (`--dry-run=server`) |
 //! | `probes` | plain-HTTP probe listener, client certificates from the apiserver |
 //! | `cluster_inference` | `serve` with only `KUBECONFIG` runs in cluster mode |
+//! | `kubevirt_absent` | no KubeVirt CRDs: ready, Kata sized, caches start when they appear |
 //! | `kubevirt_baseline` | the KubeVirt CR is the built-in policy's baseline |
 //! | `policy_webhook` | the policy ConfigMap is checked at apply time |
 //! | `stale_cache` | get + list without watch: recreated VMIs and relabelled namespaces are followed |
@@ -34,13 +37,17 @@ mod cluster_inference;
 mod control_plane;
 mod exclusions;
 mod failure_policy;
+mod initial_sync;
 mod kata;
+mod kubevirt_absent;
 mod kubevirt_baseline;
 mod launchers;
 mod objects;
+mod outage;
 mod overlays;
 mod policy_webhook;
 mod probes;
+mod proxy;
 mod reinvocation;
 mod stale_cache;
 mod webhook;

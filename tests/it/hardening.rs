@@ -29,14 +29,20 @@ use virt_sizer::server::{self, AppState, RequestLimits, ServeOptions, StaticName
 
 use crate::support::repo;
 
+mod attacks_under_load;
+mod body_budget;
 mod certificates;
+mod connection_slots;
 mod early_413_and_alpn;
+mod flow_control;
 mod idle_connections;
 mod logging;
 mod memory_amplification;
 mod metric_labels;
 mod others;
 mod policy_at_start;
+mod readiness;
+mod request_heads;
 mod signals;
 mod stalled_bodies;
 
@@ -64,6 +70,24 @@ impl Running {
         limits: RequestLimits,
         client_ca: Option<&Path>,
     ) -> Running {
+        Running::start_over(
+            options,
+            limits,
+            client_ca,
+            Arc::new(NoVmis),
+            Duration::from_secs(1),
+        )
+        .await
+    }
+
+    /// A server over `vmis`, each lookup bounded by `lookup_timeout`.
+    async fn start_over(
+        options: ServeOptions,
+        limits: RequestLimits,
+        client_ca: Option<&Path>,
+        vmis: Arc<dyn VmiSource>,
+        lookup_timeout: Duration,
+    ) -> Running {
         install_provider();
         let dir = tempfile::tempdir().expect("tempdir");
         let pem = pair();
@@ -75,9 +99,9 @@ impl Running {
         let state = AppState::new(
             PolicyStore::builtin(),
             Some(certs),
-            Arc::new(NoVmis),
+            vmis,
             Arc::new(StaticNamespaces::default()),
-            Duration::from_secs(1),
+            lookup_timeout,
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -207,7 +231,18 @@ async fn h2_client(
     hyper::client::conn::http2::SendRequest<TestBody>,
     tokio::task::JoinHandle<()>,
 ) {
-    let stream = tls_connect(running.address, &running.pem.ca_pem, &[b"h2"]).await;
+    h2_connect(running.address, &running.pem.ca_pem).await
+}
+
+/// [`h2_client`] to any address.
+async fn h2_connect(
+    address: SocketAddr,
+    ca_pem: &str,
+) -> (
+    hyper::client::conn::http2::SendRequest<TestBody>,
+    tokio::task::JoinHandle<()>,
+) {
+    let stream = tls_connect(address, ca_pem, &[b"h2"]).await;
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(b"h2".as_slice()));
     let (sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
@@ -224,6 +259,33 @@ fn mutate_request(body: TestBody) -> hyper::Request<TestBody> {
         .header("content-type", "application/json")
         .body(body)
         .expect("request")
+}
+
+/// A `/mutate` request declaring `declared` bytes that sends `prefix` and
+/// then nothing, ever.
+fn unfinished_request(declared: usize, prefix: Bytes) -> hyper::Request<TestBody> {
+    let frames = futures::stream::iter(
+        (!prefix.is_empty()).then(|| Ok::<_, Infallible>(hyper::body::Frame::data(prefix))),
+    );
+    let body = http_body_util::StreamBody::new(futures::StreamExt::chain(
+        frames,
+        futures::stream::pending(),
+    ))
+    .boxed();
+    hyper::Request::post("https://localhost/mutate")
+        .header("content-type", "application/json")
+        .header("content-length", declared)
+        .body(body)
+        .expect("request")
+}
+
+/// The 99th percentile of `samples` (nearest rank: the value at rank
+/// ⌈0.99 n⌉ of the sorted samples).
+fn p99(samples: &[Duration]) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let rank = (sorted.len() * 99).div_ceil(100);
+    sorted[rank.max(1) - 1]
 }
 
 // === The binary ===
@@ -248,6 +310,7 @@ fn metric_value(metrics: &str, name: &str) -> f64 {
 struct Binary {
     child: Option<Child>,
     port: u16,
+    probe_port: u16,
     ca_pem: String,
     _dir: tempfile::TempDir,
 }
@@ -258,17 +321,18 @@ impl Binary {
     fn spawn(extra: &[&str], stderr: Stdio, shell: Option<&str>) -> Binary {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = dir.path().join("ca.pem");
-        let port = {
+        let free_port = || {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             probe.local_addr().expect("address").port()
         };
+        let (port, probe_port) = (free_port(), free_port());
         let binary = PathBuf::from(env!("CARGO_BIN_EXE_virt-sizer"));
         let mut args: Vec<String> = [
             "serve",
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--probe-listen",
-            "127.0.0.1:0",
+            &format!("127.0.0.1:{probe_port}"),
             "--cluster",
             "false",
             "--vmi-dir",
@@ -305,6 +369,7 @@ impl Binary {
         let mut binary = Binary {
             child: Some(child),
             port,
+            probe_port,
             ca_pem: String::new(),
             _dir: dir,
         };

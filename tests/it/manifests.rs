@@ -26,7 +26,7 @@ use virt_sizer::sizing::policy::ValidPolicy;
 
 mod files;
 mod kinds;
-mod metrics;
+pub(crate) mod metrics;
 mod namespaces;
 mod rendered;
 mod rules;

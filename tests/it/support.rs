@@ -752,3 +752,24 @@ pub(crate) fn millis(quantity: Quantity) -> u64 {
 pub(crate) fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
+
+/// Whether an AdmissionReview response body answers a request that was
+/// sized (a profile decided it, with or without a patch), rather than one
+/// that failed (`error`) or was skipped.
+pub(crate) fn was_sized(body: &Value) -> bool {
+    let audit = &body["response"]["auditAnnotations"];
+    audit["profile"].is_string() && audit.get("error").is_none()
+}
+
+/// The `warnings` of an AdmissionReview response body.
+pub(crate) fn response_warnings(body: &Value) -> Vec<String> {
+    body["response"]["warnings"]
+        .as_array()
+        .map(|warnings| {
+            warnings
+                .iter()
+                .filter_map(|warning| warning.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -43,6 +43,8 @@ pub struct CacheHealth {
     pub(crate) stale_after: Duration,
     pub(crate) inner: Mutex<HealthInner>,
     pub(crate) metrics: OnceLock<CacheMetrics>,
+    /// Whether the apiserver answers at all (cluster mode).
+    pub(crate) reach: OnceLock<Arc<Reachability>>,
 }
 
 #[derive(Debug)]
@@ -88,21 +90,77 @@ impl CacheHealth {
                 absent_logged: false,
             }),
             metrics: OnceLock::new(),
+            reach: OnceLock::new(),
         })
+    }
+
+    /// Follows `reach`: a silent apiserver makes this cache not current,
+    /// and its return makes the cache relist at once.
+    pub fn follow(&self, reach: Arc<Reachability>) {
+        let _ = self.reach.set(reach);
+    }
+
+    /// `None` when the cache is current: synced, watching (or relisting on
+    /// schedule), and the apiserver answers. Otherwise why its contents may
+    /// be out of date, for the decision's warning.
+    #[must_use]
+    pub fn staleness(&self) -> Option<String> {
+        let inner = self.lock();
+        if !inner.synced {
+            return Some(format!("the {} cache has not synced yet", self.resource));
+        }
+        if let Some(since) = inner.failing_since {
+            return Some(format!(
+                "the {} cache has been failing for {} s ({})",
+                self.resource,
+                since.elapsed().as_secs(),
+                inner.last_error.as_deref().unwrap_or("no error recorded")
+            ));
+        }
+        drop(inner);
+        self.reach
+            .get()
+            .and_then(|reach| reach.unreachable())
+            .map(|(silent, error)| {
+                format!(
+                    "the apiserver has not answered for {} s ({error}); the {} cache may be out of date",
+                    silent.as_secs(),
+                    self.resource
+                )
+            })
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, HealthInner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether the first LIST has completed (or the resource is absent).
+    #[must_use]
+    pub fn is_synced(&self) -> bool {
+        self.lock().synced
+    }
+
+    /// The last failure, while failing.
+    #[must_use]
+    pub fn last_error(&self) -> Option<String> {
+        self.lock().last_error.clone()
+    }
+
     /// Synced, and not failing for longer than the bound.
     #[must_use]
     pub fn is_ready(&self) -> bool {
         let inner = self.lock();
-        inner.synced
+        let fresh_enough = inner.synced
             && inner
                 .failing_since
-                .is_none_or(|since| since.elapsed() <= self.stale_after)
+                .is_none_or(|since| since.elapsed() <= self.stale_after);
+        drop(inner);
+        fresh_enough
+            && self.reach.get().is_none_or(|reach| {
+                reach
+                    .unreachable()
+                    .is_none_or(|(silent, _)| silent <= self.stale_after)
+            })
     }
 
     /// The current state.
@@ -122,6 +180,7 @@ impl CacheHealth {
             "secondsSinceLastSuccess": inner.last_success.map(|at| at.elapsed().as_secs()),
             "failingForSeconds": inner.failing_since.map(|at| at.elapsed().as_secs()),
             "lastError": inner.last_error,
+            "apiserverSilentSeconds": self.reach.get().and_then(|reach| reach.unreachable()).map(|(silent, _)| silent.as_secs()),
         })
     }
 
@@ -160,7 +219,11 @@ impl CacheHealth {
             tracing::info!(resource = self.resource, objects, "watch cache recovered");
         }
         inner.last_error = None;
-        inner.forbidden_logged = None;
+        // A LIST that works says nothing of `watch`: a forbidden watch is
+        // said once, until a watch event shows it is allowed.
+        if !synced || inner.forbidden_logged == Some("list") {
+            inner.forbidden_logged = None;
+        }
         inner.absent_logged = false;
         drop(inner);
         if let Some(metrics) = self.metrics.get() {
@@ -204,7 +267,7 @@ impl CacheHealth {
     /// permission at ERROR, naming the verb), count it, mark failing.
     pub(crate) fn failure(&self, error: &watcher::Error, retry_in: Duration) {
         let forbidden = forbidden_verb(error);
-        let message = error.to_string();
+        let message = short_error(error);
         let mut inner = self.lock();
         let first = inner.failing_since.is_none();
         if first {
@@ -250,6 +313,23 @@ pub(crate) fn series<M: Clone + Default>(
     family.get_or_create(labels).clone()
 }
 
+/// A watch failure in one line: an API error as the apiserver's message
+/// and code (not the whole Status), anything else as it prints.
+pub(crate) fn short_error(error: &watcher::Error) -> String {
+    let status = match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status))
+        | watcher::Error::WatchError(status) => status,
+        other => return other.to_string(),
+    };
+    let verb = match error {
+        watcher::Error::InitialListFailed(_) => "list",
+        _ => "watch",
+    };
+    format!("{verb} failed: {} ({})", status.message, status.code)
+}
+
 /// The verb a 403 refused, if the error is one.
 pub(crate) fn forbidden_verb(error: &watcher::Error) -> Option<&'static str> {
     match error {
@@ -286,6 +366,8 @@ pub(crate) enum CacheEvent {
     /// The API has no such resource (its CRD is not installed): the store
     /// is empty, and the cache keeps retrying so a later install is seen.
     Absent,
+    /// A LIST or watch failed (the health says why).
+    Failed,
 }
 
 /// Keeps `writer` a copy of what `api` lists, forever: see the module
@@ -306,6 +388,7 @@ pub(crate) async fn run_cache<K>(
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
 {
     let config = watcher::Config::default().timeout(WATCH_TIMEOUT_SECONDS);
+    let mut recovered = health.reach.get().map(|reach| reach.subscribe());
     let mut failures: u32 = 0;
     let mut last_failure: Option<Instant> = None;
     loop {
@@ -319,6 +402,9 @@ pub(crate) async fn run_cache<K>(
             let event = tokio::select! {
                 event = stream.next() => event,
                 () = tokio::time::sleep_until(relist_at) => break,
+                // The apiserver is back after an outage: a watch may hang on
+                // a connection it dropped; list afresh now.
+                () = reach::recovery(&mut recovered) => break,
             };
             match event {
                 Some(Ok(mut event)) => {
@@ -361,8 +447,15 @@ pub(crate) async fn run_cache<K>(
                         on_event(CacheEvent::Absent);
                     } else {
                         health.failure(&error, pause);
+                        on_event(CacheEvent::Failed);
                     }
-                    tokio::time::sleep(pause).await;
+                    // The long backoff is for an apiserver that keeps
+                    // answering errors: one that answers again after an
+                    // outage is listed at once.
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = reach::recovery(&mut recovered) => {}
+                    }
                     break;
                 }
                 None => break,
@@ -371,7 +464,58 @@ pub(crate) async fn run_cache<K>(
     }
 }
 
-/// A LIST answered 404: the resource's CRD is not installed.
+/// A LIST answered 404: the resource's CRD is not installed. The apiserver
+/// answers a group or resource it does not serve with a plain-text `404 page
+/// not found`, which the client cannot read as a Status (its reason is then
+/// the client's own "Failed to parse error data"): the code decides.
 pub(crate) fn is_absent(error: &watcher::Error) -> bool {
-    matches!(error, watcher::Error::InitialListFailed(kube::Error::Api(status)) if status.is_not_found())
+    matches!(error, watcher::Error::InitialListFailed(kube::Error::Api(status))
+        if status.is_not_found() || status.code == 404)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(verb: &str) -> watcher::Error {
+        let status = Box::new(
+            kube::core::Status::failure(&format!("cannot {verb} kubevirts"), "Forbidden")
+                .with_code(403),
+        );
+        match verb {
+            "list" => watcher::Error::InitialListFailed(kube::Error::Api(status)),
+            _ => watcher::Error::WatchStartFailed(kube::Error::Api(status)),
+        }
+    }
+
+    /// A ServiceAccount that may list but not watch: every relist works
+    /// and every watch is refused. The refusal is said once (the ERROR
+    /// line is written when `forbidden_logged` changes), not after each
+    /// LIST; a watch event, which shows `watch` allowed, resets it.
+    #[test]
+    fn a_forbidden_watch_is_said_once_until_a_watch_event_shows_it_allowed() {
+        let health = CacheHealth::new("kubevirts", Duration::from_secs(120));
+        health.failure(&refused("watch"), Duration::from_secs(1));
+        assert_eq!(health.lock().forbidden_logged, Some("watch"));
+        for _ in 0..3 {
+            health.success(true, 0);
+            assert_eq!(
+                health.lock().forbidden_logged,
+                Some("watch"),
+                "a LIST says nothing of watch"
+            );
+            health.failure(&refused("watch"), Duration::from_secs(1));
+        }
+        assert_eq!(
+            health.last_error().as_deref(),
+            Some("watch failed: cannot watch kubevirts (403)")
+        );
+        health.success(false, 0);
+        assert_eq!(health.lock().forbidden_logged, None);
+        // A forbidden LIST is cleared by a LIST that works.
+        health.failure(&refused("list"), Duration::from_secs(1));
+        assert_eq!(health.lock().forbidden_logged, Some("list"));
+        health.success(true, 0);
+        assert_eq!(health.lock().forbidden_logged, None);
+    }
 }

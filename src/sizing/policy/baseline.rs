@@ -42,9 +42,65 @@ pub struct KubevirtBaseline {
     pub binding_plugins: BTreeMap<String, Quantity>,
     /// `status.observedKubeVirtVersion`.
     pub release: Option<ReleaseName>,
+    /// The settings the CR could not give (a value virt-sizer cannot use,
+    /// or a CR that could not be read at all), each with why. Their field
+    /// above is `None`, which here means "unknown", not "KubeVirt's
+    /// default": a decision that needs one sizes nothing.
+    pub unknown: Vec<UnknownSetting>,
     /// `sha256:` of the values above, as [`KubevirtBaseline::describe`]
     /// lists them: the decision annotation carries it.
     pub digest: String,
+}
+
+/// A setting virt-sizer takes from the KubeVirt CR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CrSetting {
+    /// `status.observedKubeVirtVersion`.
+    Release,
+    /// `developerConfiguration.cpuAllocationRatio`.
+    CpuAllocationRatio,
+    /// `developerConfiguration.memoryOvercommit`.
+    MemoryOvercommit,
+    /// `additionalGuestMemoryOverheadRatio`.
+    OverheadRatio,
+    /// `autoCPULimitNamespaceLabelSelector`.
+    AutoCpuLimitSelector,
+    /// `network.binding.<name>.computeResourceOverhead`.
+    BindingPlugins,
+}
+
+impl CrSetting {
+    /// Every setting, in the order they are read and listed.
+    pub const ALL: [CrSetting; 6] = [
+        CrSetting::Release,
+        CrSetting::CpuAllocationRatio,
+        CrSetting::MemoryOvercommit,
+        CrSetting::OverheadRatio,
+        CrSetting::AutoCpuLimitSelector,
+        CrSetting::BindingPlugins,
+    ];
+
+    /// Its field in the CR, as messages name it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrSetting::Release => "observedKubeVirtVersion",
+            CrSetting::CpuAllocationRatio => "cpuAllocationRatio",
+            CrSetting::MemoryOvercommit => "memoryOvercommit",
+            CrSetting::OverheadRatio => "additionalGuestMemoryOverheadRatio",
+            CrSetting::AutoCpuLimitSelector => "autoCPULimitNamespaceLabelSelector",
+            CrSetting::BindingPlugins => "network.binding",
+        }
+    }
+}
+
+/// A setting the KubeVirt CR could not give, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownSetting {
+    /// Which.
+    pub setting: CrSetting,
+    /// Why, for the warning and `/readyz`.
+    pub reason: String,
 }
 
 /// A string field, or `""`.
@@ -90,6 +146,25 @@ fn binding_plugins(checker: &mut Checker, bindings: Option<&Value>) -> BTreeMap<
     plugins
 }
 
+/// Records `setting` as unknown when the checker reported problems since
+/// `before` (the problems are its reason), and moves `before` on.
+fn unknown_since(
+    checker: &mut Checker,
+    before: &mut usize,
+    setting: CrSetting,
+    unknown: &mut Vec<UnknownSetting>,
+) {
+    if checker.problems.listed.len() > *before {
+        let reason = checker.problems.listed[*before..]
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        unknown.push(UnknownSetting { setting, reason });
+    }
+    *before = checker.problems.listed.len();
+}
+
 /// `status.observedKubeVirtVersion`, if reported: a release virt-sizer can
 /// size.
 fn observed_release(checker: &mut Checker, cr: &Value) -> Option<ReleaseName> {
@@ -112,12 +187,17 @@ fn observed_release(checker: &mut Checker, cr: &Value) -> Option<ReleaseName> {
 
 impl KubevirtBaseline {
     /// Reads a KubeVirt CR (as YAML or JSON, parsed), checking each field as
-    /// the policy checker checks the policy field it stands for.
+    /// the policy checker checks the policy field it stands for. A field
+    /// that fails its check is an [`UnknownSetting`] naming the problem at
+    /// its path in the CR; the others are read as usual. The settings that
+    /// do not depend on the release (`cpuAllocationRatio`,
+    /// `memoryOvercommit`, `additionalGuestMemoryOverheadRatio`) are read
+    /// whatever `observedKubeVirtVersion` says.
     ///
     /// # Errors
-    /// Every problem, with its path in the CR.
+    /// Not a KubeVirt object at all.
     pub fn from_value(cr: &Value) -> Result<KubevirtBaseline, PolicyErrors> {
-        let mut checker = Checker { errors: Vec::new() };
+        let mut checker = Checker::default();
         let kind = text(cr.get("kind"));
         let api_version = text(cr.get("apiVersion"));
         if kind != "KubeVirt" || !api_version.starts_with("kubevirt.io/") {
@@ -127,7 +207,7 @@ impl KubevirtBaseline {
                     "expected a KubeVirt object (apiVersion kubevirt.io/v1, kind KubeVirt), got {api_version:?} {kind:?}"
                 ),
             );
-            return Err(PolicyErrors(checker.errors));
+            return Err(checker.problems);
         }
         let metadata = cr.get("metadata");
         let source = format!(
@@ -141,6 +221,8 @@ impl KubevirtBaseline {
                 .try_fold(configuration?, |value, key| value.get(*key))
                 .filter(|value| !value.is_null())
         };
+        let mut unknown = Vec::new();
+        let mut before = 0;
 
         let cpu_allocation_ratio =
             at(&["developerConfiguration", "cpuAllocationRatio"]).and_then(|value| {
@@ -150,6 +232,12 @@ impl KubevirtBaseline {
                     1,
                 )
             });
+        unknown_since(
+            &mut checker,
+            &mut before,
+            CrSetting::CpuAllocationRatio,
+            &mut unknown,
+        );
         let memory_overcommit_percent = at(&["developerConfiguration", "memoryOvercommit"])
             .and_then(|value| {
                 checker.integer_at_least(
@@ -158,31 +246,89 @@ impl KubevirtBaseline {
                     10,
                 )
             });
+        unknown_since(
+            &mut checker,
+            &mut before,
+            CrSetting::MemoryOvercommit,
+            &mut unknown,
+        );
         let overhead_ratio = at(&["additionalGuestMemoryOverheadRatio"]).and_then(|value| {
             checker.overhead_ratio(
                 &format!("{CONFIG}.additionalGuestMemoryOverheadRatio"),
                 value,
             )
         });
+        unknown_since(
+            &mut checker,
+            &mut before,
+            CrSetting::OverheadRatio,
+            &mut unknown,
+        );
         let auto_cpu_limit_namespace_selector = at(&["autoCPULimitNamespaceLabelSelector"])
             .and_then(|value| auto_cpu_limit_selector(&mut checker, value));
-        let binding_plugins = binding_plugins(&mut checker, at(&["network", "binding"]));
+        unknown_since(
+            &mut checker,
+            &mut before,
+            CrSetting::AutoCpuLimitSelector,
+            &mut unknown,
+        );
+        let plugins = binding_plugins(&mut checker, at(&["network", "binding"]));
+        unknown_since(
+            &mut checker,
+            &mut before,
+            CrSetting::BindingPlugins,
+            &mut unknown,
+        );
         let release = observed_release(&mut checker, cr);
-        if !checker.errors.is_empty() {
-            return Err(PolicyErrors(checker.errors));
-        }
+        unknown_since(&mut checker, &mut before, CrSetting::Release, &mut unknown);
+        unknown.sort_by_key(|unknown| unknown.setting);
         let mut baseline = KubevirtBaseline {
             source,
             cpu_allocation_ratio,
             memory_overcommit_percent,
             overhead_ratio,
             auto_cpu_limit_namespace_selector,
-            binding_plugins,
+            binding_plugins: plugins,
             release,
+            unknown,
             digest: String::new(),
         };
         baseline.digest = digest_of(&baseline.describe());
         Ok(baseline)
+    }
+
+    /// A KubeVirt CR that could not be read (forbidden, or the API failing
+    /// before a first list), for `reason`: every setting it would give is
+    /// unknown.
+    #[must_use]
+    pub fn unread(reason: &str) -> KubevirtBaseline {
+        let mut baseline = KubevirtBaseline {
+            source: "(not read)".to_owned(),
+            cpu_allocation_ratio: None,
+            memory_overcommit_percent: None,
+            overhead_ratio: None,
+            auto_cpu_limit_namespace_selector: None,
+            binding_plugins: BTreeMap::new(),
+            release: None,
+            unknown: CrSetting::ALL
+                .iter()
+                .map(|&setting| UnknownSetting {
+                    setting,
+                    reason: reason.to_owned(),
+                })
+                .collect(),
+            digest: String::new(),
+        };
+        baseline.digest = digest_of(&baseline.describe());
+        baseline
+    }
+
+    /// Whether `setting` is unknown.
+    #[must_use]
+    pub fn is_unknown(&self, setting: CrSetting) -> bool {
+        self.unknown
+            .iter()
+            .any(|unknown| unknown.setting == setting)
     }
 
     /// Reads a KubeVirt CR from JSON (as the Kubernetes API serves it).
@@ -218,7 +364,71 @@ impl KubevirtBaseline {
         for (name, memory) in &self.binding_plugins {
             let _ = writeln!(out, "binding.{name}={memory}");
         }
+        for unknown in &self.unknown {
+            let _ = writeln!(out, "unknown={}", unknown.setting.as_str());
+        }
         out
+    }
+}
+
+/// What one launcher decision reads of the KubeVirt settings beyond what
+/// every decision reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SettingsNeeds<'a> {
+    /// The Pod reports KubeVirt's overhead, which was computed with the
+    /// cluster's `additionalGuestMemoryOverheadRatio`.
+    pub reported_overhead: bool,
+    /// The network binding plugins the VMI uses.
+    pub binding_plugins: &'a [&'a str],
+}
+
+impl super::ValidPolicy {
+    /// The KubeVirt settings a launcher decision under `profile` needs and
+    /// does not know: each one the KubeVirt CR could not give (see
+    /// [`KubevirtBaseline::unknown`]) that the policy file does not set
+    /// itself. Empty when the decision can be made.
+    #[must_use]
+    pub fn unknown_settings(
+        &self,
+        profile: &str,
+        needs: SettingsNeeds<'_>,
+    ) -> Vec<&UnknownSetting> {
+        let Some(baseline) = self.baseline.as_deref() else {
+            return Vec::new();
+        };
+        let written = &self.written;
+        let own = [
+            written.profiles.get(profile),
+            written.profiles.get(super::DEFAULT_PROFILE),
+        ];
+        let profile_sets = |set: &dyn Fn(&super::ProfileOverrides) -> bool| {
+            own.iter().flatten().any(|overrides| set(overrides))
+        };
+        baseline
+            .unknown
+            .iter()
+            .filter(|unknown| match unknown.setting {
+                CrSetting::Release => written.kubevirt.release.is_none(),
+                CrSetting::CpuAllocationRatio => {
+                    !profile_sets(&|own| own.cpu_allocation_ratio.is_some())
+                }
+                CrSetting::MemoryOvercommit => {
+                    !profile_sets(&|own| own.memory_overcommit_percent.is_some())
+                }
+                // A reported overhead was computed with the cluster's own
+                // ratio, which only the CR gives.
+                CrSetting::OverheadRatio => {
+                    needs.reported_overhead || !profile_sets(&|own| own.overhead_ratio.is_some())
+                }
+                CrSetting::AutoCpuLimitSelector => {
+                    written.kubevirt.auto_cpu_limit_namespace_selector.is_none()
+                }
+                CrSetting::BindingPlugins => needs
+                    .binding_plugins
+                    .iter()
+                    .any(|name| !written.kubevirt.binding_plugins.contains_key(*name)),
+            })
+            .collect()
     }
 }
 
@@ -258,9 +468,18 @@ status:
     fn problems(text: &str) -> Vec<String> {
         KubevirtBaseline::from_value(&yaml_serde::from_str(text).unwrap())
             .unwrap_err()
-            .0
+            .listed
             .iter()
             .map(ToString::to_string)
+            .collect()
+    }
+
+    /// The settings a CR leaves unknown, with why.
+    fn unknown(text: &str) -> Vec<(CrSetting, String)> {
+        baseline(text)
+            .unknown
+            .iter()
+            .map(|unknown| (unknown.setting, unknown.reason.clone()))
             .collect()
     }
 
@@ -390,18 +609,30 @@ status:
     }
 
     #[test]
-    fn bad_values_are_reported_at_their_cr_path() {
+    fn bad_values_are_unknown_settings_named_at_their_cr_path() {
         assert_eq!(
-            problems(
+            unknown(
                 "{apiVersion: kubevirt.io/v1, kind: KubeVirt, spec: {configuration: {\
                  developerConfiguration: {cpuAllocationRatio: 0, memoryOvercommit: 5}, \
                  additionalGuestMemoryOverheadRatio: \"0.5\"}}, status: {observedKubeVirtVersion: v1.4.0}}"
             ),
             [
-                "spec.configuration.developerConfiguration.cpuAllocationRatio: must be ≥ 1, got 0",
-                "spec.configuration.developerConfiguration.memoryOvercommit: must be ≥ 10, got 5",
-                "spec.configuration.additionalGuestMemoryOverheadRatio: must be ≥ 1.0, got \"0.5\"",
-                "status.observedKubeVirtVersion: \"v1.4.0\" is not a KubeVirt release virt-sizer can size (v1.5 or later)",
+                (
+                    CrSetting::Release,
+                    "status.observedKubeVirtVersion: \"v1.4.0\" is not a KubeVirt release virt-sizer can size (v1.5 or later)".to_owned()
+                ),
+                (
+                    CrSetting::CpuAllocationRatio,
+                    "spec.configuration.developerConfiguration.cpuAllocationRatio: must be ≥ 1, got 0".to_owned()
+                ),
+                (
+                    CrSetting::MemoryOvercommit,
+                    "spec.configuration.developerConfiguration.memoryOvercommit: must be ≥ 10, got 5".to_owned()
+                ),
+                (
+                    CrSetting::OverheadRatio,
+                    "spec.configuration.additionalGuestMemoryOverheadRatio: must be ≥ 1.0, got \"0.5\"".to_owned()
+                ),
             ]
         );
         assert_eq!(
@@ -409,6 +640,87 @@ status:
             [
                 "kind: expected a KubeVirt object (apiVersion kubevirt.io/v1, kind KubeVirt), got \"v1\" \"ConfigMap\""
             ]
+        );
+    }
+
+    /// An old release leaves the overhead model unknown, but the settings
+    /// that do not depend on it are read: a decision needs the release
+    /// unless the policy names one.
+    #[test]
+    fn an_unsupported_release_keeps_the_release_independent_settings() {
+        let cr = baseline(
+            "{apiVersion: kubevirt.io/v1, kind: KubeVirt, metadata: {name: kv, namespace: kubevirt}, \
+             spec: {configuration: {developerConfiguration: {cpuAllocationRatio: 20, memoryOvercommit: 150}, \
+             additionalGuestMemoryOverheadRatio: \"1.5\"}}, status: {observedKubeVirtVersion: v1.4.2}}",
+        );
+        assert_eq!(cr.cpu_allocation_ratio, Some(20));
+        assert_eq!(cr.memory_overcommit_percent, Some(150));
+        assert_eq!(cr.overhead_ratio.as_ref().unwrap().text, "1.5");
+        assert_eq!(cr.release, None);
+        assert!(cr.is_unknown(CrSetting::Release));
+        assert!(cr.describe().contains("unknown=observedKubeVirtVersion\n"));
+
+        let policy = ValidPolicy::builtin().with_baseline(Some(cr));
+        let needs = SettingsNeeds::default();
+        let unknown: Vec<CrSetting> = policy
+            .unknown_settings("default", needs)
+            .iter()
+            .map(|unknown| unknown.setting)
+            .collect();
+        assert_eq!(unknown, [CrSetting::Release]);
+        assert!(
+            policy.warnings.iter().any(|warning| warning
+                .starts_with("KubeVirt CR kubevirt/kv: observedKubeVirtVersion is unknown")),
+            "{:?}",
+            policy.warnings
+        );
+        // A policy naming its release needs nothing from the CR's.
+        let named = ValidPolicy::from_yaml(
+            "apiVersion: virt-sizer.io/v1alpha1\nkind: SizingPolicy\nkubevirt: {release: \"1.9\"}\n",
+        )
+        .unwrap()
+        .with_baseline(policy.baseline);
+        assert!(named.unknown_settings("default", needs).is_empty());
+    }
+
+    /// A CR that could not be read leaves every setting unknown; what the
+    /// policy sets itself is known, what only the cluster knows (the ratio
+    /// a reported overhead was computed with) never is.
+    #[test]
+    fn an_unread_cr_leaves_every_setting_the_policy_does_not_set_unknown() {
+        let unread = Arc::new(KubevirtBaseline::unread("forbidden"));
+        let builtin = ValidPolicy::builtin().with_baseline(Some(unread.clone()));
+        assert_eq!(
+            builtin
+                .unknown_settings("default", SettingsNeeds::default())
+                .len(),
+            CrSetting::ALL.len() - 1,
+            "binding plugins are needed only by a VMI that uses one"
+        );
+        let explicit = ValidPolicy::from_yaml(
+            "apiVersion: virt-sizer.io/v1alpha1\nkind: SizingPolicy\n\
+             kubevirt: {release: \"1.9\", autoCPULimitNamespaceLabelSelector: {matchLabels: {a: b}}}\n\
+             profiles:\n  default: {cpuAllocationRatio: 10, memoryOvercommitPercent: 100, overheadRatio: \"1.0\"}\n",
+        )
+        .unwrap()
+        .with_baseline(Some(unread));
+        assert!(
+            explicit
+                .unknown_settings("default", SettingsNeeds::default())
+                .is_empty()
+        );
+        let reported = SettingsNeeds {
+            reported_overhead: true,
+            binding_plugins: &["mybinding"],
+        };
+        let unknown: Vec<CrSetting> = explicit
+            .unknown_settings("default", reported)
+            .iter()
+            .map(|unknown| unknown.setting)
+            .collect();
+        assert_eq!(
+            unknown,
+            [CrSetting::OverheadRatio, CrSetting::BindingPlugins]
         );
     }
 

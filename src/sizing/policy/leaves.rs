@@ -174,7 +174,7 @@ impl Checker {
     /// A profile name: like a Kubernetes label value, non-empty.
     pub(super) fn name(&mut self, path: &str, name: &str, what: &str) {
         if name.is_empty() || !is_label_value(name) {
-            self.error(
+            self.key_error(
                 path,
                 format!(
                     "invalid {what} {name:?}: must be 1–{MAX_NAME_LEN} characters of [A-Za-z0-9-_.], \
@@ -187,7 +187,7 @@ impl Checker {
     /// A `RuntimeClass` handler: an RFC 1123 DNS label.
     pub(super) fn dns_label(&mut self, path: &str, name: &str) {
         if !is_dns_label(name) {
-            self.error(
+            self.key_error(
                 path,
                 format!(
                     "invalid runtime class handler {name:?}: must be a DNS label (1–63 lowercase letters, digits \

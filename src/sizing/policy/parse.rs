@@ -204,13 +204,29 @@ pub(super) enum QuantityKind {
 // === Semantic checks ===
 
 /// Collects problems while converting the raw policy.
+#[derive(Default)]
 pub(super) struct Checker {
-    pub(super) errors: Vec<FieldError>,
+    pub(super) problems: PolicyErrors,
+    /// The values the shape pass read as empty for their type: what is
+    /// found at or below one only restates its type error, and is dropped.
+    pub(super) removed: shape::Removed,
 }
 
 impl Checker {
     pub(super) fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(FieldError::new(path, message));
+        let path = path.into();
+        if !self.removed.covers(&path) {
+            self.problems.push(FieldError::new(path, message));
+        }
+    }
+
+    /// A problem with a mapping key (a profile's name): the key stays when
+    /// the value under it is removed, so it is dropped only below one.
+    pub(super) fn key_error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let path = path.into();
+        if !self.removed.is_below(&path) {
+            self.problems.push(FieldError::new(path, message));
+        }
     }
 
     /// Converts the whole raw policy; `None` only when a required part could
@@ -747,12 +763,19 @@ impl Checker {
     // --- leaf conversions ---
 }
 
+/// Profile names an unknown-profile message lists at most.
+const MAX_NAMED_PROFILES: usize = 16;
+
 /// The message for a rule naming a profile the policy does not define.
 fn unknown_profile(name: &str, profiles: &BTreeMap<String, ProfileOverrides>) -> String {
-    let known = profiles
+    let mut known = profiles
         .keys()
+        .take(MAX_NAMED_PROFILES)
         .map(String::as_str)
         .collect::<Vec<_>>()
         .join(", ");
+    if profiles.len() > MAX_NAMED_PROFILES {
+        let _ = write!(known, " and {} more", profiles.len() - MAX_NAMED_PROFILES);
+    }
     format!("unknown profile {name:?} (profiles: {known})")
 }

@@ -31,6 +31,17 @@ impl ValidPolicy {
             .collect();
         self.kubevirt = settings;
         self.warnings = resolver.into_warnings();
+        if let Some(cr) = self.baseline.as_deref() {
+            for unknown in &cr.unknown {
+                self.warnings.push(format!(
+                    "KubeVirt CR {}: {} is unknown ({}): a launcher Pod whose decision needs it, \
+                     and that the policy does not set, is admitted unchanged",
+                    cr.source,
+                    unknown.setting.as_str(),
+                    unknown.reason
+                ));
+            }
+        }
         self.warnings.extend(self.tenant_choice_warnings());
     }
 }

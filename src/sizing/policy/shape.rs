@@ -1,27 +1,32 @@
 //! The shape pass of [`ValidPolicy::from_yaml`](super::ValidPolicy::from_yaml):
 //! the YAML tree into the raw structs, reporting every unknown field (with
 //! the closest known name) and every value of the wrong type, not just the
-//! first.
+//! first, in one pass over the tree.
 //!
-//! `serde_path_to_error` stops at the first type error. So each one is
-//! reported, the offending value is removed (a list item becomes `{}`), and
-//! the parse runs again until it succeeds. The semantic checks then run on
-//! what is left; their findings *below* a removed value are consequences of
-//! the removal (`rules[0].profile: required` once `rules[0]` was a string)
-//! and are dropped, so each fact is reported once.
+//! The raw structs are deserialized from the tree through [`Shaper`], a
+//! deserializer that does not stop at a problem. A key a struct does not
+//! have is reported (with the closest field the struct does have) and
+//! skipped. A value of the wrong type (a string where a rule mapping
+//! belongs) is reported with serde's own message, and read as the empty
+//! value of the type wanted (`{}`, `[]`); its path is remembered, so the
+//! semantic checks that run on what is left drop what they find at or below
+//! it (`rules[0].profile: required` once `rules[0]` was a string): each fact
+//! is reported once. Each value is visited once, so the pass is linear in
+//! the document.
 //!
 //! The spelling helpers ([`closest_name`], [`struct_fields`],
 //! [`UnknownField`]) are public: `virt-sizer test` checks its case files
 //! with them.
 
-use serde::de::{self, Visitor};
-use serde_path_to_error::Segment;
-use yaml_serde::{Mapping, Value};
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::fmt;
 
-use super::{
-    FieldError, ROOT, RawKata, RawKataClass, RawKataPods, RawKubevirt, RawLabelSelector,
-    RawLimitsRatio, RawPolicy, RawProfile, RawRequirement, RawRule, RawVmm,
-};
+use serde::de::value::BorrowedStrDeserializer;
+use serde::de::{self, DeserializeSeed, Unexpected, Visitor};
+use yaml_serde::Value;
+
+use super::{FieldError, PolicyErrors, ROOT, RawPolicy};
 
 /// An unknown field: where it is, and the known field at that place its name
 /// is closest to, if it looks like a typo of one.
@@ -76,14 +81,21 @@ impl UnknownField {
 /// ```
 #[must_use]
 pub fn closest_name<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
+    let n_word = word.chars().count();
     let word = word.to_ascii_lowercase();
     candidates
         .iter()
-        .map(|candidate| {
+        .filter_map(|candidate| {
+            let n_candidate = candidate.chars().count();
+            let allowed = (n_candidate / 3).max(1);
+            // The distance is at least the difference in length: a long
+            // word is no typo of a short field, and costs nothing to skip.
+            if n_word.abs_diff(n_candidate) > allowed {
+                return None;
+            }
             let distance = edit_distance(&word, &candidate.to_ascii_lowercase());
-            (distance, *candidate)
+            (distance <= allowed).then_some((distance, *candidate))
         })
-        .filter(|(distance, candidate)| *distance <= (candidate.chars().count() / 3).max(1))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
 }
@@ -103,126 +115,406 @@ pub fn struct_fields<'de, T: de::Deserialize<'de>>() -> &'static [&'static str] 
 pub(super) struct Shaped {
     /// The raw policy, unless the document itself has the wrong shape.
     pub(super) raw: Option<RawPolicy>,
-    /// Unknown fields, then type errors, in the order found.
-    pub(super) errors: Vec<FieldError>,
-    /// Paths of the values removed for their type.
-    pub(super) removed: Vec<String>,
+    /// Unknown fields, then type errors, in document order.
+    pub(super) problems: PolicyErrors,
+    /// The values read as empty for their type.
+    pub(super) removed: Removed,
 }
 
-impl Shaped {
-    /// Whether a semantic check's finding at `path` lies strictly below a
-    /// removed value (and so only restates its type error).
-    pub(super) fn is_consequence(&self, path: &str) -> bool {
-        self.removed.iter().any(|removed| {
-            path.strip_prefix(removed.as_str())
-                .is_some_and(|rest| rest.starts_with(['.', '[']))
-        })
+/// The paths of the values read as empty for their type.
+#[derive(Debug, Default)]
+pub(super) struct Removed(HashSet<String>);
+
+impl Removed {
+    /// Whether a semantic check's finding at `path` lies at or below a
+    /// removed value, and so only restates its type error.
+    pub(super) fn covers(&self, path: &str) -> bool {
+        !self.0.is_empty() && (self.0.contains(path) || self.is_below(path))
+    }
+
+    /// Whether `path` lies strictly below a removed value (a finding *at*
+    /// one may be about its key, which stays: a profile's name).
+    pub(super) fn is_below(&self, path: &str) -> bool {
+        !self.0.is_empty()
+            && path
+                .char_indices()
+                .filter(|(_, c)| matches!(c, '.' | '['))
+                .any(|(end, _)| self.0.contains(&path[..end]))
     }
 }
 
 /// Deserialises the raw policy from `value`, collecting every unknown field
 /// and every type error (see the module documentation).
 pub(super) fn shape(value: &Value) -> Shaped {
-    let mut value = std::borrow::Cow::Borrowed(value);
-    let mut type_errors = Vec::new();
-    let mut removed: Vec<String> = Vec::new();
-    loop {
-        let mut errors = Vec::new();
-        let mut on_unknown = |path: serde_ignored::Path<'_>| {
-            let field = UnknownField::at(&path, raw_fields);
-            let message = match field.suggestion {
-                Some(name) => format!("unknown field (did you mean {name}?)"),
-                None => "unknown field".to_owned(),
-            };
-            errors.push(FieldError::new(field.path, message));
-        };
-        let parsed: Result<RawPolicy, _> = serde_path_to_error::deserialize(
-            serde_ignored::Deserializer::new(value.as_ref(), &mut on_unknown),
-        );
-        let error = match parsed {
-            Ok(raw) => {
-                errors.append(&mut type_errors);
-                return Shaped {
-                    raw: Some(raw),
-                    errors,
-                    removed,
-                };
-            }
-            Err(error) => error,
-        };
-        let segments: Vec<Segment> = error.path().iter().cloned().collect();
-        let path = match error.path().to_string() {
-            path if path == "." => ROOT.to_owned(),
-            path => path,
-        };
-        // A second error at a removed path means the removal did not help:
-        // stop rather than loop.
-        let repeated = removed.contains(&path);
-        if !repeated {
-            type_errors.push(FieldError::new(&path, error.into_inner().to_string()));
+    let found = RefCell::new(Found::default());
+    let parsed = de::Deserialize::deserialize(Shaper {
+        value,
+        at: At::Root,
+        found: &found,
+    });
+    let Found {
+        mut problems,
+        type_errors,
+        removed,
+    } = found.into_inner();
+    problems.extend(type_errors);
+    let raw = match parsed {
+        Ok(raw) if !removed.0.contains(ROOT) => Some(raw),
+        Ok(_) => None,
+        // The tree only holds what YAML can, and the raw structs accept
+        // any of it; should a leaf still refuse, the document is refused.
+        Err(error) => {
+            problems.push(FieldError::new(ROOT, error.to_string()));
+            None
         }
-        if repeated || !remove_at(value.to_mut(), &segments) {
-            errors.append(&mut type_errors);
-            return Shaped {
-                raw: None,
-                errors,
-                removed,
-            };
-        }
-        removed.push(path);
-    }
-}
-
-/// Removes the value at `segments`: a mapping entry becomes null (every raw
-/// field is optional, and a profile's name stays known), a sequence item
-/// becomes `{}` (every raw item struct accepts it). `false` when there is
-/// nothing to remove (the root, or a path the tree does not have).
-fn remove_at(root: &mut Value, segments: &[Segment]) -> bool {
-    let Some((last, parents)) = segments.split_last() else {
-        return false;
     };
-    let mut node = root;
-    for segment in parents {
-        let next = match (segment, node) {
-            (Segment::Map { key }, Value::Mapping(map)) => map.get_mut(key.as_str()),
-            (Segment::Seq { index }, Value::Sequence(items)) => items.get_mut(*index),
-            _ => None,
-        };
-        let Some(next) = next else { return false };
-        node = next;
-    }
-    match (last, node) {
-        (Segment::Map { key }, Value::Mapping(map)) => map
-            .get_mut(key.as_str())
-            .map(|value| *value = Value::Null)
-            .is_some(),
-        (Segment::Seq { index }, Value::Sequence(items)) => items
-            .get_mut(*index)
-            .map(|value| *value = Value::Mapping(Mapping::new()))
-            .is_some(),
-        _ => false,
+    Shaped {
+        raw,
+        problems,
+        removed,
     }
 }
 
-/// The known fields under a parent in the policy, by the parent's keys.
-/// A place the table does not know gets no suggestion, never a wrong one.
-fn raw_fields(parent: &[&str]) -> &'static [&'static str] {
-    match parent {
-        [] => struct_fields::<RawPolicy>(),
-        ["kubevirt"] => struct_fields::<RawKubevirt>(),
-        ["kubevirt", "autoCPULimitNamespaceLabelSelector"]
-        | ["rules", "[]", "namespaceSelector" | "vmSelector"] => {
-            struct_fields::<RawLabelSelector>()
+/// What the shape pass found.
+#[derive(Default)]
+struct Found {
+    /// Unknown fields.
+    problems: PolicyErrors,
+    type_errors: PolicyErrors,
+    removed: Removed,
+}
+
+/// Where a value is in the document; a path is only rendered for a
+/// problem.
+#[derive(Clone, Copy)]
+enum At<'p> {
+    Root,
+    Key(&'p At<'p>, &'p str),
+    Index(&'p At<'p>, usize),
+}
+
+impl fmt::Display for At<'_> {
+    /// `a.b[0].c`: map keys joined by dots, sequence indices in brackets;
+    /// [`ROOT`] for the document.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            At::Root => f.write_str(ROOT),
+            At::Key(At::Root, key) => f.write_str(key),
+            At::Key(parent, key) => write!(f, "{parent}.{key}"),
+            At::Index(parent, index) => write!(f, "{parent}[{index}]"),
         }
-        [.., "matchExpressions", "[]"] => struct_fields::<RawRequirement>(),
-        ["profiles", _] => struct_fields::<RawProfile>(),
-        ["profiles", _, "limitsRatio"] => struct_fields::<RawLimitsRatio>(),
-        ["rules", "[]"] => struct_fields::<RawRule>(),
-        ["kata"] => struct_fields::<RawKata>(),
-        ["kata", "runtimeClasses", _] => struct_fields::<RawKataClass>(),
-        ["kata", "runtimeClasses", _, "vmm"] => struct_fields::<RawVmm>(),
-        ["kata", "pods"] => struct_fields::<RawKataPods>(),
-        _ => &[],
+    }
+}
+
+/// Deserialises a raw struct from the value at `at`, never stopping at a
+/// problem: see the module documentation.
+struct Shaper<'v, 'p, 'f> {
+    value: &'v Value,
+    at: At<'p>,
+    found: &'f RefCell<Found>,
+}
+
+impl<'v> Shaper<'v, '_, '_> {
+    /// Reports that the value is not what `wanted` expects, and remembers
+    /// it as removed.
+    fn mismatch(&self, wanted: &dyn de::Expected) {
+        let message =
+            <de::value::Error as de::Error>::invalid_type(unexpected(untagged(self.value)), wanted);
+        let path = self.at.to_string();
+        let mut found = self.found.borrow_mut();
+        found
+            .type_errors
+            .push(FieldError::new(&path, message.to_string()));
+        found.removed.0.insert(path);
+    }
+
+    /// Visits the entries of the mapping (`fields`: a struct's), null as
+    /// none, anything else as none after reporting a mismatch.
+    fn visit_entries<'de, V: Visitor<'de>>(
+        self,
+        fields: Option<&'static [&'static str]>,
+        visitor: V,
+    ) -> Result<V::Value, yaml_serde::Error>
+    where
+        'v: 'de,
+    {
+        match untagged(self.value) {
+            Value::Mapping(mapping) => visitor.visit_map(Entries {
+                entries: mapping.iter(),
+                fields,
+                pending: None,
+                at: self.at,
+                found: self.found,
+            }),
+            Value::Null => visitor.visit_map(Nothing),
+            _ => {
+                self.mismatch(&visitor);
+                visitor.visit_map(Nothing)
+            }
+        }
+    }
+}
+
+/// Forwards to the tree's own deserializer: the leaves (`Value`) take
+/// anything, and nothing else in the raw structs asks for these.
+macro_rules! forward_to_value {
+    ($($method:ident)*) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+            self.value.$method(visitor)
+        }
+    )*};
+}
+
+impl<'de> de::Deserializer<'de> for Shaper<'de, '_, '_> {
+    type Error = yaml_serde::Error;
+
+    forward_to_value! {
+        deserialize_any deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32
+        deserialize_i64 deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32
+        deserialize_u64 deserialize_u128 deserialize_f32 deserialize_f64 deserialize_char
+        deserialize_str deserialize_string deserialize_bytes deserialize_byte_buf
+        deserialize_unit deserialize_identifier deserialize_ignored_any
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.value {
+            Value::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.visit_entries(Some(fields), visitor)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        self.visit_entries(None, visitor)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match untagged(self.value) {
+            Value::Sequence(items) => visitor.visit_seq(Items {
+                items: items.iter().enumerate(),
+                at: self.at,
+                found: self.found,
+            }),
+            Value::Null => visitor.visit_seq(Nothing),
+            _ => {
+                self.mismatch(&visitor);
+                visitor.visit_seq(Nothing)
+            }
+        }
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.value.deserialize_unit_struct(name, visitor)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.value.deserialize_newtype_struct(name, visitor)
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.value.deserialize_tuple(len, visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.value.deserialize_tuple_struct(name, len, visitor)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.value.deserialize_enum(name, variants, visitor)
+    }
+}
+
+/// The entries of a mapping: a struct's (`fields`: other keys are reported
+/// and skipped) or a string-keyed map's (other keys than strings are
+/// reported and skipped).
+struct Entries<'v, 'p, 'f> {
+    entries: yaml_serde::mapping::Iter<'v>,
+    fields: Option<&'static [&'static str]>,
+    pending: Option<(&'v str, &'v Value)>,
+    at: At<'p>,
+    found: &'f RefCell<Found>,
+}
+
+impl<'de> de::MapAccess<'de> for Entries<'de, '_, '_> {
+    type Error = yaml_serde::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        for (key, value) in self.entries.by_ref() {
+            let key = untagged(key);
+            if let Value::String(name) = key
+                && self
+                    .fields
+                    .is_none_or(|fields| fields.contains(&name.as_str()))
+            {
+                self.pending = Some((name, value));
+                return seed
+                    .deserialize(BorrowedStrDeserializer::new(name))
+                    .map(Some);
+            }
+            let name = key_text(key);
+            let path = At::Key(&self.at, &name).to_string();
+            let mut found = self.found.borrow_mut();
+            match self.fields {
+                Some(fields) => {
+                    let message = match closest_name(&name, fields) {
+                        Some(known) => format!("unknown field (did you mean {known}?)"),
+                        None => "unknown field".to_owned(),
+                    };
+                    found.problems.push(FieldError::new(path, message));
+                }
+                None => {
+                    let message =
+                        <de::value::Error as de::Error>::invalid_type(unexpected(key), &"a string");
+                    found
+                        .type_errors
+                        .push(FieldError::new(path, message.to_string()));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<S::Value, Self::Error> {
+        let Some((name, value)) = self.pending.take() else {
+            return Err(de::Error::custom("a value asked for before its key"));
+        };
+        seed.deserialize(Shaper {
+            value,
+            at: At::Key(&self.at, name),
+            found: self.found,
+        })
+    }
+}
+
+/// The items of a sequence.
+struct Items<'v, 'p, 'f> {
+    items: std::iter::Enumerate<std::slice::Iter<'v, Value>>,
+    at: At<'p>,
+    found: &'f RefCell<Found>,
+}
+
+impl<'de> de::SeqAccess<'de> for Items<'de, '_, '_> {
+    type Error = yaml_serde::Error;
+
+    fn next_element_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, Self::Error> {
+        let Some((index, value)) = self.items.next() else {
+            return Ok(None);
+        };
+        seed.deserialize(Shaper {
+            value,
+            at: At::Index(&self.at, index),
+            found: self.found,
+        })
+        .map(Some)
+    }
+}
+
+/// An empty mapping or sequence: what a value of the wrong type is read as.
+struct Nothing;
+
+impl<'de> de::MapAccess<'de> for Nothing {
+    type Error = yaml_serde::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        _: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        Ok(None)
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, _: S) -> Result<S::Value, Self::Error> {
+        Err(de::Error::custom("an empty mapping has no value"))
+    }
+}
+
+impl<'de> de::SeqAccess<'de> for Nothing {
+    type Error = yaml_serde::Error;
+
+    fn next_element_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        _: S,
+    ) -> Result<Option<S::Value>, Self::Error> {
+        Ok(None)
+    }
+}
+
+/// The value under its tags (`!tag value`), as the tree's own deserializer
+/// reads it.
+fn untagged(mut value: &Value) -> &Value {
+    while let Value::Tagged(tagged) = value {
+        value = &tagged.value;
+    }
+    value
+}
+
+/// The value as serde names it in a type error (`string "x"`, `integer
+/// `3``, `sequence`), as the tree's own deserializer does.
+fn unexpected(value: &Value) -> Unexpected<'_> {
+    match value {
+        Value::Null => Unexpected::Unit,
+        Value::Bool(flag) => Unexpected::Bool(*flag),
+        Value::Number(number) => match (number.as_u64(), number.as_i64()) {
+            (Some(unsigned), _) => Unexpected::Unsigned(unsigned),
+            (None, Some(signed)) => Unexpected::Signed(signed),
+            (None, None) => Unexpected::Float(number.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(text) => Unexpected::Str(text),
+        Value::Sequence(_) => Unexpected::Seq,
+        Value::Mapping(_) => Unexpected::Map,
+        Value::Tagged(_) => Unexpected::Enum,
+    }
+}
+
+/// A mapping key as a path shows it: a scalar as written, anything else by
+/// its kind.
+fn key_text(key: &Value) -> String {
+    match key {
+        Value::String(text) => text.clone(),
+        Value::Number(number) => number.to_string(),
+        Value::Bool(flag) => flag.to_string(),
+        Value::Null => "null".to_owned(),
+        Value::Sequence(_) => "(a sequence)".to_owned(),
+        Value::Mapping(_) => "(a mapping)".to_owned(),
+        Value::Tagged(tagged) => key_text(&tagged.value),
     }
 }
 
@@ -318,6 +610,7 @@ impl<'de> de::Deserializer<'de> for FieldProbe<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::parse::{RawLimitsRatio, RawProfile};
     use super::*;
 
     #[test]

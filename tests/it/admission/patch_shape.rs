@@ -12,13 +12,17 @@ fn equal_values_written_differently_get_no_op() {
     let request = request(pod, "CREATE");
     let policy = team();
     let decision = review(&policy, Some(&vmi()), &request);
+    // Nothing changes by value: no patch at all, not even the decision
+    // annotation.
+    assert_eq!(patch_ops(&decision), Vec::<serde_json::Value>::new());
+    assert_eq!(decision.outcome.label(), OutcomeLabel::Unchanged);
     assert_eq!(
-        patch_ops(&decision),
-        [json!({
-            "op": "add",
-            "path": "/metadata/annotations/virt-sizer.io~1decision",
-            "value": decision_annotation(&policy, "default"),
-        })]
+        decision
+            .audit_annotations
+            .get("profile")
+            .map(String::as_str),
+        Some("default"),
+        "the decision still goes to the audit annotations"
     );
     let pod = patched(&request, &decision);
     assert_eq!(

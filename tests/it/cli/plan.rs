@@ -87,3 +87,42 @@ fn plan_columns_line_up() {
         assert_eq!(bytes[held_start - 1], b' ', "{row}\n{header}");
     }
 }
+
+/// A KubeVirt CR of a release older than the overhead table leaves its
+/// overhead model unknown: `plan` does not plan from the 1.9 line's
+/// formulas standing in for it, and says why, as the webhook does.
+#[test]
+fn plan_does_not_plan_from_unknown_kubevirt_settings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cr = dir.path().join("kv.yaml");
+    std::fs::write(
+        &cr,
+        "apiVersion: kubevirt.io/v1\nkind: KubeVirt\nmetadata: {name: kubevirt, namespace: kubevirt}\n\
+         status: {observedKubeVirtVersion: v1.4.2}\n",
+    )
+    .expect("write");
+    let output = virt_sizer(&[
+        "plan",
+        "--kubevirt",
+        cr.to_str().expect("utf-8"),
+        "--node",
+        "cpu=64,memory=256Gi",
+        "--vm",
+        "4x16Gi",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        !stdout(&output)
+            .lines()
+            .any(|line| line.starts_with("default")),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        stderr(&output).contains(
+            "profile default: not planned, the KubeVirt settings observedKubeVirtVersion are unknown"
+        ),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -256,3 +256,41 @@ fn every_example_launcher_pod_finds_its_vmi_and_profile() {
         assert!(!text.contains("not found"), "{review}:\n{text}");
     }
 }
+
+/// `review` applies the server's owner-uid rule: a `--vmi` file holding a
+/// VMI of the right name but another uid (deleted and recreated) is not the
+/// Pod's VMI, and the answer names both uids, as `serve` does.
+#[test]
+fn review_refuses_a_vmi_whose_uid_is_not_the_owners() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vmi = std::fs::read_to_string(crate::support::repo("examples/vmi-dev.yaml")).expect("read");
+    let owner = "3f0c9a52-6b1e-4d27-8c11-000000000201";
+    let other = "99999999-6b1e-4d27-8c11-000000000201";
+    assert!(vmi.contains(&format!("uid: {owner}")));
+    let recreated = dir.path().join("vmi.yaml");
+    std::fs::write(
+        &recreated,
+        vmi.replace(&format!("uid: {owner}"), &format!("uid: {other}")),
+    )
+    .expect("write");
+    let output = virt_sizer(&[
+        "review",
+        "--policy",
+        "examples/policy.yaml",
+        "--vmi",
+        recreated.to_str().expect("utf-8"),
+        "--namespace-labels",
+        "tier=dev",
+        "examples/launcher-pod-dev.json",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let response: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert!(response["response"].get("patch").is_none(), "{response}");
+    let warnings = response["response"]["warnings"].to_string();
+    assert!(
+        warnings.contains(&format!("the Pod's owner is VMI uid {owner}, but"))
+            && warnings.contains(&format!("has uid {other}"))
+            && warnings.contains("admitted unchanged (onError: Allow)"),
+        "{warnings}"
+    );
+}

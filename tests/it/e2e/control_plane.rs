@@ -270,6 +270,15 @@ impl ControlPlane {
             }
             std::thread::sleep(Duration::from_millis(300));
         }
+        plane.install_crds()?;
+        eprintln!("e2e: control plane up at {}", plane.server);
+        Ok(plane)
+    }
+
+    /// Installs the test CRDs (`tests/e2e-fixtures/crds.yaml`: KubeVirt's
+    /// VirtualMachineInstance and KubeVirt) and waits until they are
+    /// established.
+    pub(crate) fn install_crds(&self) -> Result<(), String> {
         let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e-fixtures/crds.yaml");
         for args in [
             vec!["apply", "-f", crds.to_str().expect("utf-8 path")],
@@ -281,7 +290,7 @@ impl ControlPlane {
                 "--all",
             ],
         ] {
-            let output = plane.kubectl(&args);
+            let output = self.kubectl(&args);
             if !output.status.success() {
                 return Err(format!(
                     "kubectl {}: {}",
@@ -290,8 +299,48 @@ impl ControlPlane {
                 ));
             }
         }
-        eprintln!("e2e: control plane up at {}", plane.server);
-        Ok(plane)
+        Ok(())
+    }
+
+    /// A kubeconfig (written in `dir`) for the ServiceAccount
+    /// `namespace/account`, bound to a ClusterRole of its own name with
+    /// `rules` (a YAML list): what virt-sizer may do when its RBAC is not
+    /// the shipped one.
+    pub(crate) fn service_account_kubeconfig(
+        &self,
+        dir: &Path,
+        account: &str,
+        namespace: &str,
+        rules: &str,
+    ) -> PathBuf {
+        let rbac = format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {account}, namespace: {namespace}}}\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {account}}}\n\
+             rules:\n{rules}---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {account}}}\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {account}}}\n\
+             subjects: [{{kind: ServiceAccount, name: {account}, namespace: {namespace}}}]\n"
+        );
+        let rbac_path = dir.join(format!("{account}-rbac.yaml"));
+        std::fs::write(&rbac_path, rbac).expect("write");
+        let applied = self.kubectl(&["apply", "-f", rbac_path.to_str().expect("utf-8")]);
+        assert!(applied.status.success(), "{applied:?}");
+        let token = self.kubectl(&["create", "token", account, "-n", namespace, "--duration=1h"]);
+        assert!(token.status.success(), "{token:?}");
+        let token = String::from_utf8(token.stdout).expect("utf-8");
+        let kubeconfig = dir.join(format!("{account}-kubeconfig.yaml"));
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster: {{server: '{}', insecure-skip-tls-verify: true}}\n\
+                 users:\n- name: {account}\n  user: {{token: {}}}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: {account}}}\n\
+                 current-context: e2e\n",
+                self.server,
+                token.trim()
+            ),
+        )
+        .expect("write");
+        kubeconfig
     }
 
     /// A kubectl command for this control plane.

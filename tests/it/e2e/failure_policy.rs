@@ -67,6 +67,16 @@ async fn virt_sizer_down_admits_under_base_and_refuses_under_fail_closed() {
         api::annotation(&stored, virt_sizer::admission::DECISION_ANNOTATION),
         None
     );
+    // Only the apiserver saw it, and counts it where the monitoring
+    // component's alert VirtSizerWebhookFailingOpen looks.
+    assert!(
+        apiserver_metric(
+            &session,
+            "apiserver_admission_webhook_fail_open_count{",
+            &["name=\"launcher-pods.virt-sizer.io\""]
+        ),
+        "the fail-open call is counted for launcher-pods.virt-sizer.io"
+    );
 
     // Fail: swap in the fail-closed overlay's configuration (same name) and
     // wait until the canary is refused, then the launcher Pod is too.
@@ -100,4 +110,47 @@ async fn virt_sizer_down_admits_under_base_and_refuses_under_fail_closed() {
             && message.contains("launcher-pods.virt-sizer.io"),
         "{message}"
     );
+    // Counted where VirtSizerWebhookRejectedByApiserver looks; and every
+    // apiserver metric the monitoring component reads exists under the
+    // name it uses.
+    assert!(
+        apiserver_metric(
+            &session,
+            "apiserver_admission_webhook_rejection_count{",
+            &[
+                "name=\"launcher-pods.virt-sizer.io\"",
+                "error_type=\"calling_webhook_error\""
+            ]
+        ),
+        "the refusal is counted as calling_webhook_error"
+    );
+    let metrics = apiserver_metrics(&session);
+    let exported = crate::manifests::metrics::exported_names(&metrics);
+    for (origin, expr) in crate::manifests::metrics::monitoring_expressions() {
+        for name in crate::manifests::metrics::promql_metric_names(&expr) {
+            if name.starts_with(crate::manifests::metrics::APISERVER_METRICS) {
+                assert!(
+                    exported.contains(&name),
+                    "{origin}: the apiserver exports no {name}"
+                );
+            }
+        }
+    }
+}
+
+/// The apiserver's `/metrics`.
+fn apiserver_metrics(session: &control_plane::Session) -> String {
+    let metrics = session.plane.kubectl(&["get", "--raw", "/metrics"]);
+    assert!(metrics.status.success(), "{metrics:?}");
+    String::from_utf8_lossy(&metrics.stdout).into_owned()
+}
+
+/// Whether the apiserver has a non-zero sample starting with `series`
+/// whose labels include every one of `labels` (`key="value"`).
+fn apiserver_metric(session: &control_plane::Session, series: &str, labels: &[&str]) -> bool {
+    apiserver_metrics(session).lines().any(|line| {
+        line.starts_with(series)
+            && labels.iter().all(|label| line.contains(label))
+            && !line.ends_with(" 0")
+    })
 }

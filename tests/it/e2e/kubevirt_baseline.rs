@@ -1,8 +1,12 @@
 //! The cluster's KubeVirt CR is the built-in policy's baseline. With
 //! `cpuAllocationRatio: 20` and `memoryOvercommit: 150` in the CR,
 //! launcher Pods rendered by KubeVirt for those settings are stored
-//! unchanged by `serve` without `--policy`, and `review --kubevirt` agrees
-//! offline. When the CR changes, decisions follow within seconds.
+//! exactly as created by `serve` without `--policy` (no patch, no decision
+//! annotation), and `review --kubevirt` agrees offline. When the CR changes,
+//! decisions follow within seconds. A CR virt-sizer cannot use (a release
+//! older than its overhead table), or one it may not read, leaves the
+//! settings unknown: the Pod KubeVirt rendered is stored unchanged and the
+//! apiserver passes on virt-sizer's warning, in `serve` and `review` alike.
 
 use std::time::{Duration, Instant};
 
@@ -13,11 +17,16 @@ use super::control_plane;
 use super::objects;
 use super::webhook::{Offline, Serve, register};
 use crate::support::{FIXED_OVERHEAD_V1_9, GI, MI, VmiSpec, compute_resources, q};
+use virt_sizer::sizing::policy::KubevirtBaseline;
 
 const NAMESPACE: &str = "kv-baseline-e2e";
 const OVERHEAD_ANNOTATION: &str = "kubevirt.io/memory-overhead-bytes";
 
 fn kubevirt_cr(cpu_allocation_ratio: u64) -> Value {
+    kubevirt_cr_of(cpu_allocation_ratio, "v1.9.0")
+}
+
+fn kubevirt_cr_of(cpu_allocation_ratio: u64, release: &str) -> Value {
     json!({
         "apiVersion": "kubevirt.io/v1",
         "kind": "KubeVirt",
@@ -26,7 +35,7 @@ fn kubevirt_cr(cpu_allocation_ratio: u64) -> Value {
             "cpuAllocationRatio": cpu_allocation_ratio,
             "memoryOvercommit": 150,
         }}},
-        "status": {"observedKubeVirtVersion": "v1.9.0", "phase": "Deployed"},
+        "status": {"observedKubeVirtVersion": release, "phase": "Deployed"},
     })
 }
 
@@ -103,7 +112,6 @@ async fn the_kubevirt_cr_is_the_baseline_and_changes_follow() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cr_file = dir.path().join("kubevirt.json");
     std::fs::write(&cr_file, kubevirt_cr(20).to_string()).expect("write");
-    let mut first_decision = None;
     for rendered in rendered() {
         let vmi = api::create(
             client,
@@ -114,20 +122,22 @@ async fn the_kubevirt_cr_is_the_baseline_and_changes_follow() {
         let pod = rendered.pod(&vmi);
         let stored = api::create(client, Kind::Pod, &pod).await;
         let name = &rendered.spec.name;
+        // Stored as created: no patch at all, so the same resources and the
+        // same annotations (the apiserver adds none of its own).
         assert_eq!(
             Resources::compute(&stored),
             Resources::compute(&pod),
             "{name}: {stored}"
         );
         assert_eq!(
+            stored["metadata"]["annotations"], pod["metadata"]["annotations"],
+            "{name}: no decision annotation, KubeVirt's overhead as reported"
+        );
+        assert_eq!(
             api::annotation_quantity(&stored, OVERHEAD_ANNOTATION),
             Some(q(&rendered.overhead_bytes.to_string())),
             "{name}"
         );
-        let decision = api::annotation(&stored, virt_sizer::admission::DECISION_ANNOTATION)
-            .expect("a decision annotation")
-            .to_owned();
-        assert!(decision.contains("kubevirt=sha256:"), "{decision}");
 
         let offline = Offline {
             vmi: Some(&vmi),
@@ -135,17 +145,7 @@ async fn the_kubevirt_cr_is_the_baseline_and_changes_follow() {
             ..Offline::default()
         }
         .patched(&pod);
-        assert_eq!(
-            Resources::compute(&offline),
-            Resources::compute(&pod),
-            "{name}: offline"
-        );
-        assert_eq!(
-            api::annotation(&offline, virt_sizer::admission::DECISION_ANNOTATION),
-            Some(decision.as_str()),
-            "{name}: the same effective settings offline"
-        );
-        first_decision = Some(decision);
+        assert_eq!(offline, pod, "{name}: offline, the same: nothing written");
     }
 
     // Back to KubeVirt's default ratio 10: a new Pod for the 12-vCPU VMI,
@@ -185,11 +185,118 @@ async fn the_kubevirt_cr_is_the_baseline_and_changes_follow() {
         Some(q(&twelve.memory_bytes.to_string()))
     );
     let decision = api::annotation(&stored, virt_sizer::admission::DECISION_ANNOTATION)
-        .expect("a decision annotation");
-    assert!(decision.contains("kubevirt=sha256:"), "{decision}");
-    assert_ne!(
-        Some(decision),
-        first_decision.as_deref(),
-        "a new baseline digest"
+        .expect("a decision annotation beside the change");
+    let changed_digest = KubevirtBaseline::from_json(&changed)
+        .expect("a KubeVirt CR")
+        .digest;
+    assert!(
+        decision.ends_with(&format!(",kubevirt={changed_digest}")),
+        "the new baseline's digest: {decision}"
     );
+
+    // A release older than the overhead table (v1.4.2), still ratio 20:
+    // the release-independent settings are read, the overhead model is
+    // unknown, and the Pod KubeVirt rendered is stored unchanged with a
+    // warning, which `review` gives offline too.
+    let old = kubevirt_cr_of(20, "v1.4.2");
+    let mut replaced = api::get(client, Kind::KubeVirt, Some("kubevirt"), "kubevirt").await;
+    replaced["spec"] = old["spec"].clone();
+    replaced["status"] = old["status"].clone();
+    api::try_replace(client, Kind::KubeVirt, &replaced)
+        .await
+        .expect("the CR changes");
+    std::fs::write(&cr_file, old.to_string()).expect("write");
+    let offline = Offline {
+        vmi: Some(&vmi),
+        extra_args: vec![format!("--kubevirt={}", cr_file.display())],
+        ..Offline::default()
+    };
+    let offline_warnings = offline.warnings(&twelve.pod(&vmi));
+    assert!(
+        offline_warnings.iter().any(|warning| warning
+            .contains("the KubeVirt settings observedKubeVirtVersion are unknown")
+            && warning.contains("v1.4.2")),
+        "{offline_warnings:?}"
+    );
+    assert_eq!(offline.patched(&twelve.pod(&vmi)), twelve.pod(&vmi));
+    let mut attempt = 0;
+    api::eventually(
+        "an unusable release to leave the Pod unchanged with a warning",
+        Duration::from_secs(20),
+        async || {
+            attempt += 1;
+            let mut pod = twelve.pod(&vmi);
+            pod["metadata"]["name"] = json!(format!("twelve-old-{attempt}"));
+            let (stored, warnings) = super::webhook::kubectl_create(session.plane, &pod);
+            Resources::compute(&stored) == Resources::compute(&pod)
+                && stored["metadata"]["annotations"] == pod["metadata"]["annotations"]
+                && offline_warnings
+                    .iter()
+                    .all(|warning| warnings.contains(warning.as_str()))
+        },
+    )
+    .await;
 }
+
+/// A ServiceAccount that may read VMIs and Namespaces but not KubeVirt
+/// CRs: the settings are unknown, so the Pod KubeVirt rendered is stored
+/// unchanged, with the warning naming the forbidden list; never sized from
+/// KubeVirt's defaults (ratio 10 would give 1200m for 12 vCPUs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubevirt_cr_it_may_not_read_leaves_pods_unchanged_with_a_warning() {
+    let Some(session) = control_plane::session().await else {
+        return;
+    };
+    let client = &session.client;
+    let dir = tempfile::tempdir().expect("tempdir");
+    api::namespace(client, "kubevirt", &[]).await;
+    api::create(client, Kind::KubeVirt, &kubevirt_cr(20)).await;
+    api::namespace(client, FORBIDDEN_NAMESPACE, &[]).await;
+    let kubeconfig = session.plane.service_account_kubeconfig(
+        dir.path(),
+        "virt-sizer-no-kubevirts",
+        FORBIDDEN_NAMESPACE,
+        "- apiGroups: [kubevirt.io]\n  resources: [virtualmachineinstances]\n  verbs: [get, list, watch]\n\
+         - apiGroups: [\"\"]\n  resources: [namespaces]\n  verbs: [get, list, watch]\n",
+    );
+    let mut serve = Serve::with_e2e_policy();
+    serve.policy = None;
+    serve.extra_args = vec!["--kubeconfig".into(), kubeconfig.display().to_string()];
+    let server = serve.start(session.plane).await;
+    for configuration in server.webhook_configurations(session.plane, "manifests/base") {
+        let kind = if configuration["kind"] == "MutatingWebhookConfiguration" {
+            Kind::MutatingWebhookConfiguration
+        } else {
+            Kind::ValidatingWebhookConfiguration
+        };
+        api::create(client, kind, &configuration).await;
+    }
+    let twelve = rendered().remove(0);
+    let vmi = api::create(
+        client,
+        Kind::VirtualMachineInstance,
+        &objects::vmi(&twelve.spec, FORBIDDEN_NAMESPACE),
+    )
+    .await;
+    let mut attempt = 0;
+    let mut last = String::new();
+    api::eventually(
+        "a forbidden KubeVirt CR to leave the Pod unchanged with a warning",
+        Duration::from_secs(30),
+        async || {
+            attempt += 1;
+            let mut pod = twelve.pod(&vmi);
+            pod["metadata"]["name"] = json!(format!("forbidden-{attempt}"));
+            let (stored, warnings) = super::webhook::kubectl_create(session.plane, &pod);
+            last = warnings.clone();
+            Resources::compute(&stored) == Resources::compute(&pod)
+                && warnings
+                    .contains("the KubeVirt settings observedKubeVirtVersion, cpuAllocationRatio")
+                && warnings.contains("forbidden")
+        },
+    )
+    .await;
+    assert!(last.contains("admitted unchanged"), "{last}");
+}
+
+const FORBIDDEN_NAMESPACE: &str = "kv-forbidden-e2e";

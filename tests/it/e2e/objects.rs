@@ -47,6 +47,18 @@ pub(crate) fn small_launcher_pod(vmi: &Value) -> Value {
     )
 }
 
+/// A launcher Pod for the stored 1-vCPU, 1Gi VMI `vmi` that asks for
+/// `cpu` and KubeVirt's 1292Mi (see [`small_launcher_pod`]), named `name`:
+/// a test that creates one per attempt gives each its own name.
+pub(crate) fn named_launcher_pod(vmi: &Value, cpu: &str, name: &str) -> Value {
+    let mut pod = launcher_pod(
+        vmi,
+        compute_resources(&[("cpu", cpu), ("memory", "1292Mi")], &[]),
+    );
+    pod["metadata"]["name"] = json!(name);
+    pod
+}
+
 /// A Pod that is not a launcher Pod (no `kubevirt.io` label).
 pub(crate) fn plain_pod(namespace: &str, name: &str) -> Value {
     json!({

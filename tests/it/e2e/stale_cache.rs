@@ -7,13 +7,13 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::api::{self, Kind, Resources};
 use super::control_plane::{self, ControlPlane};
 use super::objects;
-use super::webhook::{Offline, Serve, VirtSizer, policy, register};
-use crate::support::{VmiSpec, compute_resources, q};
+use super::webhook::{Offline, Serve, policy, register};
+use crate::support::{VmiSpec, q};
 
 const NAMESPACE: &str = "stale-e2e";
 const ACCOUNT: &str = "virt-sizer-no-watch";
@@ -23,47 +23,13 @@ const BACKOFF_MAX_SECONDS: &str = "2";
 /// A kubeconfig for a ServiceAccount that may get and list VMIs,
 /// Namespaces and KubeVirt CRs, but not watch them.
 fn no_watch_kubeconfig(plane: &ControlPlane, dir: &std::path::Path) -> std::path::PathBuf {
-    let rbac = format!(
-        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {ACCOUNT}, namespace: {NAMESPACE}}}\n---\n\
-         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {ACCOUNT}}}\n\
-         rules:\n- apiGroups: [kubevirt.io]\n  resources: [virtualmachineinstances, kubevirts]\n  verbs: [get, list]\n\
-         - apiGroups: [\"\"]\n  resources: [namespaces]\n  verbs: [get, list]\n---\n\
-         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {ACCOUNT}}}\n\
-         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {ACCOUNT}}}\n\
-         subjects: [{{kind: ServiceAccount, name: {ACCOUNT}, namespace: {NAMESPACE}}}]\n"
-    );
-    let rbac_path = dir.join("rbac.yaml");
-    std::fs::write(&rbac_path, rbac).expect("write");
-    let applied = plane.kubectl(&["apply", "-f", rbac_path.to_str().expect("utf-8")]);
-    assert!(applied.status.success(), "{applied:?}");
-    let token = plane.kubectl(&["create", "token", ACCOUNT, "-n", NAMESPACE, "--duration=1h"]);
-    assert!(token.status.success(), "{token:?}");
-    let token = String::from_utf8(token.stdout).expect("utf-8");
-    let kubeconfig = dir.join("no-watch-kubeconfig.yaml");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster: {{server: '{}', insecure-skip-tls-verify: true}}\n\
-             users:\n- name: {ACCOUNT}\n  user: {{token: {}}}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: {ACCOUNT}}}\n\
-             current-context: e2e\n",
-            plane.server,
-            token.trim()
-        ),
+    plane.service_account_kubeconfig(
+        dir,
+        ACCOUNT,
+        NAMESPACE,
+        "- apiGroups: [kubevirt.io]\n  resources: [virtualmachineinstances, kubevirts]\n  verbs: [get, list]\n\
+         - apiGroups: [\"\"]\n  resources: [namespaces]\n  verbs: [get, list]\n",
     )
-    .expect("write");
-    kubeconfig
-}
-
-async fn readyz(server: &VirtSizer) -> Value {
-    server
-        .https_client()
-        .get(server.url("/readyz"))
-        .send()
-        .await
-        .expect("readyz")
-        .json()
-        .await
-        .expect("json")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +67,7 @@ async fn without_watch_permission_the_caches_still_follow_the_cluster() {
     .await;
 
     // /readyz: ready (every LIST succeeds) and honest about the watch.
-    let detail = readyz(&server).await;
+    let detail = server.readyz().await.1;
     assert_eq!(detail["ready"], true, "{detail}");
     let cache = &detail["vmiSource"]["cache"];
     assert_eq!(cache["synced"], true, "{detail}");
@@ -118,7 +84,7 @@ async fn without_watch_permission_the_caches_still_follow_the_cluster() {
         "the forbidden watch to show in /readyz",
         Duration::from_secs(15),
         async || {
-            readyz(&server).await["vmiSource"]["cache"]["lastError"]
+            server.readyz().await.1["vmiSource"]["cache"]["lastError"]
                 .as_str()
                 .is_some_and(|error| error.contains("forbidden") || error.contains("Forbidden"))
         },
@@ -165,7 +131,8 @@ async fn without_watch_permission_the_caches_still_follow_the_cluster() {
     );
 
     // Relabel the namespace: within the relist bound, new Pods take the
-    // default profile (1/10 = 100m, 1Gi + 268Mi = 1292Mi).
+    // default profile (1/10 = 100m, 1Gi + 268Mi = 1292Mi). They ask for 7m,
+    // which no profile gives, so the decision is written beside the change.
     let mut namespace = api::get(client, Kind::Namespace, None, NAMESPACE).await;
     namespace["metadata"]["labels"] = json!({"tier": "none"});
     api::try_replace(client, Kind::Namespace, &namespace)
@@ -177,11 +144,7 @@ async fn without_watch_permission_the_caches_still_follow_the_cluster() {
         Duration::from_secs(20),
         async || {
             attempt += 1;
-            let mut pod = objects::launcher_pod(
-                &new,
-                compute_resources(&[("cpu", "100m"), ("memory", "1292Mi")], &[]),
-            );
-            pod["metadata"]["generateName"] = json!(format!("relabel-{attempt}-"));
+            let pod = objects::named_launcher_pod(&new, "7m", &format!("relabel-{attempt}"));
             let stored = api::create(client, Kind::Pod, &pod).await;
             Resources::compute(&stored).request("cpu") == Some(q("100m"))
                 && api::annotation(&stored, virt_sizer::admission::DECISION_ANNOTATION)

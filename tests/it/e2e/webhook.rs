@@ -81,6 +81,13 @@ impl Serve {
 
     /// Starts it against `plane` and waits until `/readyz` says ready.
     pub(crate) async fn start(self, plane: &ControlPlane) -> VirtSizer {
+        let mut server = self.spawn(plane);
+        server.wait_ready().await;
+        server
+    }
+
+    /// Starts it against `plane`, without waiting for anything.
+    pub(crate) fn spawn(self, plane: &ControlPlane) -> VirtSizer {
         let dir = tempfile::tempdir().expect("tempdir");
         let pem = generate_self_signed(&["127.0.0.1", "localhost"]).expect("certificates");
         std::fs::write(dir.path().join("tls.crt"), &pem.cert_pem).expect("write");
@@ -119,16 +126,14 @@ impl Serve {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));
         let child = command.spawn().expect("virt-sizer starts");
-        let mut server = VirtSizer {
+        VirtSizer {
             child: Some(child),
             port,
             pem,
             identity: self.client_ca.then(|| plane.webhook_client.clone()),
             log,
             _dir: dir,
-        };
-        server.wait_ready().await;
-        server
+        }
     }
 }
 
@@ -169,6 +174,18 @@ impl VirtSizer {
             );
         }
         builder.build().expect("client")
+    }
+
+    /// `GET /readyz`: the status (0 when it does not answer) and the body
+    /// (`null` unless JSON).
+    pub(crate) async fn readyz(&self) -> (u16, Value) {
+        match self.https_client().get(self.url("/readyz")).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
     }
 
     async fn wait_ready(&mut self) {
@@ -333,6 +350,10 @@ pub(crate) async fn register(session: &Session, configurations: &[Value]) {
 
 /// A launcher Pod (for a VMI that exists) in namespace `e2e-canary`, which
 /// no policy rule names: any virt-sizer sizes it under its default profile.
+/// Its CPU request, 7m, is one no profile gives a 1-vCPU VMI (that would
+/// take a ratio of 1/0.007 ≈ 143), so virt-sizer always changes it and
+/// writes its decision annotation: a decision that changes nothing sends
+/// no patch, which would not tell a registered webhook from none.
 pub(crate) async fn canary_pod(client: &kube::Client) -> Value {
     const NAMESPACE: &str = "e2e-canary";
     api::namespace(client, NAMESPACE, &[]).await;
@@ -342,7 +363,10 @@ pub(crate) async fn canary_pod(client: &kube::Client) -> Value {
         &objects::vmi(&VmiSpec::simple("canary", 1024), NAMESPACE),
     )
     .await;
-    objects::small_launcher_pod(&vmi)
+    objects::launcher_pod(
+        &vmi,
+        crate::support::compute_resources(&[("cpu", "7m"), ("memory", "1292Mi")], &[]),
+    )
 }
 
 // === virt-sizer review, offline ===
@@ -364,11 +388,21 @@ impl Offline<'_> {
     /// `virt-sizer review --patched` of `input` (an object or a whole
     /// AdmissionReview): the object as the webhook would leave it.
     pub(crate) fn patched(&self, input: &Value) -> Value {
+        self.review(input, &["--patched"])
+    }
+
+    /// The warnings of `virt-sizer review` of `input`: what the apiserver
+    /// passes on to the client that created it.
+    pub(crate) fn warnings(&self, input: &Value) -> Vec<String> {
+        crate::support::response_warnings(&self.review(input, &[]))
+    }
+
+    fn review(&self, input: &Value, flags: &[&str]) -> Value {
         let dir = tempfile::tempdir().expect("tempdir");
         let input_path = dir.path().join("input.json");
         std::fs::write(&input_path, input.to_string()).expect("write");
         let mut command = Command::new(env!("CARGO_BIN_EXE_virt-sizer"));
-        command.args(["review", "--patched"]);
+        command.arg("review").args(flags);
         if let Some(policy) = self.policy {
             command.arg("--policy").arg(policy);
         }
@@ -390,6 +424,22 @@ impl Offline<'_> {
             "virt-sizer review failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        serde_json::from_slice(&output.stdout).expect("review --patched prints JSON")
+        serde_json::from_slice(&output.stdout).expect("review prints JSON")
     }
+}
+
+/// `kubectl create` of `object`: what the apiserver stored, and kubectl's
+/// standard error, where it prints the admission warnings
+/// (`Warning: …`) a client sees.
+pub(crate) fn kubectl_create(plane: &ControlPlane, object: &Value) -> (Value, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("object.json");
+    std::fs::write(&path, object.to_string()).expect("write");
+    let output = plane.kubectl(&["create", "-o", "json", "-f", path.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "kubectl create: {stderr}");
+    (
+        serde_json::from_slice(&output.stdout).expect("kubectl prints JSON"),
+        stderr,
+    )
 }

@@ -10,8 +10,12 @@ fn policy_answers_with_paths(text: &str, accepted: &AtomicUsize) -> Result<(), T
             accepted.fetch_add(1, Ordering::Relaxed);
         }
         Err(errors) => {
-            prop_assert!(!errors.0.is_empty(), "an empty error list for {:?}", text);
-            for error in &errors.0 {
+            prop_assert!(
+                !errors.listed.is_empty(),
+                "an empty error list for {:?}",
+                text
+            );
+            for error in &errors.listed {
                 prop_assert!(
                     !error.path.trim().is_empty(),
                     "an error without a path: {:?} for\n{}",

@@ -71,29 +71,42 @@ async fn issue_11_idle_http2_connection_gets_goaway_after_the_idle_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_11_connections_over_the_maximum_wait_for_a_free_slot() {
+async fn a_connection_past_the_maximum_takes_the_slot_of_the_one_idle_longest() {
     let options = ServeOptions {
         max_connections: 2,
         ..ServeOptions::default()
     };
     let running = Running::start(options, RequestLimits::default()).await;
-    let first = tls_connect(running.address, &running.pem.ca_pem, &[b"http/1.1"]).await;
-    let _second = tls_connect(running.address, &running.pem.ca_pem, &[b"http/1.1"]).await;
-    let third = tokio::spawn({
-        let (address, ca) = (running.address, running.pem.ca_pem.clone());
-        async move { tls_connect(address, &ca, &[b"http/1.1"]).await }
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        !third.is_finished(),
-        "a third connection was served past the maximum of 2"
-    );
-    drop(first);
-    let third = tokio::time::timeout(Duration::from_secs(5), third)
+    let mut idlest = tls_connect(running.address, &running.pem.ca_pem, &[b"http/1.1"]).await;
+    let (mut busier, _busier_driver) = h2_client(&running).await;
+    let response = busier
+        .send_request(mutate_request(full(EXAMPLE_REVIEW)))
         .await
-        .expect("a slot was freed")
-        .expect("task");
-    drop(third);
+        .expect("a review");
+    assert_eq!(response.status(), StatusCode::OK);
+    // A third connection is served at once, in the slot of the first (idle
+    // since it opened, before the second's review)...
+    let (mut third, _third_driver) =
+        tokio::time::timeout(Duration::from_secs(2), h2_client(&running))
+            .await
+            .expect("the third connection was served past the maximum of 2");
+    let response = tokio::time::timeout(
+        Duration::from_secs(2),
+        third.send_request(mutate_request(full(EXAMPLE_REVIEW))),
+    )
+    .await
+    .expect("answered at once")
+    .expect("a review");
+    assert_eq!(response.status(), StatusCode::OK);
+    // ...which was closed to make room...
+    let (received, _) = read_until_closed(&mut idlest, Duration::from_secs(2)).await;
+    assert!(received.is_empty(), "{received:?}");
+    // ...while the one with the latest review still serves.
+    let response = busier
+        .send_request(mutate_request(full(EXAMPLE_REVIEW)))
+        .await
+        .expect("the second connection still serves");
+    assert_eq!(response.status(), StatusCode::OK);
     running.stop().await;
 }
 

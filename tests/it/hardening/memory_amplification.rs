@@ -64,11 +64,20 @@ fn issue_11_memory_amplification_16_concurrent_max_size_bodies_stay_under_200_mi
                     .expect("answered")
             }));
         }
+        // Each body is read to its end (an object over the kept bytes is
+        // answered with its uid), so the bodies hold the body budget (eight
+        // at the cap) while they are read and decoded: the others wait, and
+        // the budget takes back the ones that hold it longest (408).
+        let mut answered = 0;
         for send in sends {
+            let response = send.await.expect("task");
+            if response.status() == StatusCode::REQUEST_TIMEOUT {
+                continue;
+            }
             // Answered per onError (the built-in policy: Allow), with the
             // request's uid.
-            let response = send.await.expect("task");
             assert_eq!(response.status(), StatusCode::OK);
+            answered += 1;
             let answer: Value = response.json().await.expect("json");
             assert_eq!(answer["response"]["uid"], "u", "{answer}");
             assert_eq!(answer["response"]["allowed"], true, "{answer}");
@@ -79,6 +88,8 @@ fn issue_11_memory_amplification_16_concurrent_max_size_bodies_stay_under_200_mi
                 "{answer}"
             );
         }
+        assert!(answered >= 2, "only {answered} of 16 answered 200");
+        eprintln!("{answered} of 16 answered 200 per onError, the others 408");
     });
     let peak = binary.memory_kib("VmHWM");
     assert!(

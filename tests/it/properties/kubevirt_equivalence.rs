@@ -125,7 +125,8 @@ proptest! {
             .iter()
             .map(|op| op["path"].as_str().unwrap_or_default().to_owned())
             .collect();
-        prop_assert_eq!(paths, vec!["/metadata/annotations/virt-sizer.io~1decision".to_owned()]);
+        // What KubeVirt rendered is kept as it is: no patch at all.
+        prop_assert_eq!(paths, Vec::<String>::new());
     }
 
     /// The memory-hotplug floor: with an explicit VMI `requests.memory` R

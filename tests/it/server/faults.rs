@@ -122,7 +122,7 @@ async fn shutdown_drains_an_in_flight_request() {
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.expect("json");
     assert!(
-        body["response"]["patch"].is_string(),
+        crate::support::was_sized(&body),
         "the in-flight request was decided, not cut"
     );
     let readiness = server::app(state)

@@ -81,7 +81,7 @@ async fn router_serves_health_readiness_and_metrics() {
     assert_eq!(status, StatusCode::OK);
     // What a person with curl looks for comes first.
     assert!(
-        body.starts_with(r#"{"ready":true,"draining":false,"policy":"#),
+        body.starts_with(r#"{"ready":true,"draining":false,"saturated":false,"policy":"#),
         "{body}"
     );
     let (status, content_type, body) = get("/metrics").await;
