@@ -21,6 +21,7 @@ fn amplification_body(length: usize, field: &str, item: &str) -> Vec<u8> {
 
 #[test]
 fn issue_11_memory_amplification_16_concurrent_max_size_bodies_stay_under_200_mib() {
+    let _alone = measuring();
     let binary = Binary::spawn(&[], Stdio::null(), None);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let http = binary.http1_client();
