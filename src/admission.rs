@@ -15,6 +15,7 @@ mod decision;
 pub mod facts;
 mod kata;
 mod launcher;
+mod overhead;
 pub mod patch;
 mod target;
 pub mod wire;
@@ -44,6 +45,7 @@ use decision::*;
 use facts::*;
 use kata::*;
 use launcher::*;
+use overhead::*;
 use target::*;
 pub use wire::{AdmissionRequest, AdmissionResponse, AdmissionReview, GroupVersionKind, Status};
 
@@ -52,12 +54,13 @@ use patch::PatchBuilder;
 /// At most this many per-field warnings; the rest are counted in one line.
 const MAX_CHANGE_WARNINGS: usize = 16;
 
-/// Pod annotation recording the profile and policy digest of the decision.
-pub const DECISION_ANNOTATION: &str = "virt-sizer.io/decision";
-/// KubeVirt's own computed overhead (v1.8+), authoritative when present.
-pub const KUBEVIRT_OVERHEAD_ANNOTATION: &str = "kubevirt.io/memory-overhead-bytes";
-/// KubeVirt's original overhead, kept when virt-sizer rewrites the one above.
-pub const ORIGINAL_OVERHEAD_ANNOTATION: &str = "virt-sizer.io/kubevirt-memory-overhead-bytes";
+// The launcher Pod's overhead and decision annotations are defined with the
+// VMI facts, which keep a VMI's own copy of each: KubeVirt copies VMI
+// annotations onto the Pod, and a copy is the VM owner's, never KubeVirt's
+// or virt-sizer's (see `PodOverhead`).
+pub use crate::sizing::vmi::{
+    DECISION_ANNOTATION, KUBEVIRT_OVERHEAD_ANNOTATION, ORIGINAL_OVERHEAD_ANNOTATION,
+};
 /// Launcher Pod annotation naming its VMI.
 pub const DOMAIN_ANNOTATION: &str = "kubevirt.io/domain";
 /// The container KubeVirt sizes (always `spec.containers[0]` in practice).
@@ -98,6 +101,9 @@ impl<'a> VmiLookup<'a> {
 /// deliberate response carrying the request's uid.
 #[must_use]
 pub fn review(env: &Environment<'_>, request: &AdmissionRequest) -> Decision {
+    if let Some(why) = &request.object_over_bound {
+        return over_bound(env.policy, request, why);
+    }
     let (target, object) = match classify(env, request) {
         Ok(classified) => classified,
         Err((kind, reason)) => {

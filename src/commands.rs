@@ -262,6 +262,7 @@ pub fn request_for_object(object: Value, namespace: &str, operation: &str) -> Ad
         operation: operation.to_owned(),
         user_info: Value::Null,
         object: Some(object),
+        object_over_bound: None,
         old_object: None,
         dry_run: Value::Null,
         options: Value::Null,

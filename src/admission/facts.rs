@@ -18,14 +18,19 @@
 //! A value of the wrong type where a map or list is expected is kept whole,
 //! so the decision reports it exactly as it would on the full object.
 //!
-//! What is kept is bounded, whatever the body's shape: a JSON value costs
-//! 30–80 times its text once built (`[0,0,…]` is two bytes per element),
-//! so a kept list of millions of zeros would turn a 3 MiB body into a
-//! quarter of a GiB. Every kept list, map and string has a bound no real
-//! Pod or RuntimeClass reaches ([`MAX_OWNER_REFERENCES`],
-//! [`MAX_CONTAINERS`], [`MAX_KEPT_ENTRIES`], [`MAX_KEPT_STRING_BYTES`]), and
-//! the whole kept object at most [`MAX_KEPT_VALUES`] JSON values; a body
-//! over a bound is refused as undecodable (400), naming the bound.
+//! What is kept is bounded in bytes, whatever the body's shape: a JSON
+//! value costs up to 80 times its text once built (`[{"a":0},…]`: each
+//! one-entry map is a whole B-tree node), so a 3 MiB body could become a
+//! quarter of a GiB. Each kept value is charged what it takes in memory
+//! ([`KeptBytes`]), and one object keeps at most [`MAX_KEPT_BYTES`], as
+//! many bytes as the largest body holds: no count of labels, annotations,
+//! containers or owner references below what Kubernetes allows (it has
+//! none). An object over it is not kept: the rest of the
+//! body is still parsed (so the request's uid is read and malformed JSON
+//! still refused), and the request is answered per `onError`, with its
+//! uid. A kept string longer than [`MAX_KEPT_STRING_BYTES`] (more than
+//! all of an object's annotations may hold) is no object Kubernetes
+//! accepts: that body is refused as undecodable (400).
 
 use std::cell::Cell;
 use std::fmt;
@@ -81,19 +86,39 @@ pub(crate) fn expect_map(value: Option<&Value>, field: &str) -> Result<(), Sizin
     }
 }
 
-/// At most this many `metadata.ownerReferences` (a Pod has one or two).
-pub const MAX_OWNER_REFERENCES: usize = 64;
-/// At most this many `spec.containers` (a launcher Pod has two to five).
-pub const MAX_CONTAINERS: usize = 512;
-/// At most this many entries in any other kept map or list (labels,
-/// annotations, resources, and values of an unexpected type).
-pub const MAX_KEPT_ENTRIES: usize = 1024;
 /// At most this many bytes in a kept string: the apiserver's limit on all
 /// of an object's annotations together (256 KiB).
 pub const MAX_KEPT_STRING_BYTES: usize = 256 * 1024;
-/// At most this many JSON values kept of one object (a launcher Pod keeps
-/// about 60).
-pub const MAX_KEPT_VALUES: usize = 20_000;
+
+/// At most this many bytes kept of one object, as [`KeptBytes`] charges
+/// them: the apiserver's largest request body (3 MiB, what
+/// [`MAX_BODY_BYTES`](crate::server::MAX_BODY_BYTES) accepts by default),
+/// so that what a decode builds is never more than its body already took.
+/// That is no count Kubernetes has: a launcher Pod keeps about 6 KiB,
+/// 1,025 labels about 0.1 MiB, 513 containers with requests and limits
+/// about 1.4 MiB. An object over it (tens of thousands of labels or
+/// containers) is answered per `onError`.
+pub const MAX_KEPT_BYTES: usize = 3 * 1024 * 1024;
+
+/// What a kept value is charged ([`MAX_KEPT_BYTES`]): an upper estimate of
+/// the memory it takes once built, from the sizes of the types that hold
+/// it, so that a shape of many small values (a list of zeros, maps of one
+/// entry) is charged what it costs, not its text.
+pub struct KeptBytes;
+
+impl KeptBytes {
+    /// One JSON value, wherever it is held (a list's slot, a map's).
+    pub const VALUE: usize = std::mem::size_of::<Value>();
+    /// One node of a map's B-tree, as large as an internal one: eleven
+    /// keys and values, twelve edges, its parent link and lengths. A map of
+    /// one entry takes a whole node.
+    pub const MAP_NODE: usize = 11 * (std::mem::size_of::<String>() + std::mem::size_of::<Value>())
+        + 13 * std::mem::size_of::<usize>()
+        + 8;
+    /// A map gets a new node at most every this many entries (a split
+    /// leaves nodes half full).
+    pub const ENTRIES_PER_NODE: usize = 5;
+}
 
 /// Which parts of a JSON value to keep.
 #[derive(Debug, Clone, Copy)]
@@ -102,8 +127,8 @@ pub(crate) enum Shape {
     All,
     /// Only these keys of a map, each with its own shape.
     Fields(&'static [(&'static str, Shape)]),
-    /// At most this many items of a list, each with this shape.
-    Items(&'static Shape, usize),
+    /// Every item of a list, each with this shape.
+    Items(&'static Shape),
 }
 
 const CONTAINER: Shape = Shape::Fields(&[("name", Shape::All), ("resources", Shape::All)]);
@@ -120,16 +145,13 @@ pub(crate) const OBJECT: Shape = Shape::Fields(&[
             ("namespace", Shape::All),
             ("labels", Shape::All),
             ("annotations", Shape::All),
-            (
-                "ownerReferences",
-                Shape::Items(&Shape::All, MAX_OWNER_REFERENCES),
-            ),
+            ("ownerReferences", Shape::Items(&Shape::All)),
         ]),
     ),
     (
         "spec",
         Shape::Fields(&[
-            ("containers", Shape::Items(&CONTAINER, MAX_CONTAINERS)),
+            ("containers", Shape::Items(&CONTAINER)),
             ("runtimeClassName", Shape::All),
         ]),
     ),
@@ -137,13 +159,39 @@ pub(crate) const OBJECT: Shape = Shape::Fields(&[
     ("overhead", Shape::All),
 ]);
 
+/// The bytes one object may still keep ([`MAX_KEPT_BYTES`]), and whether
+/// it went over them.
+struct Budget {
+    left: Cell<usize>,
+    over: Cell<bool>,
+}
+
+impl Budget {
+    /// Charges `bytes`; `false` (and over for good) when they do not fit.
+    fn charge(&self, bytes: usize) -> bool {
+        if self.over.get() {
+            return false;
+        }
+        match self.left.get().checked_sub(bytes) {
+            Some(left) => {
+                self.left.set(left);
+                true
+            }
+            None => {
+                self.over.set(true);
+                false
+            }
+        }
+    }
+}
+
 /// A shape to keep, the field it sits under (for messages) and the
-/// object's remaining budget of kept values.
+/// object's budget.
 #[derive(Clone, Copy)]
 struct Kept<'b> {
     shape: Shape,
     field: &'static str,
-    budget: &'b Cell<usize>,
+    budget: &'b Budget,
 }
 
 impl Kept<'_> {
@@ -153,18 +201,6 @@ impl Kept<'_> {
             field,
             budget: self.budget,
         }
-    }
-
-    /// Counts one kept value against the object's budget.
-    fn spend<E: de::Error>(&self) -> Result<(), E> {
-        let left = self.budget.get();
-        if left == 0 {
-            return Err(E::custom(format!(
-                "the object keeps more than {MAX_KEPT_VALUES} JSON values (a bound of this server)"
-            )));
-        }
-        self.budget.set(left - 1);
-        Ok(())
     }
 
     fn string<E: de::Error>(&self, value: &str) -> Result<(), E> {
@@ -177,11 +213,14 @@ impl Kept<'_> {
         Ok(())
     }
 
-    fn too_many<E: de::Error>(&self, bound: usize) -> E {
-        E::custom(format!(
-            "`{}`: more than {bound} entries (a bound of this server)",
-            self.field
-        ))
+    /// A scalar, charged [`KeptBytes::VALUE`] and `heap` bytes; `Null` once
+    /// the object is over its budget (it is not kept).
+    fn scalar(&self, heap: usize, value: impl FnOnce() -> Value) -> Value {
+        if self.budget.charge(KeptBytes::VALUE + heap) {
+            value()
+        } else {
+            Value::Null
+        }
     }
 }
 
@@ -189,6 +228,11 @@ impl<'de> DeserializeSeed<'de> for Kept<'_> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        if self.budget.over.get() {
+            // Over the budget: the rest is parsed, not built.
+            deserializer.deserialize_ignored_any(IgnoredAny)?;
+            return Ok(Value::Null);
+        }
         deserializer.deserialize_any(self)
     }
 }
@@ -201,92 +245,128 @@ impl<'de> Visitor<'de> for Kept<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        self.spend()?;
         let mut object = Map::new();
-        let Shape::Fields(fields) = self.shape else {
-            // The whole map: kept within bounds (also a map where a list
-            // was expected).
-            let whole = self.with(Shape::All, self.field);
-            while let Some(key) = map.next_key::<String>()? {
-                self.string(&key)?;
-                if object.len() >= MAX_KEPT_ENTRIES {
-                    return Err(self.too_many(MAX_KEPT_ENTRIES));
-                }
-                let value = map.next_value_seed(whole)?;
-                object.insert(key, value);
-            }
-            return Ok(Value::Object(object));
+        let fields = match self.shape {
+            Shape::Fields(fields) => Some(fields),
+            // The whole map: kept within the budget (also a map where a
+            // list was expected).
+            _ => None,
         };
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match fields.iter().find(|(name, _)| *name == key) {
-                Some((name, shape)) => {
-                    let value = map.next_value_seed(self.with(*shape, name))?;
-                    object.insert(key.into_owned(), value);
-                }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
+        let whole = self.with(Shape::All, self.field);
+        let mut kept = self.budget.charge(KeptBytes::VALUE);
+        while kept {
+            let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? else {
+                return Ok(Value::Object(object));
+            };
+            let seed = match fields {
+                None => whole,
+                Some(fields) => match fields.iter().find(|(name, _)| *name == key) {
+                    Some((name, shape)) => self.with(*shape, name),
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                        continue;
+                    }
+                },
+            };
+            self.string(&key)?;
+            let node = if object.len().is_multiple_of(KeptBytes::ENTRIES_PER_NODE) {
+                KeptBytes::MAP_NODE
+            } else {
+                0
+            };
+            kept = self.budget.charge(node + key.len());
+            let value = if kept {
+                map.next_value_seed(seed)?
+            } else {
+                map.next_value::<IgnoredAny>()?;
+                Value::Null
+            };
+            kept = kept && !self.budget.over.get();
+            object.insert(key.into_owned(), value);
         }
-        Ok(Value::Object(object))
+        // Over the budget: what was built goes now, the rest is skipped.
+        drop(object);
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Value::Null)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        self.spend()?;
-        let (item, bound) = match self.shape {
-            Shape::Items(shape, bound) => (self.with(*shape, self.field), bound),
-            _ => (self.with(Shape::All, self.field), MAX_KEPT_ENTRIES),
+        let item = match self.shape {
+            Shape::Items(shape) => self.with(*shape, self.field),
+            _ => self.with(Shape::All, self.field),
         };
-        let mut items = Vec::new();
-        while let Some(value) = seq.next_element_seed(item)? {
-            if items.len() >= bound {
-                return Err(self.too_many(bound));
+        let mut items: Vec<Value> = Vec::new();
+        let mut kept = self.budget.charge(KeptBytes::VALUE);
+        while kept {
+            // The list grows as a Vec does (doubling, from 4), and is
+            // charged each growth before it happens.
+            if items.len() == items.capacity() {
+                let grown = (items.capacity() * 2).max(4);
+                kept = self
+                    .budget
+                    .charge((grown - items.capacity()) * KeptBytes::VALUE);
+                if !kept {
+                    break;
+                }
+                items.reserve_exact(grown - items.len());
             }
+            let Some(value) = seq.next_element_seed(item)? else {
+                return Ok(Value::Array(items));
+            };
+            kept = !self.budget.over.get();
             items.push(value);
         }
-        Ok(Value::Array(items))
+        drop(items);
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Value::Null)
     }
 
     fn visit_bool<E: de::Error>(self, value: bool) -> Result<Value, E> {
-        self.spend()?;
-        Ok(Value::Bool(value))
+        Ok(self.scalar(0, || Value::Bool(value)))
     }
     fn visit_i64<E: de::Error>(self, value: i64) -> Result<Value, E> {
-        self.spend()?;
-        Ok(Value::from(value))
+        Ok(self.scalar(0, || Value::from(value)))
     }
     fn visit_u64<E: de::Error>(self, value: u64) -> Result<Value, E> {
-        self.spend()?;
-        Ok(Value::from(value))
+        Ok(self.scalar(0, || Value::from(value)))
     }
     fn visit_f64<E: de::Error>(self, value: f64) -> Result<Value, E> {
-        self.spend()?;
-        Ok(serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number))
+        Ok(self.scalar(0, || {
+            serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number)
+        }))
     }
     fn visit_str<E: de::Error>(self, value: &str) -> Result<Value, E> {
-        self.spend()?;
         self.string(value)?;
-        Ok(Value::String(value.to_owned()))
+        Ok(self.scalar(value.len(), || Value::String(value.to_owned())))
     }
     fn visit_string<E: de::Error>(self, value: String) -> Result<Value, E> {
-        self.spend()?;
         self.string(&value)?;
-        Ok(Value::String(value))
+        Ok(self.scalar(value.len(), || Value::String(value)))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-        self.spend()?;
-        Ok(Value::Null)
+        Ok(self.scalar(0, || Value::Null))
     }
     fn visit_none<E: de::Error>(self) -> Result<Value, E> {
-        self.spend()?;
-        Ok(Value::Null)
+        Ok(self.scalar(0, || Value::Null))
     }
+}
+
+/// What a decode kept of `request.object`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum KeptObject {
+    /// No object (`null` or absent).
+    #[default]
+    Absent,
+    /// The kept part (or all of it).
+    Kept(Value),
+    /// Over [`MAX_KEPT_BYTES`]: not kept; the message says so.
+    OverBound(String),
 }
 
 /// The kept part of `request.object` (see [`OBJECT`]).
 pub(crate) fn sizing_object<'de, D: Deserializer<'de>>(
     deserializer: D,
-) -> Result<Option<Value>, D::Error> {
+) -> Result<KeptObject, D::Error> {
     kept_object(OBJECT, deserializer)
 }
 
@@ -304,20 +384,32 @@ const POLICY_CONFIGMAP: Shape = Shape::Fields(&[
 /// [`POLICY_CONFIGMAP`]).
 pub(crate) fn policy_configmap_object<'de, D: Deserializer<'de>>(
     deserializer: D,
-) -> Result<Option<Value>, D::Error> {
+) -> Result<KeptObject, D::Error> {
     kept_object(POLICY_CONFIGMAP, deserializer)
 }
 
 fn kept_object<'de, D: Deserializer<'de>>(
     shape: Shape,
     deserializer: D,
-) -> Result<Option<Value>, D::Error> {
-    let budget = Cell::new(MAX_KEPT_VALUES);
+) -> Result<KeptObject, D::Error> {
+    let budget = Budget {
+        left: Cell::new(MAX_KEPT_BYTES),
+        over: Cell::new(false),
+    };
     let kept = Kept {
         shape,
         field: "object",
         budget: &budget,
     };
     let value = kept.deserialize(deserializer)?;
-    Ok((!value.is_null()).then_some(value))
+    Ok(if budget.over.get() {
+        KeptObject::OverBound(format!(
+            "the object is larger than this server keeps of one object ({MAX_KEPT_BYTES} bytes \
+             once read); it is not read"
+        ))
+    } else if value.is_null() {
+        KeptObject::Absent
+    } else {
+        KeptObject::Kept(value)
+    })
 }

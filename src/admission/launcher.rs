@@ -68,10 +68,7 @@ pub(crate) fn size_launcher_pod(
     let annotation = |key: &str| at(pod, &["metadata", "annotations", key]).and_then(Value::as_str);
     let requested = annotation(PROFILE_ANNOTATION)
         .or_else(|| vmi.annotations.get(PROFILE_ANNOTATION).map(String::as_str));
-    let namespace = at(pod, &["metadata", "namespace"])
-        .and_then(Value::as_str)
-        .filter(|namespace| !namespace.is_empty())
-        .unwrap_or(&request.namespace);
+    let namespace = object_namespace(pod, request);
     let policy = env.policy;
     let selection = policy.select(&Subject {
         namespace,
@@ -97,36 +94,51 @@ pub(crate) fn size_launcher_pod(
     let mut auto_limits = inferred;
     auto_limits.cpu |= auto_cpu_by_selector;
 
-    let reported_text = annotation(ORIGINAL_OVERHEAD_ANNOTATION)
-        .or_else(|| annotation(KUBEVIRT_OVERHEAD_ANNOTATION));
-    let reported_overhead = reported_text
-        .map(|text| {
-            let field = format!(
-                "metadata.annotations[{}]",
-                if annotation(ORIGINAL_OVERHEAD_ANNOTATION).is_some() {
-                    ORIGINAL_OVERHEAD_ANNOTATION
-                } else {
-                    KUBEVIRT_OVERHEAD_ANNOTATION
-                }
-            );
-            let quantity =
-                Quantity::parse(text).map_err(|source| SizingError::InvalidQuantity {
-                    field: field.clone(),
-                    source,
-                })?;
-            if quantity.is_negative() {
-                return Err(SizingError::Negative {
-                    field,
-                    value: text.to_owned(),
-                });
-            }
-            // KubeVirt writes whole bytes; anything finer is rounded up
-            // like `Value()` does.
-            i64::try_from(quantity.value())
-                .map(|bytes| Quantity::from_int(bytes, Format::DecimalSi))
-                .map_err(|_| SizingError::Overflow { what: field })
-        })
+    // Only KubeVirt's own figure counts, or the copy of it virt-sizer kept
+    // on an earlier pass of this admission; nothing a VMI carries
+    // (`PodOverhead`).
+    let overhead = PodOverhead::read(pod, vmi);
+    let parse = |key: &str, text: &str| {
+        let field = format!("metadata.annotations[{key}]");
+        let quantity = Quantity::parse(text).map_err(|source| SizingError::InvalidQuantity {
+            field: field.clone(),
+            source,
+        })?;
+        if quantity.is_negative() {
+            return Err(SizingError::Negative {
+                field,
+                value: text.to_owned(),
+            });
+        }
+        // KubeVirt writes whole bytes; anything finer is rounded up
+        // like `Value()` does.
+        i64::try_from(quantity.value())
+            .map(|bytes| Quantity::from_int(bytes, Format::DecimalSi))
+            .map_err(|_| SizingError::Overflow { what: field })
+    };
+    let kubevirt_reported = overhead
+        .kubevirt
+        .map(|text| parse(KUBEVIRT_OVERHEAD_ANNOTATION, text))
         .transpose()?;
+    // The kept figure is virt-sizer's only if sizing around it gives the
+    // overhead the Pod reports now: the pair written on the earlier pass.
+    let kept_original = overhead
+        .kept_original
+        .and_then(|text| parse(ORIGINAL_OVERHEAD_ANNOTATION, text).ok())
+        .filter(|kept| {
+            kubevirt_reported.is_some_and(|reported| {
+                kubevirt::size_launcher(&LauncherInput {
+                    vmi,
+                    settings: &policy.kubevirt,
+                    profile,
+                    namespace_labels: env.namespace_labels,
+                    auto_limits,
+                    reported_overhead: Some(*kept),
+                })
+                .is_ok_and(|sized| sized.overhead == reported)
+            })
+        });
+    let reported_overhead = kept_original.or(kubevirt_reported);
 
     let mut warnings = selection.warnings;
     let plugins: Vec<&str> = vmi
@@ -258,7 +270,9 @@ pub(crate) fn size_launcher_pod(
         // Compared by value: "268Mi" and "281018368" are the same overhead.
         let same = Quantity::parse(current).is_ok_and(|current| current == sizing.overhead);
         if !same {
-            if annotation(ORIGINAL_OVERHEAD_ANNOTATION).is_none() {
+            // KubeVirt's figure is kept, never a VMI's copy (a kept figure
+            // that was virt-sizer's leaves nothing to rewrite).
+            if overhead.kubevirt.is_some() {
                 builder.set_string(
                     &annotations_path,
                     ORIGINAL_OVERHEAD_ANNOTATION,

@@ -104,6 +104,33 @@ pub(crate) fn classify<'p, 'r>(
     Ok((target, object))
 }
 
+/// The decision for a request whose object was not kept, being over what
+/// this server keeps of one object (`why`): skipped when no object of its
+/// kind and operation is sized, else per `onError`, with its uid (what
+/// kind of target it is cannot be told without reading it).
+pub(crate) fn over_bound(policy: &ValidPolicy, request: &AdmissionRequest, why: &str) -> Decision {
+    let operation = request.operation.as_str();
+    let kind = &request.kind;
+    let sized = match (kind.group.as_str(), kind.kind.as_str()) {
+        ("", "Pod") => operation == "CREATE",
+        ("node.k8s.io", "RuntimeClass") => operation == "CREATE" || operation == "UPDATE",
+        _ => false,
+    };
+    if sized {
+        failed(
+            &request.uid,
+            policy,
+            SizingError::ObjectTooLarge(why.to_owned()),
+        )
+    } else {
+        skipped(
+            &request.uid,
+            policy,
+            format!("{why}; {operation} of a {} is not sized", kind.kind),
+        )
+    }
+}
+
 /// What kind of object a request was about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TargetKind {

@@ -18,7 +18,7 @@ use std::marker::PhantomData;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use super::facts::{policy_configmap_object, sizing_object};
+use super::facts::{KeptObject, policy_configmap_object, sizing_object};
 use crate::telemetry::{capped, capped_to};
 
 /// `admission.k8s.io/v1`.
@@ -87,6 +87,12 @@ pub struct AdmissionRequest {
     /// The object as admitted so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<Value>,
+    /// Why `object` is `None` although the request carried one: it was
+    /// over what this server keeps of one object
+    /// ([`MAX_KEPT_BYTES`](super::facts::MAX_KEPT_BYTES)). Such a request
+    /// is answered per `onError`.
+    #[serde(skip)]
+    pub object_over_bound: Option<String>,
     /// The existing object on UPDATE/DELETE.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_object: Option<Value>,
@@ -192,8 +198,9 @@ pub trait Keep {
     /// Reads `request.object`.
     ///
     /// # Errors
-    /// Malformed JSON, or a kept part over a bound.
-    fn object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error>;
+    /// Malformed JSON, or a kept string over
+    /// [`MAX_KEPT_STRING_BYTES`](super::facts::MAX_KEPT_STRING_BYTES).
+    fn object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<KeptObject, D::Error>;
 }
 
 /// Only what a decision reads (the server): see [`super::facts::OBJECT`]
@@ -211,21 +218,25 @@ pub enum Whole {}
 pub enum PolicyData {}
 
 impl Keep for PolicyData {
-    fn object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    fn object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<KeptObject, D::Error> {
         policy_configmap_object(deserializer)
     }
 }
 
 impl Keep for Sizing {
-    fn object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    fn object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<KeptObject, D::Error> {
         sizing_object(deserializer)
     }
 }
 
 impl Keep for Whole {
-    fn object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    fn object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<KeptObject, D::Error> {
         let value = Value::deserialize(deserializer)?;
-        Ok((!value.is_null()).then_some(value))
+        Ok(if value.is_null() {
+            KeptObject::Absent
+        } else {
+            KeptObject::Kept(value)
+        })
     }
 }
 
@@ -256,7 +267,7 @@ struct IncomingRequest<K: Keep> {
     #[serde(default)]
     operation: String,
     #[serde(default, deserialize_with = "K::object")]
-    object: Option<Value>,
+    object: KeptObject,
     #[serde(skip)]
     keep: PhantomData<K>,
 }
@@ -310,6 +321,11 @@ impl<K: Keep> Incoming<K> {
         if request.uid.is_empty() {
             return Err(WireError::NoUid);
         }
+        let (object, object_over_bound) = match request.object {
+            KeptObject::Absent => (None, None),
+            KeptObject::Kept(object) => (Some(object), None),
+            KeptObject::OverBound(why) => (None, Some(why)),
+        };
         Ok(AdmissionRequest {
             uid: request.uid,
             kind: request.kind,
@@ -319,7 +335,8 @@ impl<K: Keep> Incoming<K> {
             namespace: request.namespace,
             operation: request.operation,
             user_info: Value::Null,
-            object: request.object,
+            object,
+            object_over_bound,
             old_object: None,
             dry_run: Value::Null,
             options: Value::Null,
@@ -381,6 +398,41 @@ mod tests {
                   "runtimeClassName": "kata-qemu"}})
         );
         assert_eq!(request.uid, "u");
+    }
+
+    #[test]
+    fn an_object_over_the_kept_bytes_is_not_kept_and_the_rest_is_still_read() {
+        use crate::admission::facts::{KeptBytes, MAX_KEPT_BYTES};
+        // Containers of one kept field each take a whole B-tree node: this
+        // many nodes alone are over the bound, in a body of under 300 KB.
+        let containers = |count: usize| vec![r#"{"name":0}"#; count].join(",");
+        let review = |containers: &str| {
+            format!(
+                r#"{{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                    "request": {{"object": {{"spec": {{"containers": [{containers}]}}}}, "uid": "after"}}}}"#
+            )
+        };
+        let body = review(&containers(MAX_KEPT_BYTES / KeptBytes::MAP_NODE + 1));
+        assert!(body.len() < 300_000, "{}", body.len());
+        let request = decode::<Sizing>(body.as_bytes()).expect("decodes");
+        // The uid comes after the object, and is read.
+        assert_eq!(request.uid, "after");
+        assert!(request.object.is_none(), "the object was kept");
+        let why = request.object_over_bound.expect("why");
+        assert!(why.contains(&MAX_KEPT_BYTES.to_string()), "{why}");
+        // What follows the bound is still parsed: broken JSON still fails.
+        let broken = body.replacen(r#""uid": "after""#, r#""uid": "after",]"#, 1);
+        assert!(decode::<Sizing>(broken.as_bytes()).is_err());
+        // Half as many as the bound holds (a container is its node, its
+        // slot with the list's doubling, its map and its value) are kept.
+        let fits = MAX_KEPT_BYTES / (2 * (KeptBytes::MAP_NODE + 4 * KeptBytes::VALUE));
+        let request = decode::<Sizing>(review(&containers(fits)).as_bytes()).expect("decodes");
+        assert_eq!(request.object_over_bound, None);
+        let kept = request.object.expect("kept");
+        assert_eq!(
+            kept["spec"]["containers"].as_array().map(Vec::len),
+            Some(fits)
+        );
     }
 
     #[test]

@@ -26,6 +26,9 @@ use crate::server::{
     kubevirt_cr, watch,
 };
 
+/// How long an idle blocking-pool thread lives (tokio's default: 10 s).
+const BLOCKING_THREAD_KEEP_ALIVE: Duration = Duration::from_secs(1);
+
 /// Runs `virt-sizer serve` on a multi-threaded runtime.
 ///
 /// # Errors
@@ -36,6 +39,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Large bodies are decoded on the blocking pool; the allocator
+        // gives a thread's freed pages back when it allocates again or
+        // exits, so an idle decoding thread leaves soon.
+        .thread_keep_alive(BLOCKING_THREAD_KEEP_ALIVE)
         .build()
         .context("starting the runtime")?;
     runtime.block_on(serve(args))

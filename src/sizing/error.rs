@@ -63,6 +63,11 @@ pub enum SizingError {
         /// Why (not in the cache and the GET failed, timed out, …).
         reason: String,
     },
+    /// The object under review is larger than this server keeps of one
+    /// object (the message names the bound): answered per `onError`
+    /// rather than read.
+    #[error("{0}")]
+    ObjectTooLarge(String),
     /// A hard rule would be broken: a bug, refused rather than admitted.
     #[error("invariant violated: {0}")]
     Invariant(String),
@@ -80,6 +85,7 @@ impl SizingError {
             SizingError::VmiNotFound { .. } => "vmi_not_found",
             SizingError::VmiUnavailable { .. } => "vmi_unavailable",
             SizingError::NamespaceUnavailable { .. } => "namespace_unavailable",
+            SizingError::ObjectTooLarge(_) => "object_too_large",
             SizingError::Invariant(_) => "invariant",
         }
     }

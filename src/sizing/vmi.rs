@@ -65,12 +65,34 @@ impl CpuTopology {
     }
 }
 
+/// Launcher Pod annotation: KubeVirt's own computed overhead (v1.8+, with
+/// its overhead report on), authoritative when KubeVirt wrote it.
+pub const KUBEVIRT_OVERHEAD_ANNOTATION: &str = "kubevirt.io/memory-overhead-bytes";
+
+/// Launcher Pod annotation: KubeVirt's figure, kept by virt-sizer when it
+/// rewrites [`KUBEVIRT_OVERHEAD_ANNOTATION`], so that a reinvocation sizes
+/// around KubeVirt's figure, not virt-sizer's.
+pub const ORIGINAL_OVERHEAD_ANNOTATION: &str = "virt-sizer.io/kubevirt-memory-overhead-bytes";
+
+/// Launcher Pod annotation recording the profile and policy digest of
+/// virt-sizer's decision: on a Pod (and not copied from its VMI), it says
+/// virt-sizer has sized this Pod before, in this admission.
+pub const DECISION_ANNOTATION: &str = "virt-sizer.io/decision";
+
 /// The VMI annotations sizing reads, the one list of them: [`VmiFacts`]
 /// keeps these and no other (a cache of thousands of VMIs should not hold
 /// kubectl's last-applied copy of each, or KubeVirt's bookkeeping).
+///
+/// KubeVirt copies every VMI annotation onto the launcher Pod, so the last
+/// three are kept to tell a copy from a write: a Pod annotation with the
+/// value its VMI carries is the VM owner's, never KubeVirt's or
+/// virt-sizer's.
 pub const SIZING_ANNOTATIONS: &[&str] = &[
     super::policy::PROFILE_ANNOTATION,
     EMULATOR_THREAD_EVEN_PARITY_ANNOTATION,
+    KUBEVIRT_OVERHEAD_ANNOTATION,
+    ORIGINAL_OVERHEAD_ANNOTATION,
+    DECISION_ANNOTATION,
 ];
 
 /// A VirtualMachineInstance as a VMI source read it, once: what the uid

@@ -291,6 +291,19 @@ fn p99(samples: &[Duration]) -> Duration {
 
 // === The binary ===
 
+/// Held by each test that measures latency or memory under load, so that
+/// no two of them load the machine at once (with two cores, one test's
+/// attack would be in the other's figures).
+static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Waits until no other measuring test runs; the guard lets the next one
+/// in (a failed test's poisoned lock included).
+fn measuring() -> std::sync::MutexGuard<'static, ()> {
+    MEASURING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn kill(pid: u32, signal: &str) {
     let status = Command::new("kill")
         .args([&format!("-{signal}"), &pid.to_string()])

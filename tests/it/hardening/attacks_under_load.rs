@@ -157,6 +157,7 @@ fn baseline(binary: &Binary, runtime: &tokio::runtime::Runtime) -> u64 {
 
 #[test]
 fn body_starvation_32_silent_http2_streams_and_12_http1_bodies() {
+    let _alone = measuring();
     let binary = Binary::spawn(&[], Stdio::null(), None);
     let runtime = attacker_runtime();
     let baseline = baseline(&binary, &runtime);
@@ -195,6 +196,7 @@ fn body_starvation_32_silent_http2_streams_and_12_http1_bodies() {
 
 #[test]
 fn window_buffering_400_http2_connections_with_unfinished_bodies() {
+    let _alone = measuring();
     const CONNECTIONS: usize = 400;
     let binary = Binary::spawn(&[], Stdio::null(), None);
     let runtime = attacker_runtime();
@@ -246,6 +248,7 @@ fn window_buffering_400_http2_connections_with_unfinished_bodies() {
 
 #[test]
 fn slot_exhaustion_1024_probing_http2_connections_and_100_silent_tcp() {
+    let _alone = measuring();
     const PROBING: usize = 1024;
     let binary = Binary::spawn(&[], Stdio::null(), None);
     let runtime = attacker_runtime();
