@@ -352,10 +352,10 @@ async fn install_yaml_and_serve_inject_a_ca_bundle_that_verifies_the_serving_cer
         canary_sized(client, &canary).await == Ok(true)
     })
     .await;
-    api::namespace(client, "self-certs-e2e", &[]).await;
+    // The policy webhook sees only virt-sizer's own namespace.
     let broken = json!({
         "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "broken", "namespace": "self-certs-e2e",
+        "metadata": {"name": "broken", "namespace": NAMESPACE,
                      "labels": {"virt-sizer.io/policy": "true"}},
         "data": {"policy.yaml": BROKEN_POLICY},
     });
