@@ -10,7 +10,9 @@ use std::sync::atomic::AtomicU64;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::admission::{OutcomeLabel, TargetKind};
+use crate::sizing::ErrorReason;
 use crate::sizing::policy::ValidPolicy;
+use crate::sizing::spelling::Spelled;
 use prometheus_client::encoding::{
     EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder,
 };
@@ -34,6 +36,12 @@ pub struct RequestLabels {
 }
 
 impl EncodeLabelValue for TargetKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+impl EncodeLabelValue for ErrorReason {
     fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
         std::fmt::Write::write_str(encoder, self.as_str())
     }
@@ -63,6 +71,15 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// Every operation label, for metrics exported from the start.
+    pub const ALL: [Operation; 5] = [
+        Operation::Create,
+        Operation::Update,
+        Operation::Delete,
+        Operation::Connect,
+        Operation::Other,
+    ];
+
     /// The label for the request's `operation`.
     #[must_use]
     pub fn from_request(operation: &str) -> Operation {
@@ -110,7 +127,7 @@ pub struct KindLabels {
 pub struct ErrorLabels {
     /// `bad_request`, `too_large`, `vmi_lookup`, or a sizing error label:
     /// a closed set, written in the code (no string is built per request).
-    pub reason: &'static str,
+    pub reason: ErrorReason,
 }
 
 /// Labels of a reload.
@@ -500,6 +517,26 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             })
             .set(1);
+        // Every closed label set exists from the start, at 0: dashboards
+        // and absent()-style alerts see a fresh replica's series before its
+        // first request.
+        for kind in TargetKind::ALL {
+            let _ = patches.get_or_create(&KindLabels { kind });
+            for operation in Operation::ALL {
+                for outcome in OutcomeLabel::ALL {
+                    let labels = RequestLabels {
+                        kind,
+                        operation,
+                        outcome,
+                    };
+                    let _ = requests.get_or_create(&labels);
+                    let _ = latency.get_or_create(&labels);
+                }
+            }
+        }
+        for (_, reason) in ErrorReason::SPELLINGS {
+            let _ = errors.get_or_create(&ErrorLabels { reason: *reason });
+        }
         // Unprefixed: the names every exporter uses for these.
         let mut process_registry = Registry::default();
         process_registry.register_collector(Box::new(process::ProcessCollector));
@@ -551,7 +588,7 @@ impl Metrics {
     }
 
     /// Counts an error.
-    pub fn error(&self, reason: &'static str) {
+    pub fn error(&self, reason: ErrorReason) {
         self.errors.get_or_create(&ErrorLabels { reason }).inc();
     }
 
@@ -592,5 +629,38 @@ impl Metrics {
             prometheus_client::encoding::text::encode_registry(&mut out, &self.process_registry);
         let _ = prometheus_client::encoding::text::encode_eof(&mut out);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh replica exports every series of a closed label set at 0:
+    /// 4 kinds × 5 operations × 6 outcomes requests (and as many latency
+    /// histograms), a patch counter per kind, and one error counter per
+    /// reason.
+    #[test]
+    fn closed_label_sets_are_exported_at_zero_from_the_start() {
+        let text = Metrics::new().render();
+        let count = |prefix: &str| text.lines().filter(|line| line.starts_with(prefix)).count();
+        assert_eq!(count("virt_sizer_admission_requests_total{"), 4 * 5 * 6);
+        assert_eq!(
+            count("virt_sizer_admission_duration_seconds_count{"),
+            4 * 5 * 6
+        );
+        assert_eq!(count("virt_sizer_admission_patches_total{"), 4);
+        assert_eq!(
+            count("virt_sizer_admission_errors_total{"),
+            ErrorReason::SPELLINGS.len()
+        );
+        for series in [
+            r#"virt_sizer_admission_requests_total{kind="launcher_pod",operation="CREATE",outcome="unchanged"} 0"#,
+            r#"virt_sizer_admission_errors_total{reason="vmi_not_found"} 0"#,
+            r#"virt_sizer_admission_errors_total{reason="body_reclaimed"} 0"#,
+            r#"virt_sizer_admission_patches_total{kind="runtime_class"} 0"#,
+        ] {
+            assert!(text.lines().any(|line| line == series), "{series}");
+        }
     }
 }

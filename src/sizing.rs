@@ -20,5 +20,5 @@ pub mod spelling;
 pub mod vmi;
 pub mod yaml;
 
-pub use error::SizingError;
+pub use error::{ErrorReason, SizingError};
 pub use quantity::{Format, Quantity, QuantityError};

@@ -69,6 +69,16 @@ impl Outcome {
 }
 
 impl OutcomeLabel {
+    /// Every label, for metrics exported from the start.
+    pub const ALL: [OutcomeLabel; 6] = [
+        OutcomeLabel::Patched,
+        OutcomeLabel::Unchanged,
+        OutcomeLabel::Shadow,
+        OutcomeLabel::Skipped,
+        OutcomeLabel::ErrorAllowed,
+        OutcomeLabel::ErrorDenied,
+    ];
+
     /// The spelling in metrics and logs.
     #[must_use]
     pub fn as_str(self) -> &'static str {

@@ -145,6 +145,14 @@ pub enum TargetKind {
 }
 
 impl TargetKind {
+    /// Every kind, for metrics exported from the start.
+    pub const ALL: [TargetKind; 4] = [
+        TargetKind::LauncherPod,
+        TargetKind::KataPod,
+        TargetKind::RuntimeClass,
+        TargetKind::NotATarget,
+    ];
+
     /// Label for metrics and logs.
     #[must_use]
     pub fn as_str(self) -> &'static str {

@@ -23,9 +23,9 @@ use crate::server::AppState;
 use crate::server::cluster::CacheHealth;
 use crate::server::extract::ReviewRequest;
 use crate::server::policy_checks::{Checked, MAX_POLICY_CHECKS};
-use crate::sizing::SizingError;
 use crate::sizing::policy::ValidPolicy;
 use crate::sizing::vmi::ReadVmi;
+use crate::sizing::{ErrorReason, SizingError};
 use crate::telemetry;
 
 /// `POST /mutate`.
@@ -233,7 +233,7 @@ async fn check_policy(state: &AppState, uid: &str, text: String) -> AdmissionRes
             format!("invalid virt-sizer policy in data[{POLICY_KEY:?}]:\n{problems}"),
         ),
         Checked::Busy => {
-            state.metrics().error("policy_check_busy");
+            state.metrics().error(ErrorReason::PolicyCheckBusy);
             AdmissionResponse::deny(
                 uid,
                 429,
@@ -243,7 +243,7 @@ async fn check_policy(state: &AppState, uid: &str, text: String) -> AdmissionRes
             )
         }
         Checked::Late => {
-            state.metrics().error("policy_check_timeout");
+            state.metrics().error(ErrorReason::PolicyCheckTimeout);
             AdmissionResponse::deny(
                 uid,
                 503,
@@ -287,12 +287,12 @@ async fn decide(state: &AppState, policy: &ValidPolicy, request: &AdmissionReque
                 if vmi.is_some() { "found" } else { "not_found" }
             }
             Ok(Err(error)) => {
-                inner.metrics.error("vmi_lookup");
+                inner.metrics.error(ErrorReason::VmiLookup);
                 unavailable = Some(error);
                 "error"
             }
             Err(_) => {
-                inner.metrics.error("vmi_lookup");
+                inner.metrics.error(ErrorReason::VmiLookup);
                 unavailable = Some(format!(
                     "lookup timed out after {} ms",
                     inner.vmi_lookup_timeout.as_millis()
@@ -321,7 +321,7 @@ async fn decide(state: &AppState, policy: &ValidPolicy, request: &AdmissionReque
         // Unknown labels would silently select the wrong profile: onError
         // decides.
         Err(reason) => {
-            inner.metrics.error("namespace_lookup");
+            inner.metrics.error(ErrorReason::NamespaceLookup);
             return admission::failed(
                 &request.uid,
                 policy,
@@ -427,7 +427,7 @@ fn record(
 }
 
 pub(super) fn bad_request(state: &AppState, message: String) -> Response {
-    state.metrics().error("bad_request");
+    state.metrics().error(ErrorReason::BadRequest);
     // At WARN, but at most one line per interval, with how many were not
     // logged since: a client sending garbage cannot flood the log. The
     // metric counts every one.

@@ -31,6 +31,7 @@
 //! slot) is recorded in [`Waits`]: `/readyz` is not ready while one has
 //! waited longer than [`SATURATED_AFTER`].
 
+use crate::sizing::ErrorReason;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -168,11 +169,11 @@ impl BodyError {
         }
     }
 
-    fn metric_label(self) -> &'static str {
+    fn metric_label(self) -> ErrorReason {
         match self {
-            BodyError::TooLarge(_) => "too_large",
-            BodyError::TimedOut(_) => "body_timeout",
-            BodyError::Reclaimed => "body_reclaimed",
+            BodyError::TooLarge(_) => ErrorReason::TooLarge,
+            BodyError::TimedOut(_) => ErrorReason::BodyTimeout,
+            BodyError::Reclaimed => ErrorReason::BodyReclaimed,
         }
     }
 }

@@ -74,19 +74,80 @@ pub enum SizingError {
 }
 
 impl SizingError {
-    /// A short, stable label for the `outcome` metric.
+    /// Its reason, as the errors metric labels it.
     #[must_use]
-    pub fn metric_label(&self) -> &'static str {
+    pub fn metric_label(&self) -> ErrorReason {
         match self {
-            SizingError::InvalidQuantity { .. } => "invalid_quantity",
-            SizingError::InvalidField { .. } => "invalid_field",
-            SizingError::Negative { .. } => "negative",
-            SizingError::Overflow { .. } => "overflow",
-            SizingError::VmiNotFound { .. } => "vmi_not_found",
-            SizingError::VmiUnavailable { .. } => "vmi_unavailable",
-            SizingError::NamespaceUnavailable { .. } => "namespace_unavailable",
-            SizingError::ObjectTooLarge(_) => "object_too_large",
-            SizingError::Invariant(_) => "invariant",
+            SizingError::InvalidQuantity { .. } => ErrorReason::InvalidQuantity,
+            SizingError::InvalidField { .. } => ErrorReason::InvalidField,
+            SizingError::Negative { .. } => ErrorReason::Negative,
+            SizingError::Overflow { .. } => ErrorReason::Overflow,
+            SizingError::VmiNotFound { .. } => ErrorReason::VmiNotFound,
+            SizingError::VmiUnavailable { .. } => ErrorReason::VmiUnavailable,
+            SizingError::NamespaceUnavailable { .. } => ErrorReason::NamespaceUnavailable,
+            SizingError::ObjectTooLarge(_) => ErrorReason::ObjectTooLarge,
+            SizingError::Invariant(_) => ErrorReason::Invariant,
         }
     }
 }
+
+/// Why a request was not answered with a decision, or could not be sized:
+/// the closed set of `reason`s of `virt_sizer_admission_errors_total`, each
+/// series exported from the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorReason {
+    /// HTTP 400: not an AdmissionReview virt-sizer can read.
+    BadRequest,
+    /// HTTP 413: a body over the cap.
+    TooLarge,
+    /// HTTP 408: a body not received within the body timeout.
+    BodyTimeout,
+    /// HTTP 408: a body that gave way to waiting requests.
+    BodyReclaimed,
+    /// The VMI lookup failed or timed out.
+    VmiLookup,
+    /// The namespace's labels could not be looked up.
+    NamespaceLookup,
+    /// A policy check refused: as many were running as may.
+    PolicyCheckBusy,
+    /// A policy check past its time budget.
+    PolicyCheckTimeout,
+    /// [`SizingError::InvalidQuantity`].
+    InvalidQuantity,
+    /// [`SizingError::InvalidField`].
+    InvalidField,
+    /// [`SizingError::Negative`].
+    Negative,
+    /// [`SizingError::Overflow`].
+    Overflow,
+    /// [`SizingError::VmiNotFound`].
+    VmiNotFound,
+    /// [`SizingError::VmiUnavailable`].
+    VmiUnavailable,
+    /// [`SizingError::NamespaceUnavailable`].
+    NamespaceUnavailable,
+    /// [`SizingError::ObjectTooLarge`].
+    ObjectTooLarge,
+    /// [`SizingError::Invariant`].
+    Invariant,
+}
+
+crate::sizing::spelling::spelled!(ErrorReason {
+    "bad_request" => ErrorReason::BadRequest,
+    "too_large" => ErrorReason::TooLarge,
+    "body_timeout" => ErrorReason::BodyTimeout,
+    "body_reclaimed" => ErrorReason::BodyReclaimed,
+    "vmi_lookup" => ErrorReason::VmiLookup,
+    "namespace_lookup" => ErrorReason::NamespaceLookup,
+    "policy_check_busy" => ErrorReason::PolicyCheckBusy,
+    "policy_check_timeout" => ErrorReason::PolicyCheckTimeout,
+    "invalid_quantity" => ErrorReason::InvalidQuantity,
+    "invalid_field" => ErrorReason::InvalidField,
+    "negative" => ErrorReason::Negative,
+    "overflow" => ErrorReason::Overflow,
+    "vmi_not_found" => ErrorReason::VmiNotFound,
+    "vmi_unavailable" => ErrorReason::VmiUnavailable,
+    "namespace_unavailable" => ErrorReason::NamespaceUnavailable,
+    "object_too_large" => ErrorReason::ObjectTooLarge,
+    "invariant" => ErrorReason::Invariant,
+});
