@@ -10,7 +10,9 @@
 //! `serde_json::Value` cost three quarters of the decode (see the README's
 //! performance section). The decision reads `apiVersion`, `kind`,
 //! `metadata.{name, namespace, labels, annotations, ownerReferences}`,
-//! `spec.containers[].{name, resources}`, `spec.runtimeClassName`, and a
+//! `spec.containers[].{name, resources}`,
+//! `spec.initContainers[].{name, resources, restartPolicy}` (a Kata
+//! sandbox's VM counts them), `spec.runtimeClassName`, and a
 //! RuntimeClass's `handler` and `overhead`; the patch only addresses those
 //! paths too, so it is the same patch as for the whole object. The
 //! server-vs-`review` integration test holds that to every fixture.
@@ -83,7 +85,8 @@ pub(crate) fn expect_map(value: Option<&Value>, field: &str) -> Result<(), Sizin
 
 /// At most this many `metadata.ownerReferences` (a Pod has one or two).
 pub const MAX_OWNER_REFERENCES: usize = 64;
-/// At most this many `spec.containers` (a launcher Pod has two to five).
+/// At most this many `spec.containers`, and as many `spec.initContainers`
+/// (a launcher Pod has two to five).
 pub const MAX_CONTAINERS: usize = 512;
 /// At most this many entries in any other kept map or list (labels,
 /// annotations, resources, and values of an unexpected type).
@@ -108,6 +111,13 @@ pub(crate) enum Shape {
 
 const CONTAINER: Shape = Shape::Fields(&[("name", Shape::All), ("resources", Shape::All)]);
 
+/// An init container: also whether it is a sidecar (`restartPolicy`).
+const INIT_CONTAINER: Shape = Shape::Fields(&[
+    ("name", Shape::All),
+    ("resources", Shape::All),
+    ("restartPolicy", Shape::All),
+]);
+
 /// What a decision reads of a Pod or a RuntimeClass.
 pub(crate) const OBJECT: Shape = Shape::Fields(&[
     ("apiVersion", Shape::All),
@@ -130,6 +140,10 @@ pub(crate) const OBJECT: Shape = Shape::Fields(&[
         "spec",
         Shape::Fields(&[
             ("containers", Shape::Items(&CONTAINER, MAX_CONTAINERS)),
+            (
+                "initContainers",
+                Shape::Items(&INIT_CONTAINER, MAX_CONTAINERS),
+            ),
             ("runtimeClassName", Shape::All),
         ]),
     ),
