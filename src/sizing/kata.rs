@@ -686,3 +686,7 @@ fn ceil_div(numerator: i128, denominator: i128) -> i128 {
 #[cfg(test)]
 #[path = "kata_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "kata_tests_sandbox.rs"]
+mod sandbox_tests;
