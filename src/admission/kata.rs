@@ -47,7 +47,8 @@ pub(crate) fn size_kata_pod(
             Section::Limits | Section::PodFixed => " limit ",
         };
         explanation.formula(
-            ResourceField::new(change.section, &change.resource),
+            ResourceField::new(change.section, &change.resource)
+                .in_container(change.list.field(), change.container),
             terms![change.resource.clone(), label, change.new],
             " = ",
             change.why,
