@@ -38,8 +38,10 @@ use crate::terms;
 ///    its limit follows), since Kata hot-adds whole blocks for them; the
 ///    Pod cgroup then holds the VM.
 /// 5. The VM estimate, in the order the kubelet starts the containers (Go
-///    hotplug: [`vm::go_hotplug`]; Go static: [`vm::go_static`]; runtime-rs
-///    4.x: [`vm::runtime_rs`]) and the Pod's scheduling footprint and cgroup
+///    hotplug: Kata's `Sandbox.updateResources` replayed container by
+///    container; Go static: `CalculateSandboxSizing`; runtime-rs 4.x:
+///    `InitialSizeManager::setup_config`; see [`KataRuntime`]) and the
+///    Pod's scheduling footprint and cgroup
 ///    (Kubernetes' Pod rules: init containers take the maximum, sidecars
 ///    add, plus `podFixed` of `class`) go into the explanation; with
 ///    `guestMemory: Account`, a VM (and, with `sandbox_cgroup_only`, its
