@@ -243,9 +243,9 @@ pub enum FillLimits {
     /// Leave the Pod's limits alone (warn about request-only containers).
     /// Policy YAML: `None`.
     None,
-    /// A container with a CPU/memory request and no limit gets limit =
-    /// request, because Kata adds VM capacity for limits only (kata#13823).
-    /// Policy YAML: `FromRequests` (the default).
+    /// A container, init container or sidecar with a CPU/memory request
+    /// and no limit gets limit = request, because Kata adds VM capacity for
+    /// limits only (kata#13823). Policy YAML: `FromRequests` (the default).
     FromRequests,
 }
 
