@@ -26,7 +26,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use crate::sizing::explain::Explanation;
-use crate::sizing::kata::{ContainerResources, KataClass, KataPodInput};
+use crate::sizing::kata::{ContainerList, ContainerResources, KataClass, KataPodInput};
 use crate::sizing::kubevirt::{self, AutoLimits, LauncherInput};
 use crate::sizing::policy::{
     Mode, NewerRelease, OnError, PROFILE_ANNOTATION, Release, SettingsNeeds, Subject, ValidPolicy,

@@ -5,8 +5,8 @@
 //! plain data and returns plain data plus an explanation.
 //!
 //! Arithmetic is integer and checked. The few expressions `KubeVirt` computes
-//! in `float64` live in [`gofloat`], the one place float arithmetic is
-//! allowed.
+//! in `float64` live in [`gofloat`], and Kata's float32 vCPU counts in
+//! `kata::vcpus`: the two places float arithmetic is allowed.
 #![deny(clippy::float_arithmetic)]
 
 pub mod error;

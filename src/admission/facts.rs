@@ -10,7 +10,9 @@
 //! `serde_json::Value` cost three quarters of the decode (see the README's
 //! performance section). The decision reads `apiVersion`, `kind`,
 //! `metadata.{name, namespace, labels, annotations, ownerReferences}`,
-//! `spec.containers[].{name, resources}`, `spec.runtimeClassName`, and a
+//! `spec.containers[].{name, resources}`,
+//! `spec.initContainers[].{name, resources, restartPolicy}` (a Kata
+//! sandbox's VM counts them), `spec.runtimeClassName`, and a
 //! RuntimeClass's `handler` and `overhead`; the patch only addresses those
 //! paths too, so it is the same patch as for the whole object. The
 //! server-vs-`review` integration test holds that to every fixture.
@@ -133,6 +135,13 @@ pub(crate) enum Shape {
 
 const CONTAINER: Shape = Shape::Fields(&[("name", Shape::All), ("resources", Shape::All)]);
 
+/// An init container: also whether it is a sidecar (`restartPolicy`).
+const INIT_CONTAINER: Shape = Shape::Fields(&[
+    ("name", Shape::All),
+    ("resources", Shape::All),
+    ("restartPolicy", Shape::All),
+]);
+
 /// What a decision reads of a Pod or a RuntimeClass.
 pub(crate) const OBJECT: Shape = Shape::Fields(&[
     ("apiVersion", Shape::All),
@@ -152,6 +161,7 @@ pub(crate) const OBJECT: Shape = Shape::Fields(&[
         "spec",
         Shape::Fields(&[
             ("containers", Shape::Items(&CONTAINER)),
+            ("initContainers", Shape::Items(&INIT_CONTAINER)),
             ("runtimeClassName", Shape::All),
         ]),
     ),

@@ -8,20 +8,87 @@ pub(crate) fn size_kata_pod(
     pod: &Value,
     builder: &mut PatchBuilder<'_>,
 ) -> Result<Computed, SizingError> {
-    let containers = containers_of(pod)?;
-    let mut input = KataPodInput {
-        containers: Vec::with_capacity(containers.len()),
-        annotations: string_map(at(pod, &["metadata", "annotations"])),
-    };
     expect_map(
         at(pod, &["metadata", "annotations"]),
         "metadata.annotations",
     )?;
+    let input = KataPodInput {
+        init_containers: container_resources(pod, ContainerList::InitContainers)?,
+        containers: container_resources(pod, ContainerList::Containers)?,
+        annotations: string_map(at(pod, &["metadata", "annotations"])),
+    };
+    let sizing = crate::sizing::kata::size_kata_pod(&input, class, &env.policy.kata.pods);
+    for change in &sizing.changes {
+        let index = change.container.to_string();
+        let (section, label) = match change.section {
+            Section::Requests => ("requests", "request"),
+            Section::Limits | Section::PodFixed => ("limits", "limit"),
+        };
+        builder.set_quantity(
+            &[
+                "spec",
+                change.list.field(),
+                index.as_str(),
+                "resources",
+                section,
+            ],
+            &change.resource,
+            Some(change.new),
+            &format!("{} {label}", change.resource),
+        );
+    }
+    for (key, value) in &sizing.annotation_changes {
+        builder.set_string(&["metadata", "annotations"], key, value, key);
+    }
+    let mut explanation = sizing.explanation;
+    for change in sizing.changes {
+        let label = match change.section {
+            Section::Requests => " request ",
+            Section::Limits | Section::PodFixed => " limit ",
+        };
+        explanation.formula(
+            ResourceField::new(change.section, &change.resource)
+                .in_container(change.list.field(), change.container),
+            terms![change.resource.clone(), label, change.new],
+            " = ",
+            change.why,
+        );
+    }
+    Ok(Computed {
+        profile: None,
+        selected_by: Some(format!("runtimeClassName {}", class.handler)),
+        mode: Mode::Enforce,
+        explanation,
+        warnings: sizing.warnings,
+    })
+}
+
+/// The resources of the Pod's `spec.containers` or `spec.initContainers`
+/// (absent: none), each init container with `restartPolicy: Always` a
+/// sidecar.
+fn container_resources(
+    pod: &Value,
+    list: ContainerList,
+) -> Result<Vec<ContainerResources>, SizingError> {
+    let containers: &[Value] = match list {
+        ContainerList::Containers => containers_of(pod)?,
+        ContainerList::InitContainers => match at(pod, &["spec", "initContainers"]) {
+            None | Some(Value::Null) => &[],
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                return Err(SizingError::InvalidField {
+                    field: "spec.initContainers".into(),
+                    message: format!("expected a list, got {other}"),
+                });
+            }
+        },
+    };
+    let mut all = Vec::with_capacity(containers.len());
     for (index, container) in containers.iter().enumerate() {
         let resources = container.get("resources");
-        let path = format!("spec.containers[{index}].resources");
+        let path = format!("spec.{}[{index}].resources", list.field());
         expect_map(resources, &path)?;
-        input.containers.push(ContainerResources {
+        all.push(ContainerResources {
             name: container
                 .get("name")
                 .and_then(Value::as_str)
@@ -35,37 +102,11 @@ pub(crate) fn size_kata_pod(
                 resources.and_then(|r| r.get("limits")),
                 format_args!("{path}.limits"),
             )?,
+            sidecar: list == ContainerList::InitContainers
+                && container.get("restartPolicy").and_then(Value::as_str) == Some("Always"),
         });
     }
-    let sizing = crate::sizing::kata::size_kata_pod(&input, class, &env.policy.kata.pods);
-    for change in &sizing.limit_changes {
-        let index = change.container.to_string();
-        builder.set_quantity(
-            &["spec", "containers", index.as_str(), "resources", "limits"],
-            &change.resource,
-            Some(change.new),
-            &format!("{} limit", change.resource),
-        );
-    }
-    for (key, value) in &sizing.annotation_changes {
-        builder.set_string(&["metadata", "annotations"], key, value, key);
-    }
-    let mut explanation = sizing.explanation;
-    for change in sizing.limit_changes {
-        explanation.formula(
-            ResourceField::new(Section::Limits, &change.resource),
-            terms![change.resource.clone(), " limit ", change.new],
-            " = ",
-            change.why,
-        );
-    }
-    Ok(Computed {
-        profile: None,
-        selected_by: Some(format!("runtimeClassName {}", class.handler)),
-        mode: Mode::Enforce,
-        explanation,
-        warnings: sizing.warnings,
-    })
+    Ok(all)
 }
 
 pub(crate) fn size_runtime_class(

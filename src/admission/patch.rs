@@ -167,10 +167,22 @@ impl<'a> PatchBuilder<'a> {
             Some(&"podFixed") => Some(Section::PodFixed),
             _ => None,
         };
+        // A container's field: ["spec", list, index, "resources", section].
+        let container = match parent {
+            ["spec", list, index, "resources", _] => Some((*list, *index)),
+            _ => None,
+        };
+        let resource = section.map(|section| {
+            let field = ResourceField::new(section, name);
+            match container {
+                Some((list, index)) => field.in_container(list, index),
+                None => field,
+            }
+        });
         self.changes.push(Change {
             field: dotted(&path),
             label: label.to_owned(),
-            resource: section.map(|section| ResourceField::new(section, name)),
+            resource,
             old,
             new: desired.map(|quantity| Written::Quantity(quantity, None)),
         });

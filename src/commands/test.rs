@@ -92,7 +92,8 @@ pub struct Expect {
     /// The `compute` container's resources, by value.
     #[serde(default)]
     pub compute: Option<Resources>,
-    /// Resources of named containers (Kata Pods), by value.
+    /// Resources of named containers or init containers (Kata Pods), by
+    /// value.
     #[serde(default)]
     pub containers: BTreeMap<String, Resources>,
     /// RuntimeClass `overhead.podFixed`, by value.
@@ -636,11 +637,13 @@ fn check(
     Ok(problems)
 }
 
+/// The container named `name` in `spec.containers`, else in
+/// `spec.initContainers`.
 fn container_by_name<'v>(object: &'v Value, name: &str) -> Option<&'v Value> {
-    object
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)?
-        .iter()
+    ["/spec/containers", "/spec/initContainers"]
+        .into_iter()
+        .filter_map(|list| object.pointer(list).and_then(Value::as_array))
+        .flatten()
         .find(|container| container.get("name").and_then(Value::as_str) == Some(name))
 }
 

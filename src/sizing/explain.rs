@@ -21,13 +21,17 @@ pub enum Section {
     PodFixed,
 }
 
-/// A resource field: the section and the resource name.
+/// A resource field: the section and the resource name, and the container
+/// where a Pod has several that are sized.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ResourceField {
     /// `requests`, `limits` or `podFixed`.
     pub section: Section,
     /// `cpu`, `memory`, `hugepages-2Mi`, …
     pub name: String,
+    /// The container, as `containers[0]` or `initContainers[1]`; `None`
+    /// where a decision sizes one container (a launcher's `compute`).
+    pub container: Option<String>,
 }
 
 impl ResourceField {
@@ -37,7 +41,26 @@ impl ResourceField {
         ResourceField {
             section,
             name: name.to_owned(),
+            container: None,
         }
+    }
+
+    /// The same field in the container at `index` of the Pod spec's `list`
+    /// (`containers`, `initContainers`).
+    #[must_use]
+    pub fn in_container(self, list: &str, index: impl fmt::Display) -> ResourceField {
+        ResourceField {
+            container: Some(format!("{list}[{index}]")),
+            ..self
+        }
+    }
+
+    /// Whether a formula written for `self` explains `field`: the same
+    /// section and name, and the same container when `self` names one.
+    fn explains(&self, field: &ResourceField) -> bool {
+        self.section == field.section
+            && self.name == field.name
+            && (self.container.is_none() || self.container == field.container)
     }
 }
 
@@ -252,11 +275,14 @@ impl Explanation {
         });
     }
 
-    /// The first formula written for `field`.
+    /// The first formula written for `field` (one written without a
+    /// container explains the field in any container).
     #[must_use]
     pub fn formula_for(&self, field: &ResourceField) -> Option<Shown<'_>> {
         self.lines.iter().find_map(|line| match &line.formula {
-            Some((written, start)) if written == field => line.terms.0.get(*start..).map(Shown),
+            Some((written, start)) if written.explains(field) => {
+                line.terms.0.get(*start..).map(Shown)
+            }
             _ => None,
         })
     }
@@ -374,6 +400,42 @@ mod tests {
                 "cpu 250m = vmm 250m"
             ]
         );
+    }
+
+    /// A Kata Pod's fields are told apart by container; a formula written
+    /// without one (a launcher's `compute`) explains the field anywhere.
+    #[test]
+    fn formulas_for_a_container_explain_only_that_container() {
+        let mut explanation = Explanation::new();
+        let limit = |list: &str, index: usize| {
+            ResourceField::new(Section::Limits, "memory").in_container(list, index)
+        };
+        explanation.formula(limit("containers", 0), terms!["a"], " = ", terms!["first"]);
+        explanation.formula(
+            limit("initContainers", 0),
+            terms!["b"],
+            " = ",
+            terms!["init"],
+        );
+        explanation.formula(
+            ResourceField::new(Section::Requests, "cpu"),
+            terms!["c"],
+            " = ",
+            terms!["any"],
+        );
+        let formula = |field: &ResourceField| {
+            explanation
+                .formula_for(field)
+                .map(|shown| shown.to_string())
+        };
+        assert_eq!(formula(&limit("containers", 0)).as_deref(), Some("first"));
+        assert_eq!(
+            formula(&limit("initContainers", 0)).as_deref(),
+            Some("init")
+        );
+        assert_eq!(formula(&limit("containers", 1)), None);
+        let cpu = ResourceField::new(Section::Requests, "cpu").in_container("containers", 3);
+        assert_eq!(formula(&cpu).as_deref(), Some("any"));
     }
 
     #[test]

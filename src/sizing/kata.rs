@@ -5,43 +5,112 @@
 //! (requests add nothing), on top of a default VM (`default_vcpus`,
 //! `default_memory`) on the Go runtime, or on top of `overhead_vcpus` /
 //! `overhead_memory` on runtime-rs 4.x. The Pod cgroup, however, is sized by
-//! Kubernetes as Σ container limits + the `RuntimeClass` `overhead.podFixed`.
+//! Kubernetes from the Pod's limits + the `RuntimeClass` `overhead.podFixed`.
 //! When `podFixed` is smaller than the guest memory that no container limit
 //! covers, the VMM is OOM-killed at the cgroup limit (kata#6533, kata#6129,
-//! kata#12786). The functions here compute what the sandbox really boots and
-//! size `podFixed` and the Pod's limits accordingly; they never write
-//! `pod.spec.overhead` (the `RuntimeClass` admission plugin rejects a Pod whose
-//! overhead differs from its class).
+//! kata#12786). The functions here compute what the sandbox really boots,
+//! mode by mode and in the order the kubelet starts the containers, and size
+//! `podFixed` and the Pod's limits accordingly; they never write
+//! `pod.spec.overhead` (the `RuntimeClass` admission plugin rejects a Pod
+//! whose overhead differs from its class).
 //!
-//! Sources: Kata `src/runtime/virtcontainers/sandbox.go` (`updateResources`),
-//! `src/runtime/pkg/oci/utils.go` (`CalculateSandboxSizing`),
-//! `src/runtime/virtcontainers/hypervisor.go` (`MinHypervisorMemory`),
-//! `src/runtime/pkg/katautils/config.go` (`defaultMemSz`), runtime-rs
-//! `crates/resource/src/cpu_mem/initial_size.rs`, and kata-deploy's
-//! `runtimeclasses.yaml`.
+//! Sources, each cited again where its rule is implemented:
+//! * Kata's Go runtime at tag 3.32.0: `src/runtime/virtcontainers/sandbox.go`
+//!   (`Sandbox.updateResources`, `calculateSandboxCPUs`,
+//!   `calculateSandboxMemory`), `src/runtime/virtcontainers/qemu.go`
+//!   (`ResizeMemory`, `calcHotplugMemMiBSize`), `src/runtime/pkg/oci/utils.go`
+//!   (`addAnnotations`, `addHypervisorCPUOverrides`,
+//!   `addHypervisorMemoryOverrides`, `CalculateSandboxSizing`,
+//!   `SandboxConfig`), `src/runtime/virtcontainers/hypervisor_config_linux.go`
+//!   (`validateHypervisorConfig`), `src/runtime/pkg/katautils/config.go`
+//!   (`defaultVCPUs`, `defaultMemSz`) and `src/runtime/Makefile`
+//!   (`DEFENABLEANNOTATIONS`);
+//! * runtime-rs at tag 4.1.0: `src/runtime-rs/crates/resource/src/cpu_mem/initial_size.rs`
+//!   (`InitialSizeManager::setup_config`, `convert_memory_to_mb`),
+//!   `src/libs/kata-types/src/annotations/mod.rs`
+//!   (`Annotation::update_config_by_annotation`, `convert_to_megabytes`),
+//!   `src/libs/kata-types/src/config/hypervisor/mod.rs`
+//!   (`CpuInfo::adjust_config`, `SecurityInfo::is_annotation_enabled`) and
+//!   `src/runtime-rs/Makefile` (`DEFENABLEANNOTATIONS`);
+//! * the kubelet: `PodLimits` / `PodRequests` in
+//!   `k8s.io/component-helpers/resource` (init containers take the maximum,
+//!   sidecars add), `milliCPUToQuota` and `ResourceConfigForPod`;
+//! * kata-deploy's `runtimeclasses.yaml` for the shipped `podFixed` values.
 //!
 //! Everything is pure: plain data in, values plus human explanations out.
 
 use std::collections::BTreeMap;
+
+use regex::RegexSet;
 
 use super::explain::{Explanation, ResourceField, Section, Terms};
 use super::quantity::{Format, Quantity};
 use super::spelling::{Spelled as _, spelled};
 use crate::terms;
 
+mod annotations;
+mod kubelet;
 mod pod;
+mod vcpus;
+mod vm;
 
 pub use pod::size_kata_pod;
 
-/// Pod annotation that overrides the Go runtime's `default_vcpus` (a float32
-/// number of vCPUs) for one sandbox. Kata's advice: set this **or** CPU
-/// limits, not both. Source: Kata `src/runtime/pkg/oci/utils.go`.
+/// The prefix of Kata's hypervisor annotations. Only those whose name after
+/// the prefix matches the class's `enable_annotations` take effect: the Go
+/// runtime refuses a sandbox carrying any other ("annotation … is not
+/// enabled", `addAnnotations` in `src/runtime/pkg/oci/utils.go`, 3.32.0);
+/// runtime-rs ignores it (`Annotation::update_config_by_annotation`,
+/// `src/libs/kata-types/src/annotations/mod.rs`, 4.1.0).
+pub const ANNOTATION_HYPERVISOR_PREFIX: &str = "io.katacontainers.config.hypervisor.";
+
+/// Pod annotation that overrides `default_vcpus` for one sandbox: a plain
+/// number (Go `strconv.ParseFloat(v, 32)`, Rust `str::parse::<f32>`), not a
+/// Kubernetes quantity. Kata's advice: set this **or** CPU limits, not both.
+/// Sources: `addHypervisorCPUOverrides` (`src/runtime/pkg/oci/utils.go`,
+/// 3.32.0) and `Annotation::update_config_by_annotation` (runtime-rs 4.1.0).
 pub const ANNOTATION_DEFAULT_VCPUS: &str = "io.katacontainers.config.hypervisor.default_vcpus";
 
-/// Pod annotation that overrides `default_memory` (an integer number of MiB)
-/// for one sandbox. Below 256 the Go runtime refuses the sandbox ("less than
-/// minimum required 256"). Source: Kata `src/runtime/pkg/oci/utils.go`.
+/// Pod annotation that overrides `default_memory` for one sandbox. The Go
+/// runtime reads a whole number of MiB and refuses one below 256 ("less than
+/// minimum required 256", `addHypervisorMemoryOverrides`,
+/// `src/runtime/pkg/oci/utils.go`, 3.32.0); runtime-rs also takes a size
+/// with a unit, `"2Gi"` being 2048 MiB (`convert_to_megabytes`,
+/// `src/libs/kata-types/src/annotations/mod.rs`, 4.1.0).
 pub const ANNOTATION_DEFAULT_MEMORY: &str = "io.katacontainers.config.hypervisor.default_memory";
+
+/// The `enable_annotations` of the Go runtime's shipped configurations
+/// (`DEFENABLEANNOTATIONS` in `src/runtime/Makefile`, 3.32.0; the TEE
+/// configurations use a longer list). Neither `default_vcpus` nor
+/// `default_memory` is in it.
+pub const GO_ENABLE_ANNOTATIONS: &[&str] =
+    &["enable_iommu", "kernel_params", "kernel_verity_params"];
+
+/// The `enable_annotations` of runtime-rs's shipped configurations
+/// (`DEFENABLEANNOTATIONS` in `src/runtime-rs/Makefile`, 4.1.0): the Go list
+/// plus `default_vcpus` and `default_memory`.
+pub const RUNTIME_RS_ENABLE_ANNOTATIONS: &[&str] = &[
+    "enable_iommu",
+    "kernel_params",
+    "kernel_verity_params",
+    "default_vcpus",
+    "default_memory",
+];
+
+/// The guest memory block in MiB that a class assumes by default: the Go
+/// runtime hot-adds memory in whole blocks of the size the guest kernel
+/// reports in `/sys/devices/system/memory/block_size_bytes` (read by the
+/// agent's `get_memory_info`, `src/agent/src/rpc.rs`, stored by
+/// `Sandbox.getAndStoreGuestDetails`, and applied by `calcHotplugMemMiBSize`
+/// in `src/runtime/virtcontainers/qemu.go`, 3.32.0). 128 MiB is Linux's
+/// x86_64 memory block (`SECTION_SIZE_BITS` 27) for guests of Kata's size.
+pub const DEFAULT_MEMORY_BLOCK_MIB: i128 = 128;
+
+/// runtime-rs's smallest `default_memory` annotation for QEMU, Cloud
+/// Hypervisor and Dragonball in MiB (`MIN_QEMU_MEMORY_SIZE_MB` and its
+/// siblings in `src/libs/kata-types/src/config/default.rs`, 4.1.0; Firecracker's
+/// is 128).
+pub const RUNTIME_RS_MIN_MEMORY_MIB: i128 = 64;
 
 /// Kata's `MinHypervisorMemory` in MiB (Go runtime): a config-file
 /// `default_memory` below it is silently replaced by
@@ -69,17 +138,19 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 pub enum KataRuntime {
     /// Go runtime (`containerd-shim-kata-v2`) with CPU/memory hotplug
     /// (`static_sandbox_resource_mgmt = false`, e.g. `kata-qemu` on x86).
-    /// VM = `default_vcpus` + Σ CPU limits (ceil), `default_memory` + Σ memory
-    /// and hugepage limits. Policy YAML: `go`.
+    /// The VM boots with `default_vcpus` / `default_memory`; as each
+    /// container starts, Kata hot-adds memory in whole guest memory blocks
+    /// (never unplugged) and resizes the vCPUs to ceil(`default_vcpus` + Σ
+    /// running containers' CPU limits, summed in float32). Policy YAML: `go`.
     Go,
     /// Go runtime with `static_sandbox_resource_mgmt = true` (FC, stratovirt,
-    /// TEE and NVIDIA configs): same sum, computed once at boot from the
-    /// kubelet's sandbox annotations (memory limits only). Policy YAML:
-    /// `go-static`.
+    /// TEE and NVIDIA configs): sized once at boot from the kubelet's Pod
+    /// limits (init containers take the maximum, sidecars add; memory limits
+    /// only, no hugepages). Policy YAML: `go-static`.
     GoStatic,
-    /// runtime-rs 4.x (static sizing): with any limit,
-    /// VM = max(`overhead_vcpus` + Σ CPU limits, 1) (ceil) and
-    /// `overhead_memory` + Σ memory limits (MiB floor, rounded up to even);
+    /// runtime-rs 4.x (static sizing, from the kubelet's Pod limits): with any
+    /// limit, VM = max(`overhead_vcpus` + Pod CPU limit, 1) (ceil) and
+    /// `overhead_memory` + Pod memory limit (MiB floor, rounded up to even);
     /// without limits `default_vcpus` / `default_memory`. Policy YAML:
     /// `runtime-rs`.
     RuntimeRs,
@@ -94,7 +165,10 @@ pub enum GuestMemory {
     Ignore,
     /// `podFixed.memory` = `vmm.memory` + the guest memory the container
     /// limits do not cover: the effective `default_memory` on the Go runtimes,
-    /// `overhead_memory` on runtime-rs. Policy YAML: `Account`.
+    /// `overhead_memory` + 1 MiB (the even-MiB rounding) on runtime-rs. On
+    /// the Go runtime with hotplug, a Kata Pod's memory limits are also
+    /// rounded up to whole guest memory blocks, since Kata hot-adds whole
+    /// blocks for them. Policy YAML: `Account`.
     Account,
 }
 
@@ -116,8 +190,11 @@ pub struct KataClass {
     pub handler: String,
     /// Runtime serving the handler.
     pub runtime: KataRuntime,
-    /// `default_vcpus` in CPUs (a CPU quantity; default `1`; 0 means 1 on the
-    /// Go runtime). Source: Kata `configuration-*.toml`.
+    /// `default_vcpus` in CPUs (a CPU quantity, read as Kata's float32;
+    /// default `1`; 0 loads as 1 on every runtime: `defaultVCPUs` in
+    /// `src/runtime/pkg/katautils/config.go`, 3.32.0, and
+    /// `CpuInfo::adjust_config`, runtime-rs 4.1.0). Source: Kata
+    /// `configuration-*.toml`.
     pub default_vcpus: Quantity,
     /// `default_memory` (default `2048Mi`; a whole number of MiB). On the Go
     /// runtimes a value below 256 MiB is silently replaced by 2048 MiB.
@@ -138,6 +215,26 @@ pub struct KataClass {
     pub vmm: PodFixed,
     /// Whether `podFixed` accounts for uncovered guest memory.
     pub guest_memory: GuestMemory,
+    /// The guest memory block (`go` only; default
+    /// [`DEFAULT_MEMORY_BLOCK_MIB`]): every memory hot-add is rounded up to
+    /// a whole number of blocks. Zero means no rounding, as Kata does when
+    /// the guest reports no block size. A whole number of MiB.
+    pub memory_block_size: Quantity,
+    /// Kata's `enable_annotations`: which hypervisor annotations the class's
+    /// runtime reads (default [`GO_ENABLE_ANNOTATIONS`] on the Go runtimes,
+    /// [`RUNTIME_RS_ENABLE_ANNOTATIONS`] on runtime-rs).
+    pub enable_annotations: EnableAnnotations,
+}
+
+/// Kata's `enable_annotations`: regular expressions matched, unanchored,
+/// against a hypervisor annotation's name after
+/// [`ANNOTATION_HYPERVISOR_PREFIX`] (Go `regexpContains` in
+/// `src/runtime/pkg/oci/utils.go`, 3.32.0; runtime-rs
+/// `SecurityInfo::is_annotation_enabled`, 4.1.0).
+#[derive(Debug, Clone)]
+pub struct EnableAnnotations {
+    patterns: Vec<String>,
+    set: RegexSet,
 }
 
 /// How Kata sandbox Pods get limits filled in (policy `kata.pods.fillLimits`).
@@ -146,9 +243,9 @@ pub enum FillLimits {
     /// Leave the Pod's limits alone (warn about request-only containers).
     /// Policy YAML: `None`.
     None,
-    /// A container with a CPU/memory request and no limit gets limit =
-    /// request, because Kata adds VM capacity for limits only (kata#13823).
-    /// Policy YAML: `FromRequests` (the default).
+    /// A container, init container or sidecar with a CPU/memory request
+    /// and no limit gets limit = request, because Kata adds VM capacity for
+    /// limits only (kata#13823). Policy YAML: `FromRequests` (the default).
     FromRequests,
 }
 
@@ -191,29 +288,48 @@ pub struct ContainerResources {
     pub requests: BTreeMap<String, Quantity>,
     /// `resources.limits` (resource name → quantity).
     pub limits: BTreeMap<String, Quantity>,
+    /// `restartPolicy: Always` on an init container: a sidecar, which keeps
+    /// running beside the app containers. Always `false` in
+    /// `spec.containers`.
+    pub sidecar: bool,
 }
 
 /// What [`size_kata_pod`] needs from a Pod.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct KataPodInput {
-    /// `spec.containers`, in order (indices are reported back).
+    /// `spec.initContainers`, in order (sidecars among them).
+    pub init_containers: Vec<ContainerResources>,
+    /// `spec.containers`, in order.
     pub containers: Vec<ContainerResources>,
     /// `metadata.annotations`.
     pub annotations: BTreeMap<String, String>,
 }
 
-/// One limit set on a container.
+/// Which list of the Pod spec a container is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerList {
+    /// `spec.initContainers` (init containers and sidecars).
+    InitContainers,
+    /// `spec.containers`.
+    Containers,
+}
+
+/// One request or limit set on a container.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LimitChange {
-    /// Index into `spec.containers`.
+pub struct ResourceChange {
+    /// The list the container is in.
+    pub list: ContainerList,
+    /// Index into that list.
     pub container: usize,
+    /// [`Section::Requests`] or [`Section::Limits`].
+    pub section: Section,
     /// `"cpu"` or `"memory"`.
     pub resource: String,
-    /// Previous limit (`None` = absent).
+    /// Previous value (`None` = absent).
     pub old: Option<Quantity>,
-    /// New limit.
+    /// New value.
     pub new: Quantity,
-    /// Why, for the explanation (the formula of its limit line).
+    /// Why, for the explanation (the formula of its line).
     pub why: Terms,
 }
 
@@ -229,8 +345,8 @@ pub struct VmEstimate {
 /// The changes [`size_kata_pod`] wants on a Kata sandbox Pod.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KataPodSizing {
-    /// Container limits to set.
-    pub limit_changes: Vec<LimitChange>,
+    /// Container requests and limits to set.
+    pub changes: Vec<ResourceChange>,
     /// Pod annotations to set (key, new value).
     pub annotation_changes: Vec<(String, String)>,
     /// Things the user should know (`AdmissionResponse` warnings).
@@ -239,6 +355,10 @@ pub struct KataPodSizing {
     pub explanation: Explanation,
     /// The VM the sandbox boots after the changes.
     pub vm: VmEstimate,
+    /// Why Kata refuses to start the sandbox at all (each one is also a
+    /// warning); empty when it starts. [`KataPodSizing::vm`] is then what
+    /// boots once those are fixed.
+    pub refused: Vec<String>,
 }
 
 // === impls ===
@@ -257,14 +377,87 @@ impl KataRuntime {
     pub fn is_go(self) -> bool {
         matches!(self, Self::Go | Self::GoStatic)
     }
+
+    /// The `enable_annotations` Kata ships for this runtime.
+    #[must_use]
+    pub fn shipped_enable_annotations(self) -> &'static [&'static str] {
+        if self.is_go() {
+            GO_ENABLE_ANNOTATIONS
+        } else {
+            RUNTIME_RS_ENABLE_ANNOTATIONS
+        }
+    }
+}
+
+impl ContainerList {
+    /// The Pod spec field (`initContainers`, `containers`).
+    #[must_use]
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::InitContainers => "initContainers",
+            Self::Containers => "containers",
+        }
+    }
+}
+
+impl EnableAnnotations {
+    /// The list `patterns`, each a regular expression.
+    ///
+    /// # Errors
+    /// The first pattern that is not a valid regular expression, with the
+    /// reason.
+    pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self, (usize, regex::Error)> {
+        for (index, pattern) in patterns.iter().enumerate() {
+            regex::Regex::new(pattern.as_ref()).map_err(|error| (index, error))?;
+        }
+        let patterns: Vec<String> = patterns.iter().map(|p| p.as_ref().to_owned()).collect();
+        let set = RegexSet::new(&patterns).map_err(|error| (0, error))?;
+        Ok(Self { patterns, set })
+    }
+
+    /// The list Kata ships for `runtime`.
+    #[must_use]
+    pub fn shipped(runtime: KataRuntime) -> Self {
+        let patterns: Vec<String> = runtime
+            .shipped_enable_annotations()
+            .iter()
+            .map(|p| (*p).to_owned())
+            .collect();
+        // Plain words: always valid expressions. An empty set, which
+        // enables nothing, is the fallback that cannot fail.
+        let set = RegexSet::new(&patterns).unwrap_or_else(|_| RegexSet::empty());
+        Self { patterns, set }
+    }
+
+    /// The patterns, as written.
+    #[must_use]
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+
+    /// Whether the annotation `key` is enabled: `false` for a key without
+    /// [`ANNOTATION_HYPERVISOR_PREFIX`], else whether any pattern matches
+    /// (anywhere) in the name after it.
+    #[must_use]
+    pub fn enables(&self, key: &str) -> bool {
+        key.strip_prefix(ANNOTATION_HYPERVISOR_PREFIX)
+            .is_some_and(|name| self.set.is_match(name))
+    }
+}
+
+impl PartialEq for EnableAnnotations {
+    fn eq(&self, other: &Self) -> bool {
+        self.patterns == other.patterns
+    }
 }
 
 impl KataClass {
     /// A class with Kata's defaults for `runtime`: `default_vcpus` 1,
     /// `default_memory` 2048Mi, `overhead_vcpus`/`overhead_memory` 200m/32Mi
     /// on runtime-rs (none on Go), `sandbox_cgroup_only` true on runtime-rs
-    /// (false on Go), guest memory ignored (kata-deploy's behaviour).
-    /// Sources: Kata 4.0.0's `configuration-*.toml`.
+    /// (false on Go), guest memory ignored (kata-deploy's behaviour), a
+    /// 128 MiB guest memory block and the runtime's shipped
+    /// `enable_annotations`. Sources: Kata 4.0.0's `configuration-*.toml`.
     #[must_use]
     pub fn with_defaults(handler: &str, runtime: KataRuntime, vmm: PodFixed) -> Self {
         let is_rs = runtime == KataRuntime::RuntimeRs;
@@ -279,6 +472,20 @@ impl KataClass {
             sandbox_cgroup_only: is_rs,
             vmm,
             guest_memory: GuestMemory::Ignore,
+            memory_block_size: mib_quantity(DEFAULT_MEMORY_BLOCK_MIB),
+            enable_annotations: EnableAnnotations::shipped(runtime),
+        }
+    }
+
+    /// The guest memory block in MiB that hot-adds are rounded up to: the
+    /// class's `memory_block_size` on the Go runtime with hotplug, 0 (no
+    /// hot-add) otherwise.
+    #[must_use]
+    pub fn memory_block_mib(&self) -> i128 {
+        if self.runtime == KataRuntime::Go {
+            self.memory_block_size.value().div_euclid(MIB_BYTES)
+        } else {
+            0
         }
     }
 
@@ -350,7 +557,12 @@ impl Default for KataSettings {
 ///   memory`: on the Go runtimes the effective `default_memory` (the VM boots
 ///   with it on top of the container limits, so the Pod cgroup must hold it:
 ///   kata#6533, e.g. 160Mi + 2048Mi = 2208Mi); on runtime-rs 4.x
-///   `overhead_memory` (32Mi by default). `podFixed.cpu` stays `vmm.cpu`.
+///   `overhead_memory` (32Mi by default) + 1Mi, because `convert_memory_to_mb`
+///   (`initial_size.rs`, 4.1.0) floors the Pod memory limit to MiB and then
+///   rounds an odd count up, at most 1 MiB above the limit.
+///   `podFixed.cpu` stays `vmm.cpu`. On the Go runtime with hotplug, the
+///   rounding of hot-adds to whole guest memory blocks depends on the Pod;
+///   [`size_kata_pod`] covers it by rounding the Pod's memory limits.
 ///
 /// The class's quantities are validated by the policy (non-negative, at most
 /// `i64::MAX` bytes), so the sum cannot overflow; out-of-range values in a
@@ -412,7 +624,7 @@ pub fn size_runtime_class(class: &KataClass) -> RuntimeClassSizing {
         }
         GuestMemory::Account => {
             let overhead = class.effective_overhead_memory();
-            let total = add_bytes(class.vmm.memory, overhead);
+            let total = add_bytes(add_bytes(class.vmm.memory, overhead), mib_quantity(1));
             explanation.formula(
                 pod_fixed_memory,
                 terms!["memory ", total],
@@ -422,8 +634,8 @@ pub fn size_runtime_class(class: &KataClass) -> RuntimeClassSizing {
                     class.vmm.memory,
                     " + overhead_memory ",
                     overhead,
-                    " (runtime-rs 4.x boots overhead_memory on top of the container limits; \
-                     kata#6533)"
+                    " + 1Mi (runtime-rs 4.x boots overhead_memory on top of the Pod memory limit, \
+                     which it rounds up to an even MiB; kata#6533)"
                 ],
             );
             total
@@ -471,11 +683,10 @@ fn ceil_div(numerator: i128, denominator: i128) -> i128 {
     }
 }
 
-/// Millicores as a CPU quantity, shown canonically (`1`, `250m`, `2200m`).
-fn millicores(millis: i128) -> Quantity {
-    Quantity::from_nanos(millis.saturating_mul(NANOS_PER_MILLI), Format::DecimalSi)
-}
-
 #[cfg(test)]
 #[path = "kata_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "kata_tests_sandbox.rs"]
+mod sandbox_tests;

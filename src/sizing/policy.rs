@@ -54,7 +54,7 @@ pub use shape::{UnknownField, closest_name, struct_fields};
 use kube::core::{Expression, SelectorExt as _};
 
 use super::gofloat;
-use super::kata::{KataClass, KataRuntime, KataSettings, PodFixed};
+use super::kata::{EnableAnnotations, KataClass, KataRuntime, KataSettings, PodFixed};
 use super::quantity::{Format, Quantity};
 use super::spelling::{Spelled, spelled};
 use super::yaml::{self, Expansion, YamlError};

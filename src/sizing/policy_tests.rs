@@ -491,6 +491,61 @@ kata:
     assert_eq!(policy.kata.pods.min_memory, q("512Mi"));
 }
 
+#[test]
+fn kata_classes_read_memory_block_size_and_enable_annotations() {
+    let policy = parse(
+        r#"
+kata:
+  runtimeClasses:
+    kata-qemu:
+      runtime: go
+      vmm: {cpu: 250m, memory: 160Mi}
+      memoryBlockSize: 256Mi
+      enableAnnotations: ["default_vcpus", "^default_memory$"]
+    kata-fc:
+      runtime: go-static
+      vmm: {cpu: 250m, memory: 130Mi}
+      enableAnnotations: []
+    kata-qemu-runtime-rs:
+      runtime: runtime-rs
+      vmm: {cpu: 250m, memory: 320Mi}
+"#,
+    );
+    let classes = &policy.kata.runtime_classes;
+    let qemu = &classes["kata-qemu"];
+    assert_eq!(qemu.memory_block_size, q("256Mi"));
+    assert_eq!(qemu.memory_block_mib(), 256);
+    assert_eq!(
+        qemu.enable_annotations.patterns(),
+        ["default_vcpus", "^default_memory$"]
+    );
+    assert!(
+        qemu.enable_annotations
+            .enables("io.katacontainers.config.hypervisor.default_memory")
+    );
+    // An empty list enables nothing; a static class never hot-adds.
+    let fc = &classes["kata-fc"];
+    assert!(fc.enable_annotations.patterns().is_empty());
+    assert!(
+        !fc.enable_annotations
+            .enables("io.katacontainers.config.hypervisor.kernel_params")
+    );
+    assert_eq!(fc.memory_block_mib(), 0);
+    // Defaults: 128Mi blocks; each runtime's shipped list.
+    let rs = &classes["kata-qemu-runtime-rs"];
+    assert_eq!(rs.memory_block_size, q("128Mi"));
+    assert_eq!(
+        rs.enable_annotations.patterns(),
+        [
+            "enable_iommu",
+            "kernel_params",
+            "kernel_verity_params",
+            "default_vcpus",
+            "default_memory"
+        ]
+    );
+}
+
 // === builtin and digest ===
 
 #[test]

@@ -312,6 +312,11 @@ kata:
     "kata.runtimeClasses.kata-qemu",
     "invalid type: string \"go\", expected a kata runtime class mapping"
 )]
+#[case::enable_annotations_not_a_list(
+    "kata: {runtimeClasses: {k: {runtime: go, vmm: {cpu: 1, memory: 1Gi}, enableAnnotations: default_vcpus}}}",
+    "kata.runtimeClasses.k.enableAnnotations",
+    "invalid type: string \"default_vcpus\", expected a sequence"
+)]
 fn structural_type_errors_have_paths(
     #[case] body: &str,
     #[case] path: &str,
@@ -425,6 +430,26 @@ fn structural_type_errors_have_paths(
     "kata: {runtimeClasses: {k: {runtime: go, vmm: {cpu: 1}}}}",
     "kata.runtimeClasses.k.vmm.memory",
     "required"
+)]
+#[case::memory_block_not_mib(
+    "kata: {runtimeClasses: {k: {runtime: go, vmm: {cpu: 1, memory: 1Gi}, memoryBlockSize: 100Ki}}}",
+    "kata.runtimeClasses.k.memoryBlockSize",
+    "must be a whole number of MiB (Kata reads it in MiB), got \"100Ki\""
+)]
+#[case::memory_block_static(
+    "kata: {runtimeClasses: {k: {runtime: go-static, vmm: {cpu: 1, memory: 1Gi}, memoryBlockSize: 128Mi}}}",
+    "kata.runtimeClasses.k.memoryBlockSize",
+    "only valid with runtime: go (hotplug), not go-static"
+)]
+#[case::enable_annotations_bad_regex(
+    "kata: {runtimeClasses: {k: {runtime: go, vmm: {cpu: 1, memory: 1Gi}, enableAnnotations: [ok, \"(\"]}}}",
+    "kata.runtimeClasses.k.enableAnnotations[1]",
+    "not a regular expression ("
+)]
+#[case::enable_annotations_not_a_string(
+    "kata: {runtimeClasses: {k: {runtime: go, vmm: {cpu: 1, memory: 1Gi}, enableAnnotations: [1]}}}",
+    "kata.runtimeClasses.k.enableAnnotations[0]",
+    "expected a string, got number 1 (quote it)"
 )]
 #[case::min_memory_fraction(
     "kata: {pods: {minMemory: 0.5}}",

@@ -2,15 +2,17 @@
 //! see, the `default_memory` / `default_vcpus` annotations, the VM the
 //! sandbox boots and the Pod's footprint against its cgroup.
 
-use std::collections::BTreeMap;
-
+use super::annotations::{self, Reading};
+use super::kubelet::{PodContainer, Role, SandboxLimits, nanos_of, pod_total};
+use super::vcpus::Vcpus;
+use super::vm::{self, Base, Labels};
 use super::{
-    ANNOTATION_DEFAULT_MEMORY, ANNOTATION_DEFAULT_VCPUS, FillLimits, GO_MIN_MEMORY_MIB,
-    GuestMemory, KataClass, KataPodInput, KataPodSettings, KataPodSizing, KataRuntime, LimitChange,
-    MIB_BYTES, NANOS_PER_UNIT, PodFixed, VmEstimate, add_bytes, ceil_div, millicores,
-    size_runtime_class,
+    ANNOTATION_DEFAULT_MEMORY, ANNOTATION_DEFAULT_VCPUS, ANNOTATION_HYPERVISOR_PREFIX,
+    ContainerList, ContainerResources, FillLimits, GO_MIN_MEMORY_MIB, GuestMemory, KataClass,
+    KataPodInput, KataPodSettings, KataPodSizing, KataRuntime, MIB_BYTES, NANOS_PER_UNIT, PodFixed,
+    RUNTIME_RS_MIN_MEMORY_MIB, ResourceChange, VmEstimate, add_bytes, ceil_div, size_runtime_class,
 };
-use crate::sizing::explain::Explanation;
+use crate::sizing::explain::{Explanation, Section, Terms};
 use crate::sizing::quantity::{Format, Quantity};
 use crate::sizing::spelling::Spelled as _;
 use crate::terms;
@@ -18,20 +20,32 @@ use crate::terms;
 /// Makes a Kata sandbox Pod's resources coherent with how Kata sizes the VM,
 /// and estimates that VM.
 ///
-/// 1. `fillLimits: FromRequests`: a container with a CPU/memory request and no
-///    limit gets limit = request (Kata sizes the VM from limits only; a
-///    request-only container adds no VM capacity: kata#13823). With `None`,
-///    such containers are warned about.
-/// 2. Go runtimes: an [`ANNOTATION_DEFAULT_MEMORY`] below `minMemory` (MiB,
-///    rounded up) is raised to it, with a warning (Kata refuses a value below
-///    256: "less than minimum required 256").
+/// 1. `fillLimits: FromRequests`: a container, init container or sidecar
+///    with a CPU/memory request and no limit gets limit = request (Kata
+///    sizes the VM from limits only; a request-only container adds no VM
+///    capacity: kata#13823). With `None`, such containers are warned about.
+/// 2. Hypervisor annotations are read as the class's runtime reads them
+///    (see [`super::ANNOTATION_HYPERVISOR_PREFIX`]): one the class's
+///    `enableAnnotations` does not list makes the Go runtime refuse the
+///    sandbox and runtime-rs ignore it, each a warning; `default_vcpus` is a
+///    plain number (`"500m"` is refused); on the Go runtimes a
+///    `default_memory` below `minMemory` (MiB, rounded up) is raised to it,
+///    with a warning (Kata refuses a value below 256).
 /// 3. A warning when both [`ANNOTATION_DEFAULT_VCPUS`] and a CPU limit are set
 ///    (Kata's advice: one or the other).
-/// 4. The VM estimate (Go hotplug `updateResources`, Go static
-///    `CalculateSandboxSizing`, runtime-rs 4.x `initial_size.rs`: see
-///    [`VmEstimate`]) and the Pod's scheduling footprint (requests +
-///    `podFixed` of `class`) go into the explanation; with `guestMemory:
-///    Account`, a VM that outgrows the Pod cgroup is a warning.
+/// 4. `guestMemory: Account` on the Go runtime with hotplug: memory limits
+///    are rounded up to whole guest memory blocks (and a request equal to
+///    its limit follows), since Kata hot-adds whole blocks for them; the
+///    Pod cgroup then holds the VM.
+/// 5. The VM estimate, in the order the kubelet starts the containers (Go
+///    hotplug: Kata's `Sandbox.updateResources` replayed container by
+///    container; Go static: `CalculateSandboxSizing`; runtime-rs 4.x:
+///    `InitialSizeManager::setup_config`; see [`KataRuntime`]) and the
+///    Pod's scheduling footprint and cgroup
+///    (Kubernetes' Pod rules: init containers take the maximum, sidecars
+///    add, plus `podFixed` of `class`) go into the explanation; with
+///    `guestMemory: Account`, a VM (and, with `sandbox_cgroup_only`, its
+///    VMM) that outgrows the Pod cgroup is a warning.
 ///
 /// A negative request or limit (which the API server's validation rejects
 /// after the webhooks) is left alone, warned about and counted as absent.
@@ -43,7 +57,7 @@ pub fn size_kata_pod(
     settings: &KataPodSettings,
 ) -> KataPodSizing {
     let mut out = KataPodSizing {
-        limit_changes: Vec::new(),
+        changes: Vec::new(),
         annotation_changes: Vec::new(),
         warnings: Vec::new(),
         explanation: Explanation::from(terms![
@@ -61,415 +75,510 @@ pub fn size_kata_pod(
             vcpus: 0,
             memory_mib: 0,
         },
+        refused: Vec::new(),
     };
-    let limits = effective_limits(input, settings, &mut out);
-    let memory_override = check_memory_annotation(input, class, settings, &mut out);
-    let vcpus_override = check_vcpus_annotation(input, class, &limits, &mut out);
-    let sums = LimitSums::of(&limits);
-    out.vm = estimate_vm(
-        class,
-        &sums,
-        vcpus_override,
-        memory_override,
-        &mut out.explanation,
-    );
+    let mut containers = effective_containers(input, settings, &mut out);
+    let base = read_annotations(input, class, settings, &containers, &mut out);
+    if class.guest_memory == GuestMemory::Account {
+        round_memory_to_blocks(input, class, &mut containers, &mut out);
+    }
+    let labels = Labels::new(!input.init_containers.is_empty());
+    let pod_limits = SandboxLimits::of(&containers);
+    out.vm = match class.runtime {
+        KataRuntime::Go => {
+            let block = u64::try_from(class.memory_block_mib()).unwrap_or(u64::MAX);
+            vm::go_hotplug(base, block, &containers, labels, &mut out.explanation)
+        }
+        KataRuntime::GoStatic => vm::go_static(base, pod_limits, labels, &mut out.explanation),
+        KataRuntime::RuntimeRs => {
+            vm::runtime_rs(class, base, pod_limits, labels, &mut out.explanation)
+        }
+    };
+    if out.vm.memory_mib == 0 {
+        refuse(
+            &mut out,
+            "the computed VM memory is 0 MiB: runtime-rs refuses the sandbox (\"computed sandbox memory \
+             is 0 MiB\"); set a memory limit or a nonzero overheadMemory"
+                .to_owned(),
+        );
+    }
+    if !out.refused.is_empty() {
+        out.explanation.note(terms![
+            "Kata refuses to start this sandbox (see the warnings); the VM above is what boots once that \
+             is fixed"
+        ]);
+    }
     let pod_fixed = size_runtime_class(class).pod_fixed;
-    explain_footprint(input, class, &pod_fixed, &sums, &mut out);
+    explain_footprint(class, &pod_fixed, &containers, &mut out);
     out
 }
 
-/// Each container's limits after filling, negative values dropped (with a
-/// warning).
-fn effective_limits(
+/// Records a reason Kata refuses the sandbox.
+fn refuse(out: &mut KataPodSizing, reason: String) {
+    out.warnings.push(reason.clone());
+    out.refused.push(reason);
+}
+
+/// The containers in the order the kubelet starts them (init containers and
+/// sidecars, then app containers), with their limits after filling and
+/// negative values dropped (with a warning).
+fn effective_containers(
     input: &KataPodInput,
     settings: &KataPodSettings,
     out: &mut KataPodSizing,
-) -> Vec<BTreeMap<String, Quantity>> {
-    let mut all = Vec::with_capacity(input.containers.len());
-    for (index, container) in input.containers.iter().enumerate() {
-        for (kind, map) in [
-            ("request", &container.requests),
-            ("limit", &container.limits),
-        ] {
-            for (resource, quantity) in map.iter().filter(|(_, q)| q.is_negative()) {
-                out.warnings.push(format!(
-                    "container {} has a negative {resource} {kind} {quantity}: the API server rejects it; \
-                     ignored",
-                    container.name
-                ));
-            }
-        }
-        let mut effective: BTreeMap<String, Quantity> = container
-            .limits
-            .iter()
-            .filter(|(_, q)| !q.is_negative())
-            .map(|(name, q)| (name.clone(), *q))
-            .collect();
-        for resource in ["cpu", "memory"] {
-            let Some(request) = container.requests.get(resource).copied() else {
-                continue;
+) -> Vec<PodContainer> {
+    let lists = [
+        (ContainerList::InitContainers, &input.init_containers),
+        (ContainerList::Containers, &input.containers),
+    ];
+    let mut all = Vec::with_capacity(input.init_containers.len() + input.containers.len());
+    for (list, containers) in lists {
+        for (index, container) in containers.iter().enumerate() {
+            let role = match list {
+                ContainerList::Containers => Role::App,
+                ContainerList::InitContainers if container.sidecar => Role::Sidecar,
+                ContainerList::InitContainers => Role::Init,
             };
-            if container.limits.contains_key(resource) || request.is_negative() {
-                continue;
-            }
-            match settings.fill_limits {
-                FillLimits::FromRequests => {
-                    let why = terms![
-                        "container ",
-                        container.name.clone(),
-                        " ",
-                        resource,
-                        " limit := request ",
-                        request,
-                        ": Kata sizes the VM from limits only, a request-only container adds no VM \
-                         capacity (kata#13823)"
-                    ];
-                    out.explanation.note(why.clone());
-                    out.limit_changes.push(LimitChange {
-                        container: index,
-                        resource: resource.to_owned(),
-                        old: None,
-                        new: request,
-                        why,
-                    });
-                    effective.insert(resource.to_owned(), request);
-                }
-                FillLimits::None => out.warnings.push(format!(
-                    "container {} requests {resource} {request} without a limit: Kata adds no VM capacity \
-                     for it (kata#13823)",
-                    container.name
-                )),
-            }
+            all.push(effective_container(
+                list, index, role, container, settings, out,
+            ));
         }
-        all.push(effective);
     }
     all
 }
 
-/// Σ of the effective container limits that Kata reads. Sums are in whole
-/// units of quantities bounded by ±1.7 × 10^29, so they cannot overflow
-/// `i128`; they saturate regardless.
-struct LimitSums {
-    /// Σ CPU limits in millicores (`MilliValue()`, rounded up, as the kubelet
-    /// converts them to a CFS quota).
-    cpu_millis: i128,
-    /// Σ memory limits in bytes (`Value()`, rounded up).
-    memory_bytes: i128,
-    /// Σ `hugepages-*` limits in bytes.
-    hugepages_bytes: i128,
-    /// Whether any container has a CPU or memory limit.
-    any_limit: bool,
-    /// Whether every container has a memory limit (the Pod cgroup is then
-    /// memory-limited).
-    all_memory_limited: bool,
-}
-
-impl LimitSums {
-    fn of(limits: &[BTreeMap<String, Quantity>]) -> Self {
-        let mut sums = Self {
-            cpu_millis: 0,
-            memory_bytes: 0,
-            hugepages_bytes: 0,
-            any_limit: false,
-            all_memory_limited: !limits.is_empty(),
-        };
-        for container in limits {
-            if let Some(cpu) = container.get("cpu") {
-                sums.cpu_millis = sums.cpu_millis.saturating_add(cpu.milli_value());
-                sums.any_limit = true;
-            }
-            if let Some(memory) = container.get("memory") {
-                sums.memory_bytes = sums.memory_bytes.saturating_add(memory.value());
-                sums.any_limit = true;
-            } else {
-                sums.all_memory_limited = false;
-            }
-            for (name, quantity) in container {
-                if name.starts_with("hugepages-") {
-                    sums.hugepages_bytes = sums.hugepages_bytes.saturating_add(quantity.value());
-                }
-            }
+/// One container's effective limits and requests (see
+/// [`effective_containers`]).
+fn effective_container(
+    list: ContainerList,
+    index: usize,
+    role: Role,
+    container: &ContainerResources,
+    settings: &KataPodSettings,
+    out: &mut KataPodSizing,
+) -> PodContainer {
+    for (kind, map) in [
+        ("request", &container.requests),
+        ("limit", &container.limits),
+    ] {
+        for (resource, quantity) in map.iter().filter(|(_, q)| q.is_negative()) {
+            out.warnings.push(format!(
+                "{} {} has a negative {resource} {kind} {quantity}: the API server rejects it; ignored",
+                role.noun(),
+                container.name
+            ));
         }
-        sums
+    }
+    let non_negative = |map: &std::collections::BTreeMap<String, Quantity>| {
+        map.iter()
+            .filter(|(_, q)| !q.is_negative())
+            .map(|(name, q)| (name.clone(), *q))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let mut limits = non_negative(&container.limits);
+    let mut requests = non_negative(&container.requests);
+    for resource in ["cpu", "memory"] {
+        let Some(request) = requests.get(resource).copied() else {
+            continue;
+        };
+        if container.limits.contains_key(resource) {
+            continue;
+        }
+        match settings.fill_limits {
+            FillLimits::FromRequests => {
+                let why = terms![
+                    role.noun(),
+                    " ",
+                    container.name.clone(),
+                    " ",
+                    resource,
+                    " limit := request ",
+                    request,
+                    ": Kata sizes the VM from limits only, a request-only container adds no VM \
+                     capacity (kata#13823)"
+                ];
+                out.explanation.note(why.clone());
+                out.changes.push(ResourceChange {
+                    list,
+                    container: index,
+                    section: Section::Limits,
+                    resource: resource.to_owned(),
+                    old: None,
+                    new: request,
+                    why,
+                });
+                limits.insert(resource.to_owned(), request);
+            }
+            FillLimits::None => out.warnings.push(format!(
+                "{} {} requests {resource} {request} without a limit: Kata adds no VM capacity for it \
+                 (kata#13823)",
+                role.noun(),
+                container.name
+            )),
+        }
+    }
+    // The API server defaults a missing request to the limit.
+    for (resource, limit) in &limits {
+        requests.entry(resource.clone()).or_insert(*limit);
+    }
+    PodContainer {
+        name: container.name.clone(),
+        role,
+        list,
+        index,
+        limits,
+        requests,
     }
 }
 
-/// Enforces `minMemory` on [`ANNOTATION_DEFAULT_MEMORY`] (Go runtimes) and
-/// returns the annotation's effective value in MiB, if it is usable.
-fn check_memory_annotation(
+/// Reads the Pod's hypervisor annotations as the class's runtime does and
+/// returns the VM's starting point: `default_vcpus` and `default_memory`,
+/// from the class or from an annotation Kata reads.
+fn read_annotations(
     input: &KataPodInput,
     class: &KataClass,
     settings: &KataPodSettings,
+    containers: &[PodContainer],
     out: &mut KataPodSizing,
-) -> Option<i128> {
-    let text = input.annotations.get(ANNOTATION_DEFAULT_MEMORY)?;
-    // Go: strconv.ParseUint(v, 10, 32); runtime-rs also takes a plain MiB count.
-    let Some(mib) = text.parse::<u32>().ok().map(i128::from) else {
-        out.warnings.push(format!(
-            "annotation {ANNOTATION_DEFAULT_MEMORY}={text:?} is not a whole number of MiB: Kata will refuse \
-             the sandbox or ignore it; left unchanged"
-        ));
-        return None;
-    };
-    if !class.runtime.is_go() {
-        return Some(mib);
-    }
-    let min_mib = ceil_div(settings.min_memory.value(), MIB_BYTES);
-    if mib >= min_mib {
-        return Some(mib);
-    }
-    out.warnings.push(format!(
-        "annotation {ANNOTATION_DEFAULT_MEMORY}={mib} is below minMemory {} ({min_mib} MiB): the Go runtime \
-         refuses a sandbox below {GO_MIN_MEMORY_MIB} MiB (\"less than minimum required {GO_MIN_MEMORY_MIB}\"); \
-         raised to {min_mib}",
-        settings.min_memory
-    ));
-    out.explanation.note(terms![
-        "annotation ",
-        ANNOTATION_DEFAULT_MEMORY,
-        " ",
-        mib,
-        " → ",
-        min_mib,
-        " (minMemory ",
-        settings.min_memory,
-        ")"
-    ]);
-    out.annotation_changes
-        .push((ANNOTATION_DEFAULT_MEMORY.to_owned(), min_mib.to_string()));
-    Some(min_mib)
-}
-
-/// Warns when [`ANNOTATION_DEFAULT_VCPUS`] and CPU limits are both set, and
-/// returns the annotation's value in millicores, if it is usable.
-fn check_vcpus_annotation(
-    input: &KataPodInput,
-    class: &KataClass,
-    limits: &[BTreeMap<String, Quantity>],
-    out: &mut KataPodSizing,
-) -> Option<i128> {
-    let text = input.annotations.get(ANNOTATION_DEFAULT_VCPUS)?;
-    let parsed = Quantity::parse(text).ok().filter(|q| !q.is_negative());
-    if parsed.is_none() {
-        out.warnings.push(format!(
-            "annotation {ANNOTATION_DEFAULT_VCPUS}={text:?} is not a non-negative number: Kata will refuse \
-             the sandbox; left unchanged"
-        ));
-    }
-    let with_cpu_limit: Vec<&str> = input
-        .containers
-        .iter()
-        .zip(limits)
-        .filter(|(_, effective)| effective.contains_key("cpu"))
-        .map(|(container, _)| container.name.as_str())
-        .collect();
-    if !with_cpu_limit.is_empty() {
-        let consequence = if class.runtime == KataRuntime::RuntimeRs {
-            "runtime-rs ignores default_vcpus when any limit is set"
+) -> Base {
+    let mut base = class_base(class, &mut out.explanation);
+    for key in input
+        .annotations
+        .keys()
+        .filter(|key| key.starts_with(ANNOTATION_HYPERVISOR_PREFIX))
+        .filter(|key| !class.enable_annotations.enables(key))
+    {
+        let patterns = class.enable_annotations.patterns().join(", ");
+        let message = format!(
+            "annotation {key} is not in enableAnnotations [{patterns}] of runtime class {}",
+            class.handler
+        );
+        if class.runtime.is_go() {
+            refuse(
+                out,
+                format!(
+                    "{message}: Kata's Go runtime refuses the sandbox (\"annotation {key} is not enabled\")"
+                ),
+            );
         } else {
-            "Kata adds the CPU limits on top of default_vcpus"
-        };
-        out.warnings.push(format!(
-            "both annotation {ANNOTATION_DEFAULT_VCPUS}={text} and CPU limits (containers {}) are set: \
-             {consequence}; Kata's advice is to set one or the other",
-            with_cpu_limit.join(", ")
-        ));
-    }
-    parsed.map(|q| q.milli_value())
-}
-
-/// The VM the sandbox boots: Go runtime with hotplug (`updateResources`), Go
-/// static (`CalculateSandboxSizing`), runtime-rs 4.x (`initial_size.rs`).
-/// The annotations, when usable, replace `default_vcpus` (a positive value
-/// only) and `default_memory`.
-fn estimate_vm(
-    class: &KataClass,
-    sums: &LimitSums,
-    vcpus_override_millis: Option<i128>,
-    memory_override_mib: Option<i128>,
-    explanation: &mut Explanation,
-) -> VmEstimate {
-    let default_millis = match vcpus_override_millis {
-        Some(millis) if millis > 0 => millis,
-        _ => class.default_vcpus.milli_value(),
-    };
-    let default_mib = if let Some(mib) = memory_override_mib {
-        mib
-    } else {
-        let (mib, remark) = class.effective_default_memory_mib();
-        if let Some(remark) = remark {
-            explanation.note(remark);
+            out.warnings
+                .push(format!("{message}: runtime-rs ignores it"));
         }
-        mib
-    };
-    let (vcpus, memory_mib) = if class.runtime.is_go() {
-        go_vm(class, sums, default_millis, default_mib, explanation)
-    } else if sums.any_limit {
-        runtime_rs_vm(class, sums, explanation)
-    } else {
-        runtime_rs_default_vm(default_millis, default_mib, explanation)
-    };
-    if memory_mib == 0 {
-        explanation.note(terms!["a computed VM memory of 0 MiB is refused by Kata"]);
     }
-    VmEstimate {
-        vcpus: u64::try_from(vcpus).unwrap_or(u64::MAX),
-        memory_mib: u64::try_from(memory_mib).unwrap_or(u64::MAX),
-    }
-}
-
-/// Go runtime (`updateResources` with hotplug, `CalculateSandboxSizing`
-/// static): vCPUs = ceil(`default_vcpus` (0 counts as 1) + Σ quota/period),
-/// rounded up once; memory = (`default_memory` << 20 + Σ limit bytes [+ Σ
-/// hugepages limits, hotplug only]) >> 20. Returns (vCPUs, MiB).
-fn go_vm(
-    class: &KataClass,
-    sums: &LimitSums,
-    default_millis: i128,
-    default_mib: i128,
-    explanation: &mut Explanation,
-) -> (i128, i128) {
-    let default_millis = if default_millis == 0 {
-        1000
-    } else {
-        default_millis
-    };
-    let vcpus = ceil_div(default_millis.saturating_add(sums.cpu_millis), 1000);
-    let hugepages = if class.runtime == KataRuntime::Go {
-        sums.hugepages_bytes
-    } else {
-        0
-    };
-    let memory_bytes = default_mib
-        .saturating_mul(MIB_BYTES)
-        .saturating_add(sums.memory_bytes)
-        .saturating_add(hugepages);
-    let memory_mib = memory_bytes.div_euclid(MIB_BYTES);
-    let hugepages_term = (hugepages > 0).then(|| {
-        terms![
-            " + Σ hugepages limits ",
-            hugepages.div_euclid(MIB_BYTES),
-            " MiB"
-        ]
-    });
-    explanation.note(terms![
-        "VM boots with ",
-        vcpus,
-        " vCPUs = ceil(default_vcpus ",
-        millicores(default_millis),
-        " + Σ cpu limits ",
-        millicores(sums.cpu_millis),
-        ") and ",
-        memory_mib,
-        " MiB = default_memory ",
-        default_mib,
-        " MiB + Σ memory limits ",
-        sums.memory_bytes.div_euclid(MIB_BYTES),
-        " MiB",
-        hugepages_term,
-        " (Go runtime",
-        if class.runtime == KataRuntime::GoStatic {
-            ", static"
+    if let Some(text) = enabled(input, class, ANNOTATION_DEFAULT_VCPUS) {
+        let reading = if class.runtime.is_go() {
+            annotations::go_vcpus(text)
         } else {
-            ", hotplug"
-        },
-        ")"
-    ]);
-    (vcpus, memory_mib)
+            annotations::rs_vcpus(text)
+        };
+        if let Some(vcpus) = take(reading, ANNOTATION_DEFAULT_VCPUS, text, out) {
+            base.vcpus = vcpus;
+            warn_vcpus_and_cpu_limits(class, text, containers, out);
+        }
+    }
+    if let Some(text) = enabled(input, class, ANNOTATION_DEFAULT_MEMORY) {
+        let mib = if class.runtime.is_go() {
+            go_memory(text, settings, out)
+        } else {
+            rs_memory(text, out)
+        };
+        if let Some(mib) = mib {
+            base.memory_mib = mib;
+        }
+    }
+    base
 }
 
-/// runtime-rs 4.x with any container limit (`initial_size.rs`): vCPUs =
-/// ceil(max(`overhead_vcpus` + Σ CPU limits, 1)); memory =
-/// `overhead_memory` + Σ memory limits in MiB (floored, then rounded up to
-/// even). Returns (vCPUs, MiB).
-fn runtime_rs_vm(
+/// The annotation `key`'s value, if the Pod has it and the class's runtime
+/// reads it.
+fn enabled<'a>(input: &'a KataPodInput, class: &KataClass, key: &str) -> Option<&'a str> {
+    input
+        .annotations
+        .get(key)
+        .filter(|_| class.enable_annotations.enables(key))
+        .map(String::as_str)
+}
+
+/// The value of an annotation Kata reads, or `None` with a warning (and a
+/// refusal) saying what Kata does instead.
+fn take<T>(reading: Reading<T>, key: &str, text: &str, out: &mut KataPodSizing) -> Option<T> {
+    match reading {
+        Reading::Value(value) => Some(value),
+        Reading::Refused(why) => {
+            refuse(
+                out,
+                format!("annotation {key}={text:?} {why}; left unchanged"),
+            );
+            None
+        }
+        Reading::Ignored(why) => {
+            out.warnings
+                .push(format!("annotation {key}={text:?} {why}; left unchanged"));
+            None
+        }
+        Reading::Unmodeled(why) => {
+            out.warnings.push(format!(
+                "annotation {key}={text:?} {why}; the estimate leaves it out"
+            ));
+            None
+        }
+    }
+}
+
+/// The class's own `default_vcpus` and `default_memory` as Kata loads them:
+/// 0 vCPUs loads as 1 (`defaultVCPUs`, `CpuInfo::adjust_config`); on the Go
+/// runtimes a `default_memory` below 256 MiB loads as 2048.
+fn class_base(class: &KataClass, explanation: &mut Explanation) -> Base {
+    let vcpus = Vcpus::from_config(class.default_vcpus);
+    let (memory_mib, remark) = class.effective_default_memory_mib();
+    if let Some(remark) = remark {
+        explanation.note(remark);
+    }
+    Base {
+        vcpus: if vcpus.is_zero() { Vcpus::ONE } else { vcpus },
+        memory_mib: u64::try_from(memory_mib).unwrap_or(0),
+    }
+}
+
+/// Warns when the `default_vcpus` annotation Kata reads and CPU limits are
+/// both set.
+fn warn_vcpus_and_cpu_limits(
     class: &KataClass,
-    sums: &LimitSums,
-    explanation: &mut Explanation,
-) -> (i128, i128) {
-    let overhead_millis = class.effective_overhead_vcpus().milli_value();
-    let overhead_mib = class
-        .effective_overhead_memory()
-        .value()
-        .div_euclid(MIB_BYTES);
-    let vcpus = ceil_div(
-        overhead_millis.saturating_add(sums.cpu_millis).max(1000),
-        1000,
-    );
-    let workload_floor = sums.memory_bytes.div_euclid(MIB_BYTES);
-    let workload_mib = workload_floor.saturating_add(workload_floor.rem_euclid(2));
-    let memory_mib = overhead_mib.saturating_add(workload_mib);
-    let even_note = (workload_mib != workload_floor)
-        .then(|| terms![", ", workload_floor, " rounded up to even"]);
-    explanation.note(terms![
-        "VM boots with ",
-        vcpus,
-        " vCPUs = ceil(max(overhead_vcpus ",
-        millicores(overhead_millis),
-        " + Σ cpu limits ",
-        millicores(sums.cpu_millis),
-        ", 1)) and ",
-        memory_mib,
-        " MiB = overhead_memory ",
-        overhead_mib,
-        " MiB + Σ memory limits ",
-        workload_mib,
-        " MiB (MiB floor",
-        even_note,
-        "; runtime-rs 4.x)"
-    ]);
-    (vcpus, memory_mib)
-}
-
-/// runtime-rs 4.x without container limits: `default_vcpus` (ceil) and
-/// `default_memory`. Returns (vCPUs, MiB).
-fn runtime_rs_default_vm(
-    default_millis: i128,
-    default_mib: i128,
-    explanation: &mut Explanation,
-) -> (i128, i128) {
-    let vcpus = ceil_div(default_millis.max(0), 1000);
-    explanation.note(terms![
-        "VM boots with ",
-        vcpus,
-        " vCPUs = ceil(default_vcpus ",
-        millicores(default_millis),
-        ") and ",
-        default_mib,
-        " MiB = default_memory (no container limits; runtime-rs 4.x)"
-    ]);
-    (vcpus, default_mib)
-}
-
-/// Explains the Pod's scheduling footprint (Σ requests + `podFixed`) and its
-/// cgroup memory limit compared with the VM; with `guestMemory: Account`, a
-/// VM that still outgrows the cgroup (a `default_memory` annotation above
-/// the class's value) is also a warning.
-fn explain_footprint(
-    input: &KataPodInput,
-    class: &KataClass,
-    pod_fixed: &PodFixed,
-    sums: &LimitSums,
+    text: &str,
+    containers: &[PodContainer],
     out: &mut KataPodSizing,
 ) {
-    // Requests as the scheduler sees them: the API server defaults a missing
-    // request to the limit (filled limits come from requests, so they change
-    // nothing here).
-    let mut request_nanos = [0_i128, 0_i128];
-    for container in &input.containers {
-        for (slot, resource) in ["cpu", "memory"].into_iter().enumerate() {
-            let request = container
-                .requests
-                .get(resource)
-                .or_else(|| container.limits.get(resource))
-                .filter(|q| !q.is_negative());
-            if let Some(q) = request {
-                request_nanos[slot] = request_nanos[slot].saturating_add(q.nanos());
-            }
-        }
+    let with_cpu_limit: Vec<&str> = containers
+        .iter()
+        .filter(|c| c.limits.contains_key("cpu"))
+        .map(|c| c.name.as_str())
+        .collect();
+    if with_cpu_limit.is_empty() {
+        return;
     }
-    let cpu_requests = Quantity::from_nanos(request_nanos[0], Format::DecimalSi);
-    let memory_requests = Quantity::from_nanos(request_nanos[1], Format::BinarySi);
+    let consequence = if class.runtime == KataRuntime::RuntimeRs {
+        "runtime-rs ignores default_vcpus when any limit is set"
+    } else {
+        "Kata adds the CPU limits on top of default_vcpus"
+    };
+    out.warnings.push(format!(
+        "both annotation {ANNOTATION_DEFAULT_VCPUS}={text} and CPU limits (containers {}) are set: \
+         {consequence}; Kata's advice is to set one or the other",
+        with_cpu_limit.join(", ")
+    ));
+}
+
+/// The Go runtimes' `default_memory` annotation (`addHypervisorMemoryOverrides`):
+/// raised to `minMemory` when below it (Kata refuses below 256 MiB), then
+/// kept to its low 32 bits as Kata's `uint32(…)` does.
+fn go_memory(text: &str, settings: &KataPodSettings, out: &mut KataPodSizing) -> Option<u64> {
+    let mib = take(
+        annotations::go_memory_mib(text),
+        ANNOTATION_DEFAULT_MEMORY,
+        text,
+        out,
+    )?;
+    let min_mib =
+        u64::try_from(ceil_div(settings.min_memory.value(), MIB_BYTES)).unwrap_or(u64::MAX);
+    let mib = if mib >= min_mib {
+        mib
+    } else {
+        out.warnings.push(format!(
+            "annotation {ANNOTATION_DEFAULT_MEMORY}={mib} is below minMemory {} ({min_mib} MiB): the Go \
+             runtime refuses a sandbox below {GO_MIN_MEMORY_MIB} MiB (\"less than minimum required \
+             {GO_MIN_MEMORY_MIB}\"); raised to {min_mib}",
+            settings.min_memory
+        ));
+        out.explanation.note(terms![
+            "annotation ",
+            ANNOTATION_DEFAULT_MEMORY,
+            " ",
+            mib,
+            " → ",
+            min_mib,
+            " (minMemory ",
+            settings.min_memory,
+            ")"
+        ]);
+        out.annotation_changes
+            .push((ANNOTATION_DEFAULT_MEMORY.to_owned(), min_mib.to_string()));
+        min_mib
+    };
+    if i128::from(mib) < GO_MIN_MEMORY_MIB {
+        refuse(
+            out,
+            format!(
+                "annotation {ANNOTATION_DEFAULT_MEMORY}={mib} is below {GO_MIN_MEMORY_MIB} MiB: the Go runtime \
+                 refuses the sandbox (\"less than minimum required {GO_MIN_MEMORY_MIB}\")"
+            ),
+        );
+        return None;
+    }
+    let kept = mib & u64::from(u32::MAX);
+    if kept != mib {
+        out.warnings.push(format!(
+            "annotation {ANNOTATION_DEFAULT_MEMORY}={mib} does not fit Kata's 32-bit MiB count: the Go \
+             runtime keeps {kept} MiB"
+        ));
+    }
+    Some(kept)
+}
+
+/// runtime-rs's `default_memory` annotation (`convert_to_megabytes`), refused
+/// below [`RUNTIME_RS_MIN_MEMORY_MIB`].
+fn rs_memory(text: &str, out: &mut KataPodSizing) -> Option<u64> {
+    let mib = take(
+        annotations::rs_memory_mib(text),
+        ANNOTATION_DEFAULT_MEMORY,
+        text,
+        out,
+    )?;
+    if i128::from(mib) < RUNTIME_RS_MIN_MEMORY_MIB {
+        refuse(
+            out,
+            format!(
+                "annotation {ANNOTATION_DEFAULT_MEMORY}={text:?} is {mib} MiB, below {RUNTIME_RS_MIN_MEMORY_MIB} \
+                 MiB: runtime-rs refuses the sandbox (\"memory specified in annotation … is less than \
+                 minimum limitation\")"
+            ),
+        );
+        return None;
+    }
+    Some(u64::from(mib))
+}
+
+/// `guestMemory: Account` on the Go runtime with hotplug, when the Pod
+/// cgroup has a memory limit: each memory limit that is not a whole number
+/// of guest memory blocks is rounded up to one, because Kata hot-adds whole
+/// blocks for it (`calcHotplugMemMiBSize`); a request equal to the old limit
+/// is raised with it, so the Pod keeps its QoS class. The VM then holds
+/// `default_memory` + the Pod's memory limit exactly, which `podFixed`
+/// (`vmm` + `default_memory`) and the limits cover.
+fn round_memory_to_blocks(
+    input: &KataPodInput,
+    class: &KataClass,
+    containers: &mut [PodContainer],
+    out: &mut KataPodSizing,
+) {
+    let block_mib = class.memory_block_mib();
+    let limited = pod_total(containers, |c| nanos_of(&c.limits, "memory")).every_container_set;
+    if block_mib <= 0 || !limited {
+        return;
+    }
+    let block_bytes = block_mib.saturating_mul(MIB_BYTES);
+    for container in containers.iter_mut() {
+        let Some(limit) = container.limits.get("memory").copied() else {
+            continue;
+        };
+        let bytes = limit.value();
+        if bytes.rem_euclid(block_bytes) == 0 {
+            continue;
+        }
+        let rounded = Quantity::from_nanos(
+            ceil_div(bytes, block_bytes)
+                .saturating_mul(block_bytes)
+                .saturating_mul(NANOS_PER_UNIT),
+            Format::BinarySi,
+        );
+        let why = terms![
+            container.role.noun(),
+            " ",
+            container.name.clone(),
+            " memory limit := ",
+            rounded,
+            " = ",
+            limit,
+            " rounded up to whole ",
+            block_mib,
+            " MiB guest memory blocks: Kata hot-adds whole blocks for it, and guestMemory Account makes \
+             the pod cgroup hold them"
+        ];
+        out.explanation.note(why.clone());
+        let source = match container.list {
+            ContainerList::InitContainers => &input.init_containers[container.index],
+            ContainerList::Containers => &input.containers[container.index],
+        };
+        let filled = out.changes.iter_mut().find(|change| {
+            change.list == container.list
+                && change.container == container.index
+                && change.section == Section::Limits
+                && change.resource == "memory"
+        });
+        match filled {
+            Some(change) => {
+                change.new = rounded;
+                change.why = why.clone();
+            }
+            None => out.changes.push(ResourceChange {
+                list: container.list,
+                container: container.index,
+                section: Section::Limits,
+                resource: "memory".to_owned(),
+                old: Some(limit),
+                new: rounded,
+                why: why.clone(),
+            }),
+        }
+        let request = source
+            .requests
+            .get("memory")
+            .copied()
+            .filter(|q| !q.is_negative());
+        // A request that equals the limit the Pod was written with.
+        let equal = request.filter(|r| {
+            source
+                .limits
+                .get("memory")
+                .is_some_and(|written| written.nanos() == r.nanos())
+        });
+        if let Some(request) = equal {
+            out.changes.push(ResourceChange {
+                list: container.list,
+                container: container.index,
+                section: Section::Requests,
+                resource: "memory".to_owned(),
+                old: Some(request),
+                new: rounded,
+                why: terms![
+                    container.role.noun(),
+                    " ",
+                    container.name.clone(),
+                    " memory request := ",
+                    rounded,
+                    ": it equalled the limit, and still does, so the Pod keeps its QoS class"
+                ],
+            });
+        }
+        if request.is_none() || equal.is_some() {
+            container.requests.insert("memory".to_owned(), rounded);
+        }
+        container.limits.insert("memory".to_owned(), rounded);
+    }
+}
+
+/// Explains the Pod's scheduling footprint (the Pod's requests + `podFixed`)
+/// and its cgroup memory limit compared with the VM; with `guestMemory:
+/// Account`, a VM that still outgrows the cgroup is also a warning.
+///
+/// The Pod cgroup's memory limit is `PodLimits` + `podFixed`, set only when
+/// every container has a memory limit as `ResourceConfigForPod` sees it.
+/// It must hold the guest memory, and the VMM's own memory (`vmm`) when
+/// `sandbox_cgroup_only` puts the VMM in the Pod cgroup.
+fn explain_footprint(
+    class: &KataClass,
+    pod_fixed: &PodFixed,
+    containers: &[PodContainer],
+    out: &mut KataPodSizing,
+) {
+    let has_init = containers.iter().any(|c| c.role != Role::App);
+    let cpu_requests = Quantity::from_nanos(
+        pod_total(containers, |c| nanos_of(&c.requests, "cpu")).nanos,
+        Format::DecimalSi,
+    );
+    let memory_requests = Quantity::from_nanos(
+        pod_total(containers, |c| nanos_of(&c.requests, "memory")).nanos,
+        Format::BinarySi,
+    );
     let cpu_total = Quantity::from_nanos(
         cpu_requests.nanos().saturating_add(pod_fixed.cpu.nanos()),
         Format::DecimalSi,
@@ -487,27 +596,45 @@ fn explain_footprint(
         " = requests ",
         memory_requests,
         " + podFixed ",
-        pod_fixed.memory
+        pod_fixed.memory,
+        has_init.then_some(" (init containers take the maximum, sidecars add)")
     ]);
-    if !sums.all_memory_limited {
+    let memory = pod_total(containers, |c| nanos_of(&c.limits, "memory"));
+    if !memory.every_container_set {
         return;
     }
-    let limits = Quantity::from_nanos(
-        sums.memory_bytes.saturating_mul(NANOS_PER_UNIT),
-        Format::BinarySi,
-    );
+    let limits = Quantity::from_nanos(memory.nanos, Format::BinarySi);
     let cgroup = add_bytes(limits, pod_fixed.memory);
-    let vm_bytes = i128::from(out.vm.memory_mib).saturating_mul(MIB_BYTES);
-    let outgrows = vm_bytes > cgroup.value();
-    let verdict = if outgrows {
-        "the VM's guest memory alone can outgrow it (kata#12786)"
+    let guest_bytes = i128::from(out.vm.memory_mib).saturating_mul(MIB_BYTES);
+    let vmm_bytes = if class.sandbox_cgroup_only {
+        class.vmm.memory.value()
     } else {
-        "it holds the VM's guest memory"
+        0
+    };
+    let outgrows = guest_bytes.saturating_add(vmm_bytes) > cgroup.value();
+    let vmm_term: Option<Terms> = class.sandbox_cgroup_only.then(|| {
+        terms![
+            " and the VMM's ",
+            class.vmm.memory,
+            " (sandbox_cgroup_only)"
+        ]
+    });
+    let verdict = if !outgrows {
+        terms!["it holds the VM's guest memory", vmm_term]
+    } else if guest_bytes > cgroup.value() {
+        terms!["the VM's guest memory alone can outgrow it (kata#12786)"]
+    } else {
+        terms![
+            "the VM's guest memory",
+            vmm_term,
+            " can outgrow it (kata#12786)"
+        ]
     };
     out.explanation.note(terms![
         "pod cgroup memory limit ",
         cgroup,
-        " = Σ limits ",
+        " = ",
+        if has_init { "Pod limit " } else { "Σ limits " },
         limits,
         " + podFixed ",
         pod_fixed.memory,
@@ -515,10 +642,18 @@ fn explain_footprint(
         verdict
     ]);
     if outgrows && class.guest_memory == GuestMemory::Account {
+        let vmm = if class.sandbox_cgroup_only {
+            format!(
+                ", plus the VMM's {} (sandbox_cgroup_only),",
+                class.vmm.memory
+            )
+        } else {
+            String::new()
+        };
         out.warnings.push(format!(
-            "the VM boots with {} MiB of guest memory but the pod cgroup allows {cgroup} (runtime class {} \
-             accounts for its own default memory, not this pod's {ANNOTATION_DEFAULT_MEMORY} annotation): the \
-             VMM can be OOM-killed (kata#12786)",
+            "the VM boots with {} MiB of guest memory{vmm} but the pod cgroup allows {cgroup} (runtime class \
+             {} accounts for its own default memory and whole memory blocks, not this pod's \
+             {ANNOTATION_DEFAULT_MEMORY} annotation or hugepages): the VMM can be OOM-killed (kata#12786)",
             out.vm.memory_mib, class.handler
         ));
     }

@@ -174,6 +174,8 @@ pub(super) struct RawKataClass {
     pub(super) sandbox_cgroup_only: Option<Value>,
     pub(super) vmm: Option<RawVmm>,
     pub(super) guest_memory: Option<Value>,
+    pub(super) memory_block_size: Option<Value>,
+    pub(super) enable_annotations: Option<Vec<Value>>,
 }
 
 #[derive(Deserialize)]
@@ -691,9 +693,19 @@ impl Checker {
             .guest_memory
             .as_ref()
             .and_then(|v| self.keyword(&path("guestMemory"), v));
+        let memory_block_size = self.optional_quantity(
+            &path("memoryBlockSize"),
+            raw.memory_block_size.as_ref(),
+            QuantityKind::MemoryMib,
+        );
+        let enable_annotations = raw
+            .enable_annotations
+            .as_deref()
+            .and_then(|list| self.enable_annotations(&path("enableAnnotations"), list));
 
         let runtime = runtime?;
         self.runtime_rs_only(base, runtime, raw);
+        self.go_hotplug_only(base, runtime, raw);
         let mut class = KataClass::with_defaults(handler, runtime, vmm?);
         if let Some(q) = default_vcpus {
             class.default_vcpus = q;
@@ -711,7 +723,64 @@ impl Checker {
         if let Some(mode) = guest_memory {
             class.guest_memory = mode;
         }
+        if let Some(block) = memory_block_size {
+            class.memory_block_size = block;
+        }
+        if let Some(list) = enable_annotations {
+            class.enable_annotations = list;
+        }
         Some(class)
+    }
+
+    /// `enableAnnotations`: a list of regular expressions, as Kata's
+    /// `enable_annotations` (matched anywhere in an annotation's name after
+    /// `io.katacontainers.config.hypervisor.`). An empty list enables none.
+    fn enable_annotations(&mut self, path: &str, list: &[Value]) -> Option<EnableAnnotations> {
+        let mut patterns = Vec::with_capacity(list.len());
+        let mut ok = true;
+        for (index, value) in list.iter().enumerate() {
+            let item = format!("{path}[{index}]");
+            let Some(pattern) = self.string(&item, value) else {
+                ok = false;
+                continue;
+            };
+            if let Err(error) = regex::Regex::new(&pattern) {
+                self.error(
+                    &item,
+                    format!("not a regular expression ({error}), got {pattern:?}"),
+                );
+                ok = false;
+                continue;
+            }
+            patterns.push(pattern);
+        }
+        if !ok {
+            return None;
+        }
+        match EnableAnnotations::new(&patterns) {
+            Ok(list) => Some(list),
+            Err((index, error)) => {
+                self.error(
+                    format!("{path}[{index}]"),
+                    format!("not a regular expression ({error})"),
+                );
+                None
+            }
+        }
+    }
+
+    /// `memoryBlockSize` applies only to the Go runtime with hotplug: the
+    /// static modes never hot-add memory.
+    fn go_hotplug_only(&mut self, base: &str, runtime: KataRuntime, raw: &RawKataClass) {
+        if runtime != KataRuntime::Go && raw.memory_block_size.is_some() {
+            self.error(
+                format!("{base}.memoryBlockSize"),
+                format!(
+                    "only valid with runtime: go (hotplug), not {}: the static modes never hot-add memory",
+                    runtime.as_str()
+                ),
+            );
+        }
     }
 
     /// `overheadVcpus` and `overheadMemory` exist only on runtime-rs 4.x.

@@ -252,11 +252,13 @@ pub(crate) struct Resources {
 }
 
 impl Resources {
-    /// The resources of container `name` of `pod`.
+    /// The resources of container (or init container) `name` of `pod`.
     pub(crate) fn of(pod: &Value, name: &str) -> Resources {
-        let container = pod["spec"]["containers"]
-            .as_array()
-            .and_then(|containers| containers.iter().find(|c| c["name"] == name))
+        let container = ["containers", "initContainers"]
+            .into_iter()
+            .filter_map(|list| pod["spec"][list].as_array())
+            .flatten()
+            .find(|c| c["name"] == name)
             .unwrap_or_else(|| panic!("no container {name} in {pod}"));
         Resources {
             requests: quantities(container.pointer("/resources/requests")),

@@ -150,4 +150,40 @@ async fn runtime_classes_and_kata_pods_are_sized_and_admitted() {
         .map(|line| line["name"].clone())
         .collect();
     assert_eq!(names, vec![json!("kata-app")]);
+
+    // An init container and a sidecar count in the Pod's limits and in the
+    // VM: their requests are filled in as limits in spec.initContainers, the
+    // memory in whole 128 MiB blocks (guestMemory: Account on the Go runtime
+    // hot-adds whole blocks), and the apiserver admits the patch.
+    let pause = "registry.k8s.io/pause:3.10";
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "kata-init", "namespace": NAMESPACE},
+        "spec": {"runtimeClassName": "kata-qemu",
+                 "initContainers": [
+                     {"name": "migrate", "image": pause,
+                      "resources": {"requests": {"memory": "100Mi"}}},
+                     {"name": "proxy", "image": pause, "restartPolicy": "Always",
+                      "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}],
+                 "containers": [{"name": "app", "image": pause,
+                                 "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]},
+    });
+    let stored_pod = api::create(client, Kind::Pod, &pod).await;
+    let expected = [
+        ("migrate", None, Some(q("128Mi"))),
+        ("proxy", Some(q("100m")), Some(q("128Mi"))),
+        ("app", Some(q("1")), Some(q("1Gi"))),
+    ];
+    for (name, cpu, memory) in expected {
+        let resources = Resources::of(&stored_pod, name);
+        assert_eq!(
+            (resources.limit("cpu"), resources.limit("memory")),
+            (cpu, memory),
+            "{name}: {stored_pod}"
+        );
+        assert_eq!(
+            resources,
+            Resources::of(&offline.patched(&pod), name).as_stored()
+        );
+    }
 }
