@@ -60,6 +60,15 @@ impl<K: Keep + 'static> FromRequest<AppState> for ReviewRequest<K> {
             message,
         };
         if !is_json(request.headers()) {
+            // The body is read (within the same bounds) before the answer:
+            // over HTTP/2 an answer sent while the body is still arriving
+            // is followed by a reset of the stream, which a client such as
+            // curl can see before the answer itself.
+            if let Err(error) = limits::read_body(request.into_body()).await
+                && let Some(cut) = limits::body_error(&error)
+            {
+                return Err(BadRequest::BodyCut(cut));
+            }
             return Err(client("Content-Type must be application/json".into()));
         }
         let body = limits::read_body(request.into_body())

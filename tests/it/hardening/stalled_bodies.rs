@@ -72,3 +72,48 @@ async fn issue_11_stalled_body_http2_stream_is_reset_within_the_body_timeout() {
     assert_eq!(response.status(), StatusCode::OK);
     running.stop().await;
 }
+
+/// A request with the wrong `Content-Type` is answered 400 only once its
+/// body has been received: over HTTP/2 an answer sent while the body is
+/// still arriving is followed by a reset of the stream, which curl reports
+/// instead of the answer (`(92) Stream error in the HTTP/2 framing layer`).
+/// The body's second half is held back: the answer must wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_error_answer_waits_for_the_body_so_it_arrives_whole() {
+    use futures::StreamExt as _;
+    let running = Running::start(ServeOptions::default(), RequestLimits::default()).await;
+    let (mut sender, _driver) = h2_client(&running).await;
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let second_half = futures::stream::once(async move {
+        let _ = released.await;
+        Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from(vec![b' '; 4096])))
+    });
+    let frames = futures::stream::iter([Ok::<_, Infallible>(hyper::body::Frame::data(
+        Bytes::from(vec![b'{'; 4096]),
+    ))])
+    .chain(second_half);
+    let body = http_body_util::BodyExt::boxed(http_body_util::StreamBody::new(frames));
+    let request = hyper::Request::post("https://localhost/mutate")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("content-length", "8192")
+        .body(body)
+        .expect("request");
+    let mut answer = tokio::spawn(async move { sender.send_request(request).await });
+    // Deciding a 400 takes microseconds: an answer within 300 ms is one
+    // sent before the body's end.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut answer)
+            .await
+            .is_err(),
+        "answered before the body was received"
+    );
+    let _ = release.send(());
+    let response = answer.await.expect("task").expect("an answer, not a reset");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let text = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("the whole answer")
+        .to_bytes();
+    assert_eq!(&text[..], b"Content-Type must be application/json");
+    running.stop().await;
+}
