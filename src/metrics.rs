@@ -157,8 +157,34 @@ pub struct BuildLabels {
 /// Labels of a VMI lookup.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct LookupLabels {
-    /// `found`, `not_found`, `error` or `timeout`.
-    pub result: &'static str,
+    /// How it ended.
+    pub result: LookupResult,
+}
+
+/// How a VMI lookup ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LookupResult {
+    /// The VMI was found.
+    Found,
+    /// It does not exist.
+    NotFound,
+    /// The source answered an error.
+    Error,
+    /// No answer within the lookup timeout.
+    Timeout,
+}
+
+crate::sizing::spelling::spelled!(LookupResult {
+    "found" => LookupResult::Found,
+    "not_found" => LookupResult::NotFound,
+    "error" => LookupResult::Error,
+    "timeout" => LookupResult::Timeout,
+});
+
+impl EncodeLabelValue for LookupResult {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
 }
 
 /// A reload's counters and its last outcome: a counter by result, whether
@@ -537,6 +563,9 @@ impl Metrics {
         for (_, reason) in ErrorReason::SPELLINGS {
             let _ = errors.get_or_create(&ErrorLabels { reason: *reason });
         }
+        for (_, result) in LookupResult::SPELLINGS {
+            let _ = vmi_lookup.get_or_create(&LookupLabels { result: *result });
+        }
         // Unprefixed: the names every exporter uses for these.
         let mut process_registry = Registry::default();
         process_registry.register_collector(Box::new(process::ProcessCollector));
@@ -608,7 +637,7 @@ impl Metrics {
     }
 
     /// Records how long a VMI lookup took and how it ended.
-    pub fn observe_vmi_lookup(&self, result: &'static str, seconds: f64) {
+    pub fn observe_vmi_lookup(&self, result: LookupResult, seconds: f64) {
         self.vmi_lookup
             .get_or_create(&LookupLabels { result })
             .observe(seconds);
@@ -659,6 +688,7 @@ mod tests {
             r#"virt_sizer_admission_errors_total{reason="vmi_not_found"} 0"#,
             r#"virt_sizer_admission_errors_total{reason="body_reclaimed"} 0"#,
             r#"virt_sizer_admission_patches_total{kind="runtime_class"} 0"#,
+            r#"virt_sizer_vmi_lookup_duration_seconds_count{result="timeout"} 0"#,
         ] {
             assert!(text.lines().any(|line| line == series), "{series}");
         }

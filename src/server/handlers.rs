@@ -18,7 +18,7 @@ use crate::admission::wire::{self, PolicyData, Sizing};
 use crate::admission::{
     self, AdmissionRequest, AdmissionResponse, Decision, Environment, VmiLookup,
 };
-use crate::metrics::{KindLabels, Metrics, Operation, RequestLabels, ShadowLabels};
+use crate::metrics::{KindLabels, LookupResult, Metrics, Operation, RequestLabels, ShadowLabels};
 use crate::server::AppState;
 use crate::server::cluster::CacheHealth;
 use crate::server::extract::ReviewRequest;
@@ -284,12 +284,16 @@ async fn decide(state: &AppState, policy: &ValidPolicy, request: &AdmissionReque
         let result = match tokio::time::timeout(inner.vmi_lookup_timeout, lookup).await {
             Ok(Ok(found)) => {
                 vmi = found;
-                if vmi.is_some() { "found" } else { "not_found" }
+                if vmi.is_some() {
+                    LookupResult::Found
+                } else {
+                    LookupResult::NotFound
+                }
             }
             Ok(Err(error)) => {
                 inner.metrics.error(ErrorReason::VmiLookup);
                 unavailable = Some(error);
-                "error"
+                LookupResult::Error
             }
             Err(_) => {
                 inner.metrics.error(ErrorReason::VmiLookup);
@@ -297,7 +301,7 @@ async fn decide(state: &AppState, policy: &ValidPolicy, request: &AdmissionReque
                     "lookup timed out after {} ms",
                     inner.vmi_lookup_timeout.as_millis()
                 ));
-                "timeout"
+                LookupResult::Timeout
             }
         };
         inner
