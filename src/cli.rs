@@ -5,10 +5,19 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// What `--version` prints after the name: the crate version and the commit
+/// it was built from (`unknown` when the build had no git; see `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("VIRT_SIZER_COMMIT"),
+    ")"
+);
+
 /// Sizes the Pods that carry virtual machines (KubeVirt virt-launcher Pods,
 /// Kata Containers RuntimeClasses and sandbox Pods).
 #[derive(Debug, Parser)]
-#[command(name = "virt-sizer", version, about, propagate_version = true)]
+#[command(name = "virt-sizer", version = VERSION, about, propagate_version = true)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
