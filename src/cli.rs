@@ -193,7 +193,9 @@ pub struct ServeArgs {
     /// self-signed certificate, none with --cert].
     #[arg(long, value_name = "ADDR", env = "VIRT_SIZER_PROBE_LISTEN")]
     pub probe_listen: Option<std::net::SocketAddr>,
-    /// Where the embedded default writes its CA certificate
+    /// Where the embedded default writes its CA certificate; its serving
+    /// pair is kept beside it (NAME-serving.crt, NAME-serving.key), and
+    /// both are reused at the next start while they are valid
     /// [default: $TMPDIR/virt-sizer/ca.pem].
     #[arg(long)]
     pub ca_out: Option<PathBuf>,
