@@ -88,6 +88,9 @@ fn readme_fits_on_a_page_and_links_the_docs() {
         "reliability",
         "cluster",
         "development",
+        "troubleshooting",
+        "compatibility",
+        "upgrade-and-rollback",
     ] {
         assert!(
             readme.contains(&format!("(docs/{doc}.md")),
