@@ -3,11 +3,13 @@
 # virt-sizer: a static binary on an empty image, for linux/amd64 and
 # linux/arm64. One architecture (the build machine's):
 #
-#   docker build -t REGISTRY/virt-sizer:0.1.0 .
+#   docker build --build-arg VIRT_SIZER_COMMIT=$(git rev-parse --short HEAD) \
+#     -t REGISTRY/virt-sizer:0.1.0 .
 #
 # Both, pushed as one multi-architecture image (needs `docker buildx`):
 #
 #   docker buildx build --platform linux/amd64,linux/arm64 \
+#     --build-arg VIRT_SIZER_COMMIT=$(git rev-parse --short HEAD) \
 #     -t REGISTRY/virt-sizer:0.1.0 --push .
 #
 # The builder runs on the build machine's own architecture and
@@ -44,13 +46,17 @@ RUN case "$TARGETARCH" in \
     rustup target add "$target"; \
     echo "$target" > /rust-target
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 # Cargo.toml declares the bench targets; cargo checks that their files exist.
 COPY benches ./benches
 # With --target, RUSTFLAGS reach only the target's artefacts, not build
 # scripts or proc macros (which run on the build machine).
 ENV RUSTFLAGS="-C target-feature=+crt-static"
+# The commit `virt-sizer --version` names (build.rs): the context has no
+# .git, so pass it, e.g. --build-arg VIRT_SIZER_COMMIT=$(git rev-parse --short HEAD).
+# Without it the version says "unknown".
+ARG VIRT_SIZER_COMMIT
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,sharing=locked \
     source /cross.env; \

@@ -5,10 +5,19 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// What `--version` prints after the name: the crate version and the commit
+/// it was built from (`unknown` when the build had no git; see `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("VIRT_SIZER_COMMIT"),
+    ")"
+);
+
 /// Sizes the Pods that carry virtual machines (KubeVirt virt-launcher Pods,
 /// Kata Containers RuntimeClasses and sandbox Pods).
 #[derive(Debug, Parser)]
-#[command(name = "virt-sizer", version, about, propagate_version = true)]
+#[command(name = "virt-sizer", version = VERSION, about, propagate_version = true)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -237,7 +246,9 @@ pub struct ServeArgs {
     /// self-signed certificate, none with --cert or --certificate-secret].
     #[arg(long, value_name = "ADDR", env = "VIRT_SIZER_PROBE_LISTEN")]
     pub probe_listen: Option<std::net::SocketAddr>,
-    /// Where the embedded default writes its CA certificate
+    /// Where the embedded default writes its CA certificate; its serving
+    /// pair is kept beside it (NAME-serving.crt, NAME-serving.key), and
+    /// both are reused at the next start while they are valid
     /// [default: $TMPDIR/virt-sizer/ca.pem].
     #[arg(long)]
     pub ca_out: Option<PathBuf>,

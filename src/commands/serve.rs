@@ -2,6 +2,7 @@
 //! serve until SIGTERM/SIGINT, drain ([`signals`] says what every signal
 //! does).
 
+mod local_ca;
 mod signals;
 
 use std::net::SocketAddr;
@@ -116,7 +117,8 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// The serving pair: from `--cert`/`--key`, from the
 /// `--certificate-secret` Secret, or the embedded self-signed default
-/// (whose CA is written out for clients).
+/// (whose CA is written out for clients, and kept across restarts:
+/// [`local_ca`]).
 struct Certificates {
     store: Arc<CertStore>,
     /// The self-managed certificates, until their loop is spawned.
@@ -151,13 +153,25 @@ impl Certificates {
                 embedded_ca: None,
             });
         }
-        let generated = tls::generate_self_signed(&["localhost", "127.0.0.1", "::1"])
-            .context("generating the self-signed certificate")?;
         let ca_path = args
             .ca_out
             .clone()
             .unwrap_or_else(|| std::env::temp_dir().join("virt-sizer").join("ca.pem"));
-        write_ca(&ca_path, &generated.ca_pem)?;
+        let files = local_ca::LocalCaFiles::beside(&ca_path);
+        let (generated, outcome) = files.load_or_generate(&provider)?;
+        match outcome {
+            local_ca::Outcome::Kept => tracing::info!(
+                ca = %files.ca.display(),
+                certificate = %files.cert.display(),
+                "embedded default: the CA and serving pair on disk are valid and kept"
+            ),
+            local_ca::Outcome::Generated(why) => tracing::info!(
+                ca = %files.ca.display(),
+                certificate = %files.cert.display(),
+                reason = %why,
+                "embedded default: a new CA and serving pair"
+            ),
+        }
         let store = CertStore::from_pem(
             generated.cert_pem.as_bytes(),
             generated.key_pem.as_bytes(),
@@ -381,17 +395,6 @@ async fn choose_source(args: &ServeArgs) -> anyhow::Result<Source> {
             Err(error) => Source::None(format!("{error:#}")),
         },
     })
-}
-
-fn write_ca(path: &PathBuf, pem: &str) -> anyhow::Result<()> {
-    if let Some(parent) = path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    std::fs::write(path, pem).with_context(|| format!("writing the CA to {}", path.display()))
 }
 
 /// Tells a person at a terminal how to use the embedded default.

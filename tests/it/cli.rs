@@ -10,6 +10,7 @@ mod plan;
 mod policy;
 mod review;
 mod test_verb;
+mod version;
 
 fn virt_sizer(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_virt-sizer"))

@@ -29,6 +29,7 @@
 //! | `cluster_inference` | `serve` with only `KUBECONFIG` runs in cluster mode |
 //! | `kubevirt_absent` | no KubeVirt CRDs: ready, Kata sized, caches start when they appear |
 //! | `kubevirt_baseline` | the KubeVirt CR is the built-in policy's baseline |
+//! | `laptop` | `serve`'s embedded default as the cluster's webhook, across a restart |
 //! | `policy_webhook` | the policy ConfigMap is checked at apply time |
 //! | `self_certs` | `install.yaml` + `serve` with its own flags: the CA injected, rotated under load |
 //! | `stale_cache` | get + list without watch: recreated VMIs and relabelled namespaces are followed |
@@ -42,6 +43,7 @@ mod initial_sync;
 mod kata;
 mod kubevirt_absent;
 mod kubevirt_baseline;
+mod laptop;
 mod launchers;
 mod objects;
 mod outage;

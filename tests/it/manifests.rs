@@ -27,6 +27,8 @@ use virt_sizer::cli::{Cli, Command as Verb};
 use virt_sizer::documents::parse_documents;
 use virt_sizer::sizing::policy::ValidPolicy;
 
+use crate::support::IGNORE_LABEL;
+
 mod files;
 mod install;
 mod kinds;

@@ -51,6 +51,10 @@ pub(crate) const NAMESPACE: &str = "tenant-a";
 /// uid of every test request (distinct from the crate's synthetic uid, so a
 /// copied uid is really copied).
 pub(crate) const UID: &str = "7d3b8a0e-5f1c-4c2e-9a6b-0000000000aa";
+/// The opt-out label of the shipped webhook selectors
+/// (`manifests/base/mutatingwebhookconfiguration.yaml`): a namespace or
+/// object labelled `"true"` is never sent to virt-sizer.
+pub(crate) const IGNORE_LABEL: &str = "virt-sizer.io/ignore";
 /// uid of the test VMIs.
 pub(crate) const VMI_UID: &str = "3f0c9a52-6b1e-4d27-8c11-000000000101";
 

@@ -1,6 +1,7 @@
 //! What the shipped selectors keep away from virt-sizer: launcher Pods in
-//! kube-system and in virt-sizer's own namespace, and Pods that are not
-//! launcher Pods. They are stored exactly as sent, and virt-sizer never
+//! kube-system and in virt-sizer's own namespace, launcher Pods opted out
+//! with the label `virt-sizer.io/ignore: "true"` on their namespace or on
+//! themselves, and Pods that are not launcher Pods. They are stored exactly as sent, and virt-sizer never
 //! hears of them, while the same launcher Pod in an ordinary namespace is
 //! sized.
 
@@ -8,7 +9,7 @@ use super::api::{self, Kind, Resources};
 use super::control_plane;
 use super::objects;
 use super::webhook::Serve;
-use crate::support::{VmiSpec, q};
+use crate::support::{IGNORE_LABEL, VmiSpec, q};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn excluded_namespaces_and_other_pods_are_stored_untouched() {
@@ -20,35 +21,57 @@ async fn excluded_namespaces_and_other_pods_are_stored_untouched() {
     let configurations = server.webhook_configurations(session.plane, "manifests/base");
     super::webhook::register(&session, &configurations).await;
 
-    // kube-system exists already. virt-sizer and the control namespace are
-    // made here, labelled tier=dev: only the exclusion keeps the dev profile
-    // away from the first.
-    for (namespace, sized) in [
-        ("kube-system", false),
-        ("virt-sizer", false),
-        ("excluded-control", true),
-    ] {
-        api::namespace(client, namespace, &[("tier", "dev")]).await;
+    // kube-system exists already. virt-sizer and the other namespaces are
+    // made here, labelled tier=dev: only an exclusion keeps the dev profile
+    // away. The opt-out label works on a namespace and on the Pod itself (a
+    // launcher Pod carries its VM's labels); another value opts nothing
+    // out, so the control Pod carries "false". The control comes last, so
+    // that the log check below sees every decision made before it.
+    // (namespace, opted out itself, VM, the Pod's opt-out label, sized)
+    let cases = [
+        ("kube-system", false, "excluded", None, false),
+        ("virt-sizer", false, "excluded", None, false),
+        ("opted-out", true, "excluded", None, false),
+        ("excluded-control", false, "opted-out", Some("true"), false),
+        ("excluded-control", false, "excluded", Some("false"), true),
+    ];
+    for (namespace, namespace_opted_out, vm, ignore, sized) in cases {
+        let mut labels = vec![("tier", "dev")];
+        if namespace_opted_out {
+            labels.push((IGNORE_LABEL, "true"));
+        }
+        api::namespace(client, namespace, &labels).await;
         let vmi = api::create(
             client,
             Kind::VirtualMachineInstance,
-            &objects::vmi(&VmiSpec::simple("excluded", 1024), namespace),
+            &objects::vmi(&VmiSpec::simple(vm, 1024), namespace),
         )
         .await;
-        let pod = objects::small_launcher_pod(&vmi);
+        let mut pod = objects::small_launcher_pod(&vmi);
+        if let Some(value) = ignore {
+            pod["metadata"]["labels"][IGNORE_LABEL] = serde_json::json!(value);
+        }
         let stored = api::create(client, Kind::Pod, &pod).await;
         let decision = api::annotation(&stored, virt_sizer::admission::DECISION_ANNOTATION);
+        let at = format!("{namespace}/{vm} labelled {IGNORE_LABEL}={ignore:?}");
         if sized {
             // dev: 1 vCPU / 20 = 50m.
-            assert_eq!(Resources::compute(&stored).request("cpu"), Some(q("50m")));
-            assert!(decision.is_some_and(|text| text.starts_with("profile=dev,")));
+            assert_eq!(
+                Resources::compute(&stored).request("cpu"),
+                Some(q("50m")),
+                "{at}"
+            );
+            assert!(
+                decision.is_some_and(|text| text.starts_with("profile=dev,")),
+                "{at}"
+            );
         } else {
             assert_eq!(
                 Resources::compute(&stored),
                 Resources::compute(&pod),
-                "{namespace}"
+                "{at}"
             );
-            assert_eq!(decision, None, "{namespace}");
+            assert_eq!(decision, None, "{at}");
             assert_eq!(
                 stored["metadata"]["annotations"],
                 pod["metadata"]["annotations"]
@@ -91,6 +114,6 @@ async fn excluded_namespaces_and_other_pods_are_stored_untouched() {
             .filter(|namespace| *namespace == "excluded-control")
             .count(),
         1,
-        "only the launcher Pod of excluded-control reaches virt-sizer"
+        "only the control launcher Pod of excluded-control reaches virt-sizer"
     );
 }

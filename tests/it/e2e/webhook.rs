@@ -66,6 +66,11 @@ pub(crate) struct Serve {
     pub(crate) client_ca: bool,
     /// More arguments.
     pub(crate) extra_args: Vec<String>,
+    /// Serve the embedded default with its CA at this path (`--ca-out`)
+    /// instead of a pair made by the test.
+    pub(crate) embedded_ca: Option<PathBuf>,
+    /// The HTTPS port (none: a free one), so a restart can take the same.
+    pub(crate) port: Option<u16>,
 }
 
 impl Serve {
@@ -76,6 +81,8 @@ impl Serve {
             cluster_flag: true,
             client_ca: false,
             extra_args: Vec::new(),
+            embedded_ca: None,
+            port: None,
         }
     }
 
@@ -97,17 +104,27 @@ impl Serve {
             &plane.webhook_client.ca_pem,
         )
         .expect("write");
-        let port = free_port().expect("a free port");
+        let port = self
+            .port
+            .unwrap_or_else(|| free_port().expect("a free port"));
         let log = dir.path().join("virt-sizer.log");
 
         let mut command = Command::new(env!("CARGO_BIN_EXE_virt-sizer"));
         command
             .args(["serve", "--log-format", "json"])
-            .arg(format!("--listen=127.0.0.1:{port}"))
-            .arg("--cert")
-            .arg(dir.path().join("tls.crt"))
-            .arg("--key")
-            .arg(dir.path().join("tls.key"));
+            .arg(format!("--listen=127.0.0.1:{port}"));
+        match &self.embedded_ca {
+            None => command
+                .arg("--cert")
+                .arg(dir.path().join("tls.crt"))
+                .arg("--key")
+                .arg(dir.path().join("tls.key")),
+            // Its own probe port: the embedded default's is 127.0.0.1:8081.
+            Some(ca) => command
+                .arg("--ca-out")
+                .arg(ca)
+                .arg("--probe-listen=127.0.0.1:0"),
+        };
         if self.cluster_flag {
             command.args(["--cluster", "true"]);
         }
@@ -125,7 +142,11 @@ impl Serve {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));
-        let child = command.spawn().expect("virt-sizer starts");
+        let mut child = command.spawn().expect("virt-sizer starts");
+        let pem = match &self.embedded_ca {
+            None => pem,
+            Some(ca) => embedded_pair(ca, &mut child, &log),
+        };
         VirtSizer {
             child: Some(child),
             port,
@@ -134,6 +155,32 @@ impl Serve {
             log,
             _dir: dir,
         }
+    }
+}
+
+/// The CA the embedded default serves under, once it has written it (the
+/// CA file last: its serving pair is there by then).
+fn embedded_pair(ca: &Path, child: &mut Child, log: &Path) -> SelfSigned {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let listening = std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains("\"message\":\"listening\"");
+        if listening {
+            return SelfSigned {
+                ca_pem: std::fs::read_to_string(ca).expect("the CA file"),
+                cert_pem: String::new(),
+                key_pem: String::new(),
+            };
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "virt-sizer exited ({status}):\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "virt-sizer did not listen");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -427,4 +427,28 @@ fn dockerfile_matches_the_deployment() {
         ignore.lines().any(|line| line.trim() == "*"),
         "the context is an allowlist"
     );
+    // What cargo builds from is in the context and copied into the builder;
+    // the build script included (it names the commit in `--version`).
+    for input in ["Cargo.toml", "Cargo.lock", "build.rs", "src", "benches"] {
+        if !repo().join(input).exists() {
+            continue;
+        }
+        assert!(
+            ignore
+                .lines()
+                .any(|line| line.trim().trim_end_matches('/') == format!("!{input}")),
+            ".dockerignore keeps {input} out of the context"
+        );
+        assert!(
+            lines.iter().any(|line| {
+                line.starts_with("COPY ") && line.split_whitespace().any(|word| word == input)
+            }),
+            "the Dockerfile does not COPY {input}"
+        );
+    }
+    // The context has no .git: the commit comes as a build argument.
+    assert!(
+        has("ARG VIRT_SIZER_COMMIT"),
+        "ARG VIRT_SIZER_COMMIT (read by build.rs)"
+    );
 }

@@ -404,17 +404,32 @@ fn check_webhooks(check: &mut Check, configuration: &Doc, expect: &Expect) {
                 &at,
                 "namespaceSelector must exclude kube-system and virt-sizer by kubernetes.io/metadata.name NotIn",
             );
+            check_namespace_opt_out(check, &at, webhook.get("namespaceSelector"));
+        }
+        check_object_opt_out(check, &at, name, webhook.get("objectSelector"));
+        // manifests/README.md names these paths for an overlay that keeps
+        // VM owners from opting out.
+        let object_opt_out = match name {
+            LAUNCHER_WEBHOOK => Some("/objectSelector/matchExpressions/0"),
+            KATA_WEBHOOK => Some("/objectSelector/matchExpressions/1"),
+            _ => None,
+        };
+        if let Some(pointer) = object_opt_out {
+            check.expect(
+                webhook.pointer(pointer) == Some(&opt_out_expression())
+                    && (name != LAUNCHER_WEBHOOK
+                        || list(webhook.pointer("/objectSelector/matchExpressions")).len() == 1),
+                &at,
+                format!("{pointer} must be the opt-out expression, as manifests/README.md says"),
+            );
         }
         match name {
             LAUNCHER_WEBHOOK => {
                 check.expect(
                     webhook.pointer("/objectSelector/matchLabels")
-                        == Some(&serde_json::json!({"kubevirt.io": "virt-launcher"}))
-                        && webhook
-                            .pointer("/objectSelector/matchExpressions")
-                            .is_none(),
+                        == Some(&serde_json::json!({"kubevirt.io": "virt-launcher"})),
                     &at,
-                    "objectSelector must be exactly matchLabels kubevirt.io: virt-launcher",
+                    "objectSelector must have exactly matchLabels kubevirt.io: virt-launcher",
                 );
                 check.expect(
                     webhook.get("matchConditions").is_none(),
@@ -477,4 +492,144 @@ pub(super) fn excludes_namespaces(selector: Option<&Value>, excluded: &[&str]) -
                 && str_at(expression, "/operator") == Some("NotIn")
                 && excluded.iter().all(|name| values.contains(name))
         })
+}
+
+/// Whether a label selector (`matchLabels` and `matchExpressions` with
+/// `In`, `NotIn`, `Exists`, `DoesNotExist`, as the apiserver evaluates
+/// them) selects an object with `labels`. No selector selects everything.
+pub(super) fn selector_selects(selector: Option<&Value>, labels: &[(&str, &str)]) -> bool {
+    let Some(selector) = selector else {
+        return true;
+    };
+    let label = |key: &str| {
+        labels
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| *value)
+    };
+    let labels_match = selector
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .is_none_or(|wanted| {
+            wanted.iter().all(|(key, value)| {
+                value
+                    .as_str()
+                    .is_some_and(|value| label(key) == Some(value))
+            })
+        });
+    labels_match
+        && list(selector.get("matchExpressions"))
+            .iter()
+            .all(|expression| {
+                let value = label(str_at(expression, "/key").unwrap_or_default());
+                let values = strings(expression.get("values"));
+                match str_at(expression, "/operator") {
+                    Some("In") => value.is_some_and(|value| values.contains(&value)),
+                    Some("NotIn") => value.is_none_or(|value| !values.contains(&value)),
+                    Some("Exists") => value.is_some(),
+                    Some("DoesNotExist") => value.is_none(),
+                    _ => false,
+                }
+            })
+}
+
+/// `virt-sizer.io/ignore NotIn ["true"]`.
+fn opt_out_expression() -> Value {
+    serde_json::json!({"key": IGNORE_LABEL, "operator": "NotIn", "values": ["true"]})
+}
+
+/// A namespace labelled `virt-sizer.io/ignore: "true"` is out of a Pod
+/// webhook's reach; one labelled otherwise, or not at all, is in it (unless
+/// it is one of the shipped exclusions).
+fn check_namespace_opt_out(check: &mut Check, at: &str, selector: Option<&Value>) {
+    let name = ("kubernetes.io/metadata.name", "tenant-a");
+    for (labels, selected) in [
+        (vec![name], true),
+        (vec![name, (IGNORE_LABEL, "false")], true),
+        (vec![name, (IGNORE_LABEL, "true")], false),
+        (vec![name, ("tier", "dev"), (IGNORE_LABEL, "true")], false),
+        (vec![("kubernetes.io/metadata.name", "kube-system")], false),
+        (vec![("kubernetes.io/metadata.name", NAMESPACE)], false),
+    ] {
+        check.expect(
+            selector_selects(selector, &labels) == selected,
+            at,
+            format!(
+                "a namespace labelled {labels:?} must {}be selected",
+                if selected { "" } else { "not " }
+            ),
+        );
+    }
+}
+
+/// An object labelled `virt-sizer.io/ignore: "true"` is out of the
+/// webhook's reach; the same object without it (or with another value) is
+/// in it.
+fn check_object_opt_out(check: &mut Check, at: &str, webhook: &str, selector: Option<&Value>) {
+    let target: &[(&str, &str)] = match webhook {
+        LAUNCHER_WEBHOOK => &[
+            ("kubevirt.io", "virt-launcher"),
+            ("vm.kubevirt.io/name", "vm"),
+        ],
+        _ => &[("app", "demo")],
+    };
+    let with = |value: &'static str| {
+        let mut labels = target.to_vec();
+        labels.push((IGNORE_LABEL, value));
+        labels
+    };
+    for (labels, selected) in [
+        (target.to_vec(), true),
+        (with("false"), true),
+        (with("true"), false),
+    ] {
+        check.expect(
+            selector_selects(selector, &labels) == selected,
+            at,
+            format!(
+                "an object labelled {labels:?} must {}be selected",
+                if selected { "" } else { "not " }
+            ),
+        );
+    }
+}
+
+#[test]
+fn a_label_selector_is_evaluated_as_the_apiserver_does() {
+    let selector = serde_json::json!({
+        "matchLabels": {"a": "1"},
+        "matchExpressions": [
+            {"key": "b", "operator": "NotIn", "values": ["true"]},
+            {"key": "c", "operator": "Exists"},
+            {"key": "d", "operator": "DoesNotExist"},
+            {"key": "e", "operator": "In", "values": ["x", "y"]},
+        ],
+    });
+    let selector = Some(&selector);
+    assert!(selector_selects(
+        selector,
+        &[("a", "1"), ("c", ""), ("e", "y")]
+    ));
+    assert!(selector_selects(
+        selector,
+        &[("a", "1"), ("b", "false"), ("c", "z"), ("e", "x")]
+    ));
+    assert!(!selector_selects(
+        selector,
+        &[("a", "2"), ("c", ""), ("e", "y")]
+    ));
+    assert!(!selector_selects(
+        selector,
+        &[("a", "1"), ("b", "true"), ("c", ""), ("e", "y")]
+    ));
+    assert!(!selector_selects(selector, &[("a", "1"), ("e", "y")]));
+    assert!(!selector_selects(
+        selector,
+        &[("a", "1"), ("c", ""), ("d", ""), ("e", "y")]
+    ));
+    assert!(!selector_selects(
+        selector,
+        &[("a", "1"), ("c", ""), ("e", "z")]
+    ));
+    assert!(selector_selects(None, &[]));
 }
