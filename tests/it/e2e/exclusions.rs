@@ -1,9 +1,9 @@
 //! What the shipped selectors keep away from virt-sizer: launcher Pods in
-//! kube-system and in virt-sizer's own namespace, launcher Pods opted out
-//! with the label `virt-sizer.io/ignore: "true"` on their namespace or on
-//! themselves, and Pods that are not launcher Pods. They are stored exactly as sent, and virt-sizer never
+//! kube-system and in virt-sizer's own namespace, launcher Pods whose
+//! namespace is labelled `virt-sizer.io/ignore: "true"`, and Pods that are
+//! not launcher Pods. They are stored exactly as sent, and virt-sizer never
 //! hears of them, while the same launcher Pod in an ordinary namespace is
-//! sized.
+//! sized, whatever label its VM owner gave it.
 
 use super::api::{self, Kind, Resources};
 use super::control_plane;
@@ -23,16 +23,22 @@ async fn excluded_namespaces_and_other_pods_are_stored_untouched() {
 
     // kube-system exists already. virt-sizer and the other namespaces are
     // made here, labelled tier=dev: only an exclusion keeps the dev profile
-    // away. The opt-out label works on a namespace and on the Pod itself (a
-    // launcher Pod carries its VM's labels); another value opts nothing
-    // out, so the control Pod carries "false". The control comes last, so
+    // away. The opt-out label works on a namespace; on the Pod itself (a
+    // launcher Pod carries its VM's labels, which the VM owner writes) it
+    // opts nothing out, nor does another value. The control comes last, so
     // that the log check below sees every decision made before it.
     // (namespace, opted out itself, VM, the Pod's opt-out label, sized)
     let cases = [
         ("kube-system", false, "excluded", None, false),
         ("virt-sizer", false, "excluded", None, false),
         ("opted-out", true, "excluded", None, false),
-        ("excluded-control", false, "opted-out", Some("true"), false),
+        (
+            "excluded-control",
+            false,
+            "owner-labelled",
+            Some("true"),
+            true,
+        ),
         ("excluded-control", false, "excluded", Some("false"), true),
     ];
     for (namespace, namespace_opted_out, vm, ignore, sized) in cases {
@@ -90,13 +96,16 @@ async fn excluded_namespaces_and_other_pods_are_stored_untouched() {
         assert!(stored["metadata"]["annotations"].is_null(), "{stored}");
     }
 
-    // The log is in order: once the control namespace's decision is there,
-    // any about the excluded ones (made before it) would be too.
+    // The log is in order: once the control namespace's two decisions are
+    // there (the owner-labelled Pod's and the control's), any about the
+    // excluded ones (made before them) would be too.
     let namespaces: Vec<String> = server
         .decisions_once(|lines| {
             lines
                 .iter()
-                .any(|line| line["namespace"] == "excluded-control")
+                .filter(|line| line["namespace"] == "excluded-control")
+                .count()
+                >= 2
         })
         .await
         .iter()
@@ -113,7 +122,7 @@ async fn excluded_namespaces_and_other_pods_are_stored_untouched() {
             .iter()
             .filter(|namespace| *namespace == "excluded-control")
             .count(),
-        1,
-        "only the control launcher Pod of excluded-control reaches virt-sizer"
+        2,
+        "both launcher Pods of excluded-control reach virt-sizer: a Pod's own label opts nothing out"
     );
 }

@@ -407,22 +407,6 @@ fn check_webhooks(check: &mut Check, configuration: &Doc, expect: &Expect) {
             check_namespace_opt_out(check, &at, webhook.get("namespaceSelector"));
         }
         check_object_opt_out(check, &at, name, webhook.get("objectSelector"));
-        // manifests/README.md names these paths for an overlay that keeps
-        // VM owners from opting out.
-        let object_opt_out = match name {
-            LAUNCHER_WEBHOOK => Some("/objectSelector/matchExpressions/0"),
-            KATA_WEBHOOK => Some("/objectSelector/matchExpressions/1"),
-            _ => None,
-        };
-        if let Some(pointer) = object_opt_out {
-            check.expect(
-                webhook.pointer(pointer) == Some(&opt_out_expression())
-                    && (name != LAUNCHER_WEBHOOK
-                        || list(webhook.pointer("/objectSelector/matchExpressions")).len() == 1),
-                &at,
-                format!("{pointer} must be the opt-out expression, as manifests/README.md says"),
-            );
-        }
         match name {
             LAUNCHER_WEBHOOK => {
                 check.expect(
@@ -533,11 +517,6 @@ pub(super) fn selector_selects(selector: Option<&Value>, labels: &[(&str, &str)]
             })
 }
 
-/// `virt-sizer.io/ignore NotIn ["true"]`.
-fn opt_out_expression() -> Value {
-    serde_json::json!({"key": IGNORE_LABEL, "operator": "NotIn", "values": ["true"]})
-}
-
 /// A namespace labelled `virt-sizer.io/ignore: "true"` is out of a Pod
 /// webhook's reach; one labelled otherwise, or not at all, is in it (unless
 /// it is one of the shipped exclusions).
@@ -562,10 +541,14 @@ fn check_namespace_opt_out(check: &mut Check, at: &str, selector: Option<&Value>
     }
 }
 
-/// An object labelled `virt-sizer.io/ignore: "true"` is out of the
-/// webhook's reach; the same object without it (or with another value) is
-/// in it.
+/// A RuntimeClass (an administrator's object) labelled
+/// `virt-sizer.io/ignore: "true"` is out of the webhook's reach; the same
+/// object without it (or with another value) is in it. A Pod's own label
+/// opts nothing out: its labels are its owner's (a launcher Pod carries its
+/// VM's), and only the namespace's label, which a tenant does not write,
+/// may take it out of the policy's reach.
 fn check_object_opt_out(check: &mut Check, at: &str, webhook: &str, selector: Option<&Value>) {
+    let honoured = webhook == RUNTIMECLASS_WEBHOOK;
     let target: &[(&str, &str)] = match webhook {
         LAUNCHER_WEBHOOK => &[
             ("kubevirt.io", "virt-launcher"),
@@ -581,7 +564,7 @@ fn check_object_opt_out(check: &mut Check, at: &str, webhook: &str, selector: Op
     for (labels, selected) in [
         (target.to_vec(), true),
         (with("false"), true),
-        (with("true"), false),
+        (with("true"), !honoured),
     ] {
         check.expect(
             selector_selects(selector, &labels) == selected,
