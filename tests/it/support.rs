@@ -777,3 +777,25 @@ pub(crate) fn response_warnings(body: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// `GET /readyz` through `router` (the TLS app or the probe app): the
+/// status and the JSON body.
+pub(crate) async fn readyz_of(router: axum::Router) -> (axum::http::StatusCode, Value) {
+    use tower::ServiceExt as _;
+    let response = router
+        .oneshot(
+            axum::http::Request::get("/readyz")
+                .body(axum::body::Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&body).expect("/readyz is JSON"),
+    )
+}

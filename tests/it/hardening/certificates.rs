@@ -136,21 +136,7 @@ async fn issue_11_readyz_is_degraded_when_the_serving_certificate_expired() {
         Arc::new(StaticNamespaces::default()),
         Duration::from_secs(1),
     );
-    let response = server::app(state)
-        .oneshot(
-            Request::get("/readyz")
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await
-        .expect("response");
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    let detail: Value = serde_json::from_slice(&body).expect("json");
+    let (status, detail) = crate::support::readyz_of(server::app(state)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(detail["certificate"]["valid"], false, "{detail}");
 }

@@ -36,22 +36,7 @@ impl VmiSource for HangingVmis {
 }
 
 async fn readyz(state: &AppState) -> (StatusCode, Value) {
-    let response = server::probe_app(state.clone())
-        .oneshot(
-            Request::get("/readyz")
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await
-        .expect("response");
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, serde_json::from_slice(&body).expect("json"))
+    crate::support::readyz_of(server::probe_app(state.clone())).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,15 +125,8 @@ async fn shutdown_drains_an_in_flight_request() {
         crate::support::was_sized(&body),
         "the in-flight request was decided, not cut"
     );
-    let readiness = server::app(state)
-        .oneshot(
-            Request::get("/readyz")
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await
-        .expect("response");
-    assert_eq!(readiness.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let (status, _) = crate::support::readyz_of(server::app(state)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,20 +33,9 @@ async fn readyz_names_no_server_path_even_in_a_failed_reload() {
     std::fs::remove_file(&setup.cert).expect("rm");
     state.reload_policy();
     state.reload_certificate();
-    let response = server::probe_app(state)
-        .oneshot(
-            Request::get("/readyz")
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await
-        .expect("response");
-    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .expect("body");
-    let text = String::from_utf8_lossy(&body);
+    let (_, ready) = crate::support::readyz_of(server::probe_app(state)).await;
+    let text = ready.to_string();
     assert!(!text.contains("secret-layout-7f3b"), "{text}");
-    let ready: Value = serde_json::from_str(&text).expect("json");
     assert_eq!(ready["policy"]["source"], "file", "{text}");
     let rejected = ready["policy"]["rejectedReload"].as_str().expect("why");
     assert!(rejected.contains("policy.yaml"), "{rejected}");
