@@ -67,7 +67,7 @@ fn has_line<L: ToString>(lines: impl IntoIterator<Item = L>, needle: &str) -> bo
 
 // === RuntimeClass podFixed ===
 
-/// kata-deploy's shipped `overhead.podFixed` (reference §2.8): with
+/// kata-deploy's shipped `overhead.podFixed`: with
 /// `guestMemory: Ignore` and `vmm` set to those numbers we reproduce them.
 #[rstest]
 #[case::kata_qemu_3x("kata-qemu", KataRuntime::Go, "250m", "160Mi")]
@@ -102,7 +102,7 @@ fn ignore_reproduces_kata_deploy(
 
 #[test]
 fn account_adds_default_memory_on_go() {
-    // SPEC §1.3 / kata#6533: 160Mi podFixed under a VM booting 2048 MiB
+    // kata#6533: 160Mi podFixed under a VM booting 2048 MiB
     // default memory; accounting for it gives 160 + 2048 = 2208 MiB.
     let mut qemu = class("kata-qemu", KataRuntime::Go, "250m", "160Mi");
     qemu.guest_memory = GuestMemory::Account;
@@ -204,7 +204,7 @@ fn class_defaults_follow_the_runtime() {
     assert_eq!(KataRuntime::RuntimeRs.to_string(), "runtime-rs");
 }
 
-// === the VM a sandbox boots (reference §3) ===
+// === the VM a sandbox boots ===
 
 #[test]
 fn a1_go_hotplug_vm_outgrows_the_pod_cgroup() {

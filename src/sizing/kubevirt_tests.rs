@@ -1,5 +1,5 @@
 //! Tests of the launcher renderer. Expected values are derived in each test
-//! from the formula's terms (reference §1, §3), never pasted from the output.
+//! from the formula's terms (KubeVirt's renderer and its worked vectors), never pasted from the output.
 
 use std::collections::BTreeMap;
 
@@ -100,7 +100,7 @@ fn text(quantity: Option<&Quantity>) -> String {
     quantity.expect("present").to_string()
 }
 
-// === CPU (reference §3, K rows) ===
+// === CPU (the worked vectors' K rows) ===
 
 #[test]
 fn k1_one_vcpu_ratio_10_is_100m() {
@@ -226,7 +226,7 @@ fn dedicated_with_emulator_thread(#[case] annotations: Value, #[case] cpus: i64)
     assert_eq!(sizing.requests.get("memory"), sizing.limits.get("memory"));
 }
 
-// === Memory (reference §3, M rows) ===
+// === Memory (the worked vectors' M rows) ===
 
 #[test]
 fn m1_guest_1gi_across_release_lines() {
@@ -342,7 +342,7 @@ fn memory_limit_only_becomes_request_plus_overhead_on_both() {
 #[case::passt(json!({"domain": {"memory": {"guest": "1Gi"}, "devices": {"interfaces": [{"name": "p", "passtBinding": {}}]}}}), 250)]
 #[case::downward_metrics(json!({"domain": {"memory": {"guest": "1Gi"}}, "volumes": [{"name": "m", "downwardMetrics": {}}]}), 1)]
 // KubeVirt's `HasDownwardMetricDisk` reads volumes only: the virtio-serial
-// device costs nothing (issue 10).
+// device costs nothing.
 #[case::downward_metrics_device_is_free(json!({"domain": {"memory": {"guest": "1Gi"}, "devices": {"downwardMetrics": {}}}}), 0)]
 #[case::two_passt_interfaces_count_once(json!({"domain": {"memory": {"guest": "1Gi"}, "devices": {"interfaces": [{"name": "p", "passtBinding": {}}, {"name": "q", "passtBinding": {}}]}}}), 250)]
 #[case::no_graphics(json!({"domain": {"memory": {"guest": "1Gi"}, "devices": {"autoattachGraphicsDevice": false}}}), -32)]

@@ -1,8 +1,8 @@
-//! Fidelity to KubeVirt where virt-sizer once differed (issue 10).
+//! Fidelity to KubeVirt where virt-sizer once differed.
 
 use super::*;
 
-// === Issue 10: fidelity ===
+// === Fidelity ===
 
 fn passt_vmi() -> Value {
     json!({"domain": {"memory": {"guest": "1Gi"},
@@ -11,7 +11,7 @@ fn passt_vmi() -> Value {
 }
 
 #[test]
-fn issue_10_overhead_ratio_leaves_the_reported_passt_memory_unmultiplied() {
+fn overhead_ratio_leaves_the_reported_passt_memory_unmultiplied() {
     // KubeVirt v1.9 reports 268Mi + passt 250Mi = 281018368 + 262144000.
     let reported = 281_018_368 + 262_144_000;
     assert_eq!(reported, 543_162_368);
@@ -39,7 +39,7 @@ fn issue_10_overhead_ratio_leaves_the_reported_passt_memory_unmultiplied() {
 }
 
 #[test]
-fn issue_10_overhead_ratio_leaves_the_reported_binding_plugin_memory_unmultiplied() {
+fn overhead_ratio_leaves_the_reported_binding_plugin_memory_unmultiplied() {
     let spec = json!({"domain": {"memory": {"guest": "1Gi"},
         "devices": {"interfaces": [{"name": "default", "binding": {"name": "slirp"}}]}}});
     let plugin = 96 * MIB; // 100663296
@@ -65,7 +65,7 @@ fn issue_10_overhead_ratio_leaves_the_reported_binding_plugin_memory_unmultiplie
 #[test]
 fn reported_overhead_below_the_network_memory_is_multiplied_whole_with_a_warning() {
     // The policy registers a 1Gi plugin the cluster does not: 300Mi cannot
-    // contain it, so the whole figure is multiplied, as before issue 10:
+    // contain it, so the whole figure is multiplied, as an earlier version did:
     // ceil(314572800 / 1000) = 314573 kB × 0.5 = 157286.5 → 157286000 B.
     let spec = json!({"domain": {"memory": {"guest": "1Gi"},
         "devices": {"interfaces": [{"name": "default", "binding": {"name": "big"}}]}}});
@@ -103,7 +103,7 @@ fn reported_base_overhead_is_the_reported_figure_less_the_network_memory() {
 }
 
 #[test]
-fn issue_10_devices_downward_metrics_is_not_the_downward_metrics_disk() {
+fn devices_downward_metrics_is_not_the_downward_metrics_disk() {
     let spec = json!({"domain": {"memory": {"guest": "1Gi"}, "devices": {"downwardMetrics": {}}}});
     // 1Gi + 268Mi, no 1Mi disk term (before: 1293Mi).
     let v19 = Case::new(spec.clone()).size();
@@ -124,7 +124,7 @@ fn founding_example() -> Value {
 }
 
 #[test]
-fn issue_10_vmi_overcommit_guest_overhead_wins_over_the_hotplug_floor() {
+fn vmi_overcommit_guest_overhead_wins_over_the_hotplug_floor() {
     let sizing = Case::new(founding_example()).size();
     // KubeVirt's WithMemoryOverhead: request = the VMI's 16Gi, no overhead.
     assert_eq!(text(sizing.requests.get("memory")), "16Gi");
@@ -132,7 +132,7 @@ fn issue_10_vmi_overcommit_guest_overhead_wins_over_the_hotplug_floor() {
     assert!(!sizing.limits.contains_key("memory"));
     // The overhead still exists (and is published): page tables
     // ceil(17179869184 / 1000) × 1000 / 512 = 33554433 + 220Mi + 12 × 8Mi +
-    // 8Mi + 32Mi = 406847489. Before issue 10 the floor added it:
+    // 8Mi + 32Mi = 406847489. An earlier version's floor added it:
     // 16Gi + 406847489 = 17586716673.
     let overhead = 33_554_433 + (220 + 12 * 8 + 8 + 32) * MIB;
     assert_eq!(bytes(Some(&sizing.overhead)), overhead);

@@ -7,8 +7,8 @@ use rstest::rstest;
 use super::super::kata::{FillLimits, GuestMemory, KataPodSettings};
 use super::*;
 
-/// SPEC §2's example, verbatim.
-const SPEC_EXAMPLE: &str = r#"
+/// The contract's example policy, which sets every field, verbatim.
+const CONTRACT_EXAMPLE: &str = r#"
 apiVersion: virt-sizer.io/v1alpha1
 kind: SizingPolicy
 kubevirt:
@@ -99,11 +99,11 @@ fn ratio(text: &str) -> OverheadRatio {
     }
 }
 
-// === the SPEC example ===
+// === the contract example ===
 
 #[test]
 fn spec_example_parses_and_resolves() {
-    let policy = ValidPolicy::from_yaml(SPEC_EXAMPLE).unwrap();
+    let policy = ValidPolicy::from_yaml(CONTRACT_EXAMPLE).unwrap();
     assert_eq!(policy.api_version, API_VERSION);
     assert_eq!(policy.kubevirt.release, Release::V1_9);
     assert_eq!(policy.kubevirt.release_text, "1.9");
@@ -192,7 +192,7 @@ fn spec_example_parses_and_resolves() {
 
 #[test]
 fn spec_example_selects_as_described() {
-    let policy = ValidPolicy::from_yaml(SPEC_EXAMPLE).unwrap();
+    let policy = ValidPolicy::from_yaml(CONTRACT_EXAMPLE).unwrap();
     let none = BTreeMap::new();
     let dev_ns = labels(&[("tier", "dev")]);
     let batch = labels(&[("class", "batch")]);

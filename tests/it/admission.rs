@@ -24,8 +24,8 @@ use crate::support::{
     policy_with_default, q, remove, request, review, runtime_class, set, whole,
 };
 
+mod fidelity;
 mod field_errors;
-mod issue_10;
 mod modes_and_selection;
 mod on_error;
 mod overhead_annotation;

@@ -1,6 +1,6 @@
 //! Hostile and broken AdmissionReviews through the router (`oneshot` on
 //! `POST /mutate`, no socket), each with its exact expected outcome
-//! (SPEC §3: "Bad input never crashes it and never yields a 500").
+//! ("bad input never crashes it and never yields a 500").
 //!
 //! The router ([`router`]) runs the example policy (`examples/policy.yaml`:
 //! a `dev` profile selected by the namespace label `tier=dev`, Kata

@@ -78,7 +78,7 @@ fn links(text: &str) -> Vec<(String, usize)> {
 fn readme_fits_on_a_page_and_links_the_docs() {
     let readme = std::fs::read_to_string(repo("README.md")).expect("README.md");
     let lines = readme.lines().count();
-    // One page, plus the performance targets' table (issue 13).
+    // One page, plus the performance targets' table.
     assert!(lines <= 325, "README.md has {lines} lines");
     for doc in [
         "policy",

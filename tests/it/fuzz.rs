@@ -1,6 +1,6 @@
 //! Bounded property-based fuzzing of everything that reads untrusted text:
 //! `Quantity::parse`, `ValidPolicy::from_yaml`, and the whole review path
-//! (`POST /mutate` through the router, no socket). SPEC §6: "No panic and no
+//! (`POST /mutate` through the router, no socket). The promise: "No panic and no
 //! 5xx on any body a fuzzer can make."
 //!
 //! Each property runs at most 512 cases with a fresh random seed (no

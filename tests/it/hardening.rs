@@ -1,4 +1,4 @@
-//! Issue 11, the adversarial review: each weakness it found has a test
+//! Adversarial reviews of `serve`: each weakness found has a test
 //! named after it, bounded in count and time, on loopback only. Timeouts are
 //! configured short here, and each is checked to close its connection
 //! within the configured bound (with a generous upper margin).

@@ -1,4 +1,4 @@
-//! The one integration-test binary (STYLE §4): every `tests/it/*.rs` is a
+//! The one integration-test binary: every `tests/it/*.rs` is a
 //! module here, so the crate is linked once.
 #![allow(
     clippy::expect_used,

@@ -1,4 +1,4 @@
-//! Property tests of the hard rules (SPEC §1.2) over generated VMIs,
+//! Property tests of the hard rules over generated VMIs,
 //! profiles and launcher Pods, through the public `admission::review`.
 //!
 //! The generators aim at VMIs KubeVirt's own admission accepts (anything

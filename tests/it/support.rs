@@ -58,7 +58,7 @@ pub(crate) const IGNORE_LABEL: &str = "virt-sizer.io/ignore";
 /// uid of the test VMIs.
 pub(crate) const VMI_UID: &str = "3f0c9a52-6b1e-4d27-8c11-000000000101";
 
-/// KubeVirt's fixed overhead on the v1.6–v1.9 line (reference §1.5, terms
+/// KubeVirt's fixed overhead on the v1.6–v1.9 line (its overhead table, terms
 /// 2–6): virt-launcher-monitor 25Mi + virt-launcher 100Mi + virtlogd 25Mi +
 /// virtqemud 40Mi + QEMU 30Mi.
 pub(crate) const FIXED_OVERHEAD_V1_9: u64 = (25 + 100 + 25 + 40 + 30) * MI;
@@ -450,7 +450,7 @@ impl VmiSpec {
 // === Pods and other objects ===
 
 /// A virt-launcher Pod as KubeVirt's virt-controller renders it for VMI
-/// `vmi` (reference §1.9): labels, controller owner reference to the VMI,
+/// `vmi`, as KubeVirt renders it: labels, controller owner reference to the VMI,
 /// `kubevirt.io/domain`, the `compute` container with `compute_resources`,
 /// and a `guest-console-log` container with KubeVirt's default resources.
 #[must_use]

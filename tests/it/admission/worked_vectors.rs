@@ -1,4 +1,4 @@
-//! KubeVirt's worked vectors (reference §3), through `review`.
+//! KubeVirt's worked vectors, through `review`.
 
 use super::*;
 

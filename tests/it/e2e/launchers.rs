@@ -19,7 +19,7 @@ use crate::support::{
 
 const OVERHEAD_ANNOTATION: &str = "kubevirt.io/memory-overhead-bytes";
 
-// KubeVirt v1.9's overhead terms (reference §1.5).
+// KubeVirt v1.9's overhead terms.
 const PER_VCPU: u64 = 8 * MI;
 const IOTHREAD: u64 = 8 * MI;
 const VIDEO: u64 = 32 * MI;
@@ -321,7 +321,7 @@ impl Shape {
     }
 }
 
-/// The SPEC's hard rules, whatever the profile: device-plugin resources
+/// The hard rules, whatever the profile: device-plugin resources
 /// untouched; hugepages never overcommitted (request = limit = what KubeVirt
 /// rendered); dedicated CPUs keep whole CPUs and Guaranteed QoS; requests
 /// never above limits.

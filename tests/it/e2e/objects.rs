@@ -15,7 +15,7 @@ pub(crate) fn vmi(spec: &VmiSpec, namespace: &str) -> Value {
 }
 
 /// The virt-launcher Pod KubeVirt creates for the *stored* VMI `vmi`
-/// (reference §1.9): labels `kubevirt.io=virt-launcher` and
+/// as KubeVirt renders it: labels `kubevirt.io=virt-launcher` and
 /// `kubevirt.io/created-by=<uid>` plus the VMI's own labels, annotation
 /// `kubevirt.io/domain`, a controller owner reference with the VMI's uid,
 /// and `compute` (container 0) with `compute` resources.

@@ -44,7 +44,7 @@ fn policy_from_yaml_never_panics_on_any_text() {
     );
 }
 
-/// Every field name of the policy (SPEC §2), the profile and handler names
+/// Every field name of the policy, the profile and handler names
 /// the example uses, and YAML's merge key.
 const POLICY_KEYS: &[&str] = &[
     "apiVersion",

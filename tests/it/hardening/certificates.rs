@@ -1,4 +1,4 @@
-//! Issue 11, section 7: Certificates.
+//! Certificates.
 
 use super::*;
 
@@ -24,7 +24,7 @@ fn client_identity(name: &str) -> (String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_11_client_ca_reloads_like_the_serving_pair() {
+async fn client_ca_reloads_like_the_serving_pair() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (old_ca, old_client) = client_identity("old-apiserver");
     let (new_ca, new_client) = client_identity("new-apiserver");
@@ -84,7 +84,7 @@ fn pair_valid(from_year: i32, until_year: i32) -> (String, String) {
 }
 
 #[test]
-fn issue_11_serving_pair_outside_its_validity_window_is_refused_and_the_old_one_kept() {
+fn serving_pair_outside_its_validity_window_is_refused_and_the_old_one_kept() {
     install_provider();
     let dir = tempfile::tempdir().expect("tempdir");
     let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
@@ -123,7 +123,7 @@ fn issue_11_serving_pair_outside_its_validity_window_is_refused_and_the_old_one_
 }
 
 #[tokio::test]
-async fn issue_11_readyz_is_degraded_when_the_serving_certificate_expired() {
+async fn readyz_is_degraded_when_the_serving_certificate_expired() {
     install_provider();
     let (cert_pem, key_pem) = pair_valid(2020, 2021);
     let certs = Arc::new(

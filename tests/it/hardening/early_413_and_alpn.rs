@@ -1,9 +1,9 @@
-//! Issue 11, section 4: Early 413, ALPN.
+//! Early 413, ALPN.
 
 use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_11_oversized_content_length_gets_413_before_the_body_and_never_100_continue() {
+async fn oversized_content_length_gets_413_before_the_body_and_never_100_continue() {
     let running = Running::start(ServeOptions::default(), RequestLimits::default()).await;
     for expect in ["Expect: 100-continue\r\n", ""] {
         let mut stream = tls_connect(running.address, &running.pem.ca_pem, &[b"http/1.1"]).await;
@@ -23,7 +23,7 @@ async fn issue_11_oversized_content_length_gets_413_before_the_body_and_never_10
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_11_alpn_http1_connection_is_not_served_http2() {
+async fn alpn_http1_connection_is_not_served_http2() {
     let running = Running::start(ServeOptions::default(), RequestLimits::default()).await;
     for alpn in [&[b"http/1.1".as_slice()][..], &[]] {
         let mut stream = tls_connect(running.address, &running.pem.ca_pem, alpn).await;

@@ -1,9 +1,9 @@
-//! Issue 11, section 3: Idle connections, connection count, NOFILE.
+//! Idle connections, connection count, NOFILE.
 
 use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_11_silent_tls_connection_is_closed_within_the_header_timeout() {
+async fn silent_tls_connection_is_closed_within_the_header_timeout() {
     let options = short_options();
     let running = Running::start(options, RequestLimits::default()).await;
     for alpn in [&[b"http/1.1".as_slice()][..], &[b"h2"], &[]] {
@@ -24,7 +24,7 @@ async fn issue_11_silent_tls_connection_is_closed_within_the_header_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_11_partial_http2_preface_is_closed_within_the_header_timeout() {
+async fn partial_http2_preface_is_closed_within_the_header_timeout() {
     let options = short_options();
     let running = Running::start(options, RequestLimits::default()).await;
     let mut stream = tls_connect(running.address, &running.pem.ca_pem, &[b"h2"]).await;
@@ -51,7 +51,7 @@ async fn issue_11_partial_http2_preface_is_closed_within_the_header_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_11_idle_http2_connection_gets_goaway_after_the_idle_timeout() {
+async fn idle_http2_connection_gets_goaway_after_the_idle_timeout() {
     let options = short_options();
     let running = Running::start(options, RequestLimits::default()).await;
     let (mut sender, driver) = h2_client(&running).await;
@@ -111,7 +111,7 @@ async fn a_connection_past_the_maximum_takes_the_slot_of_the_one_idle_longest() 
 }
 
 #[test]
-fn issue_11_open_files_soft_limit_is_raised_to_the_hard_limit() {
+fn open_files_soft_limit_is_raised_to_the_hard_limit() {
     let binary = Binary::spawn(&[], Stdio::null(), Some("ulimit -Sn 256"));
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", binary.pid())).expect("limits");
     let line = limits

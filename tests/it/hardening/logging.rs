@@ -1,4 +1,4 @@
-//! Issue 11, section 6: Logging never blocks or panics the request path.
+//! Logging never blocks or panics the request path.
 
 use super::*;
 
@@ -30,7 +30,7 @@ fn thousand_reviews(binary: &Binary) -> String {
 }
 
 #[test]
-fn issue_11_stderr_pipe_nobody_reads_does_not_stop_answers() {
+fn stderr_pipe_nobody_reads_does_not_stop_answers() {
     let binary = Binary::spawn(&[], Stdio::piped(), None);
     // The pipe fills (64 KiB) and stays full: nobody reads it.
     let metrics = thousand_reviews(&binary);
@@ -39,7 +39,7 @@ fn issue_11_stderr_pipe_nobody_reads_does_not_stop_answers() {
 }
 
 #[test]
-fn issue_11_stderr_on_a_full_device_does_not_stop_answers() {
+fn stderr_on_a_full_device_does_not_stop_answers() {
     let full = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/full")
@@ -50,7 +50,7 @@ fn issue_11_stderr_on_a_full_device_does_not_stop_answers() {
 }
 
 #[test]
-fn issue_11_stderr_closed_or_broken_at_start_does_not_exit_101() {
+fn stderr_closed_or_broken_at_start_does_not_exit_101() {
     // Closed: the shell closes fd 2 before exec.
     let closed = Binary::spawn(&[], Stdio::null(), Some("exec 2>&-"));
     // Broken: a pipe whose reader is gone (every write fails with EPIPE).
@@ -69,7 +69,7 @@ fn issue_11_stderr_closed_or_broken_at_start_does_not_exit_101() {
 }
 
 #[test]
-fn issue_11_text_logs_escape_control_characters_and_cap_fields() {
+fn text_logs_escape_control_characters_and_cap_fields() {
     let mut binary = Binary::spawn(&["--log-format", "text"], Stdio::piped(), None);
     let stderr = binary.child().stderr.take().expect("stderr");
     let (lines, received) = std::sync::mpsc::channel::<String>();

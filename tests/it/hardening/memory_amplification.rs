@@ -1,4 +1,4 @@
-//! Issue 11, section 1: Memory amplification.
+//! Memory amplification.
 
 use super::*;
 
@@ -20,7 +20,7 @@ fn amplification_body(length: usize, field: &str, item: &str) -> Vec<u8> {
 }
 
 #[test]
-fn issue_11_memory_amplification_16_concurrent_max_size_bodies_stay_under_200_mib() {
+fn memory_amplification_16_concurrent_max_size_bodies_stay_under_200_mib() {
     let _alone = measuring();
     let binary = Binary::spawn(&[], Stdio::null(), None);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

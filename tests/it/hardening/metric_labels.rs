@@ -1,9 +1,9 @@
-//! Issue 11, section 5: Labels from closed sets.
+//! Labels from closed sets.
 
 use super::*;
 
 #[tokio::test]
-async fn issue_11_distinct_operation_values_add_no_metric_series() {
+async fn distinct_operation_values_add_no_metric_series() {
     let state = AppState::new(
         PolicyStore::builtin(),
         None,

@@ -1,10 +1,10 @@
-//! Issue 11, section 8: the rest (a second SIGTERM, what admission
+//! The rest (a second SIGTERM, what admission
 //! warnings may carry, a deleted VMI file).
 
 use super::*;
 
 #[test]
-fn issue_11_second_sigterm_during_drain_exits_at_once() {
+fn second_sigterm_during_drain_exits_at_once() {
     let binary = Binary::spawn(&["--shutdown-delay-seconds", "60"], Stdio::null(), None);
     binary.signal("TERM");
     // Readiness goes false, the drain waits its 60 s delay…
@@ -28,7 +28,7 @@ fn issue_11_second_sigterm_during_drain_exits_at_once() {
 }
 
 #[tokio::test]
-async fn issue_11_admission_warnings_never_carry_server_paths() {
+async fn admission_warnings_never_carry_server_paths() {
     let dir = tempfile::tempdir().expect("tempdir");
     let vmi_dir = dir.path().join("vmis-f");
     std::fs::create_dir(&vmi_dir).expect("mkdir");
@@ -63,7 +63,7 @@ async fn issue_11_admission_warnings_never_carry_server_paths() {
 }
 
 #[tokio::test]
-async fn issue_11_admission_warnings_echo_client_values_capped() {
+async fn admission_warnings_echo_client_values_capped() {
     let (router, _) = crate::bad_input::router();
     let mut review: Value = serde_json::from_str(EXAMPLE_REVIEW).expect("json");
     review["request"]["object"]["metadata"]["annotations"]["virt-sizer.io/profile"] =
@@ -86,7 +86,7 @@ async fn issue_11_admission_warnings_echo_client_values_capped() {
 }
 
 #[tokio::test]
-async fn issue_11_deleted_vmi_file_is_no_longer_served() {
+async fn deleted_vmi_file_is_no_longer_served() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("vmi.yaml");
     std::fs::copy(repo("examples/vmi-dev.yaml"), &file).expect("copy");

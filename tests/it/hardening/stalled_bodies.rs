@@ -1,9 +1,9 @@
-//! Issue 11, section 2: Stalled bodies.
+//! Stalled bodies.
 
 use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_11_stalled_body_http1_is_answered_408_within_the_body_timeout() {
+async fn stalled_body_http1_is_answered_408_within_the_body_timeout() {
     let timeout = Duration::from_millis(700);
     let running = Running::start(
         ServeOptions::default(),
@@ -33,7 +33,7 @@ async fn issue_11_stalled_body_http1_is_answered_408_within_the_body_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_11_stalled_body_http2_stream_is_reset_within_the_body_timeout() {
+async fn stalled_body_http2_stream_is_reset_within_the_body_timeout() {
     let timeout = Duration::from_millis(700);
     let running = Running::start(
         ServeOptions::default(),

@@ -1,4 +1,4 @@
-//! The hard rules (SPEC §1.2) as properties of generated cases.
+//! The hard rules as properties of generated cases.
 
 use super::*;
 

@@ -4,7 +4,7 @@
 use super::*;
 
 /// KubeVirt v1.6–v1.9's overhead for a VMI without an explicit memory
-/// request (reference §1.5): no page-table term; 220Mi fixed; 8Mi per vCPU;
+/// request: no page-table term; 220Mi fixed; 8Mi per vCPU;
 /// 8Mi IOThread; 32Mi video unless `autoattachGraphicsDevice: false`; 128Mi
 /// arm64 pflash; 1Gi VFIO once for any GPU/host device; 10Mi per exec
 /// probe + 100Mi once. (No 100Mi QoS term: Guaranteed intent needs a
@@ -173,7 +173,7 @@ proptest! {
 proptest! {
     #![proptest_config(config())]
 
-    /// The VM owner's `overcommitGuestOverhead` wins (SPEC §1.2, issue 10):
+    /// The VM owner's `overcommitGuestOverhead` wins:
     /// with an explicit VMI `requests.memory` R (no hugepages, no dedicated
     /// CPUs) the Pod requests exactly R, as KubeVirt's `WithMemoryOverhead`
     /// renders it, whatever the profile (overcommit, `Omit`, ratio, margin,

@@ -1,4 +1,4 @@
-//! Issue 10: fidelity, through `review`.
+//! Fidelity to KubeVirt where virt-sizer once differed, through `review`.
 
 use super::worked_vectors::topology;
 use super::*;
@@ -23,9 +23,9 @@ fn founding_vmi() -> Value {
 const FOUNDING_OVERHEAD: u64 = 33_554_433 + (220 + 12 * 8 + 8 + 32) * MI;
 
 #[test]
-fn issue_10_founding_example_requests_exactly_16gi() {
+fn founding_example_requests_exactly_16gi() {
     // KubeVirt's WithMemoryOverhead honours the VMI's own
-    // overcommitGuestOverhead: the request is the VMI's 16Gi. Before issue 10
+    // overcommitGuestOverhead: the request is the VMI's 16Gi. An earlier version
     // the hotplug floor (because of maxGuest) made it 16Gi + 406847489 =
     // 17586716673.
     assert_eq!(16 * GI + FOUNDING_OVERHEAD, 17_586_716_673);
@@ -84,12 +84,12 @@ fn issue_10_founding_example_requests_exactly_16gi() {
 }
 
 #[test]
-fn issue_10_reported_passt_memory_is_not_multiplied_by_overhead_ratio() {
+fn reported_passt_memory_is_not_multiplied_by_overhead_ratio() {
     // KubeVirt v1.9 reports 268Mi + passt 250Mi = 543162368. overheadRatio
     // 1.5 multiplies the 281018368 before passt: ⌈281018368 / 1000⌉ =
     // 281019 kB × 0.5 = 140509.5 → 140509000 B; overhead 281018368 +
     // 140509000 + 262144000 = 683671368; memory 1Gi + 683671368 = 1757413192
-    // (before issue 10: 1888485192, the whole figure multiplied).
+    // (an earlier version: 1888485192, the whole figure multiplied).
     let mut vmi = vmi();
     set(
         &mut vmi,
@@ -150,7 +150,7 @@ fn issue_10_reported_passt_memory_is_not_multiplied_by_overhead_ratio() {
 }
 
 #[test]
-fn issue_10_downward_metrics_device_adds_no_overhead() {
+fn downward_metrics_device_adds_no_overhead() {
     // Only a downwardMetrics *volume* is KubeVirt's downward-metrics disk
     // (HasDownwardMetricDisk): 1Gi + 268Mi = 1292Mi, not 1293Mi.
     let mut vmi = vmi();
