@@ -139,7 +139,9 @@ fn nothing_points_outside_the_repository() {
         for (index, line) in text.lines().enumerate() {
             for needle in [
                 "SPEC",
-                "reference §",
+                // A section mark only ever pointed at a document the
+                // repository does not hold.
+                "§",
                 "/work/",
                 "performance issue",
                 "target/debug/virt-sizer",
