@@ -28,27 +28,24 @@
 //! nothing of the VMI to parse.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use futures::future::{BoxFuture as SharedBoxFuture, Shared};
-use futures::{FutureExt as _, StreamExt as _};
+use futures::FutureExt as _;
+use futures::future::BoxFuture as SharedBoxFuture;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ApiResource};
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use crate::admission::VmiRef;
-use crate::metrics::{CacheLabels, Metrics};
+use crate::metrics::Metrics;
 use crate::server::NamespaceSource;
 use crate::server::vmi_source::{BoxFuture, VmiSource, check_uid};
 use crate::sizing::vmi::ReadVmi;

@@ -1,7 +1,14 @@
 //! Direct GETs behind a cache: shared by concurrent misses, "does not
 //! exist" remembered briefly, rate limited, counted.
 
-use super::*;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt as _;
+use futures::future::{BoxFuture as SharedBoxFuture, Shared};
+
+use super::{CacheHealth, CacheOptions};
 
 // === Fallback GETs ===
 

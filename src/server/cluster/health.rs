@@ -1,8 +1,20 @@
 //! The health of a watch cache (for `/readyz` and metrics) and the loop
 //! that keeps a cache fresh.
 
-use super::*;
-use serde_json::json;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use kube::Resource;
+use kube::api::Api;
+use kube::runtime::reflector::{Store, store::Writer};
+use kube::runtime::watcher;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use serde_json::{Value, json};
+
+use super::{CacheOptions, Reachability, WATCH_TIMEOUT_SECONDS, reach};
+use crate::metrics::{CacheLabels, Metrics};
 
 // === Health ===
 

@@ -4,7 +4,10 @@
 //! a silent apiserver, so the caches can say they are not current, and
 //! relist as soon as it answers again instead of waiting out their backoff.
 
-use super::*;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use kube::Client;
 
 /// How often the apiserver is asked, and how long an answer may take.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
