@@ -269,8 +269,6 @@ async fn check_policy(state: &AppState, uid: &str, text: String) -> AdmissionRes
 /// Looks up what the request needs and decides.
 async fn decide(state: &AppState, policy: &ValidPolicy, request: &AdmissionRequest) -> Decision {
     let inner = &state.inner;
-    let mut unavailable: Option<String> = None;
-    let mut vmi: Option<Arc<ReadVmi>> = None;
     // Only a Pod virt-sizer sizes (a launcher or Kata Pod CREATE) reads its
     // VMI or its namespace's labels: nothing else costs a lookup (or, on a
     // cache miss, a GET).
@@ -278,36 +276,10 @@ async fn decide(state: &AppState, policy: &ValidPolicy, request: &AdmissionReque
     if sized {
         wait_for_sync(state, inner.vmi_lookup_timeout * 3 / 4).await;
     }
-    if sized && let Some(reference) = admission::launcher_vmi(request) {
-        let started = Instant::now();
-        let lookup = inner.vmis.lookup(&reference);
-        let result = match tokio::time::timeout(inner.vmi_lookup_timeout, lookup).await {
-            Ok(Ok(found)) => {
-                vmi = found;
-                if vmi.is_some() {
-                    LookupResult::Found
-                } else {
-                    LookupResult::NotFound
-                }
-            }
-            Ok(Err(error)) => {
-                inner.metrics.error(ErrorReason::VmiLookup);
-                unavailable = Some(error);
-                LookupResult::Error
-            }
-            Err(_) => {
-                inner.metrics.error(ErrorReason::VmiLookup);
-                unavailable = Some(format!(
-                    "lookup timed out after {} ms",
-                    inner.vmi_lookup_timeout.as_millis()
-                ));
-                LookupResult::Timeout
-            }
-        };
-        inner
-            .metrics
-            .observe_vmi_lookup(result, started.elapsed().as_secs_f64());
-    }
+    let (vmi, unavailable) = match admission::launcher_vmi(request) {
+        Some(reference) if sized => look_up_vmi(state, &reference).await,
+        _ => (None, None),
+    };
     let labels = if !sized || request.namespace.is_empty() {
         Ok(Arc::default())
     } else {
@@ -351,6 +323,39 @@ async fn decide(state: &AppState, policy: &ValidPolicy, request: &AdmissionReque
         inner.metrics.stale_decisions.inc();
     }
     decision
+}
+
+/// The launcher Pod's VMI within the lookup timeout, timed and counted:
+/// the VMI if found, or why it could not be looked up.
+async fn look_up_vmi(
+    state: &AppState,
+    reference: &admission::VmiRef,
+) -> (Option<Arc<ReadVmi>>, Option<String>) {
+    let inner = &state.inner;
+    let started = Instant::now();
+    let lookup = inner.vmis.lookup(reference);
+    let (found, result) = match tokio::time::timeout(inner.vmi_lookup_timeout, lookup).await {
+        Ok(Ok(Some(vmi))) => ((Some(vmi), None), LookupResult::Found),
+        Ok(Ok(None)) => ((None, None), LookupResult::NotFound),
+        Ok(Err(error)) => ((None, Some(error)), LookupResult::Error),
+        Err(_) => (
+            (
+                None,
+                Some(format!(
+                    "lookup timed out after {} ms",
+                    inner.vmi_lookup_timeout.as_millis()
+                )),
+            ),
+            LookupResult::Timeout,
+        ),
+    };
+    if found.1.is_some() {
+        inner.metrics.error(ErrorReason::VmiLookup);
+    }
+    inner
+        .metrics
+        .observe_vmi_lookup(result, started.elapsed().as_secs_f64());
+    found
 }
 
 /// The caches a decision reads from: the VMIs, the Namespaces and the

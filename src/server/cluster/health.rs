@@ -401,8 +401,7 @@ pub(crate) async fn run_cache<K>(
 {
     let config = watcher::Config::default().timeout(WATCH_TIMEOUT_SECONDS);
     let mut recovered = health.reach.get().map(|reach| reach.subscribe());
-    let mut failures: u32 = 0;
-    let mut last_failure: Option<Instant> = None;
+    let mut failures = Failures::default();
     loop {
         if health.state() != CacheState::Syncing {
             health.set_state(CacheState::Relisting);
@@ -419,48 +418,15 @@ pub(crate) async fn run_cache<K>(
                 () = reach::recovery(&mut recovered) => break,
             };
             match event {
-                Some(Ok(mut event)) => {
-                    match &mut event {
-                        watcher::Event::Apply(object)
-                        | watcher::Event::Delete(object)
-                        | watcher::Event::InitApply(object) => prepare(object, &store),
-                        watcher::Event::Init | watcher::Event::InitDone => {}
-                    }
-                    writer.apply_watcher_event(&event);
-                    match event {
-                        watcher::Event::InitDone => {
-                            health.success(true, store.len());
-                            on_event(CacheEvent::Listed);
-                        }
-                        watcher::Event::Apply(_) | watcher::Event::Delete(_) => {
-                            // The watch works: failures are behind us.
-                            failures = 0;
-                            health.success(false, store.len());
-                            on_event(CacheEvent::Changed);
-                        }
-                        watcher::Event::Init | watcher::Event::InitApply(_) => {}
+                Some(Ok(event)) => {
+                    if apply(event, &mut writer, &store, &health, prepare, &on_event) {
+                        // The watch works: failures are behind us.
+                        failures = Failures::default();
                     }
                 }
                 Some(Err(error)) => {
-                    // A failure long after the last one starts the backoff
-                    // afresh; a LIST that succeeds between failures does not.
-                    if last_failure.is_some_and(|at| at.elapsed() > options.relist_interval) {
-                        failures = 0;
-                    }
-                    failures = failures.saturating_add(1);
-                    last_failure = Some(Instant::now());
-                    let pause = backoff(failures, options.backoff_max);
-                    if is_absent(&error) {
-                        // Nothing to cache: empty and in sync, as far as
-                        // anyone can tell. Looked for again after `pause`.
-                        writer.apply_watcher_event(&watcher::Event::Init);
-                        writer.apply_watcher_event(&watcher::Event::InitDone);
-                        health.absent();
-                        on_event(CacheEvent::Absent);
-                    } else {
-                        health.failure(&error, pause);
-                        on_event(CacheEvent::Failed);
-                    }
+                    let pause = failures.next_pause(&options);
+                    record_failure(&error, pause, &mut writer, &health, &on_event);
                     // The long backoff is for an apiserver that keeps
                     // answering errors: one that answers again after an
                     // outage is listed at once.
@@ -473,6 +439,91 @@ pub(crate) async fn run_cache<K>(
                 None => break,
             }
         }
+    }
+}
+
+/// Consecutive watch failures, for the backoff.
+#[derive(Debug, Default)]
+struct Failures {
+    count: u32,
+    last: Option<Instant>,
+}
+
+impl Failures {
+    /// Counts one more failure and says how long to pause. A failure long
+    /// after the last one starts the backoff afresh; a LIST that succeeds
+    /// between failures does not.
+    fn next_pause(&mut self, options: &CacheOptions) -> Duration {
+        if self
+            .last
+            .is_some_and(|at| at.elapsed() > options.relist_interval)
+        {
+            self.count = 0;
+        }
+        self.count = self.count.saturating_add(1);
+        self.last = Some(Instant::now());
+        backoff(self.count, options.backoff_max)
+    }
+}
+
+/// Applies one watch event to the store, with `prepare` first, and reports
+/// it; true when it came from the watch itself (an object changed), which
+/// shows the watch works.
+fn apply<K>(
+    mut event: watcher::Event<K>,
+    writer: &mut Writer<K>,
+    store: &Store<K>,
+    health: &CacheHealth,
+    prepare: fn(&mut K, &Store<K>),
+    on_event: &impl Fn(CacheEvent),
+) -> bool
+where
+    K: Resource + Clone,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    match &mut event {
+        watcher::Event::Apply(object)
+        | watcher::Event::Delete(object)
+        | watcher::Event::InitApply(object) => prepare(object, store),
+        watcher::Event::Init | watcher::Event::InitDone => {}
+    }
+    writer.apply_watcher_event(&event);
+    match event {
+        watcher::Event::InitDone => {
+            health.success(true, store.len());
+            on_event(CacheEvent::Listed);
+            false
+        }
+        watcher::Event::Apply(_) | watcher::Event::Delete(_) => {
+            health.success(false, store.len());
+            on_event(CacheEvent::Changed);
+            true
+        }
+        watcher::Event::Init | watcher::Event::InitApply(_) => false,
+    }
+}
+
+/// A LIST or watch failed: an absent resource empties the store (in sync,
+/// as far as anyone can tell; looked for again after `pause`), anything
+/// else marks the cache failing.
+fn record_failure<K>(
+    error: &watcher::Error,
+    pause: Duration,
+    writer: &mut Writer<K>,
+    health: &CacheHealth,
+    on_event: &impl Fn(CacheEvent),
+) where
+    K: Resource + Clone,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    if is_absent(error) {
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        health.absent();
+        on_event(CacheEvent::Absent);
+    } else {
+        health.failure(error, pause);
+        on_event(CacheEvent::Failed);
     }
 }
 
