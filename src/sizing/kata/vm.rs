@@ -136,36 +136,7 @@ pub(super) fn go_hotplug(
         let target_mib = u64::try_from(target_bytes.div_euclid(MIB_BYTES)).unwrap_or(u64::MAX);
         let before = memory_mib;
         memory_mib = hot_add(memory_mib, target_mib, block_mib);
-        let memory_part = if memory_mib > before {
-            let rounded = (memory_mib - before != target_mib - before).then(|| {
-                terms![
-                    " (",
-                    target_mib - before,
-                    " MiB rounded up to whole ",
-                    block_mib,
-                    " MiB blocks)"
-                ]
-            });
-            terms![
-                "hot-adds ",
-                memory_mib - before,
-                " MiB",
-                rounded,
-                " → ",
-                memory_mib,
-                " MiB"
-            ]
-        } else if target_mib < memory_mib {
-            terms![
-                "memory stays ",
-                memory_mib,
-                " MiB (needs ",
-                target_mib,
-                "; never unplugged)"
-            ]
-        } else {
-            terms!["memory stays ", memory_mib, " MiB"]
-        };
+        let memory_part = memory_step(before, memory_mib, target_mib, block_mib);
         if target_vcpus != vcpus || memory_mib != before || target_mib < memory_mib {
             explanation.note(terms![
                 container.role.noun(),
@@ -185,6 +156,77 @@ pub(super) fn go_hotplug(
         vcpus = target_vcpus;
         peak_vcpus = peak_vcpus.max(vcpus);
     }
+    explanation.note(hotplug_summary(
+        HotplugEnd {
+            vcpus,
+            peak_vcpus,
+            memory_mib,
+            cpu_sum,
+            bytes_sum,
+            hugepages_sum,
+        },
+        base_vcpus,
+        base_mib,
+        labels,
+    ));
+    VmEstimate { vcpus, memory_mib }
+}
+
+/// What one container's start did to the VM's memory, `before` →
+/// `after` MiB, towards `target`.
+fn memory_step(before: u64, after: u64, target: u64, block_mib: u64) -> Terms {
+    if after > before {
+        let rounded = (after - before != target - before).then(|| {
+            terms![
+                " (",
+                target - before,
+                " MiB rounded up to whole ",
+                block_mib,
+                " MiB blocks)"
+            ]
+        });
+        terms![
+            "hot-adds ",
+            after - before,
+            " MiB",
+            rounded,
+            " → ",
+            after,
+            " MiB"
+        ]
+    } else if target < after {
+        terms![
+            "memory stays ",
+            after,
+            " MiB (needs ",
+            target,
+            "; never unplugged)"
+        ]
+    } else {
+        terms!["memory stays ", after, " MiB"]
+    }
+}
+
+/// Where the hotplug replay ended, once every container has started.
+struct HotplugEnd {
+    vcpus: u64,
+    peak_vcpus: u64,
+    memory_mib: u64,
+    cpu_sum: Vcpus,
+    bytes_sum: i128,
+    hugepages_sum: i128,
+}
+
+/// The "VM boots with" line of the hotplug replay.
+fn hotplug_summary(end: HotplugEnd, base_vcpus: Vcpus, base_mib: u64, labels: Labels) -> Terms {
+    let HotplugEnd {
+        vcpus,
+        peak_vcpus,
+        memory_mib,
+        cpu_sum,
+        bytes_sum,
+        hugepages_sum,
+    } = end;
     let kept = memory_mib.saturating_sub(
         base_mib
             .saturating_add(mib_floor(bytes_sum))
@@ -202,7 +244,7 @@ pub(super) fn go_hotplug(
     });
     let peak_term =
         (peak_vcpus > vcpus).then(|| terms![" (", peak_vcpus, " vCPUs while init containers ran)"]);
-    explanation.note(terms![
+    terms![
         "VM boots with ",
         vcpus,
         " vCPUs = ceil(default_vcpus ",
@@ -223,8 +265,7 @@ pub(super) fn go_hotplug(
         hugepages_term,
         kept_term,
         " (Go runtime, hotplug, once every container has started)"
-    ]);
-    VmEstimate { vcpus, memory_mib }
+    ]
 }
 
 /// One `updateResources` memory pass: from `current` MiB towards `target`
