@@ -480,80 +480,94 @@ fn round_memory_to_blocks(
                 .saturating_mul(NANOS_PER_UNIT),
             Format::BinarySi,
         );
-        let why = terms![
-            container.role.noun(),
-            " ",
-            container.name.clone(),
-            " memory limit := ",
-            rounded,
-            " = ",
-            limit,
-            " rounded up to whole ",
-            block_mib,
-            " MiB guest memory blocks: Kata hot-adds whole blocks for it, and guestMemory Account makes \
-             the pod cgroup hold them"
-        ];
-        out.explanation.note(why.clone());
-        let source = match container.list {
-            ContainerList::InitContainers => &input.init_containers[container.index],
-            ContainerList::Containers => &input.containers[container.index],
-        };
-        let filled = out.changes.iter_mut().find(|change| {
-            change.list == container.list
-                && change.container == container.index
-                && change.section == Section::Limits
-                && change.resource == "memory"
-        });
-        match filled {
-            Some(change) => {
-                change.new = rounded;
-                change.why = why.clone();
-            }
-            None => out.changes.push(ResourceChange {
-                list: container.list,
-                container: container.index,
-                section: Section::Limits,
-                resource: "memory".to_owned(),
-                old: Some(limit),
-                new: rounded,
-                why: why.clone(),
-            }),
-        }
-        let request = source
-            .requests
-            .get("memory")
-            .copied()
-            .filter(|q| !q.is_negative());
-        // A request that equals the limit the Pod was written with.
-        let equal = request.filter(|r| {
-            source
-                .limits
-                .get("memory")
-                .is_some_and(|written| written.nanos() == r.nanos())
-        });
-        if let Some(request) = equal {
-            out.changes.push(ResourceChange {
-                list: container.list,
-                container: container.index,
-                section: Section::Requests,
-                resource: "memory".to_owned(),
-                old: Some(request),
-                new: rounded,
-                why: terms![
-                    container.role.noun(),
-                    " ",
-                    container.name.clone(),
-                    " memory request := ",
-                    rounded,
-                    ": it equalled the limit, and still does, so the Pod keeps its QoS class"
-                ],
-            });
-        }
-        if request.is_none() || equal.is_some() {
-            container.requests.insert("memory".to_owned(), rounded);
-        }
-        container.limits.insert("memory".to_owned(), rounded);
+        record_rounded_limit(input, container, limit, rounded, block_mib, out);
     }
+}
+
+/// Records one container's memory limit rounded up to whole blocks (and its
+/// request with it when the two were equal, so the QoS class stays), in the
+/// changes and on the container the estimate reads.
+fn record_rounded_limit(
+    input: &KataPodInput,
+    container: &mut PodContainer,
+    limit: Quantity,
+    rounded: Quantity,
+    block_mib: i128,
+    out: &mut KataPodSizing,
+) {
+    let why = terms![
+        container.role.noun(),
+        " ",
+        container.name.clone(),
+        " memory limit := ",
+        rounded,
+        " = ",
+        limit,
+        " rounded up to whole ",
+        block_mib,
+        " MiB guest memory blocks: Kata hot-adds whole blocks for it, and guestMemory Account makes \
+         the pod cgroup hold them"
+    ];
+    out.explanation.note(why.clone());
+    let source = match container.list {
+        ContainerList::InitContainers => &input.init_containers[container.index],
+        ContainerList::Containers => &input.containers[container.index],
+    };
+    let filled = out.changes.iter_mut().find(|change| {
+        change.list == container.list
+            && change.container == container.index
+            && change.section == Section::Limits
+            && change.resource == "memory"
+    });
+    match filled {
+        Some(change) => {
+            change.new = rounded;
+            change.why = why.clone();
+        }
+        None => out.changes.push(ResourceChange {
+            list: container.list,
+            container: container.index,
+            section: Section::Limits,
+            resource: "memory".to_owned(),
+            old: Some(limit),
+            new: rounded,
+            why: why.clone(),
+        }),
+    }
+    let request = source
+        .requests
+        .get("memory")
+        .copied()
+        .filter(|q| !q.is_negative());
+    // A request that equals the limit the Pod was written with.
+    let equal = request.filter(|r| {
+        source
+            .limits
+            .get("memory")
+            .is_some_and(|written| written.nanos() == r.nanos())
+    });
+    if let Some(request) = equal {
+        out.changes.push(ResourceChange {
+            list: container.list,
+            container: container.index,
+            section: Section::Requests,
+            resource: "memory".to_owned(),
+            old: Some(request),
+            new: rounded,
+            why: terms![
+                container.role.noun(),
+                " ",
+                container.name.clone(),
+                " memory request := ",
+                rounded,
+                ": it equalled the limit, and still does, so the Pod keeps its QoS class"
+            ],
+        });
+    }
+    if request.is_none() || equal.is_some() {
+        container.requests.insert("memory".to_owned(), rounded);
+    }
+    container.limits.insert("memory".to_owned(), rounded);
 }
 
 /// Explains the Pod's scheduling footprint (the Pod's requests + `podFixed`)
@@ -599,6 +613,20 @@ fn explain_footprint(
         pod_fixed.memory,
         has_init.then_some(" (init containers take the maximum, sidecars add)")
     ]);
+    explain_cgroup(class, pod_fixed, containers, has_init, out);
+}
+
+/// The pod cgroup's memory limit against the VM that boots in it, when
+/// every container has a memory limit: whether it holds the guest memory
+/// (and the VMM, with `sandbox_cgroup_only`), and a warning when it does
+/// not although the class accounts for the guest.
+fn explain_cgroup(
+    class: &KataClass,
+    pod_fixed: &PodFixed,
+    containers: &[PodContainer],
+    has_init: bool,
+    out: &mut KataPodSizing,
+) {
     let memory = pod_total(containers, |c| nanos_of(&c.limits, "memory"));
     if !memory.every_container_set {
         return;
