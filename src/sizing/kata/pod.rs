@@ -522,7 +522,7 @@ fn record_rounded_limit(
     match filled {
         Some(change) => {
             change.new = rounded;
-            change.why = why.clone();
+            change.why = why;
         }
         None => out.changes.push(ResourceChange {
             list: container.list,
@@ -531,7 +531,7 @@ fn record_rounded_limit(
             resource: "memory".to_owned(),
             old: Some(limit),
             new: rounded,
-            why: why.clone(),
+            why,
         }),
     }
     let request = source
