@@ -44,7 +44,7 @@ pub mod telemetry;
 
 /// The allocator settings the container image runs the binary with (`ENV`
 /// lines of the `Dockerfile`, held to this list by a test; the benches'
-/// `serve` children get them too). `MIMALLOC_PURGE_DELAY=0`: mimalloc gives
+/// `serve` children and the hardening tests' get them too). `MIMALLOC_PURGE_DELAY=0`: mimalloc gives
 /// freed pages back to the system at once rather than 10 ms of allocation
 /// later, so what a watch cache's initial list of every VMI leaves behind
 /// is not kept resident by a thread that then sits idle (10,000 VMIs: a

@@ -374,7 +374,9 @@ impl Binary {
                 command
             }
         };
+        // Measured as the image runs it: with its allocator settings.
         let child = command
+            .envs(virt_sizer::ALLOCATOR_ENV.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
